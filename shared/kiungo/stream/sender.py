@@ -1,0 +1,481 @@
+"""The STREAM sender (RFC 29 §6.8 of our protocol notes): probes the path, then pays.
+
+It speaks through any ``send(prepare) -> reply`` coroutine (the connector's pipeline, an HTTP
+link, a test double of a real peer), so it holds no sockets; the clock and the sleep used for
+backoff are passed in. The algorithm follows what @interledger/pay does, in its own terms:
+
+* **Probe**: unfulfillable packets of 10^12 … 10^3 source units in parallel. An authentic reply
+  tells what arrived, bounding the path's rate in ``[delivered/sent, (delivered+1)/sent)`` because
+  each hop floors; an F08 tells the maximum packet amount (scaled back to our units), which is then
+  probed exactly. The first packets carry ConnectionNewAddress and ConnectionAssetDetails so the
+  receiver answers with its asset.
+* **Pay**: a fixed source amount, or a fixed delivery amount sized from the probed lower-bound
+  rate, in packets of at most the maximum packet amount; each packet asks the receiver to refuse
+  less than ``ceil(amount × minimum rate)``. T errors back off exponentially; F08 shrinks packets;
+  F99 and R01 are retried a few times; every other F/R code, a ConnectionClose, or a StreamClose
+  of our stream ends the payment. Receipts in fulfills are collected.
+* **Close**: a zero-amount ConnectionClose packet that the receiver rejects with F99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+from kiungo.ilp.errors import decode_amount_too_large_data
+from kiungo.ilp.oer import MAX_UINT64, DecodeError
+from kiungo.ilp.packet import Fulfill, PacketType, Prepare, Reject, fulfillment_matches
+from kiungo.stream.crypto import DecryptionError, StreamKeys, random_condition
+from kiungo.stream.packet import (
+    ConnectionAssetDetailsFrame,
+    ConnectionCloseFrame,
+    ConnectionNewAddressFrame,
+    ErrorCode,
+    Frame,
+    StreamCloseFrame,
+    StreamMoneyFrame,
+    StreamPacket,
+    StreamReceiptFrame,
+    decode_stream_packet,
+    encode_stream_packet,
+)
+from kiungo.stream.server import Asset
+
+__all__ = [
+    "PaymentError",
+    "PaymentResult",
+    "RateProbe",
+    "SendFunction",
+    "StreamSender",
+    "minimum_exchange_rate",
+]
+
+SendFunction = Callable[[Prepare], Awaitable[Fulfill | Reject]]
+
+STREAM_ID = 1
+PROBE_AMOUNTS = tuple(10**k for k in range(12, 2, -1))
+_INITIAL_BACKOFF = 0.05
+_MAX_BACKOFF = 5.0
+
+
+class PaymentError(Exception):
+    """The payment (or probe) cannot go on; ``code`` names the ILP or STREAM reason."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class RateProbe:
+    """What the probe learned: rate bounds in destination units per source unit, packet size."""
+
+    lower_rate: Fraction
+    upper_rate: Fraction
+    max_packet_amount: int
+    destination_asset: Asset | None
+
+
+@dataclass(slots=True)
+class PaymentResult:
+    amount_sent: int = 0
+    amount_delivered: int = 0
+    packets_fulfilled: int = 0
+    packets_rejected: int = 0
+    receipts: list[bytes] = field(default_factory=list)
+    error: PaymentError | None = None
+
+    @property
+    def latest_receipt(self) -> bytes | None:
+        return self.receipts[-1] if self.receipts else None
+
+
+def minimum_exchange_rate(
+    price_ratio: Fraction, slippage: Fraction, source_scale: int, destination_scale: int
+) -> Fraction:
+    """Lowest acceptable rate in destination units per source unit.
+
+    ``price_ratio`` is how many whole destination units one whole source unit is worth.
+    """
+    if not 0 <= slippage <= 1:
+        raise ValueError("slippage must be between 0 and 1")
+    return price_ratio * (1 - slippage) * Fraction(10) ** (destination_scale - source_scale)
+
+
+def _ceil(value: Fraction) -> int:
+    return -(-value.numerator // value.denominator)
+
+
+@dataclass(slots=True)
+class _Reply:
+    """A reply to one of our Prepares, with its STREAM layer if it was authentic."""
+
+    ilp: Fulfill | Reject
+    stream: StreamPacket | None
+
+    @property
+    def delivered(self) -> int | None:
+        return self.stream.prepare_amount if self.stream is not None else None
+
+
+class StreamSender:
+    """One STREAM connection from us to a receiver, over ``send``."""
+
+    def __init__(
+        self,
+        send: SendFunction,
+        *,
+        destination: str,
+        shared_secret: bytes,
+        source_address: str,
+        source_asset: Asset,
+        max_packet_amount: int = MAX_UINT64,
+        packet_lifetime: timedelta = timedelta(seconds=30),
+        max_in_flight: int = 10,
+        max_retries: int = 20,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._send = send
+        self.destination = destination
+        self._keys = StreamKeys(shared_secret)
+        self.source_address = source_address
+        self.source_asset = source_asset
+        self.max_packet_amount = max_packet_amount
+        self._lifetime = packet_lifetime
+        self._max_in_flight = max(1, max_in_flight)
+        self._max_retries = max_retries
+        self._now = now or (lambda: datetime.now(UTC))
+        self._sleep = sleep
+        self._sequence = 0
+        self._remote_authenticated = False
+        self.destination_asset: Asset | None = None
+        self.lower_rate: Fraction | None = None
+        self.upper_rate: Fraction | None = None
+        self._max_packet_verified = False
+        self.closed = False
+
+    # -- packets -------------------------------------------------------------------------------
+
+    def _next_sequence(self) -> int:
+        self._sequence += 1
+        if self._sequence >= 1 << 31:
+            raise PaymentError("connection sent 2^31 packets; it must be closed", "F99")
+        return self._sequence
+
+    def build_prepare(
+        self, amount: int, min_destination: int, frames: list[Frame], *, fulfillable: bool
+    ) -> tuple[Prepare, int]:
+        """An encrypted Prepare and its sequence number."""
+        sequence = self._next_sequence()
+        if not self._remote_authenticated:
+            frames = [
+                ConnectionNewAddressFrame(self.source_address),
+                ConnectionAssetDetailsFrame(self.source_asset.code, self.source_asset.scale),
+                *frames,
+            ]
+        plain = encode_stream_packet(
+            StreamPacket(sequence, PacketType.PREPARE, min_destination, frames)
+        )
+        data = self._keys.encrypt(plain)
+        condition = self._keys.condition(data) if fulfillable else random_condition()
+        prepare = Prepare(amount, self._now() + self._lifetime, condition, self.destination, data)
+        return prepare, sequence
+
+    async def _exchange(self, prepare: Prepare, sequence: int) -> _Reply:
+        try:
+            reply = await self._send(prepare)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a link failure is a temporary error to the sender
+            reply = Reject("T01", "", f"send failed: {exc}", b"")
+        if isinstance(reply, Fulfill) and not fulfillment_matches(
+            reply.fulfillment, prepare.execution_condition
+        ):
+            reply = Reject("F05", "", "fulfillment does not match the condition", b"")
+        stream = self._open_reply(reply, sequence)
+        if stream is not None:
+            self._remote_authenticated = True
+            for frame in stream.frames:
+                if type(frame) is ConnectionAssetDetailsFrame and self.destination_asset is None:
+                    self.destination_asset = Asset(
+                        frame.source_asset_code, frame.source_asset_scale
+                    )
+        return _Reply(reply, stream)
+
+    def _open_reply(self, reply: Fulfill | Reject, sequence: int) -> StreamPacket | None:
+        if not reply.data:
+            return None
+        try:
+            packet = decode_stream_packet(self._keys.decrypt(reply.data))
+        except (DecryptionError, DecodeError):
+            return None
+        expected = PacketType.FULFILL if isinstance(reply, Fulfill) else PacketType.REJECT
+        if packet.sequence != sequence:
+            return None
+        # A STREAM "fulfill" may ride in an ILP Reject, never the other way round.
+        if isinstance(reply, Fulfill) and packet.ilp_packet_type != expected:
+            return None
+        return packet
+
+    # -- probing -------------------------------------------------------------------------------
+
+    def _note_rate(self, sent: int, delivered: int) -> None:
+        if sent <= 0:
+            return
+        lower = Fraction(delivered, sent)
+        upper = Fraction(delivered + 1, sent)
+        if self.lower_rate is None or lower > self.lower_rate:
+            self.lower_rate = lower
+        if self.upper_rate is None or upper < self.upper_rate:
+            self.upper_rate = upper
+        if self.upper_rate <= self.lower_rate:  # the rate moved between probes
+            self.upper_rate = self.lower_rate + Fraction(1, sent)
+
+    def _note_f08(self, sent: int, reject: Reject) -> bool:
+        """Shrink the packet size from F08 data; False when the data is unusable."""
+        try:
+            received, maximum = decode_amount_too_large_data(reject.data)
+        except DecodeError:
+            received, maximum = 0, 0
+        if received > 0 and maximum < received:
+            new_max = sent * maximum // received
+        else:
+            new_max = sent - 1 if sent > 1 else 0
+        if new_max <= 0:
+            return False
+        if new_max < self.max_packet_amount:
+            self.max_packet_amount = new_max
+            self._max_packet_verified = False
+        return True
+
+    async def probe(self) -> RateProbe:
+        """Discover the rate bounds and the largest packet the path carries.
+
+        Bounded by ``max_retries`` volleys; wrap in ``asyncio.timeout`` for a deadline.
+        """
+        backoff = _INITIAL_BACKOFF
+        failures = 0
+        amounts = [a for a in PROBE_AMOUNTS if a < self.max_packet_amount]
+        if self.max_packet_amount <= PROBE_AMOUNTS[0]:
+            amounts.insert(0, self.max_packet_amount)
+        while True:
+            results = await asyncio.gather(*(self._probe_one(a) for a in amounts))
+            largest_ok = 0
+            temporary = False
+            for amount, reply in zip(amounts, results, strict=True):
+                if reply.delivered is not None:
+                    self._note_rate(amount, reply.delivered)
+                    largest_ok = max(largest_ok, amount)
+                    continue
+                ilp = reply.ilp
+                if isinstance(ilp, Reject) and ilp.code == "F08":
+                    if not self._note_f08(amount, ilp):
+                        raise PaymentError("path refuses every packet size (F08)", "F08")
+                elif isinstance(ilp, Reject) and ilp.code[0] == "T":
+                    temporary = True
+                elif isinstance(ilp, Reject):
+                    raise PaymentError(
+                        f"rate probe rejected: {ilp.code} {ilp.message}".strip(), ilp.code
+                    )
+            if largest_ok >= self.max_packet_amount:
+                self._max_packet_verified = True
+            elif largest_ok >= PROBE_AMOUNTS[0] and self.max_packet_amount == MAX_UINT64:
+                self.max_packet_amount = largest_ok  # big enough; no need to find the ceiling
+                self._max_packet_verified = True
+            if self._max_packet_verified and self.lower_rate is not None:
+                assert self.upper_rate is not None
+                return RateProbe(
+                    self.lower_rate,
+                    self.upper_rate,
+                    self.max_packet_amount,
+                    self.destination_asset,
+                )
+            if temporary or largest_ok == 0:
+                failures += 1
+                if failures > self._max_retries:
+                    raise PaymentError("rate probe kept failing", "T00")
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            amounts = [self.max_packet_amount]
+
+    async def _probe_one(self, amount: int) -> _Reply:
+        prepare, sequence = self.build_prepare(amount, 0, [], fulfillable=False)
+        return await self._exchange(prepare, sequence)
+
+    # -- paying --------------------------------------------------------------------------------
+
+    async def pay(
+        self,
+        *,
+        source_amount: int | None = None,
+        delivery_amount: int | None = None,
+        min_exchange_rate: Fraction = Fraction(0),
+    ) -> PaymentResult:
+        """Send exactly ``source_amount``, or deliver at least ``delivery_amount``.
+
+        Never raises for a failed payment: the result carries what was sent and delivered
+        and the error that stopped it.
+        """
+        if (source_amount is None) == (delivery_amount is None):
+            raise ValueError("give exactly one of source_amount and delivery_amount")
+        result = PaymentResult()
+        try:
+            await self._pay(result, source_amount, delivery_amount, min_exchange_rate)
+        except PaymentError as exc:
+            result.error = exc
+        return result
+
+    def _next_amount(
+        self,
+        result: PaymentResult,
+        source_amount: int | None,
+        delivery_amount: int | None,
+        in_flight_source: int,
+        in_flight_delivery: int,
+    ) -> int:
+        if source_amount is not None:
+            remaining = source_amount - result.amount_sent - in_flight_source
+        else:
+            assert delivery_amount is not None
+            owed = delivery_amount - result.amount_delivered - in_flight_delivery
+            if owed <= 0:
+                return 0
+            rate = self.lower_rate
+            if rate is None or rate <= 0:
+                raise PaymentError("no exchange rate known: probe first", "F99")
+            remaining = _ceil(owed / rate)
+        return max(0, min(remaining, self.max_packet_amount))
+
+    async def _pay(
+        self,
+        result: PaymentResult,
+        source_amount: int | None,
+        delivery_amount: int | None,
+        min_rate: Fraction,
+    ) -> None:
+        if delivery_amount is not None and self.lower_rate is None:
+            await self.probe()
+        in_flight: dict[asyncio.Task[_Reply], tuple[int, int]] = {}
+        in_flight_source = 0
+        in_flight_delivery = 0
+        backoff = _INITIAL_BACKOFF
+        failures = 0
+        try:
+            while True:
+                while len(in_flight) < self._max_in_flight:
+                    amount = self._next_amount(
+                        result, source_amount, delivery_amount, in_flight_source, in_flight_delivery
+                    )
+                    if amount <= 0:
+                        break
+                    min_destination = _ceil(amount * min_rate)
+                    expected = (
+                        max(min_destination, int(amount * self.lower_rate))
+                        if self.lower_rate is not None
+                        else min_destination
+                    )
+                    prepare, sequence = self.build_prepare(
+                        amount, min_destination, [StreamMoneyFrame(STREAM_ID, 1)], fulfillable=True
+                    )
+                    task = asyncio.ensure_future(self._exchange(prepare, sequence))
+                    in_flight[task] = (amount, expected)
+                    in_flight_source += amount
+                    in_flight_delivery += expected
+                    # Until the receiver has answered once, one packet at a time.
+                    if not self._remote_authenticated:
+                        break
+                if not in_flight:
+                    return
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                temporary = False
+                for task in done:
+                    amount, expected = in_flight.pop(task)
+                    in_flight_source -= amount
+                    in_flight_delivery -= expected
+                    reply = task.result()
+                    outcome = self._settle(result, reply, amount, min_rate)
+                    if outcome == "ok":
+                        failures = 0
+                        backoff = _INITIAL_BACKOFF
+                    elif outcome == "retry":
+                        temporary = True
+                if temporary:
+                    failures += 1
+                    if failures > self._max_retries:
+                        raise PaymentError("too many failed packets in a row", "T00")
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _settle(self, result: PaymentResult, reply: _Reply, amount: int, min_rate: Fraction) -> str:
+        """Book one reply into the result: "ok", "retry", or raise PaymentError."""
+        stream = reply.stream
+        if stream is not None:
+            for frame in stream.frames:
+                if type(frame) is ConnectionCloseFrame:
+                    if isinstance(reply.ilp, Fulfill):
+                        self._book_fulfill(result, reply, amount, amount)
+                    raise PaymentError(
+                        f"receiver closed the connection: {frame.error_message}".strip(), "F99"
+                    )
+                if type(frame) is StreamCloseFrame and frame.stream_id == STREAM_ID:
+                    if isinstance(reply.ilp, Fulfill):
+                        self._book_fulfill(result, reply, amount, amount)
+                    raise PaymentError("receiver closed the stream", "F99")
+        ilp = reply.ilp
+        if isinstance(ilp, Fulfill):
+            self._book_fulfill(result, reply, amount, _ceil(amount * min_rate))
+            return "ok"
+        result.packets_rejected += 1
+        code = ilp.code
+        if code == "F08":
+            if not self._note_f08(amount, ilp):
+                raise PaymentError("path refuses every packet size (F08)", "F08")
+            return "ok"
+        if code[0] == "T":
+            return "retry"
+        if code == "F99" and stream is not None:
+            if stream.prepare_amount < _ceil(amount * min_rate):
+                raise PaymentError(
+                    f"exchange rate fell below the minimum: {amount} sent would deliver "
+                    f"{stream.prepare_amount}",
+                    "F99",
+                )
+            return "retry"
+        if code in ("F99", "R01"):
+            return "retry"
+        raise PaymentError(f"packet rejected: {code} {ilp.message}".strip(), code)
+
+    def _book_fulfill(
+        self, result: PaymentResult, reply: _Reply, amount: int, assumed_delivery: int
+    ) -> None:
+        result.packets_fulfilled += 1
+        result.amount_sent += amount
+        delivered = reply.delivered
+        result.amount_delivered += assumed_delivery if delivered is None else delivered
+        if delivered is not None:
+            self._note_rate(amount, delivered)
+        if reply.stream is not None:
+            for frame in reply.stream.frames:
+                if type(frame) is StreamReceiptFrame:
+                    result.receipts.append(frame.receipt)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Tell the receiver the connection is done (it answers F99 with its own close)."""
+        if self.closed:
+            return
+        self.closed = True
+        prepare, sequence = self.build_prepare(
+            0, 0, [ConnectionCloseFrame(ErrorCode.NO_ERROR, "")], fulfillable=False
+        )
+        await self._exchange(prepare, sequence)

@@ -1,0 +1,158 @@
+"""Our STREAM sender paying our STREAM receiver through an in-process path.
+
+The path behaves like a chain of connectors: it enforces a maximum packet amount (F08 with its
+data), converts at an exact rate flooring the result, and can fail packets temporarily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from kiungo.ilp.errors import AmountTooLargeError
+from kiungo.ilp.packet import Fulfill, Prepare, Reject
+from kiungo.stream.receipt import verify_receipt
+from kiungo.stream.receiver import IncomingMoney, StreamReceiver
+from kiungo.stream.sender import PaymentError, StreamSender, minimum_exchange_rate
+from kiungo.stream.server import Asset, ReceiptSetup, StreamServer
+
+CONNECTOR = "test.connector"
+RECEIVER = "test.receiver"
+
+
+@dataclass
+class Path:
+    receiver: StreamReceiver
+    rate: Fraction = Fraction(1)
+    max_packet: int | None = None
+    fail_every: int = 0
+    total_received: dict[str, int] = field(default_factory=dict)
+    received_by_tag: dict[str | None, int] = field(default_factory=dict)
+    prepares: int = 0
+    decline: Callable[[IncomingMoney], Reject | None] | None = None
+
+    async def send(self, prepare: Prepare) -> Fulfill | Reject:
+        self.prepares += 1
+        if self.fail_every and self.prepares % self.fail_every == 0:
+            return Reject("T02", CONNECTOR, "busy", b"")
+        if self.max_packet is not None and prepare.amount > self.max_packet:
+            return AmountTooLargeError(prepare.amount, self.max_packet).to_reject(CONNECTOR)
+        out = Prepare(
+            int(prepare.amount * self.rate),
+            prepare.expires_at,
+            prepare.execution_condition,
+            prepare.destination,
+            prepare.data,
+        )
+        result = self.receiver.receive(out)
+        if not isinstance(result, IncomingMoney):
+            return result
+        if self.decline is not None:
+            declined = self.decline(result)
+            if declined is not None:
+                return declined
+        total = self.total_received.get(result.connection_id, 0) + result.amount
+        self.total_received[result.connection_id] = total
+        tag = result.payment_tag
+        self.received_by_tag[tag] = self.received_by_tag.get(tag, 0) + result.amount
+        return result.accept(total)
+
+
+def make_path(asset: Asset = Asset("EUR", 2), **kwargs: object) -> tuple[Path, StreamServer]:
+    server = StreamServer(os.urandom(32), RECEIVER)
+    return Path(StreamReceiver(server), **kwargs), server  # type: ignore[arg-type]
+
+
+def make_sender(path: Path, server: StreamServer, **creds: object) -> StreamSender:
+    credentials = server.generate_credentials(**creds)  # type: ignore[arg-type]
+    return StreamSender(
+        path.send,
+        destination=credentials.destination_account,
+        shared_secret=credentials.shared_secret,
+        source_address="test.sender",
+        source_asset=Asset("USD", 2),
+        sleep=_no_sleep,
+    )
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+async def test_fixed_source_payment_split_by_f08_delivers_exactly() -> None:
+    path, server = make_path(max_packet=300)
+    sender = make_sender(path, server, payment_tag="invoice-1")
+    result = await sender.pay(source_amount=1000)
+    assert result.error is None
+    assert result.amount_sent == 1000
+    assert result.amount_delivered == 1000
+    assert path.received_by_tag == {"invoice-1": 1000}
+    assert result.packets_fulfilled == 4
+
+
+async def test_probe_finds_rate_bounds_and_max_packet_amount() -> None:
+    path, server = make_path(rate=Fraction(9, 10), max_packet=123_456)
+    sender = make_sender(path, server, asset=Asset("EUR", 2))
+    probe = await sender.probe()
+    assert probe.max_packet_amount == 123_456
+    assert probe.lower_rate <= Fraction(9, 10) < probe.upper_rate
+    assert probe.destination_asset == Asset("EUR", 2)
+
+
+async def test_fixed_delivery_payment_delivers_at_least_the_amount_cross_currency() -> None:
+    path, server = make_path(rate=Fraction(3, 2), max_packet=1000)
+    sender = make_sender(path, server)
+    result = await sender.pay(delivery_amount=4500)
+    assert result.error is None
+    assert result.amount_delivered == 4500
+    assert result.amount_sent == 3000
+
+
+async def test_minimum_rate_violation_stops_the_payment() -> None:
+    path, server = make_path(rate=Fraction(1, 2))
+    sender = make_sender(path, server)
+    min_rate = minimum_exchange_rate(Fraction(1), Fraction(1, 100), 2, 2)
+    result = await sender.pay(source_amount=100, min_exchange_rate=min_rate)
+    assert isinstance(result.error, PaymentError)
+    assert result.amount_sent == 0
+    assert path.total_received == {}
+
+
+async def test_temporary_errors_are_retried() -> None:
+    path, server = make_path(max_packet=100, fail_every=3)
+    sender = make_sender(path, server)
+    result = await sender.pay(source_amount=1000)
+    assert result.error is None
+    assert result.amount_delivered == 1000
+
+
+async def test_receipts_are_collected_and_verify() -> None:
+    secret = os.urandom(32)
+    nonce = os.urandom(16)
+    path, server = make_path(max_packet=250)
+    sender = make_sender(path, server, receipt_setup=ReceiptSetup(nonce, secret))
+    result = await sender.pay(source_amount=1000)
+    assert result.error is None
+    assert result.latest_receipt is not None
+    totals = sorted(verify_receipt(r, secret).total_received for r in result.receipts)
+    assert totals[-1] == 1000
+    assert verify_receipt(result.latest_receipt, secret).nonce == nonce
+
+
+async def test_final_decline_ends_the_payment() -> None:
+    path, server = make_path(max_packet=100)
+    path.decline = lambda money: money.decline_finally()
+    sender = make_sender(path, server)
+    result = await sender.pay(source_amount=1000)
+    assert isinstance(result.error, PaymentError)
+    assert result.amount_delivered == 0
+
+
+async def test_close_is_answered_with_f99_by_the_receiver() -> None:
+    path, server = make_path()
+    sender = make_sender(path, server)
+    await sender.close()
+    assert sender.closed
+    assert path.prepares == 1
