@@ -60,7 +60,7 @@ class Path:
         return result.accept(total)
 
 
-def make_path(asset: Asset = Asset("EUR", 2), **kwargs: object) -> tuple[Path, StreamServer]:
+def make_path(**kwargs: object) -> tuple[Path, StreamServer]:
     server = StreamServer(os.urandom(32), RECEIVER)
     return Path(StreamReceiver(server), **kwargs), server  # type: ignore[arg-type]
 
