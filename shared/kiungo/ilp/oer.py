@@ -125,16 +125,32 @@ class Reader:
         return length
 
     def read_var_octets(self) -> bytes:
-        value, self.pos = read_var_octets(self.buf, self.pos)
+        buf = self.buf
+        pos = self.pos
+        if pos < len(buf) and buf[pos] < 0x80:  # short form: the common case, inline
+            end = pos + 1 + buf[pos]
+            if end > len(buf):
+                raise DecodeError("octet string runs past the end of the data")
+            self.pos = end
+            return bytes(buf[pos + 1 : end])
+        value, self.pos = read_var_octets(buf, pos)
         return value
 
     def read_var_uint(self) -> int:
-        content = self.read_var_octets()
-        if not content:
+        buf = self.buf
+        pos = self.pos
+        if pos >= len(buf):
+            raise DecodeError("unexpected end of data: VarUInt expected")
+        n = buf[pos]
+        if n == 0:
             raise DecodeError("a VarUInt cannot be empty")
-        if len(content) > 8:
+        if n > 8:
             raise DecodeError("VarUInt larger than 2^64-1")
-        return int.from_bytes(content, "big")
+        end = pos + 1 + n
+        if end > len(buf):
+            raise DecodeError("VarUInt runs past the end of the data")
+        self.pos = end
+        return int.from_bytes(buf[pos + 1 : end], "big")
 
     def read_var_uint_saturating(self) -> int:
         """A VarUInt where 9+ bytes mean 2^64-1 (RFC 29 §5.1.4, receiveMax and sendMax)."""

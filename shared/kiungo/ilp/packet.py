@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kiungo.ilp.address import is_valid_address
+from kiungo.ilp.address import is_valid_address, is_valid_address_bytes
 from kiungo.ilp.oer import (
     MAX_UINT64,
     DecodeError,
@@ -111,28 +111,23 @@ def decode_expiry(raw: bytes) -> datetime:
     """Parse the 17-digit fixed-length timestamp; anything but a real UTC instant is refused."""
     if len(raw) != 17 or not raw.isdigit():
         raise DecodeError(f"expiry must be 17 ASCII digits, got {raw!r}")
+    # One int() and arithmetic is twice as fast as seven slices.
+    value, ms = divmod(int(raw), 1000)
+    value, second = divmod(value, 100)
+    value, minute = divmod(value, 100)
+    value, hour = divmod(value, 100)
+    value, day = divmod(value, 100)
+    year, month = divmod(value, 100)
     try:
-        return datetime(
-            int(raw[0:4]),
-            int(raw[4:6]),
-            int(raw[6:8]),
-            int(raw[8:10]),
-            int(raw[10:12]),
-            int(raw[12:14]),
-            int(raw[14:17]) * 1000,
-            UTC,
-        )
+        return datetime(year, month, day, hour, minute, second, ms * 1000, UTC)
     except ValueError as exc:
         raise DecodeError(f"expiry {raw.decode('ascii')} is not a valid UTC time: {exc}") from None
 
 
 def _ascii_address(raw: bytes, what: str, *, allow_empty: bool = False) -> str:
-    if not raw.isascii():
-        raise DecodeError(f"{what} is not ASCII")
-    address = raw.decode("ascii")
-    if not is_valid_address(address) and not (allow_empty and not address):
-        raise DecodeError(f"{what} {address[:80]!r} is not a valid ILP address")
-    return address
+    if not is_valid_address_bytes(raw) and not (allow_empty and not raw):
+        raise DecodeError(f"{what} {raw[:80]!r} is not a valid ILP address")
+    return raw.decode("ascii")
 
 
 def _open_envelope(raw: bytes, expected_type: int | None = None) -> tuple[int, int, int]:
@@ -153,20 +148,39 @@ def _open_envelope(raw: bytes, expected_type: int | None = None) -> tuple[int, i
 
 def decode_prepare(raw: bytes) -> Prepare:
     """Decode an ILP Prepare (type 12)."""
-    _, pos, end = _open_envelope(raw, PacketType.PREPARE)
-    if end - pos < 8 + 17 + 32 + 2:
+    # The connector's hottest function: the envelope and the two short-form lengths are read
+    # inline; everything unusual goes through the general readers.
+    size = len(raw)
+    if size < 2 or raw[0] != PacketType.PREPARE:
+        raise DecodeError("not an ILP Prepare")
+    first = raw[1]
+    if first < 0x80:
+        length, pos = first, 2
+    else:
+        length, pos = read_length(raw, 1)
+    if pos + length != size:
+        raise DecodeError("Prepare length does not match its envelope")
+    if length < 8 + 17 + 32 + 2:
         raise DecodeError("Prepare is too short")
     amount = int.from_bytes(raw[pos : pos + 8], "big")
     expires_at = decode_expiry(raw[pos + 8 : pos + 25])
     condition = raw[pos + 25 : pos + 57]
-    destination_raw, pos = read_var_octets(raw, pos + 57)
+    pos += 57
+    n = raw[pos]
+    if n < 0x80:
+        end = pos + 1 + n
+        if end > size:
+            raise DecodeError("destination runs past the end of the packet")
+        destination_raw = raw[pos + 1 : end]
+        pos = end
+    else:
+        destination_raw, pos = read_var_octets(raw, pos)
     data, pos = read_var_octets(raw, pos)
-    if pos > end:
-        raise DecodeError("Prepare fields run past its envelope")
     if len(data) > MAX_DATA_LENGTH:
         raise DecodeError(f"Prepare data is {len(data)} bytes, more than {MAX_DATA_LENGTH}")
-    destination = _ascii_address(destination_raw, "destination")
-    return Prepare(amount, expires_at, condition, destination, data)
+    if not is_valid_address_bytes(destination_raw):
+        raise DecodeError(f"destination {destination_raw[:80]!r} is not a valid ILP address")
+    return Prepare(amount, expires_at, condition, destination_raw.decode("ascii"), data)
 
 
 def _decode_fulfill(raw: bytes, pos: int, end: int) -> Fulfill:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from kiungo.ilp.oer import DecodeError
 from kiungo.ilp.packet import Fulfill, PacketType, Prepare, Reject
-from kiungo.stream.crypto import DecryptionError
+from kiungo.stream.crypto import DecryptionError, condition_for
 from kiungo.stream.packet import (
     ConnectionAssetDetailsFrame,
     ConnectionCloseFrame,
@@ -123,20 +123,21 @@ class StreamReceiver:
             return Reject("F00", self.address, "", b"")
 
         builder = _ReplyBuilder(connection, self.address, request.sequence, prepare.amount, [])
-        frames = request.frames
-        if any(type(f) is ConnectionCloseFrame for f in frames):
-            builder.frames.append(ConnectionCloseFrame(ErrorCode.NO_ERROR, ""))
-            return builder.reject("F99")
-        if connection.asset is not None and any(
-            type(f) is ConnectionNewAddressFrame for f in frames
-        ):
+        new_address = False
+        for frame in request.frames:
+            if type(frame) is ConnectionCloseFrame:
+                builder.frames.append(ConnectionCloseFrame(ErrorCode.NO_ERROR, ""))
+                return builder.reject("F99")
+            if type(frame) is ConnectionNewAddressFrame:
+                new_address = True
+        if new_address and connection.asset is not None:
             builder.frames.append(
                 ConnectionAssetDetailsFrame(connection.asset.code, connection.asset.scale)
             )
         if prepare.amount < request.prepare_amount:
             return builder.reject("F99")
         fulfillment = keys.fulfillment(prepare.data)
-        if keys.condition(prepare.data) != prepare.execution_condition:
+        if condition_for(fulfillment) != prepare.execution_condition:
             return builder.reject("F99")
         if prepare.amount == 0:
             return builder.fulfill(fulfillment)
