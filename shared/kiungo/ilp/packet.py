@@ -291,7 +291,10 @@ def rewrite_prepare(
     raw: bytes, *, amount: int | None = None, expires_at: datetime | None = None
 ) -> bytes:
     """A copy of an encoded Prepare with a new amount and/or expiry; every other byte unchanged."""
-    _, start, _ = _open_envelope(raw, PacketType.PREPARE)
+    _, start, end = _open_envelope(raw, PacketType.PREPARE)
+    # Slice assignment past the end would silently grow a truncated packet instead of failing.
+    if end - start < 8 + 17 + 32 + 2:
+        raise DecodeError("Prepare is too short")
     out = bytearray(raw)
     if amount is not None:
         if not 0 <= amount <= MAX_UINT64:

