@@ -1,0 +1,44 @@
+"""The ``kiungo`` command line: one argparse subcommand tree, one module per command group.
+
+Each group module exposes ``register(subparsers)``, which adds its parser and sets a ``handler``
+(see :mod:`kiungo.cli.arguments`). To add a group, write ``kiungo/cli/<group>.py`` and list its
+``register`` in ``_GROUPS`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kiungo.cli import packet, receipt
+from kiungo.cli.arguments import CommandError, Handler
+
+__all__ = ["build_parser", "main"]
+
+_GROUPS = (packet.register, receipt.register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiungo",
+        description="Kiungo, an Interledger node. Tools for looking at what is on the wire.",
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for register in _GROUPS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors: return the status rather than exit
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CommandError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
