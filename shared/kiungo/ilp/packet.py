@@ -94,13 +94,15 @@ def encode_expiry(when: datetime) -> bytes:
     """The 17 ASCII digits ``YYYYMMDDHHmmSSfff`` of ``when`` in UTC, rounded to the millisecond."""
     if when.tzinfo is None:
         raise ValueError("expiry must be timezone-aware")
-    when = when.astimezone(UTC)
-    ms, micro = divmod(when.microsecond, 1000)
-    if micro >= 500:
-        when = when.replace(microsecond=ms * 1000) + _ONE_MS
-        ms = when.microsecond // 1000
-    if when.year < 1:
-        raise ValueError("expiry out of range")
+    try:
+        when = when.astimezone(UTC)
+        ms, micro = divmod(when.microsecond, 1000)
+        if micro >= 500:
+            when = when.replace(microsecond=ms * 1000) + _ONE_MS
+            ms = when.microsecond // 1000
+    except OverflowError:
+        # Converting or rounding past year 1 or 9999 overflows datetime itself.
+        raise ValueError("expiry out of range") from None
     return (
         f"{when.year:04d}{when.month:02d}{when.day:02d}"
         f"{when.hour:02d}{when.minute:02d}{when.second:02d}{ms:03d}"
