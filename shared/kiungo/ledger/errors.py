@@ -1,0 +1,71 @@
+"""Ledger errors: each refusal is its own type, mapped to ILP or GraphQL codes at the edges."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyPosted",
+    "AlreadyVoided",
+    "DifferentAssets",
+    "InsufficientBalance",
+    "InsufficientLiquidity",
+    "InvalidAmount",
+    "LedgerError",
+    "LedgerUnavailable",
+    "SameAccounts",
+    "TransferExists",
+    "TransferExpired",
+    "UnknownAccount",
+    "UnknownTransfer",
+]
+
+
+class LedgerError(Exception):
+    """A transfer the ledger refused; nothing moved."""
+
+
+class InsufficientBalance(LedgerError):
+    """The debit (or, for a settlement account, the credit) would break the account's flags."""
+
+
+class InsufficientLiquidity(InsufficientBalance):
+    """An asset or peer liquidity account cannot cover the debit."""
+
+
+class UnknownAccount(LedgerError):
+    pass
+
+
+class UnknownTransfer(LedgerError):
+    pass
+
+
+class TransferExists(LedgerError):
+    """The id is taken by a transfer with other parameters."""
+
+
+class AlreadyPosted(LedgerError):
+    pass
+
+
+class AlreadyVoided(LedgerError):
+    pass
+
+
+class TransferExpired(LedgerError):
+    """The pending transfer outlived its timeout; its hold is released and it cannot be posted."""
+
+
+class InvalidAmount(LedgerError):
+    pass
+
+
+class DifferentAssets(LedgerError):
+    """The two accounts of a leg belong to different ledgers (assets)."""
+
+
+class SameAccounts(LedgerError):
+    pass
+
+
+class LedgerUnavailable(LedgerError):
+    """The database could not be reached or the batch could not commit; retry with the same id."""
