@@ -26,6 +26,10 @@ class LedgerError(Exception):
 class InsufficientBalance(LedgerError):
     """The debit (or, for a settlement account, the credit) would break the account's flags."""
 
+    def __init__(self, message: str, account_id: object = None) -> None:
+        super().__init__(message)
+        self.account_id = account_id
+
 
 class InsufficientLiquidity(InsufficientBalance):
     """An asset or peer liquidity account cannot cover the debit."""

@@ -215,10 +215,14 @@ def _create(
             credit.credits_posted += leg.amount
         if not _check(debit):
             if debit.kind.is_liquidity_pool:
-                raise InsufficientLiquidity(f"account {debit.id} has insufficient liquidity")
-            raise InsufficientBalance(f"account {debit.id} has insufficient balance")
+                raise InsufficientLiquidity(
+                    f"account {debit.id} has insufficient liquidity", debit.id
+                )
+            raise InsufficientBalance(f"account {debit.id} has insufficient balance", debit.id)
         if not _check(credit):
-            raise InsufficientBalance(f"account {credit.id} cannot be credited that much")
+            raise InsufficientBalance(
+                f"account {credit.id} cannot be credited that much", credit.id
+            )
 
     for account_id, account in scratch.items():
         accounts[account_id] = account

@@ -1,0 +1,30 @@
+"""Schema and fixtures data for ledger tests: the models' tables on a fresh database."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from kiungo.db import async_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import kiungo.models  # noqa: F401  (registers every table on the metadata)
+from kiungo.models.base import Base
+
+
+async def create_schema(database_url: str) -> None:
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
+async def create_asset(pool: asyncpg.Pool, code: str, scale: int) -> uuid.UUID:
+    asset_id = uuid.uuid4()
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO assets (id, code, scale) VALUES ($1, $2, $3)", asset_id, code, scale
+        )
+    return asset_id

@@ -1,0 +1,250 @@
+"""The ledger on real Postgres: concurrency never overdraws, two-phase rules, once-only ids."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from tests.ledger.schema import create_asset, create_schema
+
+from kiungo.ledger import (
+    AccountKind,
+    AlreadyPosted,
+    AlreadyVoided,
+    DifferentAssets,
+    InsufficientBalance,
+    InsufficientLiquidity,
+    InvalidAmount,
+    Ledger,
+    Leg,
+    SameAccounts,
+    TransferExists,
+    TransferExpired,
+    TransferState,
+    UnknownAccount,
+    UnknownTransfer,
+    run_checks,
+)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    await create_schema(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def ledger(pool: asyncpg.Pool) -> AsyncIterator[Ledger]:
+    async with Ledger(pool) as ledger:
+        yield ledger
+
+
+async def assert_invariants(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        results = await run_checks(conn)
+    assert [r for r in results if not r.ok] == []
+
+
+async def funded_pair(
+    ledger: Ledger, pool: asyncpg.Pool, amount: int
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    asset = await create_asset(pool, "USD", 2)
+    source = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
+    target = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
+    if amount:
+        await ledger.deposit(uuid.uuid4(), source, amount)
+    return asset, source, target
+
+
+async def test_concurrent_transfers_never_overdraw(ledger: Ledger, pool: asyncpg.Pool) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    results = await asyncio.gather(
+        *(ledger.create_transfer(uuid.uuid4(), source, target, 1) for _ in range(1000)),
+        return_exceptions=True,
+    )
+    succeeded = [r for r in results if not isinstance(r, BaseException)]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(succeeded) == 100
+    assert all(isinstance(e, InsufficientLiquidity) for e in failed)
+    assert (await ledger.balance(source)).available == 0
+    assert (await ledger.balance(target)).posted == 100
+    assert ledger.batches < 1000  # they were grouped
+    await assert_invariants(pool)
+
+
+async def test_concurrent_pending_transfers_hold_funds(ledger: Ledger, pool: asyncpg.Pool) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    held = [
+        await ledger.create_transfer(
+            uuid.uuid4(), source, target, 10, hold_for=timedelta(minutes=5)
+        )
+        for _ in range(5)
+    ]
+    results = await asyncio.gather(
+        *(
+            ledger.create_transfer(uuid.uuid4(), source, target, 1, hold_for=timedelta(minutes=5))
+            for _ in range(1000)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 50
+    balance = await ledger.balance(source)
+    assert balance.debits_pending == 100
+    assert balance.available == 0
+    await ledger.void(*(t.id for t in held))
+    assert (await ledger.balance(source)).available == 50
+    await assert_invariants(pool)
+
+
+async def test_post_after_expiry_fails_and_releases_the_hold(pool: asyncpg.Pool) -> None:
+    now = [datetime.now(UTC)]
+    async with Ledger(pool, clock=lambda: now[0]) as ledger:
+        _, source, target = await funded_pair(ledger, pool, 100)
+        transfer = await ledger.create_transfer(
+            uuid.uuid4(), source, target, 60, hold_for=timedelta(seconds=30)
+        )
+        assert (await ledger.balance(source)).available == 40
+        now[0] += timedelta(seconds=31)
+        assert (await ledger.balance(source)).available == 100  # released before any sweep
+        with pytest.raises(TransferExpired):
+            await ledger.post(transfer.id)
+        stored = await ledger.transfer(transfer.id)
+        assert stored is not None and stored.state is TransferState.EXPIRED
+        assert (await ledger.balance(target)).posted == 0
+        assert (await ledger.balance(source)).available == 100
+        await assert_invariants(pool)
+
+
+async def test_expired_holds_are_released_by_the_sweep(pool: asyncpg.Pool) -> None:
+    now = [datetime.now(UTC)]
+    async with Ledger(pool, clock=lambda: now[0]) as ledger:
+        _, source, target = await funded_pair(ledger, pool, 100)
+        await ledger.create_transfer(
+            uuid.uuid4(), source, target, 70, hold_for=timedelta(seconds=1)
+        )
+        now[0] += timedelta(seconds=2)
+        assert await ledger.expire_pending() == 1
+        async with pool.acquire() as conn:
+            pending = await conn.fetchval(
+                "SELECT debits_pending FROM ledger_accounts WHERE id = $1", source
+            )
+        assert pending == 0
+        await assert_invariants(pool)
+
+
+async def test_posting_twice_voiding_twice_and_posting_a_voided_transfer_fail(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    hold = timedelta(minutes=1)
+    posted = await ledger.create_transfer(uuid.uuid4(), source, target, 10, hold_for=hold)
+    voided = await ledger.create_transfer(uuid.uuid4(), source, target, 10, hold_for=hold)
+    await ledger.post(posted.id)
+    await ledger.void(voided.id)
+    before = await ledger.balance(target)
+    with pytest.raises(AlreadyPosted):
+        await ledger.post(posted.id)
+    with pytest.raises(AlreadyPosted):
+        await ledger.void(posted.id)
+    with pytest.raises(AlreadyVoided):
+        await ledger.void(voided.id)
+    with pytest.raises(AlreadyVoided):
+        await ledger.post(voided.id)
+    with pytest.raises(UnknownTransfer):
+        await ledger.post(uuid.uuid4())
+    assert await ledger.balance(target) == before
+    assert before.posted == 10
+    await assert_invariants(pool)
+
+
+async def test_replaying_a_deposit_id_moves_money_once(ledger: Ledger, pool: asyncpg.Pool) -> None:
+    _, source, _ = await funded_pair(ledger, pool, 0)
+    deposit_id = uuid.uuid4()
+    first = await ledger.deposit(deposit_id, source, 500)
+    again = await asyncio.gather(*(ledger.deposit(deposit_id, source, 500) for _ in range(10)))
+    assert all(t.id == first.id for t in again)
+    assert (await ledger.balance(source)).posted == 500
+    with pytest.raises(TransferExists):
+        await ledger.deposit(deposit_id, source, 501)
+    assert (await ledger.balance(source)).posted == 500
+    await assert_invariants(pool)
+
+
+async def test_multi_leg_transfers_succeed_or_fail_together(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    usd = await create_asset(pool, "USD", 2)
+    eur = await create_asset(pool, "EUR", 2)
+    peer_usd = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), usd)
+    pool_usd = await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, usd, usd)
+    pool_eur = await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, eur, eur)
+    wallet_eur = await ledger.ensure_account(AccountKind.WALLET_ADDRESS, uuid.uuid4(), eur)
+    await ledger.deposit(uuid.uuid4(), peer_usd, 1000)
+    await ledger.deposit(uuid.uuid4(), pool_eur, 50)
+    legs = [
+        Leg(uuid.uuid4(), peer_usd, pool_usd, 100),
+        Leg(uuid.uuid4(), pool_eur, wallet_eur, 90),
+    ]
+    with pytest.raises(InsufficientLiquidity):
+        await ledger.create_transfers(legs)
+    assert (await ledger.balance(peer_usd)).posted == 1000  # the first leg did not happen
+    await ledger.deposit(uuid.uuid4(), pool_eur, 50)
+    created = await ledger.create_transfers(legs, hold_for=timedelta(minutes=1))
+    assert len({t.group_id for t in created}) == 1
+    await ledger.post(*(t.id for t in created))
+    assert (await ledger.balance(wallet_eur)).posted == 90
+    assert (await ledger.balance(pool_usd)).posted == 100
+    await assert_invariants(pool)
+
+
+async def test_invalid_transfers_are_refused_with_their_own_errors(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    other_asset = await create_asset(pool, "EUR", 2)
+    elsewhere = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), other_asset)
+    with pytest.raises(InvalidAmount):
+        await ledger.create_transfer(uuid.uuid4(), source, target, 0)
+    with pytest.raises(InvalidAmount):
+        await ledger.create_transfer(uuid.uuid4(), source, target, 2**64)
+    with pytest.raises(SameAccounts):
+        await ledger.create_transfer(uuid.uuid4(), source, source, 1)
+    with pytest.raises(DifferentAssets):
+        await ledger.create_transfer(uuid.uuid4(), source, elsewhere, 1)
+    with pytest.raises(UnknownAccount):
+        await ledger.create_transfer(uuid.uuid4(), source, uuid.uuid4(), 1)
+    assert (await ledger.balance(source)).posted == 100
+    await assert_invariants(pool)
+
+
+async def test_withdrawals_are_two_phase_and_limited_by_settlement(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    _, source, _ = await funded_pair(ledger, pool, 100)
+    withdrawal = await ledger.withdraw(uuid.uuid4(), source, 30, hold_for=timedelta(minutes=1))
+    assert (await ledger.balance(source)).available == 70
+    await ledger.post(withdrawal.id)
+    assert (await ledger.balance(source)).posted == 70
+    with pytest.raises(InsufficientBalance):
+        await ledger.withdraw(uuid.uuid4(), source, 71)
+    await assert_invariants(pool)
+
+
+async def test_total_sent_and_received_and_transfers_of_an_account(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    for amount in (5, 7):
+        await ledger.create_transfer(uuid.uuid4(), source, target, amount)
+    balance = await ledger.balance(source)
+    assert balance.debits_posted == 12  # total sent
+    assert (await ledger.balance(target)).credits_posted == 12  # total received
+    assert [t.amount for t in await ledger.transfers_of(target)] == [5, 7]
