@@ -2,9 +2,11 @@
 
     .venv/bin/python tests/benchmarks/protocol.py [--seconds 1.0]
 
-Figures: ILP Prepare decode/s and encode/s, receiver Prepare→Fulfill with a receipt/s (raw
-Prepare bytes in, raw Fulfill bytes out, the connection's keys cached as in a running node),
-sender packets built/s (encrypt + condition + encode), and the AES-GCM/HMAC floor for comparison.
+Figures: ILP Prepare decode/s (packets of one STREAM connection, and every packet to a new
+address, so the validated-destination cache never hits) and encode/s; receiver
+Prepare→Fulfill with a receipt/s (raw Prepare bytes in, raw Fulfill bytes out, the
+connection's keys cached as in a running node); sender packets built/s (encrypt, condition,
+encode); and the AES-GCM/HMAC floor for comparison.
 Not a test: it never fails on speed.
 """
 
@@ -37,7 +39,7 @@ def measure(name: str, fn: Callable[[int], None], seconds: float) -> dict[str, o
         start = time.perf_counter()
         deadline = start + seconds / 3
         while True:
-            for i in range(1000):
+            for i in range(count, count + 1000):
                 fn(i)
             count += 1000
             now = time.perf_counter()
@@ -73,6 +75,23 @@ def main() -> None:
 
     def decode(i: int) -> None:
         decode_prepare(raws[i % N_DISTINCT])
+
+    # Every packet to another address (no two from one STREAM connection): the cold path.
+    cold = [
+        encode_packet(
+            Prepare(
+                p.amount,
+                p.expires_at,
+                p.execution_condition,
+                f"g.kiungo.bench.c{i}.{'A' * 150}",
+                p.data,
+            )
+        )
+        for i, p in enumerate(prepares * 3)
+    ]
+
+    def decode_cold(i: int) -> None:
+        decode_prepare(cold[i % len(cold)])
 
     def encode(i: int) -> None:
         encode_packet(prepares[i % N_DISTINCT])
@@ -116,6 +135,7 @@ def main() -> None:
     meta = {"python": platform.python_version(), "machine": platform.machine()}
     for name, fn in (
         ("prepare_decode", decode),
+        ("prepare_decode_every_destination_new", decode_cold),
         ("prepare_encode", encode),
         ("receiver_prepare_to_fulfill_with_receipt", receive),
         ("sender_packets_built", build),

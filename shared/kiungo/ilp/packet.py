@@ -148,6 +148,11 @@ def _open_envelope(raw: bytes, expected_type: int | None = None) -> tuple[int, i
     return packet_type, start, end
 
 
+# A STREAM connection sends every packet to one address: remember the validated ones.
+_DESTINATIONS: dict[bytes, str] = {}
+_DESTINATION_CACHE_SIZE = 4096
+
+
 def decode_prepare(raw: bytes) -> Prepare:
     """Decode an ILP Prepare (type 12)."""
     # The connector's hottest function: the envelope and the two short-form lengths are read
@@ -177,12 +182,33 @@ def decode_prepare(raw: bytes) -> Prepare:
         pos = end
     else:
         destination_raw, pos = read_var_octets(raw, pos)
-    data, pos = read_var_octets(raw, pos)
-    if len(data) > MAX_DATA_LENGTH:
-        raise DecodeError(f"Prepare data is {len(data)} bytes, more than {MAX_DATA_LENGTH}")
-    if not is_valid_address_bytes(destination_raw):
-        raise DecodeError(f"destination {destination_raw[:80]!r} is not a valid ILP address")
-    return Prepare(amount, expires_at, condition, destination_raw.decode("ascii"), data)
+    if pos >= size:
+        raise DecodeError("Prepare data is missing")
+    n = raw[pos]
+    if n < 0x80:
+        start = pos + 1
+        length = n
+    elif n == 0x82 and pos + 3 <= size:  # 256..32767 bytes: STREAM packets live here
+        start = pos + 3
+        length = (raw[pos + 1] << 8) | raw[pos + 2]
+        if length < 0x80:
+            raise DecodeError(f"non-canonical length determinant: {length} in long form")
+    else:
+        length, start = read_length(raw, pos)
+    if length > MAX_DATA_LENGTH:
+        raise DecodeError(f"Prepare data is {length} bytes, more than {MAX_DATA_LENGTH}")
+    if start + length > size:
+        raise DecodeError("Prepare data runs past the end of the packet")
+    data = raw[start : start + length]
+    destination = _DESTINATIONS.get(destination_raw)
+    if destination is None:
+        if not is_valid_address_bytes(destination_raw):
+            raise DecodeError(f"destination {destination_raw[:80]!r} is not a valid ILP address")
+        destination = destination_raw.decode("ascii")
+        if len(_DESTINATIONS) >= _DESTINATION_CACHE_SIZE:
+            _DESTINATIONS.clear()
+        _DESTINATIONS[destination_raw] = destination
+    return Prepare(amount, expires_at, condition, destination, data)
 
 
 def _decode_fulfill(raw: bytes, pos: int, end: int) -> Fulfill:
