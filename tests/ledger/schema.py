@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from kiungo.db import async_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import kiungo.models  # noqa: F401  (registers every table on the metadata)
+from kiungo.db import async_url
 from kiungo.models.base import Base
 
 

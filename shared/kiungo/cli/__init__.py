@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiungo.cli import packet, receipt
+from kiungo.cli import ledger, migrate, packet, receipt
 from kiungo.cli.arguments import CommandError, Handler
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (packet.register, receipt.register)
+_GROUPS = (packet.register, receipt.register, migrate.register, ledger.register)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiungo",
-        description="Kiungo, an Interledger node. Tools for looking at what is on the wire.",
+        description="Kiungo, an Interledger node.",
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for register in _GROUPS:

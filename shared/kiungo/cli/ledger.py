@@ -1,0 +1,60 @@
+"""``kiungo ledger check``: verify the ledger's invariants on a live database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from kiungo.cli.arguments import paragraphs
+from kiungo.db import create_pool
+from kiungo.ledger.check import CheckResult, run_checks
+from kiungo.store.local import postgres_url
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = subparsers.add_parser("ledger", help="inspect the double-entry ledger")
+    commands = group.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    check = commands.add_parser(
+        "check",
+        help="verify the ledger's invariants",
+        description=paragraphs(
+            "Check, in one consistent snapshot of DATABASE_URL (or the embedded Postgres): "
+            "per asset, debits equal credits; every account's balances equal its transfers; "
+            "no balance outside its account's flags; the legs of a transfer agree; every "
+            "transfer's accounts exist and hold its asset. Exits 1 and lists the violations "
+            "when any check fails."
+        ),
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    async def run() -> list[CheckResult]:
+        async with postgres_url() as url:
+            pool = await create_pool(url, min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    return await run_checks(conn)
+            finally:
+                await pool.close()
+
+    results = asyncio.run(run())
+    if args.json:
+        print(
+            json.dumps(
+                [{"check": r.name, "ok": r.ok, "violations": r.violations} for r in results],
+                indent=2,
+            )
+        )
+    else:
+        for result in results:
+            print(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.description}")
+            for violation in result.violations[:20]:
+                print(f"       {json.dumps(violation)}")
+            if len(result.violations) > 20:
+                print(f"       ... and {len(result.violations) - 20} more")
+    return 0 if all(r.ok for r in results) else 1
