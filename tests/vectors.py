@@ -1,4 +1,8 @@
-"""Loads the shared Interledger test vectors (``/work/shared/vectors``, see its README)."""
+"""Loads the public Interledger test vectors (``tests/fixtures/vectors``, see its README).
+
+They are a copy of the workspace's ``../shared/vectors`` (data only, each file naming its
+sources), kept in the repository so that a clone anywhere runs the same tests.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from typing import Any
 
 __all__ = ["VECTORS_DIR", "load_vector"]
 
-# The vectors live next to the repository, in the workspace's shared folder.
-VECTORS_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors"
+VECTORS_DIR = Path(__file__).resolve().parent / "fixtures" / "vectors"
 
 
 def load_vector(name: str) -> Any:
