@@ -12,6 +12,7 @@ import sys
 
 from kiungo.cli import ledger, migrate, packet, receipt
 from kiungo.cli.arguments import CommandError, Handler
+from kiungo.config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -39,6 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except CommandError as exc:
+    except (CommandError, ConfigError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

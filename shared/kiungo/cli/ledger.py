@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from kiungo.cli.arguments import paragraphs
+from kiungo.config import Settings
 from kiungo.db import create_pool
 from kiungo.ledger.check import CheckResult, run_checks
 from kiungo.store.local import postgres_url
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _check(args: argparse.Namespace) -> int:
     async def run() -> list[CheckResult]:
-        async with postgres_url() as url:
+        async with postgres_url(Settings.from_env()) as url:
             pool = await create_pool(url, min_size=1, max_size=1)
             try:
                 async with pool.acquire() as conn:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from kiungo.cli.arguments import paragraphs
+from kiungo.config import Settings
 from kiungo.migrations.run import upgrade
 from kiungo.store.local import postgres_url
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _migrate(args: argparse.Namespace) -> int:
     async def run() -> None:
-        async with postgres_url() as url:
+        async with postgres_url(Settings.from_env()) as url:
             await upgrade(url)
 
     asyncio.run(run())

@@ -23,6 +23,7 @@ class Fee(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "fees"
     __table_args__ = (
         CheckConstraint("basis_point_fee >= 0 AND basis_point_fee <= 10000", name="basis_points"),
+        CheckConstraint("type IN ('SENDING', 'RECEIVING')", name="type"),
     )
 
     asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"), index=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Uuid, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +27,7 @@ class IncomingPaymentState(enum.StrEnum):
 class IncomingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "incoming_payments"
     __table_args__ = (
+        CheckConstraint("state IN ('PENDING', 'PROCESSING', 'COMPLETED', 'EXPIRED')", name="state"),
         Index(
             "ix_incoming_payments_process_at",
             "process_at",
@@ -37,7 +38,7 @@ class IncomingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     wallet_address_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("wallet_addresses.id"), index=True
     )
-    asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"))
+    asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"), index=True)
     incoming_amount: Mapped[Decimal | None] = mapped_column(U64)
     received_amount: Mapped[Decimal] = mapped_column(U64, server_default="0")
     state: Mapped[str] = mapped_column(String(16), server_default=IncomingPaymentState.PENDING)

@@ -8,7 +8,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +38,10 @@ class OutgoingPaymentState(enum.StrEnum):
 class OutgoingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "outgoing_payments"
     __table_args__ = (
+        CheckConstraint(
+            "state IN ('FUNDING', 'SENDING', 'COMPLETED', 'FAILED', 'CANCELLED')",
+            name="state",
+        ),
         Index(
             "ix_outgoing_payments_process_at",
             "process_at",
@@ -40,7 +54,7 @@ class OutgoingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     )
     # One payment per quote.
     quote_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("quotes.id"), unique=True)
-    peer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("peers.id"))
+    peer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("peers.id"), index=True)
     state: Mapped[str] = mapped_column(String(16), server_default=OutgoingPaymentState.FUNDING)
     error: Mapped[str | None] = mapped_column(Text)
     state_attempts: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -23,7 +23,7 @@ class Quote(UuidPrimaryKeyMixin, TimestampMixin, Base):
     wallet_address_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("wallet_addresses.id"), index=True
     )
-    asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"))
+    asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"), index=True)
     receiver: Mapped[str] = mapped_column(String(2048))
     debit_amount: Mapped[Decimal] = mapped_column(U64)
     receive_amount: Mapped[Decimal] = mapped_column(U64)
@@ -37,5 +37,5 @@ class Quote(UuidPrimaryKeyMixin, TimestampMixin, Base):
     high_estimated_exchange_rate_numerator: Mapped[Decimal | None] = mapped_column(Numeric(40, 0))
     high_estimated_exchange_rate_denominator: Mapped[Decimal | None] = mapped_column(Numeric(40, 0))
     estimated_exchange_rate: Mapped[Decimal | None] = mapped_column(RATE)
-    fee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("fees.id"))
+    fee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("fees.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Uuid, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,7 @@ class WalletAddressStatus(enum.StrEnum):
 class WalletAddress(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "wallet_addresses"
     __table_args__ = (
+        CheckConstraint("status IN ('ACTIVE', 'INACTIVE')", name="status"),
         Index(
             "ix_wallet_addresses_process_at",
             "process_at",

@@ -32,7 +32,9 @@ class WebhookEvent(UuidPrimaryKeyMixin, TimestampMixin, Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     process_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     withdrawal_account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    withdrawal_asset_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("assets.id"))
+    withdrawal_asset_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("assets.id"), index=True
+    )
     withdrawal_amount: Mapped[Decimal | None] = mapped_column(U64)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 22:26:47.015867
+Create Date: 2026-11-23 22:32:05.492866
 """
 
 from collections.abc import Sequence
@@ -132,6 +132,7 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.CheckConstraint("type IN ('SENDING', 'RECEIVING')", name=op.f("ck_fees_type")),
         sa.CheckConstraint(
             "basis_point_fee >= 0 AND basis_point_fee <= 10000", name=op.f("ck_fees_basis_points")
         ),
@@ -261,6 +262,9 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.CheckConstraint(
+            "status IN ('ACTIVE', 'INACTIVE')", name=op.f("ck_wallet_addresses_status")
+        ),
         sa.ForeignKeyConstraint(
             ["asset_id"], ["assets.id"], name=op.f("fk_wallet_addresses_asset_id_assets")
         ),
@@ -315,6 +319,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("process_at IS NOT NULL"),
     )
     op.create_index(op.f("ix_webhook_events_type"), "webhook_events", ["type"], unique=False)
+    op.create_index(
+        op.f("ix_webhook_events_withdrawal_asset_id"),
+        "webhook_events",
+        ["withdrawal_asset_id"],
+        unique=False,
+    )
     op.create_table(
         "incoming_payments",
         sa.Column("wallet_address_id", sa.Uuid(), nullable=False),
@@ -341,6 +351,10 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.CheckConstraint(
+            "state IN ('PENDING', 'PROCESSING', 'COMPLETED', 'EXPIRED')",
+            name=op.f("ck_incoming_payments_state"),
+        ),
         sa.ForeignKeyConstraint(
             ["asset_id"], ["assets.id"], name=op.f("fk_incoming_payments_asset_id_assets")
         ),
@@ -350,6 +364,9 @@ def upgrade() -> None:
             name=op.f("fk_incoming_payments_wallet_address_id_wallet_addresses"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_incoming_payments")),
+    )
+    op.create_index(
+        op.f("ix_incoming_payments_asset_id"), "incoming_payments", ["asset_id"], unique=False
     )
     op.create_index(
         "ix_incoming_payments_process_at",
@@ -454,6 +471,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quotes")),
     )
+    op.create_index(op.f("ix_quotes_asset_id"), "quotes", ["asset_id"], unique=False)
+    op.create_index(op.f("ix_quotes_fee_id"), "quotes", ["fee_id"], unique=False)
     op.create_index(
         op.f("ix_quotes_wallet_address_id"), "quotes", ["wallet_address_id"], unique=False
     )
@@ -522,6 +541,10 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.CheckConstraint(
+            "state IN ('FUNDING', 'SENDING', 'COMPLETED', 'FAILED', 'CANCELLED')",
+            name=op.f("ck_outgoing_payments_state"),
+        ),
         sa.ForeignKeyConstraint(
             ["peer_id"], ["peers.id"], name=op.f("fk_outgoing_payments_peer_id_peers")
         ),
@@ -535,6 +558,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outgoing_payments")),
         sa.UniqueConstraint("quote_id", name=op.f("uq_outgoing_payments_quote_id")),
+    )
+    op.create_index(
+        op.f("ix_outgoing_payments_peer_id"), "outgoing_payments", ["peer_id"], unique=False
     )
     op.create_index(
         "ix_outgoing_payments_process_at",
@@ -558,10 +584,13 @@ def downgrade() -> None:
         table_name="outgoing_payments",
         postgresql_where=sa.text("state = 'SENDING'"),
     )
+    op.drop_index(op.f("ix_outgoing_payments_peer_id"), table_name="outgoing_payments")
     op.drop_table("outgoing_payments")
     op.drop_index(op.f("ix_webhook_deliveries_event_id"), table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index(op.f("ix_quotes_wallet_address_id"), table_name="quotes")
+    op.drop_index(op.f("ix_quotes_fee_id"), table_name="quotes")
+    op.drop_index(op.f("ix_quotes_asset_id"), table_name="quotes")
     op.drop_table("quotes")
     op.drop_index(op.f("ix_peer_incoming_tokens_peer_id"), table_name="peer_incoming_tokens")
     op.drop_table("peer_incoming_tokens")
@@ -571,7 +600,9 @@ def downgrade() -> None:
         table_name="incoming_payments",
         postgresql_where=sa.text("process_at IS NOT NULL"),
     )
+    op.drop_index(op.f("ix_incoming_payments_asset_id"), table_name="incoming_payments")
     op.drop_table("incoming_payments")
+    op.drop_index(op.f("ix_webhook_events_withdrawal_asset_id"), table_name="webhook_events")
     op.drop_index(op.f("ix_webhook_events_type"), table_name="webhook_events")
     op.drop_index(
         "ix_webhook_events_process_at",

@@ -1,0 +1,336 @@
+"""The node's settings: one typed, immutable object read from the environment.
+
+Variable names are Rafiki's backend names (``packages/backend/src/config/app.ts``) wherever Rafiki
+has one, so an operator moving over keeps their deployment files; the few Kiungo-only ones say so.
+Every value is checked here, at start-up: a malformed one raises :class:`ConfigError` with one line
+that names the variable, instead of failing later in the middle of a packet.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import os
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from kiungo.ilp.address import is_valid_address
+
+__all__ = ["ConfigError", "Environment", "Settings"]
+
+_T = TypeVar("_T")
+
+U64_MAX = 2**64 - 1
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+class ConfigError(ValueError):
+    """A setting the node cannot run with; the message is one line naming the variable."""
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+# Rafiki logs with pino, whose level names differ from Python's; both spellings are accepted.
+_LOG_LEVELS = {
+    "trace": "DEBUG",
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warn": "WARNING",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "fatal": "CRITICAL",
+    "critical": "CRITICAL",
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the connector and the backend are configured with.
+
+    Build it with :meth:`from_env`; the defaults are those of a development node on loopback.
+    Secrets and URLs that may hold a password are left out of ``repr``, so logging this is safe.
+    """
+
+    env: Environment = Environment.DEVELOPMENT
+    """``NODE_ENV`` (Rafiki's name): development, test or production."""
+    log_level: str = "INFO"
+    """``LOG_LEVEL``: a Python logging level name; pino's ``trace``/``warn``/``fatal`` also read."""
+
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+    """``DATABASE_URL``: ``postgresql://...``; unset starts the embedded Postgres (DESIGN §5)."""
+    redis_url: str | None = dataclasses.field(default=None, repr=False)
+    """``REDIS_URL``: ``redis://``, ``rediss://`` or ``unix://``; unset, the embedded Redis."""
+    data_dir: Path = dataclasses.field(default_factory=lambda: _default_data_dir(os.environ))
+    """``KIUNGO_DATA_DIR`` (Kiungo's own): where the embedded engines keep their files."""
+
+    ilp_address: str = "test.kiungo"
+    """``ILP_ADDRESS``: this node's ILP address (RFC 15), the prefix of every address it serves."""
+    stream_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """``STREAM_SECRET``: 32 bytes in base64, the STREAM server secret every replica shares.
+
+    Unset is allowed outside production only; the node then makes one for the run."""
+    connector_port: int = 3002
+    """``CONNECTOR_PORT``: ILP over HTTP from peers and SPSP."""
+    ilp_connector_url: str = "http://127.0.0.1:3002"
+    """``ILP_CONNECTOR_URL``: where this node's connector is reached (by peers and the backend)."""
+    max_packet_amount: int | None = None
+    """``MAX_PACKET_AMOUNT`` (Kiungo's own): u64 limit for peers that set none; unset, none."""
+
+    admin_port: int = 3001
+    """``ADMIN_PORT``: the GraphQL admin API."""
+    admin_api_secret: str | None = dataclasses.field(default=None, repr=False)
+    """``ADMIN_API_SECRET``: HMAC key of admin request signatures; unset binds to loopback only."""
+    admin_api_signature_ttl_seconds: int = 30
+    """``ADMIN_API_SIGNATURE_TTL_SECONDS``: how old a signed admin request may be."""
+    graphql_idempotency_key_ttl_ms: int = 86_400_000
+    """``GRAPHQL_IDEMPOTENCY_KEY_TTL_MS``: how long a mutation's idempotency key is remembered."""
+
+    open_payments_url: str = "http://127.0.0.1:3002"
+    """``OPEN_PAYMENTS_URL``: public base URL under which wallet addresses are created."""
+    wallet_address_url: str = "http://127.0.0.1:3002/.well-known/pay"
+    """``WALLET_ADDRESS_URL``: this node's own wallet address; defaults under OPEN_PAYMENTS_URL."""
+
+    exchange_rates_url: str | None = None
+    """``EXCHANGE_RATES_URL``: the operator's rates endpoint (``GET ?base=USD``); unset, same
+    currency only."""
+    exchange_rates_lifetime_ms: int = 15_000
+    """``EXCHANGE_RATES_LIFETIME``: how long fetched rates are reused, in milliseconds."""
+    slippage: Decimal = Decimal("0.01")
+    """``SLIPPAGE``: the fraction below the quoted rate a payment still accepts, in [0, 1)."""
+    quote_lifespan_ms: int = 300_000
+    """``QUOTE_LIFESPAN``: how long a quote stays valid, in milliseconds."""
+    incoming_payment_expiry_max_ms: int = 2_592_000_000
+    """``INCOMING_PAYMENT_EXPIRY_MAX_MS``: the latest expiry an incoming payment may ask for."""
+    max_outgoing_payment_retry_attempts: int = 5
+    """``MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS``: tries before an outgoing payment ends FAILED."""
+
+    webhook_url: str | None = None
+    """``WEBHOOK_URL``: where webhook events are POSTed; unset, events are kept but not sent."""
+    webhook_timeout_ms: int = 2_000
+    """``WEBHOOK_TIMEOUT``: how long one delivery may take, in milliseconds."""
+    webhook_max_retry: int = 10
+    """``WEBHOOK_MAX_RETRY``: delivery attempts before an event is given up."""
+    signature_secret: str | None = dataclasses.field(default=None, repr=False)
+    """``SIGNATURE_SECRET``: HMAC key webhook requests are signed with; unset, unsigned."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (``os.environ`` when not given).
+
+        An empty variable counts as unset. Raises :class:`ConfigError` for the first bad value.
+        """
+        env_vars = os.environ if environ is None else environ
+        read = _Reader(env_vars)
+        env = read.env()
+        connector_port = read.value("CONNECTOR_PORT", _port, cls.connector_port)
+        open_payments_url = read.value("OPEN_PAYMENTS_URL", _http_url, cls.open_payments_url)
+        stream_secret = read.value("STREAM_SECRET", _secret, None)
+        if stream_secret is None and env is Environment.PRODUCTION:
+            raise ConfigError("STREAM_SECRET: must be set in production (32 bytes, base64)")
+        return cls(
+            env=env,
+            log_level=read.value("LOG_LEVEL", _log_level, cls.log_level),
+            database_url=read.value("DATABASE_URL", _postgres_url, None),
+            redis_url=read.value("REDIS_URL", _redis_url, None),
+            data_dir=read.value("KIUNGO_DATA_DIR", Path, None) or _default_data_dir(env_vars),
+            ilp_address=read.value("ILP_ADDRESS", _ilp_address, cls.ilp_address),
+            stream_secret=stream_secret,
+            connector_port=connector_port,
+            ilp_connector_url=read.value(
+                "ILP_CONNECTOR_URL", _http_url, f"http://127.0.0.1:{connector_port}"
+            ),
+            max_packet_amount=read.value("MAX_PACKET_AMOUNT", _u64, None),
+            admin_port=read.value("ADMIN_PORT", _port, cls.admin_port),
+            admin_api_secret=read.value("ADMIN_API_SECRET", str, None),
+            admin_api_signature_ttl_seconds=read.value(
+                "ADMIN_API_SIGNATURE_TTL_SECONDS",
+                _positive_int,
+                cls.admin_api_signature_ttl_seconds,
+            ),
+            graphql_idempotency_key_ttl_ms=read.value(
+                "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS", _positive_int, cls.graphql_idempotency_key_ttl_ms
+            ),
+            open_payments_url=open_payments_url,
+            wallet_address_url=read.value(
+                "WALLET_ADDRESS_URL",
+                _http_url,
+                f"{open_payments_url.rstrip('/')}/.well-known/pay",
+            ),
+            exchange_rates_url=read.value("EXCHANGE_RATES_URL", _http_url, None),
+            exchange_rates_lifetime_ms=read.value(
+                "EXCHANGE_RATES_LIFETIME", _non_negative_int, cls.exchange_rates_lifetime_ms
+            ),
+            slippage=read.value("SLIPPAGE", _slippage, cls.slippage),
+            quote_lifespan_ms=read.value("QUOTE_LIFESPAN", _positive_int, cls.quote_lifespan_ms),
+            incoming_payment_expiry_max_ms=read.value(
+                "INCOMING_PAYMENT_EXPIRY_MAX_MS", _positive_int, cls.incoming_payment_expiry_max_ms
+            ),
+            max_outgoing_payment_retry_attempts=read.value(
+                "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS",
+                _non_negative_int,
+                cls.max_outgoing_payment_retry_attempts,
+            ),
+            webhook_url=read.value("WEBHOOK_URL", _http_url, None),
+            webhook_timeout_ms=read.value("WEBHOOK_TIMEOUT", _positive_int, cls.webhook_timeout_ms),
+            webhook_max_retry=read.value(
+                "WEBHOOK_MAX_RETRY", _non_negative_int, cls.webhook_max_retry
+            ),
+            signature_secret=read.value("SIGNATURE_SECRET", str, None),
+        )
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+
+class _Reader:
+    """Reads one variable at a time, turning a parser's ValueError into a named ConfigError."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def value(self, name: str, parse: Callable[[str], _T], default: _T) -> _T:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+    def env(self) -> Environment:
+        # Only Rafiki's NODE_ENV: ENV is the POSIX shell's startup-file variable.
+        return self.value("NODE_ENV", _environment, Environment.DEVELOPMENT)
+
+
+def _default_data_dir(environ: Mapping[str, str]) -> Path:
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "share" / "kiungo"
+
+
+def _environment(raw: str) -> Environment:
+    try:
+        return Environment(raw.lower())
+    except ValueError:
+        choices = ", ".join(e.value for e in Environment)
+        raise ValueError(f"expected one of {choices}, got {raw!r}") from None
+
+
+def _log_level(raw: str) -> str:
+    level = _LOG_LEVELS.get(raw.lower())
+    if level is None:
+        raise ValueError(f"expected a log level such as debug, info, warning or error, got {raw!r}")
+    return level
+
+
+def _int(raw: str) -> int:
+    # int() alone would also take "1_000" or "٣", which Rafiki's parseInt reads differently.
+    if not _INTEGER.fullmatch(raw):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return int(raw)
+
+
+def _positive_int(raw: str) -> int:
+    value = _int(raw)
+    if value <= 0:
+        raise ValueError(f"expected a number above 0, got {raw!r}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError(f"expected 0 or more, got {raw!r}")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"expected a port from 1 to 65535, got {raw!r}")
+    return value
+
+
+def _u64(raw: str) -> int:
+    value = _int(raw)
+    if not 0 < value <= U64_MAX:
+        raise ValueError(f"expected an amount from 1 to {U64_MAX}, got {raw!r}")
+    return value
+
+
+def _slippage(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"expected a decimal fraction such as 0.01, got {raw!r}") from None
+    if not value.is_finite() or not Decimal(0) <= value < Decimal(1):
+        raise ValueError(f"expected a fraction from 0 up to (not including) 1, got {raw!r}")
+    return value
+
+
+def _ilp_address(raw: str) -> str:
+    if not is_valid_address(raw):
+        raise ValueError(f"not an ILP address such as g.example or test.node: {raw!r}")
+    return raw
+
+
+def _secret(raw: str) -> bytes:
+    # The secret itself never goes into a message: these lines end up in logs.
+    text = raw.replace("-", "+").replace("_", "/").rstrip("=")
+    try:
+        secret = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("not valid base64 (expected 32 random bytes in base64)") from None
+    if len(secret) != 32:
+        raise ValueError(f"decodes to {len(secret)} bytes, expected 32")
+    return secret
+
+
+def _url(raw: str, schemes: tuple[str, ...], example: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ValueError(f"expected a URL such as {example}, got {_without_password(raw)!r}")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {_without_password(raw)!r}")
+    return raw
+
+
+def _postgres_url(raw: str) -> str:
+    return _url(
+        raw, ("postgres", "postgresql", "postgresql+asyncpg"), "postgresql://user@host:5432/kiungo"
+    )
+
+
+def _redis_url(raw: str) -> str:
+    return _url(raw, ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0")
+
+
+def _without_password(raw: str) -> str:
+    # Database URLs carry passwords; an error line must not.
+    try:
+        parts = urlsplit(raw)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if password:
+        return raw.replace(f":{password}@", ":***@", 1)
+    return raw
