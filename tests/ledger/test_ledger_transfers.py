@@ -15,6 +15,7 @@ from kiungo.ledger import (
     AccountKind,
     AlreadyPosted,
     AlreadyVoided,
+    CreditLimitExceeded,
     DifferentAssets,
     InsufficientBalance,
     InsufficientLiquidity,
@@ -248,3 +249,21 @@ async def test_total_sent_and_received_and_transfers_of_an_account(
     assert balance.debits_posted == 12  # total sent
     assert (await ledger.balance(target)).credits_posted == 12  # total received
     assert [t.amount for t in await ledger.transfers_of(target)] == [5, 7]
+
+
+async def test_a_credit_limit_caps_what_an_account_receives_under_concurrency(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    asset, source, _ = await funded_pair(ledger, pool, 1000)
+    invoice = await ledger.ensure_account(AccountKind.INCOMING_PAYMENT, uuid.uuid4(), asset)
+    results = await asyncio.gather(
+        *(
+            ledger.create_transfers([Leg(uuid.uuid4(), source, invoice, 3, credit_limit=100)])
+            for _ in range(100)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 33
+    assert all(isinstance(r, CreditLimitExceeded) for r in results if isinstance(r, BaseException))
+    assert (await ledger.balance(invoice)).credits_posted == 99
+    await assert_invariants(pool)

@@ -5,6 +5,7 @@ from kiungo.ledger.check import CheckResult, run_checks
 from kiungo.ledger.errors import (
     AlreadyPosted,
     AlreadyVoided,
+    CreditLimitExceeded,
     DifferentAssets,
     InsufficientBalance,
     InsufficientLiquidity,
@@ -27,6 +28,7 @@ __all__ = [
     "AlreadyVoided",
     "Balance",
     "CheckResult",
+    "CreditLimitExceeded",
     "DifferentAssets",
     "InsufficientBalance",
     "InsufficientLiquidity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyPosted",
     "AlreadyVoided",
+    "CreditLimitExceeded",
     "DifferentAssets",
     "InsufficientBalance",
     "InsufficientLiquidity",
@@ -33,6 +34,10 @@ class InsufficientBalance(LedgerError):
 
 class InsufficientLiquidity(InsufficientBalance):
     """An asset or peer liquidity account cannot cover the debit."""
+
+
+class CreditLimitExceeded(LedgerError):
+    """The credit account would receive more than the leg's limit (e.g. an incoming amount)."""
 
 
 class UnknownAccount(LedgerError):

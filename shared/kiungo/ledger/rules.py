@@ -26,6 +26,7 @@ from kiungo.ledger.accounts import Account
 from kiungo.ledger.errors import (
     AlreadyPosted,
     AlreadyVoided,
+    CreditLimitExceeded,
     DifferentAssets,
     InsufficientBalance,
     InsufficientLiquidity,
@@ -60,10 +61,14 @@ class TransferState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Leg:
+    """One debit and credit. ``credit_limit`` caps what the credit account may have received
+    (posted and pending), checked atomically with the transfer: an incoming payment's amount."""
+
     id: uuid.UUID
     debit_account_id: uuid.UUID
     credit_account_id: uuid.UUID
     amount: int
+    credit_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +228,11 @@ def _create(
             raise InsufficientBalance(
                 f"account {credit.id} cannot be credited that much", credit.id
             )
+        if (
+            leg.credit_limit is not None
+            and credit.credits_posted + credit.credits_pending > leg.credit_limit
+        ):
+            raise CreditLimitExceeded(f"account {credit.id} would exceed {leg.credit_limit}")
 
     for account_id, account in scratch.items():
         accounts[account_id] = account
