@@ -13,7 +13,7 @@ MYPY_ROOTS := shared/kiungo services/kiungo tests
 MYPY_PATHS = $(foreach root,$(MYPY_ROOTS),$(if $(shell find $(root) -name '*.py' 2>/dev/null | head -n 1),$(root)))
 
 .DEFAULT_GOAL := test
-.PHONY: venv npm lint test bench clean distclean
+.PHONY: venv npm lint test bench run clean distclean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ test: venv npm lint
 
 bench: venv
 	$(BIN)/python tests/benchmarks/protocol.py
+	$(BIN)/python -m tests.benchmarks.ledger
+
+# The whole node on this machine: embedded Postgres and Redis unless DATABASE_URL/REDIS_URL are set.
+run: venv
+	$(BIN)/kiungo up
 
 # Build and tool caches; the installed environments stay (see distclean).
 clean:

@@ -85,6 +85,17 @@ class Settings:
     """``ILP_CONNECTOR_URL``: where this node's connector is reached (by peers and the backend)."""
     max_packet_amount: int | None = None
     """``MAX_PACKET_AMOUNT`` (Kiungo's own): u64 limit for peers that set none; unset, none."""
+    redis_key_prefix: str = "kiungo:"
+    """``REDIS_KEY_PREFIX`` (Kiungo's own): every Redis key of this node starts with it, so
+    several nodes can share one Redis."""
+    peer_rate_limit: int | None = None
+    """``PEER_RATE_LIMIT`` (Kiungo's own): packets per second each peer may send (T05 beyond);
+    unset, no limit. Shared by all replicas through Redis."""
+    peer_throughput_limit: int | None = None
+    """``PEER_THROUGHPUT_LIMIT`` (Kiungo's own): amount per second each peer may send, in its
+    asset's units (T04 beyond); unset, no limit."""
+    packet_timeout_ms: int = 30_000
+    """``PACKET_TIMEOUT_MS`` (Kiungo's own): the longest a forwarded Prepare may be held."""
 
     admin_port: int = 3001
     """``ADMIN_PORT``: the GraphQL admin API."""
@@ -150,6 +161,10 @@ class Settings:
                 "ILP_CONNECTOR_URL", _http_url, f"http://127.0.0.1:{connector_port}"
             ),
             max_packet_amount=read.value("MAX_PACKET_AMOUNT", _u64, None),
+            redis_key_prefix=read.value("REDIS_KEY_PREFIX", str, cls.redis_key_prefix),
+            peer_rate_limit=read.value("PEER_RATE_LIMIT", _positive_int, None),
+            peer_throughput_limit=read.value("PEER_THROUGHPUT_LIMIT", _positive_int, None),
+            packet_timeout_ms=read.value("PACKET_TIMEOUT_MS", _positive_int, cls.packet_timeout_ms),
             admin_port=read.value("ADMIN_PORT", _port, cls.admin_port),
             admin_api_secret=read.value("ADMIN_API_SECRET", str, None),
             admin_api_signature_ttl_seconds=read.value(

@@ -8,6 +8,7 @@ Each group module exposes ``register(subparsers)``, which adds its parser and se
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kiungo.cli import ledger, migrate, packet, receipt
@@ -18,6 +19,10 @@ __all__ = ["build_parser", "main"]
 
 _GROUPS = (packet.register, receipt.register, migrate.register, ledger.register)
 
+# The services' commands. Imported by name when the parser is built, so this shared package
+# does not depend on the services at import time (DESIGN §2: services depend on shared).
+_SERVICE_COMMANDS = ("kiungo.connector.command", "kiungo.up")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for register in _GROUPS:
         register(subparsers)
+    for module_name in _SERVICE_COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

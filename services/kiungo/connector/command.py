@@ -1,0 +1,91 @@
+"""``kiungo connector``: run the connector (ILP over HTTP, SPSP, STREAM receiving)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from kiungo.config import Settings
+from kiungo.connector.app import create_app, serve_node
+from kiungo.store.local import postgres_url, redis_url
+
+__all__ = ["connector_server", "register"]
+
+log = logging.getLogger("kiungo.connector")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "connector",
+        help="run the connector",
+        description=(
+            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /healthz "
+            "and /metrics on CONNECTOR_PORT. Uses DATABASE_URL and REDIS_URL, or embedded "
+            "servers in KIUNGO_DATA_DIR when unset. The database must be migrated "
+            "(kiungo migrate)."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.set_defaults(handler=_run)
+
+
+@contextlib.asynccontextmanager
+async def connector_server(
+    settings: Settings, database: str, redis: str, host: str, port: int
+) -> AsyncIterator[uvicorn.Server]:
+    """A started connector listening on ``host:port`` (port 0: any free port)."""
+    async with serve_node(settings, database, redis) as node:
+        app: Starlette = create_app(node)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the connector stopped while starting")
+            await asyncio.sleep(0.01)
+        try:
+            yield server
+        finally:
+            server.should_exit = True
+            await task
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    async def run() -> None:
+        async with (
+            postgres_url(settings) as database,
+            redis_url(settings) as redis,
+            serve_node(settings, database, redis) as node,
+        ):
+            config = uvicorn.Config(
+                create_app(node),
+                host=args.host,
+                port=settings.connector_port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+            print(
+                f"connector on http://{args.host}:{settings.connector_port}, "
+                f"ILP address {settings.ilp_address}",
+                flush=True,
+            )
+            await uvicorn.Server(config).serve()  # until SIGINT or SIGTERM
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0

@@ -1,0 +1,132 @@
+"""Everything a running connector holds: settings, stores, ledger, peers, rates, STREAM server.
+
+One :class:`Node` per process, built by :meth:`Node.start` and shared by the request handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import asyncpg
+import httpx
+from kiungo.rates import RatesClient
+from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
+from redis.asyncio import Redis
+
+from kiungo.config import Settings
+from kiungo.connector.metrics import Metrics
+from kiungo.connector.peers import PeerRegistry
+from kiungo.connector.receivers import ReceiverDirectory
+from kiungo.db import create_pool
+from kiungo.ledger import Ledger
+from kiungo.stream.receiver import StreamReceiver
+from kiungo.stream.server import StreamServer
+
+__all__ = ["PEERS_CHANGED_CHANNEL", "Node"]
+
+log = logging.getLogger("kiungo.connector")
+
+PEERS_CHANGED_CHANNEL = "peers-changed"
+_PEER_RELOAD_SECONDS = 30.0
+
+
+@dataclass
+class Node:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    ledger: Ledger
+    http: httpx.AsyncClient
+    rates: RatesClient
+    stream_server: StreamServer
+    receiver: StreamReceiver
+    peers: PeerRegistry
+    receivers: ReceiverDirectory
+    totals: StreamTotals
+    rate_limiter: RateLimiter
+    throughput: ThroughputLimiter
+    metrics: Metrics
+    accounts_ready: set[uuid.UUID] = field(default_factory=set)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return self.settings.ilp_address
+
+    @classmethod
+    async def start(cls, settings: Settings, database_url: str, redis_url: str) -> Node:
+        pool = await create_pool(database_url, min_size=2, max_size=20)
+        redis = Redis.from_url(redis_url)
+        ledger = Ledger(pool)
+        ledger.start()
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            timeout=httpx.Timeout(settings.packet_timeout_ms / 1000),
+        )
+        secret = settings.stream_secret or os.urandom(32)
+        stream_server = StreamServer(secret, settings.ilp_address)
+        prefix = settings.redis_key_prefix
+        node = cls(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            ledger=ledger,
+            http=http,
+            rates=RatesClient(
+                settings.exchange_rates_url,
+                client=http,
+                lifetime=timedelta(milliseconds=settings.exchange_rates_lifetime_ms),
+            ),
+            stream_server=stream_server,
+            receiver=StreamReceiver(stream_server),
+            peers=PeerRegistry(),
+            receivers=ReceiverDirectory(pool, settings),
+            totals=StreamTotals(redis, prefix),
+            rate_limiter=RateLimiter(redis, prefix),
+            throughput=ThroughputLimiter(redis, prefix),
+            metrics=Metrics(),
+        )
+        await node.reload_peers()
+        node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
+        return node
+
+    async def reload_peers(self) -> None:
+        async with self.pool.acquire() as conn:
+            await self.peers.load(conn)
+
+    async def _watch_peers(self) -> None:
+        """Reload on every change message, and every 30 s in case a message was missed."""
+        channel = self.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=_PEER_RELOAD_SECONDS
+                        )
+                        await self.reload_peers()
+                        if message is not None:
+                            log.info("peers reloaded after a change message")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("peer reload failed; retrying")
+                await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.ledger.close()
+        await self.http.aclose()
+        await self.redis.aclose()
+        await self.pool.close()

@@ -1,0 +1,99 @@
+"""The peers this node exchanges packets with, and the routing table they make.
+
+Loaded from Postgres and held in memory for the packet path; every replica reloads when a peer
+changes (a message on a Redis channel, with a periodic reload as a fallback). Incoming tokens are
+looked up by their SHA-256: the table never holds a token, and a lookup by digest reveals
+nothing about the token through its timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+__all__ = ["PeerInfo", "PeerRegistry", "token_hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    id: uuid.UUID
+    name: str | None
+    static_ilp_address: str
+    asset_id: uuid.UUID
+    asset_code: str
+    asset_scale: int
+    http_endpoint: str
+    outgoing_token: str
+    max_packet_amount: int | None
+    routes: tuple[str, ...]
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+_LOAD_PEERS = """
+SELECT p.id, p.name, p.static_ilp_address, p.asset_id, a.code AS asset_code,
+       a.scale AS asset_scale, p.http_endpoint, p.http_outgoing_token, p.max_packet_amount,
+       p.routes
+FROM peers p JOIN assets a ON a.id = p.asset_id
+WHERE a.deleted_at IS NULL
+"""
+
+_LOAD_TOKENS = "SELECT peer_id, token_hash FROM peer_incoming_tokens"
+
+
+class PeerRegistry:
+    """Peers by incoming token and by ILP address prefix (longest prefix wins)."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[bytes, PeerInfo] = {}
+        self._by_prefix: dict[str, PeerInfo] = {}
+        self.by_id: dict[uuid.UUID, PeerInfo] = {}
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        peers = {}
+        for row in await conn.fetch(_LOAD_PEERS):
+            peers[row["id"]] = PeerInfo(
+                id=row["id"],
+                name=row["name"],
+                static_ilp_address=row["static_ilp_address"],
+                asset_id=row["asset_id"],
+                asset_code=row["asset_code"],
+                asset_scale=row["asset_scale"],
+                http_endpoint=row["http_endpoint"],
+                outgoing_token=row["http_outgoing_token"],
+                max_packet_amount=(
+                    None if row["max_packet_amount"] is None else int(row["max_packet_amount"])
+                ),
+                routes=tuple(row["routes"] or ()),
+            )
+        by_token = {
+            bytes(row["token_hash"]): peers[row["peer_id"]]
+            for row in await conn.fetch(_LOAD_TOKENS)
+            if row["peer_id"] in peers
+        }
+        by_prefix: dict[str, PeerInfo] = {}
+        for peer in peers.values():
+            for prefix in (peer.static_ilp_address, *peer.routes):
+                by_prefix.setdefault(prefix, peer)
+        # Swap whole tables, so a packet never sees half a reload.
+        self.by_id, self._by_token, self._by_prefix = peers, by_token, by_prefix
+
+    def authenticate(self, token: str) -> PeerInfo | None:
+        return self._by_token.get(token_hash(token))
+
+    def route(self, destination: str) -> PeerInfo | None:
+        """The peer whose address or route is the longest prefix of ``destination``."""
+        candidate = destination
+        while True:
+            peer = self._by_prefix.get(candidate)
+            if peer is not None:
+                return peer
+            cut = candidate.rfind(".")
+            if cut <= 0:
+                return None
+            candidate = candidate[:cut]

@@ -1,0 +1,78 @@
+"""The packet path (DESIGN §3): one Prepare from a peer in, its Fulfill or Reject out.
+
+Steps, in order, each in its own module: expiry, maximum packet amount, rate and throughput
+limits, IL-DCP, then our own STREAM receivers or a forward along the longest-prefix route.
+Errors are typed (:class:`kiungo.ilp.IlpError`) and become Rejects carrying our address here,
+at the edge; anything unexpected is a T00, logged once with the packet's condition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from kiungo.connector.node import Node
+from kiungo.connector.peers import PeerInfo
+from kiungo.connector.pipeline.checks import check_expiry, check_limits, check_max_packet
+from kiungo.connector.pipeline.forward import forward
+from kiungo.connector.pipeline.ildcp import answer_peer_protocol
+from kiungo.connector.pipeline.receive import receive_locally
+from kiungo.ilp.errors import IlpError, UnreachableError
+from kiungo.ilp.oer import DecodeError
+from kiungo.ilp.packet import Reject, decode_prepare, encode_packet
+
+__all__ = ["handle_packet"]
+
+log = logging.getLogger("kiungo.connector.packets")
+
+
+async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes:
+    """The encoded reply to ``raw`` from ``peer``; never raises."""
+    started = time.perf_counter()
+    condition = ""
+    try:
+        try:
+            prepare = decode_prepare(raw)
+        except DecodeError as exc:
+            raise IlpError(f"invalid ILP Prepare: {exc}", code="F01") from None
+        condition = prepare.execution_condition.hex()
+        now = datetime.now(UTC)
+        check_expiry(prepare, now)
+        check_max_packet(prepare, peer, node.settings.max_packet_amount)
+        await check_limits(node, peer, prepare)
+        if prepare.destination.startswith("peer."):
+            reply = answer_peer_protocol(node, peer, prepare, now)
+        elif node.stream_server.token_segment(prepare.destination) is not None:
+            reply = await receive_locally(node, peer, prepare, now)
+        else:
+            target = node.peers.route(prepare.destination)
+            if target is None or target.id == peer.id:
+                raise UnreachableError(f"no route to {prepare.destination}")
+            reply = await forward(node, peer, target, prepare, raw, now=now)
+    except IlpError as error:
+        reply = encode_packet(error.to_reject(node.address))
+        _log_reject(peer, condition, error.code, error.message)
+    except Exception:
+        log.exception(
+            "unexpected error handling packet from peer %s condition %s", peer.id, condition
+        )
+        reply = encode_packet(Reject("T00", node.address, "internal error", b""))
+        _log_reject(peer, condition, "T00", "internal error")
+    outcome = "fulfilled" if reply[0] == 13 else _reject_code(reply)
+    node.metrics.packets.labels(outcome).inc()
+    node.metrics.latency.observe(time.perf_counter() - started)
+    return reply
+
+
+def _reject_code(reply: bytes) -> str:
+    # A Reject's code is the three bytes after its envelope's length determinant.
+    start = 2 if reply[1] < 0x80 else 2 + (reply[1] & 0x7F)
+    return reply[start : start + 3].decode("ascii", errors="replace")
+
+
+def _log_reject(peer: PeerInfo, condition: str, code: str, message: str) -> None:
+    log.info(
+        "reject",
+        extra={"peer_id": str(peer.id), "condition": condition, "code": code, "reason": message},
+    )

@@ -1,0 +1,62 @@
+"""The ledger side of a packet: the legs that move its money, and ledger errors as ILP codes.
+
+A packet from peer P debits P's liquidity account (what P may still send us). Same asset: the
+credit goes straight to the receiving account. Across assets it goes through the two assets'
+liquidity accounts, so each ledger balances on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kiungo.connector.peers import PeerInfo
+from kiungo.ilp.errors import InsufficientLiquidityError, InternalError
+from kiungo.ledger import AccountKind, InsufficientBalance, LedgerError, Leg, account_id_for
+
+__all__ = ["ledger_errors_as_ilp", "packet_legs"]
+
+log = logging.getLogger("kiungo.connector.accounting")
+
+
+def packet_legs(
+    source: PeerInfo,
+    source_amount: int,
+    destination_account: uuid.UUID,
+    destination_asset: uuid.UUID,
+    destination_amount: int,
+    *,
+    credit_limit: int | None = None,
+) -> list[Leg]:
+    source_account = account_id_for(AccountKind.PEER_LIQUIDITY, source.id)
+    if source.asset_id == destination_asset:
+        return [Leg(uuid.uuid4(), source_account, destination_account, source_amount, credit_limit)]
+    return [
+        Leg(
+            uuid.uuid4(),
+            source_account,
+            account_id_for(AccountKind.ASSET_LIQUIDITY, source.asset_id),
+            source_amount,
+        ),
+        Leg(
+            uuid.uuid4(),
+            account_id_for(AccountKind.ASSET_LIQUIDITY, destination_asset),
+            destination_account,
+            destination_amount,
+            credit_limit,
+        ),
+    ]
+
+
+@contextmanager
+def ledger_errors_as_ilp() -> Iterator[None]:
+    """Shortfalls are T04 (retry later); anything else the ledger refuses is our fault, T00."""
+    try:
+        yield
+    except InsufficientBalance as exc:
+        raise InsufficientLiquidityError(str(exc)) from None
+    except LedgerError as exc:
+        log.error("ledger refused a packet transfer: %r", exc)
+        raise InternalError("ledger unavailable") from None

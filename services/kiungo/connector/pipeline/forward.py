@@ -1,0 +1,125 @@
+"""Forwarding a Prepare to the next hop over ILP-over-HTTP (RFC 35 synchronous mode).
+
+Funds are held as a pending transfer before the packet leaves, posted on a valid Fulfill and
+voided otherwise. Only amount and expiry change on the way out (patched in the encoded bytes);
+downstream replies are relayed byte for byte, except a Fulfill whose preimage is wrong (F05).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+
+from kiungo.connector.node import Node
+from kiungo.connector.peers import PeerInfo
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
+from kiungo.connector.pipeline.exchange import exchange
+from kiungo.ilp.errors import (
+    InsufficientTimeoutError,
+    PeerUnreachableError,
+    TransferTimedOutError,
+    UnreachableError,
+    WrongConditionError,
+)
+from kiungo.ilp.oer import DecodeError
+from kiungo.ilp.packet import Fulfill, Prepare, decode_reply, fulfillment_matches, rewrite_prepare
+from kiungo.ledger import AccountKind, LedgerError, account_id_for
+
+__all__ = ["forward"]
+
+log = logging.getLogger("kiungo.connector.forward")
+
+MIN_MESSAGE_WINDOW = timedelta(seconds=1)
+# A hold outlives the packet by this much, so a Fulfill that arrives in time can always post.
+HOLD_MARGIN = timedelta(seconds=30)
+
+
+async def forward(
+    node: Node,
+    source: PeerInfo,
+    target: PeerInfo,
+    prepare: Prepare,
+    raw: bytes,
+    *,
+    now: datetime,
+) -> bytes:
+    max_hold = timedelta(milliseconds=node.settings.packet_timeout_ms)
+    expires_at = min(prepare.expires_at - MIN_MESSAGE_WINDOW, now + max_hold)
+    if expires_at - now < MIN_MESSAGE_WINDOW:
+        raise InsufficientTimeoutError("not enough time left to forward the packet")
+    amount = await exchange(
+        node,
+        (source.asset_code, source.asset_scale),
+        (target.asset_code, target.asset_scale),
+        prepare.amount,
+    )
+    outgoing = rewrite_prepare(raw, amount=amount, expires_at=expires_at)
+    transfer_ids: list[uuid.UUID] = []
+    if prepare.amount > 0:
+        legs = packet_legs(
+            source,
+            prepare.amount,
+            account_id_for(AccountKind.PEER_LIQUIDITY, target.id),
+            target.asset_id,
+            amount,
+        )
+        with ledger_errors_as_ilp():
+            held = await node.ledger.create_transfers(legs, hold_for=expires_at - now + HOLD_MARGIN)
+        transfer_ids = [t.id for t in held]
+    try:
+        reply_raw = await _send(node, target, outgoing, (expires_at - now).total_seconds())
+        try:
+            reply = decode_reply(reply_raw)
+        except DecodeError:
+            raise PeerUnreachableError("next hop answered with an unreadable packet") from None
+        if isinstance(reply, Fulfill) and not fulfillment_matches(
+            reply.fulfillment, prepare.execution_condition
+        ):
+            raise WrongConditionError("fulfillment from the next hop does not match")
+    except BaseException:
+        if transfer_ids:
+            await _settle(node, transfer_ids, post=False)
+        raise
+    if transfer_ids:
+        await _settle(node, transfer_ids, post=isinstance(reply, Fulfill))
+    if isinstance(reply, Fulfill) and prepare.amount:
+        node.metrics.amount.labels("forwarded").inc(prepare.amount)
+    return reply_raw
+
+
+async def _send(node: Node, target: PeerInfo, outgoing: bytes, seconds: float) -> bytes:
+    try:
+        async with asyncio.timeout(seconds):
+            response = await node.http.post(
+                target.http_endpoint,
+                content=outgoing,
+                headers={
+                    "Authorization": f"Bearer {target.outgoing_token}",
+                    "Content-Type": "application/octet-stream",
+                    "Accept": "application/octet-stream",
+                },
+            )
+    except TimeoutError:
+        raise TransferTimedOutError("next hop did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise PeerUnreachableError(f"next hop unreachable: {type(exc).__name__}") from None
+    if 400 <= response.status_code < 500:
+        raise UnreachableError(f"next hop refused the packet (HTTP {response.status_code})")
+    if response.status_code != 200:
+        raise PeerUnreachableError(f"next hop failed (HTTP {response.status_code})")
+    return response.content
+
+
+async def _settle(node: Node, transfer_ids: list[uuid.UUID], post: bool) -> None:
+    try:
+        if post:
+            await node.ledger.post(*transfer_ids)
+        else:
+            await node.ledger.void(*transfer_ids)
+    except LedgerError as exc:
+        # The packet's outcome stands; the hold releases itself at its timeout if a void failed.
+        log.error("could not %s transfers %s: %r", "post" if post else "void", transfer_ids, exc)

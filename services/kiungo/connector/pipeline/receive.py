@@ -1,0 +1,90 @@
+"""Receiving STREAM money for our own wallet addresses and incoming payments.
+
+The amount is converted into the receiver's asset first, so the STREAM reply tells the sender
+what arrived in the receiver's units. Then, for packets with money: the connection's running
+total is incremented in Redis (shared by every replica, for receipts), the money moves in the
+ledger in one posted transfer (an incoming payment's amount is the ledger leg's credit limit, so
+concurrent packets can never overpay it), and the increment is undone if the ledger refuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+
+from kiungo.connector.node import Node
+from kiungo.connector.peers import PeerInfo
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
+from kiungo.connector.pipeline.exchange import exchange
+from kiungo.connector.receivers import Receiver, ReceiverKind
+from kiungo.ilp.packet import Prepare, encode_packet
+from kiungo.ledger import CreditLimitExceeded
+from kiungo.stream.receiver import IncomingMoney
+
+__all__ = ["receive_locally"]
+
+log = logging.getLogger("kiungo.connector.receive")
+
+
+async def receive_locally(node: Node, peer: PeerInfo, prepare: Prepare, now: datetime) -> bytes:
+    connection = node.stream_server.connection(prepare.destination)
+    receiver = None
+    arriving = prepare
+    if connection is not None:
+        receiver = await node.receivers.by_tag(connection.payment_tag)
+        if receiver is not None:
+            amount = await exchange(
+                node,
+                (peer.asset_code, peer.asset_scale),
+                (receiver.asset_code, receiver.asset_scale),
+                prepare.amount,
+            )
+            arriving = dataclasses.replace(prepare, amount=amount)
+    result = node.receiver.receive(arriving)
+    if not isinstance(result, IncomingMoney):
+        return encode_packet(result)
+    if receiver is None or not receiver.open_at(now):
+        return encode_packet(result.decline_finally())
+
+    await _ensure_account(node, receiver)
+    legs = packet_legs(
+        peer,
+        prepare.amount,
+        receiver.account_id,
+        receiver.asset_id,
+        arriving.amount,
+        credit_limit=receiver.incoming_amount,
+    )
+    total = await node.totals.add(result.connection_id, arriving.amount)
+    try:
+        with ledger_errors_as_ilp():
+            await node.ledger.create_transfers(legs)
+    except CreditLimitExceeded:
+        await node.totals.undo(result.connection_id, arriving.amount)
+        await _complete_if_paid(node, receiver)
+        return encode_packet(result.decline_finally())
+    except BaseException:
+        await node.totals.undo(result.connection_id, arriving.amount)
+        raise
+    node.metrics.amount.labels("received").inc(prepare.amount)
+    if receiver.incoming_amount is not None:
+        await _complete_if_paid(node, receiver)
+    receipts = connection is not None and connection.receipt_setup is not None
+    return encode_packet(result.accept(total if receipts else None))
+
+
+async def _ensure_account(node: Node, receiver: Receiver) -> None:
+    if receiver.account_id not in node.accounts_ready:
+        await node.ledger.ensure_account(receiver.account_kind, receiver.id, receiver.asset_id)
+        node.accounts_ready.add(receiver.account_id)
+
+
+async def _complete_if_paid(node: Node, receiver: Receiver) -> None:
+    if receiver.kind is not ReceiverKind.INCOMING_PAYMENT or receiver.incoming_amount is None:
+        return
+    balance = await node.ledger.balance(receiver.account_id)
+    if balance.credits_posted >= receiver.incoming_amount and await node.receivers.complete(
+        receiver
+    ):
+        log.info("incoming payment %s completed", receiver.id)

@@ -1,0 +1,168 @@
+"""Local receivers: the wallet addresses and incoming payments STREAM money can be paid into.
+
+A connection's payment tag names its receiver (``w<hex>`` a wallet address, ``i<hex>`` an
+incoming payment). Lookups are cached for a moment, since a STREAM payment sends many packets
+to one receiver; what must not be stale is enforced elsewhere: an incoming payment's amount by
+the ledger's credit limit, its expiry by the time stored with it.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from kiungo.config import Settings
+from kiungo.ledger import AccountKind, account_id_for
+
+__all__ = ["Receiver", "ReceiverDirectory", "ReceiverKind", "incoming_payment_tag", "wallet_tag"]
+
+_CACHE_SECONDS = 1.0
+
+
+class ReceiverKind(enum.StrEnum):
+    WALLET_ADDRESS = "w"
+    INCOMING_PAYMENT = "i"
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    kind: ReceiverKind
+    id: uuid.UUID
+    wallet_address_id: uuid.UUID
+    url: str
+    asset_id: uuid.UUID
+    asset_code: str
+    asset_scale: int
+    incoming_amount: int | None = None
+    expires_at: datetime | None = None
+    state: str = "ACTIVE"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind.value}{self.id.hex}"
+
+    @property
+    def account_kind(self) -> AccountKind:
+        if self.kind is ReceiverKind.WALLET_ADDRESS:
+            return AccountKind.WALLET_ADDRESS
+        return AccountKind.INCOMING_PAYMENT
+
+    @property
+    def account_id(self) -> uuid.UUID:
+        return account_id_for(self.account_kind, self.id)
+
+    def open_at(self, now: datetime) -> bool:
+        """Still accepting money: active wallet address, or pending incoming payment in time."""
+        if self.kind is ReceiverKind.WALLET_ADDRESS:
+            return self.state == "ACTIVE"
+        if self.state not in ("PENDING", "PROCESSING"):
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+
+def wallet_tag(wallet_address_id: uuid.UUID) -> str:
+    return f"{ReceiverKind.WALLET_ADDRESS.value}{wallet_address_id.hex}"
+
+
+def incoming_payment_tag(incoming_payment_id: uuid.UUID) -> str:
+    return f"{ReceiverKind.INCOMING_PAYMENT.value}{incoming_payment_id.hex}"
+
+
+_WALLET_COLUMNS = """
+w.id, w.url, w.status, w.asset_id, a.code AS asset_code, a.scale AS asset_scale
+FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
+"""
+
+_INCOMING_PAYMENT = """
+SELECT p.id, p.wallet_address_id, w.url, p.asset_id, a.code AS asset_code,
+       a.scale AS asset_scale, p.incoming_amount, p.expires_at, p.state
+FROM incoming_payments p
+JOIN wallet_addresses w ON w.id = p.wallet_address_id
+JOIN assets a ON a.id = p.asset_id
+WHERE p.id = $1
+"""
+
+
+class ReceiverDirectory:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._cache: dict[str, tuple[float, Receiver | None]] = {}
+
+    def forget(self, tag: str) -> None:
+        self._cache.pop(tag, None)
+
+    async def by_tag(self, tag: str | None) -> Receiver | None:
+        if not tag or len(tag) != 33:
+            return None
+        cached = self._cache.get(tag)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            kind, receiver_id = ReceiverKind(tag[0]), uuid.UUID(hex=tag[1:])
+        except ValueError:
+            return None
+        if kind is ReceiverKind.WALLET_ADDRESS:
+            receiver = await self._wallet_address("w.id = $1", receiver_id)
+        else:
+            receiver = await self.incoming_payment(receiver_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[tag] = (now + _CACHE_SECONDS, receiver)
+        return receiver
+
+    async def wallet_address_by_url(self, url: str) -> Receiver | None:
+        return await self._wallet_address("w.url = $1", url)
+
+    async def _wallet_address(self, where: str, value: object) -> Receiver | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {_WALLET_COLUMNS} WHERE {where}", value)
+        if row is None:
+            return None
+        return Receiver(
+            ReceiverKind.WALLET_ADDRESS,
+            row["id"],
+            row["id"],
+            row["url"],
+            row["asset_id"],
+            row["asset_code"],
+            row["asset_scale"],
+            state=row["status"],
+        )
+
+    async def incoming_payment(self, incoming_payment_id: uuid.UUID) -> Receiver | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_INCOMING_PAYMENT, incoming_payment_id)
+        if row is None:
+            return None
+        return Receiver(
+            ReceiverKind.INCOMING_PAYMENT,
+            row["id"],
+            row["wallet_address_id"],
+            row["url"],
+            row["asset_id"],
+            row["asset_code"],
+            row["asset_scale"],
+            incoming_amount=None if row["incoming_amount"] is None else int(row["incoming_amount"]),
+            expires_at=row["expires_at"],
+            state=row["state"],
+        )
+
+    async def complete(self, receiver: Receiver) -> bool:
+        """Mark an incoming payment COMPLETED (once); True when this call did it."""
+        async with self._pool.acquire() as conn:
+            done = await conn.fetchval(
+                "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
+                "updated_at = now() WHERE id = $1 AND state IN ('PENDING', 'PROCESSING') "
+                "RETURNING id",
+                receiver.id,
+                receiver.incoming_amount,
+            )
+        self.forget(receiver.tag)
+        return done is not None

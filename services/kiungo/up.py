@@ -1,0 +1,69 @@
+"""``kiungo up``: the whole node with one command and no services installed.
+
+Starts Postgres and Redis (the machine's, from DATABASE_URL/REDIS_URL, or embedded ones from
+the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector, printing
+where everything is. Ctrl-C (or SIGTERM) stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+
+from kiungo.config import Settings
+from kiungo.connector.app import create_app, serve_node
+from kiungo.migrations.run import upgrade
+from kiungo.store.local import postgres_url, redis_url
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run the whole node, with embedded Postgres and Redis when none are configured",
+        description=__doc__,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    parser.set_defaults(handler=_up)
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    async def run() -> None:
+        async with postgres_url(settings) as database, redis_url(settings) as redis:
+            await upgrade(database)
+            async with serve_node(settings, database, redis) as node:
+                connector = uvicorn.Server(
+                    uvicorn.Config(
+                        create_app(node),
+                        host=args.host,
+                        port=settings.connector_port,
+                        log_level="warning",
+                        lifespan="off",
+                        access_log=False,
+                    )
+                )
+                print(
+                    "Kiungo is up\n"
+                    f"  ILP address  {settings.ilp_address}\n"
+                    f"  connector    http://{args.host}:{settings.connector_port}"
+                    "  (POST /ilp, SPSP, /healthz, /metrics)\n"
+                    f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
+                    f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
+                    "Ctrl-C stops everything.",
+                    flush=True,
+                )
+                await connector.serve()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0

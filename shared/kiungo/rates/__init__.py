@@ -1,0 +1,11 @@
+"""Exchange rates (DESIGN §6): the rates-service client and exact conversion."""
+
+from kiungo.rates.client import (
+    RatesClient,
+    RatesError,
+    RatesUnavailable,
+    convert,
+    convert_ceil,
+)
+
+__all__ = ["RatesClient", "RatesError", "RatesUnavailable", "convert", "convert_ceil"]

@@ -1,0 +1,241 @@
+"""A connector under test: a migrated database with assets, peers, liquidity and receivers,
+the real Node and Starlette app served by uvicorn on loopback, and scripted next hops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tests.loopback import serve
+
+from kiungo.config import Settings
+from kiungo.connector.command import connector_server
+from kiungo.connector.node import Node
+from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
+from kiungo.ledger import AccountKind, Ledger
+from kiungo.migrations.run import upgrade
+
+ADDRESS = "test.kiungo"
+WALLET_BASE = "https://wallet.test"
+PREIMAGE = bytes(range(32))
+CONDITION = hashlib.sha256(PREIMAGE).digest()
+
+
+@dataclass
+class Seeded:
+    usd: uuid.UUID
+    eur: uuid.UUID
+    peers: dict[str, uuid.UUID] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    wallets: dict[str, uuid.UUID] = field(default_factory=dict)
+
+
+async def create_asset(conn: asyncpg.Connection, code: str, scale: int) -> uuid.UUID:
+    asset = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO assets (id, code, scale) VALUES ($1, $2, $3)", asset, code, scale
+    )
+    return asset
+
+
+async def create_peer(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    *,
+    asset: uuid.UUID,
+    address: str,
+    endpoint: str = "http://127.0.0.1:9/ilp",
+    incoming_token: str | None = None,
+    outgoing_token: str = "out-token",
+    max_packet_amount: int | None = None,
+    routes: tuple[str, ...] = (),
+    liquidity: int = 0,
+    with_account: bool = True,
+) -> uuid.UUID:
+    peer = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO peers (id, asset_id, static_ilp_address, http_endpoint, http_outgoing_token,"
+        " max_packet_amount, routes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        peer, asset, address, endpoint, outgoing_token, max_packet_amount, list(routes),
+    )  # fmt: skip
+    if incoming_token is not None:
+        await conn.execute(
+            "INSERT INTO peer_incoming_tokens (id, peer_id, token_hash) VALUES ($1, $2, $3)",
+            uuid.uuid4(), peer, hashlib.sha256(incoming_token.encode()).digest(),
+        )  # fmt: skip
+    if with_account:
+        account = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, peer, asset)
+        if liquidity:
+            await ledger.deposit(uuid.uuid4(), account, liquidity)
+    return peer
+
+
+async def create_wallet(
+    conn: asyncpg.Connection, ledger: Ledger, asset: uuid.UUID, path: str
+) -> uuid.UUID:
+    wallet = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO wallet_addresses (id, url, asset_id) VALUES ($1, $2, $3)",
+        wallet, f"{WALLET_BASE}{path}", asset,
+    )  # fmt: skip
+    await ledger.ensure_account(AccountKind.WALLET_ADDRESS, wallet, asset)
+    return wallet
+
+
+async def create_incoming_payment(
+    conn: asyncpg.Connection,
+    wallet: uuid.UUID,
+    asset: uuid.UUID,
+    amount: int | None,
+    expires_in: timedelta = timedelta(hours=1),
+) -> uuid.UUID:
+    payment = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO incoming_payments (id, wallet_address_id, asset_id, incoming_amount,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5)",
+        payment, wallet, asset, amount, datetime.now(UTC) + expires_in,
+    )  # fmt: skip
+    return payment
+
+
+@dataclass
+class Connector:
+    url: str
+    node: Node
+    pool: asyncpg.Pool
+    seeded: Seeded
+    client: httpx.AsyncClient
+
+    async def send(self, prepare: Prepare | bytes, token: str = "alice-token") -> Fulfill | Reject:
+        body = prepare if isinstance(prepare, bytes) else encode_packet(prepare)
+        response = await self.client.post(
+            f"{self.url}/ilp",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        assert response.status_code == 200, response.text
+        return decode_reply(response.content)
+
+    async def balance(self, kind: AccountKind, owner: uuid.UUID) -> int:
+        async with self.pool.acquire() as conn:
+            from kiungo.ledger import account_id_for
+
+            row = await conn.fetchrow(
+                "SELECT credits_posted - debits_posted AS posted, debits_pending, credits_pending"
+                " FROM ledger_accounts WHERE id = $1",
+                account_id_for(kind, owner),
+            )
+        assert row is not None
+        return int(row["posted"])
+
+    async def pending(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM ledger_transfers WHERE state = 'PENDING'")
+            )
+
+
+def prepare_to(
+    destination: str, amount: int, *, expires_in: float = 10.0, data: bytes = b""
+) -> Prepare:
+    return Prepare(
+        amount, datetime.now(UTC) + timedelta(seconds=expires_in), CONDITION, destination, data
+    )
+
+
+NextHop = Callable[[Request], Awaitable[Response]]
+
+
+def fulfilling_hop(preimage: bytes = PREIMAGE, seen: list[Prepare] | None = None) -> NextHop:
+    async def hop(request: Request) -> Response:
+        prepare = decode_prepare(await request.body())
+        if seen is not None:
+            seen.append(prepare)
+        return Response(
+            encode_packet(Fulfill(preimage, b"ok")), media_type="application/octet-stream"
+        )
+
+    return hop
+
+
+@contextlib.asynccontextmanager
+async def next_hop(handler: NextHop) -> AsyncIterator[str]:
+    async with serve(Starlette(routes=[Route("/ilp", handler, methods=["POST"])])) as url:
+        yield f"{url}/ilp"
+
+
+@contextlib.asynccontextmanager
+async def running_connector(
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    *,
+    hop_endpoint: str = "http://127.0.0.1:9/ilp",
+    settings: Settings | None = None,
+    alice_liquidity: int = 10_000,
+) -> AsyncIterator[Connector]:
+    await upgrade(database_url)
+    base = settings or Settings()
+    settings = replace(
+        base,
+        ilp_address=ADDRESS,
+        redis_key_prefix=redis_prefix,
+        open_payments_url=WALLET_BASE,
+        stream_secret=base.stream_secret or os.urandom(32),
+    )
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    try:
+        async with pool.acquire() as conn, Ledger(pool) as ledger:
+            usd = await create_asset(conn, "USD", 2)
+            eur = await create_asset(conn, "EUR", 2)
+            seeded = Seeded(usd, eur)
+            await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, usd, usd)
+            eur_pool = await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, eur, eur)
+            await ledger.deposit(uuid.uuid4(), eur_pool, 10**9)
+            seeded.peers["alice"] = await create_peer(
+                conn, ledger, asset=usd, address="test.alice", incoming_token="alice-token",
+                max_packet_amount=1000, liquidity=alice_liquidity,
+            )  # fmt: skip
+            seeded.peers["bob"] = await create_peer(
+                conn, ledger, asset=usd, address="test.bob", endpoint=hop_endpoint,
+                incoming_token="bob-token", routes=("test.bobland",),
+            )  # fmt: skip
+            seeded.peers["erin"] = await create_peer(
+                conn, ledger, asset=eur, address="test.erin", endpoint=hop_endpoint,
+            )  # fmt: skip
+            seeded.peers["nobody"] = await create_peer(
+                conn, ledger, asset=usd, address="test.nobody", incoming_token="nobody-token",
+                with_account=False,
+            )  # fmt: skip
+            seeded.wallets["carol"] = await create_wallet(conn, ledger, usd, "/carol")
+            seeded.wallets["dave"] = await create_wallet(conn, ledger, eur, "/dave")
+        async with (
+            connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as server,
+            httpx.AsyncClient() as client,
+        ):
+            port = server.servers[0].sockets[0].getsockname()[1]
+            node: Node = server.config.app.state.node
+            yield Connector(f"http://127.0.0.1:{port}", node, pool, seeded, client)
+    finally:
+        await pool.close()
+
+
+async def gather_replies(
+    connector: Connector, prepares: list[Prepare], token: str = "alice-token"
+) -> list[Fulfill | Reject]:
+    return list(await asyncio.gather(*(connector.send(p, token) for p in prepares)))
