@@ -225,12 +225,10 @@ async def running_connector(
             seeded.wallets["carol"] = await create_wallet(conn, ledger, usd, "/carol")
             seeded.wallets["dave"] = await create_wallet(conn, ledger, eur, "/dave")
         async with (
-            connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as server,
+            connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as running,
             httpx.AsyncClient() as client,
         ):
-            port = server.servers[0].sockets[0].getsockname()[1]
-            node: Node = server.config.app.state.node
-            yield Connector(f"http://127.0.0.1:{port}", node, pool, seeded, client)
+            yield Connector(running.url, running.node, pool, seeded, client)
     finally:
         await pool.close()
 

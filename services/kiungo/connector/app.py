@@ -52,7 +52,7 @@ def create_app(node: Node) -> Starlette:
     async def spsp(request: Request) -> Response:
         return await spsp_endpoint(node, request)
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/ilp", ilp, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -60,8 +60,6 @@ def create_app(node: Node) -> Starlette:
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),
         ]
     )
-    app.state.node = node
-    return app
 
 
 async def _read_body(request: Request) -> bytes | None:

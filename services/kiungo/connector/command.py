@@ -7,15 +7,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
 
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
+from kiungo.connector.node import Node
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["connector_server", "register"]
+__all__ = ["RunningConnector", "connector_server", "register"]
 
 log = logging.getLogger("kiungo.connector")
 
@@ -35,10 +37,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_run)
 
 
+@dataclass(frozen=True, slots=True)
+class RunningConnector:
+    node: Node
+    server: uvicorn.Server
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+
 @contextlib.asynccontextmanager
 async def connector_server(
     settings: Settings, database: str, redis: str, host: str, port: int
-) -> AsyncIterator[uvicorn.Server]:
+) -> AsyncIterator[RunningConnector]:
     """A started connector listening on ``host:port`` (port 0: any free port)."""
     async with serve_node(settings, database, redis) as node:
         app: Starlette = create_app(node)
@@ -53,7 +66,7 @@ async def connector_server(
                 raise RuntimeError("the connector stopped while starting")
             await asyncio.sleep(0.01)
         try:
-            yield server
+            yield RunningConnector(node, server)
         finally:
             server.should_exit = True
             await task
