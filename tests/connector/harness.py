@@ -226,7 +226,7 @@ async def running_connector(
             seeded.wallets["dave"] = await create_wallet(conn, ledger, eur, "/dave")
         async with (
             connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as running,
-            httpx.AsyncClient() as client,
+            httpx.AsyncClient(timeout=60) as client,
         ):
             yield Connector(running.url, running.node, pool, seeded, client)
     finally:

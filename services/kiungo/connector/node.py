@@ -34,6 +34,7 @@ log = logging.getLogger("kiungo.connector")
 
 PEERS_CHANGED_CHANNEL = "peers-changed"
 _PEER_RELOAD_SECONDS = 30.0
+_HOLD_SWEEP_SECONDS = 1.0
 
 
 @dataclass
@@ -94,7 +95,20 @@ class Node:
         )
         await node.reload_peers()
         node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
+        node._tasks.append(asyncio.create_task(node._expire_holds(), name="hold-expiry"))
         return node
+
+    async def _expire_holds(self) -> None:
+        """Release pending holds past their timeout (a crashed replica's, say) every second."""
+        while True:
+            try:
+                while await self.ledger.expire_pending() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("expiring pending holds failed")
+            await asyncio.sleep(_HOLD_SWEEP_SECONDS)
 
     async def reload_peers(self) -> None:
         async with self.pool.acquire() as conn:

@@ -33,6 +33,7 @@ from kiungo.ledger.errors import (
     InsufficientBalance,
     LedgerError,
     LedgerUnavailable,
+    TransferExpired,
     UnknownAccount,
 )
 from kiungo.ledger.rules import (
@@ -60,12 +61,13 @@ FROM ledger_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 """
 
 # Holds past their timeout on accounts that came up short. Taken after the account locks, so
-# without waiting: a hold locked by another batch is being resolved there anyway.
+# without waiting: a hold locked by another batch is being resolved there anyway. Multi-leg
+# holds are left to the sweep (expire_pending), which releases all their legs together.
 _LOCK_EXPIRED_HOLDS = """
 SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
        code
 FROM ledger_transfers
-WHERE state = 'PENDING' AND expires_at <= $2
+WHERE state = 'PENDING' AND expires_at <= $2 AND group_id IS NULL
   AND (debit_account_id = ANY($1::uuid[]) OR credit_account_id = ANY($1::uuid[]))
 ORDER BY id
 FOR UPDATE SKIP LOCKED
@@ -329,21 +331,23 @@ class Ledger:
         return await future
 
     async def expire_pending(self, limit: int = 1000) -> int:
-        """Release holds past their timeout everywhere (a background sweep); returns how many."""
+        """Release holds past their timeout everywhere (a background sweep); returns how many
+        transfers (or multi-leg groups) it released. Legs of one transfer go together."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id FROM ledger_transfers WHERE state = 'PENDING' AND expires_at <= $1 "
-                "ORDER BY expires_at LIMIT $2",
+                "SELECT array_agg(id) AS ids FROM ledger_transfers "
+                "WHERE state = 'PENDING' AND expires_at <= $1 "
+                "GROUP BY coalesce(group_id, id) LIMIT $2",
                 self._clock(),
                 limit,
             )
         if not rows:
             return 0
-        # Voiding an expired transfer fails with TransferExpired, after the batch released it.
+        # Voiding an expired transfer answers TransferExpired, after the batch released it.
         results = await asyncio.gather(
-            *(self.submit(VoidTransfers((r["id"],))) for r in rows), return_exceptions=True
+            *(self.submit(VoidTransfers(tuple(r["ids"]))) for r in rows), return_exceptions=True
         )
-        return sum(1 for r in results if isinstance(r, LedgerError | list))
+        return sum(1 for r in results if isinstance(r, TransferExpired))
 
     # -- the writer ----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ log = logging.getLogger("kiungo.connector.forward")
 
 MIN_MESSAGE_WINDOW = timedelta(seconds=1)
 # A hold outlives the packet by this much, so a Fulfill that arrives in time can always post.
-HOLD_MARGIN = timedelta(seconds=30)
+HOLD_MARGIN = timedelta(seconds=5)
 
 
 async def forward(

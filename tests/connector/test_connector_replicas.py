@@ -1,0 +1,146 @@
+"""Replicas: routing changes reach every replica at runtime; two replicas act as one."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from dataclasses import replace
+
+import httpx
+from redis.asyncio import Redis
+from tests.connector.harness import (
+    ADDRESS,
+    WALLET_BASE,
+    create_peer,
+    fulfilling_hop,
+    next_hop,
+    prepare_to,
+    running_connector,
+)
+
+from kiungo.config import Settings
+from kiungo.connector.command import connector_server
+from kiungo.connector.node import PEERS_CHANGED_CHANNEL
+from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_reply, encode_packet
+from kiungo.ledger import AccountKind, Ledger
+from kiungo.spsp import SpspResponse
+from kiungo.stream.crypto import StreamKeys
+from kiungo.stream.packet import (
+    StreamMoneyFrame,
+    StreamPacket,
+    StreamReceiptFrame,
+    decode_stream_packet,
+    encode_stream_packet,
+)
+from kiungo.stream.receipt import verify_receipt
+
+
+async def test_a_new_peer_is_routed_on_a_running_connector_after_a_change_message(
+    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
+) -> None:
+    async with (
+        next_hop(fulfilling_hop()) as hop,
+        running_connector(
+            database_url, redis_server_url, redis_prefix, hop_endpoint=hop
+        ) as connector,
+    ):
+        reply = await connector.send(prepare_to("test.zed.x", 1))
+        assert isinstance(reply, Reject) and reply.code == "F02"
+        async with connector.pool.acquire() as conn, Ledger(connector.pool) as ledger:
+            await create_peer(
+                conn, ledger, asset=connector.seeded.usd, address="test.zed", endpoint=hop
+            )
+        await redis.publish(redis_prefix + PEERS_CHANGED_CHANNEL, "changed")
+        for _ in range(100):
+            reply = await connector.send(prepare_to("test.zed.x", 1))
+            if isinstance(reply, Fulfill):
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(reply, Fulfill)
+
+
+async def test_two_replicas_on_one_database_and_redis_act_as_one(
+    database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    secret = os.urandom(32)
+    settings = replace(Settings(), stream_secret=secret)
+    async with next_hop(fulfilling_hop()) as hop, running_connector(
+        database_url, redis_server_url, redis_prefix, hop_endpoint=hop, settings=settings,
+        alice_liquidity=200,
+    ) as first:  # fmt: skip
+        second_settings = replace(
+            settings,
+            ilp_address=ADDRESS,
+            redis_key_prefix=redis_prefix,
+            open_payments_url=WALLET_BASE,
+        )
+        async with (
+            connector_server(
+                second_settings, database_url, redis_server_url, "127.0.0.1", 0
+            ) as second,
+            httpx.AsyncClient(timeout=60) as client,
+        ):
+            urls = [first.url, second.url]
+
+            async def send(i: int, prepare: Prepare) -> Fulfill | Reject:
+                response = await client.post(
+                    f"{urls[i % 2]}/ilp",
+                    content=encode_packet(prepare),
+                    headers={
+                        "Authorization": "Bearer alice-token",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                return decode_reply(response.content)
+
+            # Liquidity: 200 one-unit packets succeed across both replicas, then none.
+            packets = [prepare_to("test.bob.x", 1, expires_in=30) for _ in range(300)]
+            replies = await asyncio.gather(*(send(i, p) for i, p in enumerate(packets)))
+            codes = {r.code for r in replies if isinstance(r, Reject)}
+            assert sum(isinstance(r, Fulfill) for r in replies) == 200, codes
+            assert codes == {"T04"}
+            assert await first.balance(AccountKind.PEER_LIQUIDITY, first.seeded.peers["alice"]) == 0
+
+            # One STREAM connection paid through both replicas: one total, one receipt chain.
+            async with Ledger(first.pool) as ledger:
+                await ledger.deposit(uuid.uuid4(), ledger_account(first), 1000)
+            nonce, receipt_secret = os.urandom(16), os.urandom(32)
+            spsp = await client.get(
+                f"{second.url}/carol",
+                headers={
+                    "Accept": "application/spsp4+json",
+                    "Receipt-Nonce": base64.b64encode(nonce).decode(),
+                    "Receipt-Secret": base64.b64encode(receipt_secret).decode(),
+                },
+            )
+            credentials = SpspResponse.from_json(spsp.json())
+            keys = StreamKeys(credentials.shared_secret)
+            totals = []
+            for i in range(10):
+                data = keys.encrypt(
+                    encode_stream_packet(StreamPacket(i, 12, 0, [StreamMoneyFrame(1, 1)]))
+                )
+                prepare = Prepare(
+                    10,
+                    prepare_to("x.y", 1).expires_at,
+                    keys.condition(data),
+                    credentials.destination_account,
+                    data,
+                )
+                reply = await send(i, prepare)
+                assert isinstance(reply, Fulfill)
+                stream = decode_stream_packet(keys.decrypt(reply.data))
+                receipt = next(f for f in stream.frames if isinstance(f, StreamReceiptFrame))
+                totals.append(verify_receipt(receipt.receipt, receipt_secret).total_received)
+            assert totals == [10 * (i + 1) for i in range(10)]
+            carol = first.seeded.wallets["carol"]
+            assert await first.balance(AccountKind.WALLET_ADDRESS, carol) == 100
+
+
+def ledger_account(connector: object) -> uuid.UUID:
+    from kiungo.ledger import account_id_for
+
+    seeded = connector.seeded  # type: ignore[attr-defined]
+    return account_id_for(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"])
