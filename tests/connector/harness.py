@@ -143,6 +143,14 @@ class Connector:
         assert row is not None
         return int(row["posted"])
 
+    async def settled(self, seconds: float = 5.0) -> None:
+        """Wait until no transfer is pending: received packets post just after their Fulfill."""
+        for _ in range(int(seconds / 0.02)):
+            if not await self.pending():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("transfers still pending")
+
     async def pending(self) -> int:
         async with self.pool.acquire() as conn:
             return int(

@@ -57,6 +57,7 @@ async def test_pay_pays_a_wallet_address_with_receipts(connector: Connector) -> 
         "--receipt-secret", base64.b64encode(secret).decode(),
     )  # fmt: skip
     assert result["amountDelivered"] == "1000"
+    await connector.settled()
     carol = connector.seeded.wallets["carol"]
     assert await connector.balance(AccountKind.WALLET_ADDRESS, carol) == 1000
     alice = connector.seeded.peers["alice"]
@@ -72,6 +73,7 @@ async def test_pay_completes_an_incoming_payment(connector: Connector) -> None:
         )
     result = await pay(connector, f"{connector.url}/carol/incoming-payments/{payment}", 700)
     assert result["amountDelivered"] == "700"
+    await connector.settled()
     assert await connector.balance(AccountKind.INCOMING_PAYMENT, payment) == 700
     async with connector.pool.acquire() as conn:
         state = await conn.fetchval("SELECT state FROM incoming_payments WHERE id = $1", payment)

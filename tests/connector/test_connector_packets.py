@@ -271,6 +271,7 @@ async def test_stream_packets_to_a_wallet_address_credit_it(connector: Connector
     destination = credentials.destination_account
     reply = await connector.send(Prepare(250, expires, keys.condition(data), destination, data))
     assert isinstance(reply, Fulfill)
+    await connector.settled()
     carol = connector.seeded.wallets["carol"]
     assert await connector.balance(AccountKind.WALLET_ADDRESS, carol) == 250
     probe = prepare_to(credentials.destination_account, 7, data=data)

@@ -135,6 +135,7 @@ async def test_two_replicas_on_one_database_and_redis_act_as_one(
                 receipt = next(f for f in stream.frames if isinstance(f, StreamReceiptFrame))
                 totals.append(verify_receipt(receipt.receipt, receipt_secret).total_received)
             assert totals == [10 * (i + 1) for i in range(10)]
+            await first.settled()
             carol = first.seeded.wallets["carol"]
             assert await first.balance(AccountKind.WALLET_ADDRESS, carol) == 100
 

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,7 +36,9 @@ def create_app(node: Node) -> Starlette:
         body = await _read_body(request)
         if body is None:
             return Response("packet too large", 413)
-        return Response(await handle_packet(node, peer, body), media_type=OCTETS)
+        reply, after_reply = await handle_packet(node, peer, body)
+        task = BackgroundTask(after_reply) if after_reply is not None else None
+        return Response(reply, media_type=OCTETS, background=task)
 
     async def healthz(request: Request) -> Response:
         try:

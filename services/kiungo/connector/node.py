@@ -15,8 +15,6 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
-from kiungo.rates import RatesClient
-from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
 from redis.asyncio import Redis
 
 from kiungo.config import Settings
@@ -25,6 +23,8 @@ from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
 from kiungo.db import create_pool
 from kiungo.ledger import Ledger
+from kiungo.rates import RatesClient
+from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
 

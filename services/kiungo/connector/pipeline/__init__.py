@@ -17,20 +17,21 @@ from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline.checks import check_expiry, check_limits, check_max_packet
 from kiungo.connector.pipeline.forward import forward
 from kiungo.connector.pipeline.ildcp import answer_peer_protocol
-from kiungo.connector.pipeline.receive import receive_locally
+from kiungo.connector.pipeline.receive import AfterReply, receive_locally
 from kiungo.ilp.errors import IlpError, UnreachableError
 from kiungo.ilp.oer import DecodeError
 from kiungo.ilp.packet import Reject, decode_prepare, encode_packet
 
-__all__ = ["handle_packet"]
+__all__ = ["AfterReply", "handle_packet"]
 
 log = logging.getLogger("kiungo.connector.packets")
 
 
-async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes:
-    """The encoded reply to ``raw`` from ``peer``; never raises."""
+async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> tuple[bytes, AfterReply | None]:
+    """The encoded reply to ``raw`` from ``peer``, and what to do once it is sent; never raises."""
     started = time.perf_counter()
     condition = ""
+    after: AfterReply | None = None
     try:
         try:
             prepare = decode_prepare(raw)
@@ -44,7 +45,7 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes:
         if prepare.destination.startswith("peer."):
             reply = answer_peer_protocol(node, peer, prepare, now)
         elif node.stream_server.token_segment(prepare.destination) is not None:
-            reply = await receive_locally(node, peer, prepare, now)
+            reply, after = await receive_locally(node, peer, prepare, now)
         else:
             target = node.peers.route(prepare.destination)
             if target is None or target.id == peer.id:
@@ -62,7 +63,7 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes:
     outcome = "fulfilled" if reply[0] == 13 else _reject_code(reply)
     node.metrics.packets.labels(outcome).inc()
     node.metrics.latency.observe(time.perf_counter() - started)
-    return reply
+    return reply, after
 
 
 def _reject_code(reply: bytes) -> str:

@@ -2,16 +2,18 @@
 
 The amount is converted into the receiver's asset first, so the STREAM reply tells the sender
 what arrived in the receiver's units. Then, for packets with money: the connection's running
-total is incremented in Redis (shared by every replica, for receipts), the money moves in the
-ledger in one posted transfer (an incoming payment's amount is the ledger leg's credit limit, so
-concurrent packets can never overpay it), and the increment is undone if the ledger refuses.
+total is incremented in Redis (shared by every replica, for receipts), the money is held in the
+ledger (an incoming payment's amount is the ledger leg's credit limit, so concurrent packets can
+never overpay it) and posted once the Fulfill has been sent; the increment is undone if the
+ledger refuses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
@@ -19,15 +21,21 @@ from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_le
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.ilp.packet import Prepare, encode_packet
-from kiungo.ledger import CreditLimitExceeded
+from kiungo.ledger import CreditLimitExceeded, LedgerError
 from kiungo.stream.receiver import IncomingMoney
 
-__all__ = ["receive_locally"]
+__all__ = ["RECEIVE_HOLD", "AfterReply", "receive_locally"]
+
+AfterReply = Callable[[], Awaitable[None]]
+# How long a received packet's money is held while its Fulfill is being sent.
+RECEIVE_HOLD = timedelta(seconds=30)
 
 log = logging.getLogger("kiungo.connector.receive")
 
 
-async def receive_locally(node: Node, peer: PeerInfo, prepare: Prepare, now: datetime) -> bytes:
+async def receive_locally(
+    node: Node, peer: PeerInfo, prepare: Prepare, now: datetime
+) -> tuple[bytes, AfterReply | None]:
     connection = node.stream_server.connection(prepare.destination)
     receiver = None
     arriving = prepare
@@ -43,9 +51,9 @@ async def receive_locally(node: Node, peer: PeerInfo, prepare: Prepare, now: dat
             arriving = dataclasses.replace(prepare, amount=amount)
     result = node.receiver.receive(arriving)
     if not isinstance(result, IncomingMoney):
-        return encode_packet(result)
+        return encode_packet(result), None
     if receiver is None or not receiver.open_at(now):
-        return encode_packet(result.decline_finally())
+        return encode_packet(result.decline_finally()), None
 
     await _ensure_account(node, receiver)
     legs = packet_legs(
@@ -59,19 +67,30 @@ async def receive_locally(node: Node, peer: PeerInfo, prepare: Prepare, now: dat
     total = await node.totals.add(result.connection_id, arriving.amount)
     try:
         with ledger_errors_as_ilp():
-            await node.ledger.create_transfers(legs)
+            held = await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
     except CreditLimitExceeded:
         await node.totals.undo(result.connection_id, arriving.amount)
         await _complete_if_paid(node, receiver)
-        return encode_packet(result.decline_finally())
+        return encode_packet(result.decline_finally()), None
     except BaseException:
         await node.totals.undo(result.connection_id, arriving.amount)
         raise
-    node.metrics.amount.labels("received").inc(prepare.amount)
-    if receiver.incoming_amount is not None:
-        await _complete_if_paid(node, receiver)
     receipts = connection is not None and connection.receipt_setup is not None
-    return encode_packet(result.accept(total if receipts else None))
+    reply = encode_packet(result.accept(total if receipts else None))
+
+    async def post_after_reply() -> None:
+        # Posted once the Fulfill is on its way, so a crash before that leaves a hold that
+        # expires: a receiver never shows money whose fulfillment was not sent.
+        try:
+            await node.ledger.post(*(t.id for t in held))
+        except LedgerError as exc:
+            log.error("could not post received packet %s: %r", [t.id for t in held], exc)
+            return
+        node.metrics.amount.labels("received").inc(prepare.amount)
+        if receiver.incoming_amount is not None:
+            await _complete_if_paid(node, receiver)
+
+    return reply, post_after_reply
 
 
 async def _ensure_account(node: Node, receiver: Receiver) -> None:
