@@ -187,6 +187,48 @@ async def next_hop(handler: NextHop) -> AsyncIterator[str]:
         yield f"{url}/ilp"
 
 
+def node_settings(base: Settings | None, redis_prefix: str) -> Settings:
+    base = base or Settings()
+    return replace(
+        base,
+        ilp_address=ADDRESS,
+        redis_key_prefix=redis_prefix,
+        open_payments_url=WALLET_BASE,
+        stream_secret=base.stream_secret or os.urandom(32),
+    )
+
+
+async def seed(pool: asyncpg.Pool, hop_endpoint: str, alice_liquidity: int) -> Seeded:
+    """Assets USD and EUR; peers alice (sends, USD, max packet 1000), bob (USD, next hop, also
+    routes test.bobland), erin (EUR, next hop), nobody (no ledger account); wallets carol (USD)
+    and dave (EUR)."""
+    async with pool.acquire() as conn, Ledger(pool) as ledger:
+        usd = await create_asset(conn, "USD", 2)
+        eur = await create_asset(conn, "EUR", 2)
+        seeded = Seeded(usd, eur)
+        await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, usd, usd)
+        eur_pool = await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, eur, eur)
+        await ledger.deposit(uuid.uuid4(), eur_pool, 10**9)
+        seeded.peers["alice"] = await create_peer(
+            conn, ledger, asset=usd, address="test.alice", incoming_token="alice-token",
+            max_packet_amount=1000, liquidity=alice_liquidity,
+        )  # fmt: skip
+        seeded.peers["bob"] = await create_peer(
+            conn, ledger, asset=usd, address="test.bob", endpoint=hop_endpoint,
+            incoming_token="bob-token", routes=("test.bobland",),
+        )  # fmt: skip
+        seeded.peers["erin"] = await create_peer(
+            conn, ledger, asset=eur, address="test.erin", endpoint=hop_endpoint,
+        )  # fmt: skip
+        seeded.peers["nobody"] = await create_peer(
+            conn, ledger, asset=usd, address="test.nobody", incoming_token="nobody-token",
+            with_account=False,
+        )  # fmt: skip
+        seeded.wallets["carol"] = await create_wallet(conn, ledger, usd, "/carol")
+        seeded.wallets["dave"] = await create_wallet(conn, ledger, eur, "/dave")
+    return seeded
+
+
 @contextlib.asynccontextmanager
 async def running_connector(
     database_url: str,
@@ -198,40 +240,10 @@ async def running_connector(
     alice_liquidity: int = 10_000,
 ) -> AsyncIterator[Connector]:
     await upgrade(database_url)
-    base = settings or Settings()
-    settings = replace(
-        base,
-        ilp_address=ADDRESS,
-        redis_key_prefix=redis_prefix,
-        open_payments_url=WALLET_BASE,
-        stream_secret=base.stream_secret or os.urandom(32),
-    )
+    settings = node_settings(settings, redis_prefix)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     try:
-        async with pool.acquire() as conn, Ledger(pool) as ledger:
-            usd = await create_asset(conn, "USD", 2)
-            eur = await create_asset(conn, "EUR", 2)
-            seeded = Seeded(usd, eur)
-            await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, usd, usd)
-            eur_pool = await ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, eur, eur)
-            await ledger.deposit(uuid.uuid4(), eur_pool, 10**9)
-            seeded.peers["alice"] = await create_peer(
-                conn, ledger, asset=usd, address="test.alice", incoming_token="alice-token",
-                max_packet_amount=1000, liquidity=alice_liquidity,
-            )  # fmt: skip
-            seeded.peers["bob"] = await create_peer(
-                conn, ledger, asset=usd, address="test.bob", endpoint=hop_endpoint,
-                incoming_token="bob-token", routes=("test.bobland",),
-            )  # fmt: skip
-            seeded.peers["erin"] = await create_peer(
-                conn, ledger, asset=eur, address="test.erin", endpoint=hop_endpoint,
-            )  # fmt: skip
-            seeded.peers["nobody"] = await create_peer(
-                conn, ledger, asset=usd, address="test.nobody", incoming_token="nobody-token",
-                with_account=False,
-            )  # fmt: skip
-            seeded.wallets["carol"] = await create_wallet(conn, ledger, usd, "/carol")
-            seeded.wallets["dave"] = await create_wallet(conn, ledger, eur, "/dave")
+        seeded = await seed(pool, hop_endpoint, alice_liquidity)
         async with (
             connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as running,
             httpx.AsyncClient(timeout=60) as client,

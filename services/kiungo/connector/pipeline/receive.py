@@ -28,7 +28,7 @@ __all__ = ["RECEIVE_HOLD", "AfterReply", "receive_locally"]
 
 AfterReply = Callable[[], Awaitable[None]]
 # How long a received packet's money is held while its Fulfill is being sent.
-RECEIVE_HOLD = timedelta(seconds=30)
+RECEIVE_HOLD = timedelta(seconds=5)
 
 log = logging.getLogger("kiungo.connector.receive")
 

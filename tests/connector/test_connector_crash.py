@@ -1,0 +1,175 @@
+"""The connector process SIGKILLed with packets in flight loses and invents no money."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from tests.connector.harness import (
+    ADDRESS,
+    PREIMAGE,
+    WALLET_BASE,
+    create_incoming_payment,
+    next_hop,
+    prepare_to,
+    seed,
+)
+
+from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
+from kiungo.ledger import AccountKind, account_id_for
+from kiungo.migrations.run import upgrade
+from kiungo.spsp import SpspResponse
+from kiungo.stream.crypto import StreamKeys
+from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
+
+KIUNGO = str(Path(sys.executable).parent / "kiungo")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def connector_process(
+    env: dict[str, str], url: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO,
+        "connector",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("connector did not start")
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_sigkill_with_packets_in_flight_leaves_exact_books(
+    database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    async def slow_hop(request: Request) -> Response:
+        decode_prepare(await request.body())
+        await asyncio.sleep(0.5)
+        return Response(
+            encode_packet(Fulfill(PREIMAGE, b"")), media_type="application/octet-stream"
+        )
+
+    await upgrade(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server_url,
+        "ILP_ADDRESS": ADDRESS,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "OPEN_PAYMENTS_URL": WALLET_BASE,
+        "STREAM_SECRET": base64.b64encode(os.urandom(32)).decode(),
+        "CONNECTOR_PORT": str(port),
+    }
+    try:
+        async with next_hop(slow_hop) as hop, httpx.AsyncClient(timeout=30) as client:
+            seeded = await seed(pool, hop, alice_liquidity=100_000)
+            async with pool.acquire() as conn:
+                payment = await create_incoming_payment(
+                    conn, seeded.wallets["carol"], seeded.usd, 5_000
+                )
+
+            async def send(prepare: Prepare) -> Fulfill | Reject:
+                response = await client.post(
+                    f"{url}/ilp",
+                    content=encode_packet(prepare),
+                    headers={
+                        "Authorization": "Bearer alice-token",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                return decode_reply(response.content)
+
+            async with connector_process(env, url) as process:
+                spsp = await client.get(
+                    f"{url}/carol/incoming-payments/{payment}",
+                    headers={"Accept": "application/spsp4+json"},
+                )
+                credentials = SpspResponse.from_json(spsp.json())
+                keys = StreamKeys(credentials.shared_secret)
+                expires = datetime.now(UTC) + timedelta(seconds=3)
+                stream_packets = []
+                for i in range(200):
+                    data = keys.encrypt(
+                        encode_stream_packet(StreamPacket(i, 12, 0, [StreamMoneyFrame(1, 1)]))
+                    )
+                    stream_packets.append(
+                        Prepare(
+                            10, expires, keys.condition(data), credentials.destination_account, data
+                        )
+                    )
+                forwards = [
+                    asyncio.ensure_future(send(prepare_to("test.bob.x", 7, expires_in=3)))
+                    for _ in range(50)
+                ]
+                receives = [asyncio.ensure_future(send(p)) for p in stream_packets]
+                await asyncio.sleep(0.3)
+                process.send_signal(signal.SIGKILL)
+                await process.wait()
+                outcomes = await asyncio.gather(*receives, *forwards, return_exceptions=True)
+
+            fulfilled_receives = sum(isinstance(o, Fulfill) for o in outcomes[:200])
+            assert any(isinstance(o, BaseException) for o in outcomes)  # some really were in flight
+
+            # Restarted, the node releases every hold past its timeout by itself.
+            async with connector_process(env, url):
+                async with pool.acquire() as conn:
+                    last = await conn.fetchval(
+                        "SELECT max(expires_at) FROM ledger_transfers WHERE state = 'PENDING'"
+                    )
+                assert last is not None  # the kill left holds behind
+                wait = (
+                    last - datetime.now(UTC)
+                ).total_seconds() + 2.5  # the sweep runs each second
+                await asyncio.sleep(max(wait, 0))
+                async with pool.acquire() as conn:
+                    stale = await conn.fetchval(
+                        "SELECT count(*) FROM ledger_transfers "
+                        "WHERE state = 'PENDING' AND expires_at < now()"
+                    )
+                    received = await conn.fetchval(
+                        "SELECT credits_posted FROM ledger_accounts WHERE id = $1",
+                        account_id_for(AccountKind.INCOMING_PAYMENT, payment),
+                    )
+                assert stale == 0
+                check = await asyncio.create_subprocess_exec(
+                    KIUNGO, "ledger", "check", env=env, stdout=asyncio.subprocess.PIPE
+                )
+                report, _ = await check.communicate()
+                assert check.returncode == 0, report.decode()
+            assert (received or 0) <= 10 * fulfilled_receives
+    finally:
+        await pool.close()
