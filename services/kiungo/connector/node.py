@@ -18,6 +18,7 @@ import httpx
 from redis.asyncio import Redis
 
 from kiungo.config import Settings
+from kiungo.connector.link import PeerLinks
 from kiungo.connector.metrics import Metrics
 from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
@@ -44,6 +45,7 @@ class Node:
     redis: Redis
     ledger: Ledger
     http: httpx.AsyncClient
+    links: PeerLinks
     rates: RatesClient
     stream_server: StreamServer
     receiver: StreamReceiver
@@ -79,6 +81,7 @@ class Node:
             redis=redis,
             ledger=ledger,
             http=http,
+            links=PeerLinks(),
             rates=RatesClient(
                 settings.exchange_rates_url,
                 client=http,
@@ -142,5 +145,6 @@ class Node:
                 await task
         await self.ledger.close()
         await self.http.aclose()
+        await self.links.close()
         await self.redis.aclose()
         await self.pool.close()

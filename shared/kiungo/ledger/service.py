@@ -141,7 +141,11 @@ def _transfer_from_row(row: asyncpg.Record) -> Transfer:
 
 
 class Ledger:
-    """Transfers, balances and accounts over an asyncpg pool. Use as an async context manager."""
+    """Transfers, balances and accounts over an asyncpg pool. Use as an async context manager.
+
+    Each writer keeps one connection of the pool while the ledger runs, so the pool needs more
+    than ``writers`` connections for reads and for its other users.
+    """
 
     def __init__(
         self,
@@ -151,6 +155,8 @@ class Ledger:
         writers: int = 2,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        if pool.get_max_size() <= writers:
+            raise ValueError(f"the pool needs more than {writers} connections for the ledger")
         self._pool = pool
         self._max_batch = max_batch
         self._clock = clock or (lambda: datetime.now(UTC))

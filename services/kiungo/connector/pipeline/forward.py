@@ -12,8 +12,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-import httpx
-
+from kiungo.connector.link import LinkError
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
@@ -94,24 +93,19 @@ async def forward(
 async def _send(node: Node, target: PeerInfo, outgoing: bytes, seconds: float) -> bytes:
     try:
         async with asyncio.timeout(seconds):
-            response = await node.http.post(
-                target.http_endpoint,
-                content=outgoing,
-                headers={
-                    "Authorization": f"Bearer {target.outgoing_token}",
-                    "Content-Type": "application/octet-stream",
-                    "Accept": "application/octet-stream",
-                },
+            status, body = await node.links.post(
+                target.http_endpoint, outgoing, target.outgoing_token
             )
     except TimeoutError:
         raise TransferTimedOutError("next hop did not answer in time") from None
-    except httpx.HTTPError as exc:
-        raise PeerUnreachableError(f"next hop unreachable: {type(exc).__name__}") from None
-    if 400 <= response.status_code < 500:
-        raise UnreachableError(f"next hop refused the packet (HTTP {response.status_code})")
-    if response.status_code != 200:
-        raise PeerUnreachableError(f"next hop failed (HTTP {response.status_code})")
-    return response.content
+    except LinkError as exc:
+        log.info("next hop %s unreachable: %s", target.id, exc)
+        raise PeerUnreachableError("next hop unreachable") from None
+    if 400 <= status < 500:
+        raise UnreachableError(f"next hop refused the packet (HTTP {status})")
+    if status != 200:
+        raise PeerUnreachableError(f"next hop failed (HTTP {status})")
+    return body
 
 
 async def _settle(node: Node, transfer_ids: list[uuid.UUID], post: bool) -> None:
