@@ -1,0 +1,59 @@
+"""``kiungo up`` migrates and serves the connector, with the stores it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+KIUNGO = str(Path(sys.executable).parent / "kiungo")
+
+
+async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
+    database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server_url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "CONNECTOR_PORT": str(port),
+        "ILP_ADDRESS": "test.up",
+    }
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "up", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        banner = b""
+        async with asyncio.timeout(60):
+            while b"Ctrl-C" not in banner:
+                line = await process.stdout.readline()
+                assert line, (await process.stderr.read()).decode() if process.stderr else ""
+                banner += line
+        assert b"test.up" in banner
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                with contextlib.suppress(httpx.HTTPError):
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    if health.status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            assert health.json() == {"status": "ok"}
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            await process.wait()
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
