@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 
-import uvicorn
-
 from kiungo.config import Settings
-from kiungo.connector.app import create_app, serve_node
+from kiungo.connector.app import serve_node
+from kiungo.connector.command import http_server
 from kiungo.migrations.run import upgrade
 from kiungo.store.local import postgres_url, redis_url
 
@@ -42,16 +41,7 @@ def _up(args: argparse.Namespace) -> int:
         async with postgres_url(settings) as database, redis_url(settings) as redis:
             await upgrade(database)
             async with serve_node(settings, database, redis) as node:
-                connector = uvicorn.Server(
-                    uvicorn.Config(
-                        create_app(node),
-                        host=args.host,
-                        port=settings.connector_port,
-                        log_level="warning",
-                        lifespan="off",
-                        access_log=False,
-                    )
-                )
+                connector = http_server(node, args.host, settings.connector_port)
                 print(
                     "Kiungo is up\n"
                     f"  ILP address  {settings.ilp_address}\n"

@@ -110,6 +110,20 @@ async def create_incoming_payment(
     return payment
 
 
+async def post_prepare(
+    client: httpx.AsyncClient, url: str, prepare: Prepare | bytes, token: str = "alice-token"
+) -> Fulfill | Reject:
+    """ILP over HTTP to the connector at ``url`` as the peer holding ``token``."""
+    body = prepare if isinstance(prepare, bytes) else encode_packet(prepare)
+    response = await client.post(
+        f"{url}/ilp",
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 200, response.text
+    return decode_reply(response.content)
+
+
 @dataclass
 class Connector:
     url: str
@@ -119,17 +133,7 @@ class Connector:
     client: httpx.AsyncClient
 
     async def send(self, prepare: Prepare | bytes, token: str = "alice-token") -> Fulfill | Reject:
-        body = prepare if isinstance(prepare, bytes) else encode_packet(prepare)
-        response = await self.client.post(
-            f"{self.url}/ilp",
-            content=body,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/octet-stream",
-            },
-        )
-        assert response.status_code == 200, response.text
-        return decode_reply(response.content)
+        return await post_prepare(self.client, self.url, prepare, token)
 
     async def balance(self, kind: AccountKind, owner: uuid.UUID) -> int:
         async with self.pool.acquire() as conn:

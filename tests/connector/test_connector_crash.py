@@ -23,11 +23,12 @@ from tests.connector.harness import (
     WALLET_BASE,
     create_incoming_payment,
     next_hop,
+    post_prepare,
     prepare_to,
     seed,
 )
 
-from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
+from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, encode_packet
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.migrations.run import upgrade
 from kiungo.spsp import SpspResponse
@@ -103,15 +104,7 @@ async def test_sigkill_with_packets_in_flight_leaves_exact_books(
                 )
 
             async def send(prepare: Prepare) -> Fulfill | Reject:
-                response = await client.post(
-                    f"{url}/ilp",
-                    content=encode_packet(prepare),
-                    headers={
-                        "Authorization": "Bearer alice-token",
-                        "Content-Type": "application/octet-stream",
-                    },
-                )
-                return decode_reply(response.content)
+                return await post_prepare(client, url, prepare)
 
             async with connector_process(env, url) as process:
                 spsp = await client.get(

@@ -16,6 +16,7 @@ from tests.connector.harness import (
     create_peer,
     fulfilling_hop,
     next_hop,
+    post_prepare,
     prepare_to,
     running_connector,
 )
@@ -23,7 +24,7 @@ from tests.connector.harness import (
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
 from kiungo.connector.node import PEERS_CHANGED_CHANNEL
-from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_reply, encode_packet
+from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.spsp import SpspResponse
 from kiungo.stream.crypto import StreamKeys
@@ -85,15 +86,7 @@ async def test_two_replicas_on_one_database_and_redis_act_as_one(
             urls = [first.url, second.url]
 
             async def send(i: int, prepare: Prepare) -> Fulfill | Reject:
-                response = await client.post(
-                    f"{urls[i % 2]}/ilp",
-                    content=encode_packet(prepare),
-                    headers={
-                        "Authorization": "Bearer alice-token",
-                        "Content-Type": "application/octet-stream",
-                    },
-                )
-                return decode_reply(response.content)
+                return await post_prepare(client, urls[i % 2], prepare)
 
             # Liquidity: 200 one-unit packets succeed across both replicas, then none.
             packets = [prepare_to("test.bob.x", 1, expires_in=30) for _ in range(300)]

@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
-from starlette.applications import Starlette
 
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["RunningConnector", "connector_server", "register"]
+__all__ = ["RunningConnector", "connector_server", "http_server", "register"]
 
 log = logging.getLogger("kiungo.connector")
 
@@ -48,17 +47,26 @@ class RunningConnector:
         return f"http://{host}:{port}"
 
 
+def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
+    """The uvicorn server of a node's connector app (not yet serving)."""
+    config = uvicorn.Config(
+        create_app(node),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
 @contextlib.asynccontextmanager
 async def connector_server(
     settings: Settings, database: str, redis: str, host: str, port: int
 ) -> AsyncIterator[RunningConnector]:
     """A started connector listening on ``host:port`` (port 0: any free port)."""
     async with serve_node(settings, database, redis) as node:
-        app: Starlette = create_app(node)
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
-        )
-        server = uvicorn.Server(config)
+        server = http_server(node, host, port)
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():
@@ -84,20 +92,12 @@ def _run(args: argparse.Namespace) -> int:
             redis_url(settings) as redis,
             serve_node(settings, database, redis) as node,
         ):
-            config = uvicorn.Config(
-                create_app(node),
-                host=args.host,
-                port=settings.connector_port,
-                log_level="warning",
-                lifespan="off",
-                access_log=False,
-            )
             print(
                 f"connector on http://{args.host}:{settings.connector_port}, "
                 f"ILP address {settings.ilp_address}",
                 flush=True,
             )
-            await uvicorn.Server(config).serve()  # until SIGINT or SIGTERM
+            await http_server(node, args.host, settings.connector_port).serve()  # to SIGINT/TERM
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
