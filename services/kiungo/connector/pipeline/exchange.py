@@ -6,10 +6,9 @@ assets' scales; a nonzero amount that converts to nothing is R01, missing rates 
 
 from __future__ import annotations
 
-from kiungo.rates import RatesError, convert
-
 from kiungo.connector.node import Node
 from kiungo.ilp.errors import CannotReceiveError, InsufficientSourceAmountError
+from kiungo.rates import RatesError, convert
 
 __all__ = ["exchange"]
 
