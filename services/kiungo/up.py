@@ -8,13 +8,12 @@ where everything is. Ctrl-C (or SIGTERM) stops it all.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 
 from kiungo.config import Settings
 from kiungo.connector.app import serve_node
-from kiungo.connector.command import http_server
+from kiungo.connector.command import http_server, run_service
 from kiungo.migrations.run import upgrade
 from kiungo.store.local import postgres_url, redis_url
 
@@ -55,5 +54,5 @@ def _up(args: argparse.Namespace) -> int:
                 await connector.serve()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        run_service(run())
     return 0

@@ -6,17 +6,25 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
+import uvloop
 
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["RunningConnector", "connector_server", "http_server", "register"]
+__all__ = [
+    "RunningConnector",
+    "connector_server",
+    "http_server",
+    "register",
+    "run_service",
+]
 
 log = logging.getLogger("kiungo.connector")
 
@@ -100,5 +108,10 @@ def _run(args: argparse.Namespace) -> int:
             await http_server(node, args.host, settings.connector_port).serve()  # to SIGINT/TERM
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        run_service(run())
     return 0
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine, on uvloop: it about doubles what one process serves."""
+    uvloop.run(main)
