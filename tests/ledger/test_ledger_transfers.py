@@ -267,3 +267,19 @@ async def test_a_credit_limit_caps_what_an_account_receives_under_concurrency(
     assert all(isinstance(r, CreditLimitExceeded) for r in results if isinstance(r, BaseException))
     assert (await ledger.balance(invoice)).credits_posted == 99
     await assert_invariants(pool)
+
+
+async def test_accounts_created_concurrently_on_first_use_exist_once(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    asset = await create_asset(pool, "USD", 2)
+    owner = uuid.uuid4()
+    ids = await asyncio.gather(
+        *(ledger.ensure_account(AccountKind.INCOMING_PAYMENT, owner, asset) for _ in range(50))
+    )
+    assert len(set(ids)) == 1
+    async with pool.acquire() as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM ledger_accounts WHERE owner_id = $1", owner)
+            == 1
+        )

@@ -211,7 +211,7 @@ class Ledger:
         async with self._pool.acquire() as conn:
             await conn.executemany(
                 "INSERT INTO ledger_accounts (id, asset_id, kind, owner_id) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 rows,
             )
         self._asset_of[account_id] = asset_id

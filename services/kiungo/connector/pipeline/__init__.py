@@ -74,6 +74,10 @@ def _reject_code(reply: bytes) -> str:
 
 def _log_reject(peer: PeerInfo, condition: str, code: str, message: str) -> None:
     log.info(
-        "reject",
+        "reject code=%s peer=%s condition=%s reason=%s",
+        code,
+        peer.id,
+        condition,
+        message,
         extra={"peer_id": str(peer.id), "condition": condition, "code": code, "reason": message},
     )
