@@ -67,6 +67,21 @@ async def test_pay_pays_a_wallet_address_with_receipts(connector: Connector) -> 
     assert (receipt.nonce, receipt.total_received) == (nonce, 1000)
 
 
+async def test_ilp_protocol_streams_client_pays_a_wallet_address(connector: Connector) -> None:
+    status, result = await run_script(
+        "stream_client.js",
+        "--ilp-url", f"{connector.url}/ilp",
+        "--token", "alice-token",
+        "--spsp-url", f"{connector.url}/carol",
+        "--amount", "1234",
+    )  # fmt: skip
+    assert status == 0, result
+    assert result["totalDelivered"] == "1234"
+    await connector.settled()
+    carol = connector.seeded.wallets["carol"]
+    assert await connector.balance(AccountKind.WALLET_ADDRESS, carol) == 1234
+
+
 async def test_pay_completes_an_incoming_payment(connector: Connector) -> None:
     async with connector.pool.acquire() as conn:
         payment = await create_incoming_payment(
