@@ -4,13 +4,17 @@ the real Node and Starlette app served by uvicorn on loopback, and scripted next
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
+import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -22,12 +26,12 @@ from tests.loopback import serve
 
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
-from kiungo.connector.node import Node
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.migrations.run import upgrade
 
 ADDRESS = "test.kiungo"
+KIUNGO = str(Path(sys.executable).parent / "kiungo")
 WALLET_BASE = "https://wallet.test"
 PREIMAGE = bytes(range(32))
 CONDITION = hashlib.sha256(PREIMAGE).digest()
@@ -127,7 +131,6 @@ async def post_prepare(
 @dataclass
 class Connector:
     url: str
-    node: Node
     pool: asyncpg.Pool
     seeded: Seeded
     client: httpx.AsyncClient
@@ -233,6 +236,56 @@ async def seed(pool: asyncpg.Pool, hop_endpoint: str, alice_liquidity: int) -> S
     return seeded
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_env(settings: Settings, database_url: str, redis_url: str, port: int) -> dict[str, str]:
+    """The environment that gives a `kiungo connector` process these settings."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ILP_ADDRESS": settings.ilp_address,
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "OPEN_PAYMENTS_URL": settings.open_payments_url,
+        "STREAM_SECRET": base64.b64encode(settings.stream_secret or os.urandom(32)).decode(),
+        "CONNECTOR_PORT": str(port),
+    }
+    if settings.exchange_rates_url:
+        env["EXCHANGE_RATES_URL"] = settings.exchange_rates_url
+    if settings.peer_rate_limit:
+        env["PEER_RATE_LIMIT"] = str(settings.peer_rate_limit)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def connector_process(
+    env: dict[str, str], url: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`kiungo connector` as a real process, yielded once its /healthz answers."""
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "connector", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("connector did not start")
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
 @contextlib.asynccontextmanager
 async def running_connector(
     database_url: str,
@@ -242,17 +295,27 @@ async def running_connector(
     hop_endpoint: str = "http://127.0.0.1:9/ilp",
     settings: Settings | None = None,
     alice_liquidity: int = 10_000,
+    as_process: bool = False,
 ) -> AsyncIterator[Connector]:
+    """A seeded connector: in this process (real uvicorn on loopback), or with ``as_process``
+    a separate `kiungo connector` process."""
     await upgrade(database_url)
     settings = node_settings(settings, redis_prefix)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     try:
         seeded = await seed(pool, hop_endpoint, alice_liquidity)
-        async with (
-            connector_server(settings, database_url, redis_url, "127.0.0.1", 0) as running,
-            httpx.AsyncClient(timeout=60) as client,
-        ):
-            yield Connector(running.url, running.node, pool, seeded, client)
+        async with httpx.AsyncClient(timeout=60) as client:
+            if as_process:
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                env = process_env(settings, database_url, redis_url, port)
+                async with connector_process(env, url):
+                    yield Connector(url, pool, seeded, client)
+            else:
+                async with connector_server(
+                    settings, database_url, redis_url, "127.0.0.1", 0
+                ) as running:
+                    yield Connector(running.url, pool, seeded, client)
     finally:
         await pool.close()
 

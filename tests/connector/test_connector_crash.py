@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from tests.connector.harness import (
-    ADDRESS,
+    KIUNGO,
     PREIMAGE,
-    WALLET_BASE,
+    connector_process,
     create_incoming_payment,
+    free_port,
     next_hop,
+    node_settings,
     post_prepare,
     prepare_to,
+    process_env,
     seed,
 )
 
@@ -34,41 +30,6 @@ from kiungo.migrations.run import upgrade
 from kiungo.spsp import SpspResponse
 from kiungo.stream.crypto import StreamKeys
 from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
-
-KIUNGO = str(Path(sys.executable).parent / "kiungo")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def connector_process(
-    env: dict[str, str], url: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        KIUNGO,
-        "connector",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("connector did not start")
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 async def test_sigkill_with_packets_in_flight_leaves_exact_books(
@@ -85,16 +46,7 @@ async def test_sigkill_with_packets_in_flight_leaves_exact_books(
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server_url,
-        "ILP_ADDRESS": ADDRESS,
-        "REDIS_KEY_PREFIX": redis_prefix,
-        "OPEN_PAYMENTS_URL": WALLET_BASE,
-        "STREAM_SECRET": base64.b64encode(os.urandom(32)).decode(),
-        "CONNECTOR_PORT": str(port),
-    }
+    env = process_env(node_settings(None, redis_prefix), database_url, redis_server_url, port)
     try:
         async with next_hop(slow_hop) as hop, httpx.AsyncClient(timeout=30) as client:
             seeded = await seed(pool, hop, alice_liquidity=100_000)

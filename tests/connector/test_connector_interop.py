@@ -29,7 +29,9 @@ pytestmark = pytest.mark.interop
 async def connector(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> AsyncIterator[Connector]:
-    async with running_connector(database_url, redis_server_url, redis_prefix) as connector:
+    async with running_connector(
+        database_url, redis_server_url, redis_prefix, as_process=True
+    ) as connector:
         yield connector
 
 
@@ -128,6 +130,7 @@ async def test_a_usd_payment_is_forwarded_as_eur_to_a_stream_receiver_behind_a_p
             redis_prefix,
             hop_endpoint=f"{receiver_url}/ilp",
             settings=settings,
+            as_process=True,
         ) as connector:
             result = await pay(
                 connector,
