@@ -11,18 +11,19 @@ from dataclasses import replace
 import httpx
 from redis.asyncio import Redis
 from tests.connector.harness import (
-    ADDRESS,
-    WALLET_BASE,
+    connector_process,
     create_peer,
+    free_port,
     fulfilling_hop,
     next_hop,
+    node_settings,
     post_prepare,
     prepare_to,
+    process_env,
     running_connector,
 )
 
 from kiungo.config import Settings
-from kiungo.connector.command import connector_server
 from kiungo.connector.node import PEERS_CHANGED_CHANNEL
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.ledger import AccountKind, Ledger
@@ -62,28 +63,22 @@ async def test_a_new_peer_is_routed_on_a_running_connector_after_a_change_messag
         assert isinstance(reply, Fulfill)
 
 
-async def test_two_replicas_on_one_database_and_redis_act_as_one(
+async def test_two_connector_processes_on_one_database_and_redis_act_as_one(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> None:
-    secret = os.urandom(32)
-    settings = replace(Settings(), stream_secret=secret)
+    settings = node_settings(replace(Settings(), stream_secret=os.urandom(32)), redis_prefix)
     async with next_hop(fulfilling_hop()) as hop, running_connector(
         database_url, redis_server_url, redis_prefix, hop_endpoint=hop, settings=settings,
-        alice_liquidity=200,
+        alice_liquidity=200, as_process=True,
     ) as first:  # fmt: skip
-        second_settings = replace(
-            settings,
-            ilp_address=ADDRESS,
-            redis_key_prefix=redis_prefix,
-            open_payments_url=WALLET_BASE,
-        )
+        port = free_port()
+        second_url = f"http://127.0.0.1:{port}"
+        env = process_env(settings, database_url, redis_server_url, port)
         async with (
-            connector_server(
-                second_settings, database_url, redis_server_url, "127.0.0.1", 0
-            ) as second,
+            connector_process(env, second_url),
             httpx.AsyncClient(timeout=60) as client,
         ):
-            urls = [first.url, second.url]
+            urls = [first.url, second_url]
 
             async def send(i: int, prepare: Prepare) -> Fulfill | Reject:
                 return await post_prepare(client, urls[i % 2], prepare)
@@ -101,7 +96,7 @@ async def test_two_replicas_on_one_database_and_redis_act_as_one(
                 await ledger.deposit(uuid.uuid4(), ledger_account(first), 1000)
             nonce, receipt_secret = os.urandom(16), os.urandom(32)
             spsp = await client.get(
-                f"{second.url}/carol",
+                f"{second_url}/carol",
                 headers={
                     "Accept": "application/spsp4+json",
                     "Receipt-Nonce": base64.b64encode(nonce).decode(),
