@@ -6,39 +6,26 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kiungo.config import Settings
 from kiungo.connector.node import Node
 from kiungo.connector.pipeline import handle_packet
 from kiungo.connector.spsp import spsp_endpoint
 
-__all__ = ["MAX_BODY", "create_app", "serve_node"]
+__all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
 
 OCTETS = "application/octet-stream"
 # Prepares are at most ~33 kB; interledger-rs accepts 40,000 bytes.
 MAX_BODY = 40_000
 
 
-def create_app(node: Node) -> Starlette:
-    async def ilp(request: Request) -> Response:
-        authorization = request.headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        peer = node.peers.authenticate(token) if scheme.lower() == "bearer" and token else None
-        if peer is None:
-            return Response("unauthorized", 401, headers={"WWW-Authenticate": "Bearer"})
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != OCTETS:
-            return Response("expected application/octet-stream", 400)
-        body = await _read_body(request)
-        if body is None:
-            return Response("packet too large", 413)
-        reply, after_reply = await handle_packet(node, peer, body)
-        task = BackgroundTask(after_reply) if after_reply is not None else None
-        return Response(reply, media_type=OCTETS, background=task)
+def create_app(node: Node) -> ASGIApp:
+    """``POST /ilp`` on a bare ASGI handler (the hot path: no routing, no Request object), and
+    everything else (SPSP, /healthz, /metrics) on Starlette."""
 
     async def healthz(request: Request) -> Response:
         try:
@@ -55,28 +42,91 @@ def create_app(node: Node) -> Starlette:
     async def spsp(request: Request) -> Response:
         return await spsp_endpoint(node, request)
 
-    return Starlette(
+    rest = Starlette(
         routes=[
-            Route("/ilp", ilp, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),
         ]
     )
+    ilp = IlpEndpoint(node)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/ilp" and scope["method"] == "POST":
+            await ilp(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+
+    return app
 
 
-async def _read_body(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+class IlpEndpoint:
+    """ILP over HTTP (RFC 35, synchronous): bearer token → peer, octet-stream Prepare in, the
+    reply out with 200; 401, 400 and 413 for what is not a peer's packet."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = b""
+        content_type = b""
+        declared = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+        scheme, _, token = authorization.partition(b" ")
+        peer = None
+        if scheme.lower() == b"bearer" and token:
+            peer = self._node.peers.authenticate(token.decode("latin-1"))
+        if peer is None:
+            await _respond(send, 401, b"unauthorized", b"text/plain", b"Bearer")
+            return
+        if content_type.split(b";")[0].strip().lower() != _OCTETS:
+            await _respond(send, 400, b"expected application/octet-stream", b"text/plain")
+            return
+        body = await _read_body(receive, declared)
+        if body is None:
+            await _respond(send, 413, b"packet too large", b"text/plain")
+            return
+        reply, after_reply = await handle_packet(self._node, peer, body)
+        await _respond(send, 200, reply, _OCTETS)
+        if after_reply is not None:  # after the reply is sent, as Starlette's background tasks
+            await after_reply()
+
+
+_OCTETS = OCTETS.encode()
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes, challenge: bytes = b""
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if challenge:
+        headers.append((b"www-authenticate", challenge))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, declared: bytes) -> bytes | None:
+    if declared.isdigit() and int(declared) > MAX_BODY:
         return None
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @contextlib.asynccontextmanager
