@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from kiungo.connector.link import LinkError
 from kiungo.connector.node import Node
@@ -26,7 +26,13 @@ from kiungo.ilp.errors import (
 )
 from kiungo.ilp.oer import DecodeError
 from kiungo.ilp.packet import Fulfill, Prepare, decode_reply, fulfillment_matches, rewrite_prepare
-from kiungo.ledger import AccountKind, LedgerError, account_id_for
+from kiungo.ledger import (
+    AccountKind,
+    AlreadyPosted,
+    LedgerError,
+    LedgerUnavailable,
+    account_id_for,
+)
 
 __all__ = ["forward"]
 
@@ -70,7 +76,8 @@ async def forward(
             held = await node.ledger.create_transfers(legs, hold_for=expires_at - now + HOLD_MARGIN)
         transfer_ids = [t.id for t in held]
     try:
-        reply_raw = await _send(node, target, outgoing, (expires_at - now).total_seconds())
+        remaining = (expires_at - datetime.now(UTC)).total_seconds()  # the hold took time
+        reply_raw = await _send(node, target, outgoing, remaining)
         try:
             reply = decode_reply(reply_raw)
         except DecodeError:
@@ -109,11 +116,23 @@ async def _send(node: Node, target: PeerInfo, outgoing: bytes, seconds: float) -
 
 
 async def _settle(node: Node, transfer_ids: list[uuid.UUID], post: bool) -> None:
-    try:
-        if post:
-            await node.ledger.post(*transfer_ids)
-        else:
-            await node.ledger.void(*transfer_ids)
-    except LedgerError as exc:
-        # The packet's outcome stands; the hold releases itself at its timeout if a void failed.
-        log.error("could not %s transfers %s: %r", "post" if post else "void", transfer_ids, exc)
+    """Post or void the packet's hold. The packet's outcome stands either way: a failed void
+    leaves a hold that releases itself at its timeout; a failed post is retried, because the
+    next hop has been paid and our peer owes us."""
+    action = "post" if post else "void"
+    for attempt in range(1, 4 if post else 2):
+        try:
+            await (node.ledger.post if post else node.ledger.void)(*transfer_ids)
+            return
+        except AlreadyPosted:
+            if post:
+                return  # an earlier attempt committed before its answer was lost
+            log.error("could not void %s: already posted", transfer_ids)
+            return
+        except LedgerUnavailable as exc:
+            log.warning("%s of %s failed (attempt %d): %r", action, transfer_ids, attempt, exc)
+            await asyncio.sleep(0.05 * attempt)
+        except LedgerError as exc:
+            log.error("could not %s transfers %s: %r", action, transfer_ids, exc)
+            return
+    log.error("gave up trying to %s transfers %s", action, transfer_ids)
