@@ -57,3 +57,23 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_malformed_setting_stops_the_start_with_one_line() -> None:
+    for command, variable, value in (
+        ("connector", "CONNECTOR_PORT", "abc"),
+        ("up", "NODE_ENV", "production"),  # production without STREAM_SECRET
+        ("connector", "ILP_ADDRESS", "not an address"),
+    ):
+        env = {**os.environ, variable: value}
+        env.pop("STREAM_SECRET", None)
+        process = await asyncio.create_subprocess_exec(
+            KIUNGO, command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(30):
+            _, stderr = await process.communicate()
+        assert process.returncode == 2
+        lines = stderr.decode().strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("kiungo: error: ")
+        assert "Traceback" not in stderr.decode()
