@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 
 from kiungo.config import Settings
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server, run_service
+from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
 from kiungo.store.local import postgres_url, redis_url
 
@@ -32,9 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
 
     async def run() -> None:
         async with postgres_url(settings) as database, redis_url(settings) as redis:

@@ -16,6 +16,7 @@ import uvloop
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
+from kiungo.log import configure_logging
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -90,9 +91,7 @@ async def connector_server(
 
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
 
     async def run() -> None:
         async with (

@@ -199,6 +199,9 @@ class EmbeddedRedis:
             stdout=asyncio.subprocess.DEVNULL,
             # Configuration errors go to stderr before the log file is open.
             stderr=asyncio.subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal stops the node, which then stops Redis
+            # after everything using it, instead of Redis dying first.
+            start_new_session=True,
         )
         try:
             await self._wait_until_ready(process)
