@@ -308,3 +308,26 @@ async def test_healthz_and_metrics(connector: Connector) -> None:
     await connector.send(prepare_to("test.nowhere", 1))
     metrics = (await connector.client.get(f"{connector.url}/metrics")).text
     assert 'kiungo_ilp_packets_total{outcome="F02"}' in metrics
+
+
+async def test_a_burst_of_stream_packets_beyond_the_redis_pool_is_all_fulfilled(
+    connector: Connector,
+) -> None:
+    credentials = await spsp(connector, "/carol")
+    keys = StreamKeys(credentials.shared_secret)
+    expires = datetime.now(UTC) + timedelta(seconds=30)
+    prepares = []
+    for sequence in range(250):  # more at once than the 200 Redis connections of the node
+        data = keys.encrypt(
+            encode_stream_packet(StreamPacket(sequence, 12, 0, [StreamMoneyFrame(1, 1)]))
+        )
+        prepares.append(
+            Prepare(2, expires, keys.condition(data), credentials.destination_account, data)
+        )
+    replies = await gather_replies(connector, prepares)
+    assert all(isinstance(r, Fulfill) for r in replies), {
+        r.code for r in replies if isinstance(r, Reject)
+    }
+    await connector.settled()
+    carol = connector.seeded.wallets["carol"]
+    assert await connector.balance(AccountKind.WALLET_ADDRESS, carol) == 500

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from kiungo.config import Settings
 from kiungo.connector.link import PeerLinks
@@ -65,7 +65,13 @@ class Node:
     @classmethod
     async def start(cls, settings: Settings, database_url: str, redis_url: str) -> Node:
         pool = await create_pool(database_url, min_size=2, max_size=20)
-        redis = Redis.from_url(redis_url)
+        # Blocking: a burst of packets waits for a free connection instead of failing with
+        # "Too many connections" (redis-py's default pool refuses past 100).
+        redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                redis_url, max_connections=200, timeout=5
+            )
+        )
         ledger = Ledger(pool)
         ledger.start()
         http = httpx.AsyncClient(
