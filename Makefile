@@ -47,6 +47,7 @@ test: venv npm lint
 bench: venv
 	$(BIN)/python tests/benchmarks/protocol.py
 	$(BIN)/python -m tests.benchmarks.ledger
+	$(BIN)/python -m tests.benchmarks.connector
 
 # The whole node on this machine: embedded Postgres and Redis unless DATABASE_URL/REDIS_URL are set.
 run: venv
