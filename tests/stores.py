@@ -46,16 +46,20 @@ def _asyncpg_dsn(url: str, database: str) -> str:
     )
 
 
-async def create_database(server_url: str) -> str:
-    """Create an empty database ``kiungo_test_<hex>`` on the server of ``server_url``.
+async def create_database(server_url: str, template: str | None = None) -> str:
+    """Create a database ``kiungo_test_<hex>`` on the server of ``server_url``: empty, or a copy
+    of the scratch database ``template`` (a URL; nobody may be connected to it).
 
     Returns its URL in the form of ``server_url``.
     """
     name = f"kiungo_test_{uuid.uuid4().hex}"
+    # template0 because nobody connects to it, so concurrent creations never find it busy.
+    source = "template0" if template is None else make_url(template).database
+    if source != "template0" and (source is None or not _SCRATCH_NAME.fullmatch(source)):
+        raise ValueError(f"not a scratch database: {source!r}")
     connection = await asyncpg.connect(_asyncpg_dsn(server_url, MAINTENANCE_DATABASE))
     try:
-        # template0 because nobody connects to it, so concurrent creations never find it busy.
-        await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
     finally:
         await connection.close()
     return with_database(server_url, name)

@@ -1,20 +1,26 @@
 """``kiungo up``: the whole node with one command and no services installed.
 
 Starts Postgres and Redis (the machine's, from DATABASE_URL/REDIS_URL, or embedded ones from
-the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector, printing
-where everything is. Ctrl-C (or SIGTERM) stops it all.
+the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector and the
+backend (the admin API and its workers), printing where everything is. Ctrl-C (or SIGTERM) stops
+it all.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 
+from kiungo.backend.command import check_bind
+from kiungo.backend.service import http_server as backend_http_server
+from kiungo.backend.service import serve_backend
 from kiungo.config import Settings
 from kiungo.connector.app import serve_node
-from kiungo.connector.command import http_server, run_service
+from kiungo.connector.command import http_server
 from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
+from kiungo.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["register"]
@@ -33,23 +39,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    check_bind(settings, args.host)
 
     async def run() -> None:
         async with postgres_url(settings) as database, redis_url(settings) as redis:
             await upgrade(database)
-            async with serve_node(settings, database, redis) as node:
+            async with (
+                serve_node(settings, database, redis) as node,
+                serve_backend(settings, database, redis) as (_, admin_app),
+            ):
                 connector = http_server(node, args.host, settings.connector_port)
+                backend = backend_http_server(admin_app, args.host, settings.admin_port)
+                signed = "signed" if settings.admin_api_secret else "unsigned: loopback only"
                 print(
                     "Kiungo is up\n"
                     f"  ILP address  {settings.ilp_address}\n"
                     f"  connector    http://{args.host}:{settings.connector_port}"
                     "  (POST /ilp, SPSP, /healthz, /metrics)\n"
+                    f"  admin API    http://{args.host}:{settings.admin_port}/graphql"
+                    f"  ({signed}; /healthz, /metrics)\n"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
-                await connector.serve()
+                await asyncio.gather(connector.serve(), backend.serve())
 
     with contextlib.suppress(KeyboardInterrupt):
         run_service(run())

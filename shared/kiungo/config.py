@@ -133,6 +133,12 @@ class Settings:
     """``WEBHOOK_MAX_RETRY``: delivery attempts before an event is given up."""
     signature_secret: str | None = dataclasses.field(default=None, repr=False)
     """``SIGNATURE_SECRET``: HMAC key webhook requests are signed with; unset, unsigned."""
+    webhook_retry_backoff_ms: int = 10_000
+    """``WEBHOOK_RETRY_BACKOFF_MS`` (Kiungo's own): the wait after a failed delivery, times the
+    attempts so far (at most six times): 10 s, 20 s, ... 60 s by default, as Rafiki's."""
+    worker_interval_ms: int = 1_000
+    """``WORKER_INTERVAL_MS`` (Kiungo's own): how often idle backend workers look for work
+    (expired incoming payments, Web Monetization events, liquidity alerts, webhooks)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -201,6 +207,12 @@ class Settings:
                 "WEBHOOK_MAX_RETRY", _non_negative_int, cls.webhook_max_retry
             ),
             signature_secret=read.value("SIGNATURE_SECRET", str, None),
+            webhook_retry_backoff_ms=read.value(
+                "WEBHOOK_RETRY_BACKOFF_MS", _positive_int, cls.webhook_retry_backoff_ms
+            ),
+            worker_interval_ms=read.value(
+                "WORKER_INTERVAL_MS", _positive_int, cls.worker_interval_ms
+            ),
         )
 
     @property

@@ -6,17 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import uvicorn
-import uvloop
 
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
+from kiungo.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -109,8 +108,3 @@ def _run(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         run_service(run())
     return 0
-
-
-def run_service(main: Coroutine[Any, Any, None]) -> None:
-    """Run a service's main coroutine, on uvloop: it about doubles what one process serves."""
-    uvloop.run(main)

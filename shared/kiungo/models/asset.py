@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Index, SmallInteger, String, text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kiungo.models.base import U64, Base, TimestampMixin, UuidPrimaryKeyMixin
@@ -32,4 +41,8 @@ class Asset(UuidPrimaryKeyMixin, TimestampMixin, Base):
     withdrawal_threshold: Mapped[Decimal | None] = mapped_column(U64)
     liquidity_threshold_low: Mapped[Decimal | None] = mapped_column(U64)
     liquidity_threshold_high: Mapped[Decimal | None] = mapped_column(U64)
+    # The liquidity alert last raised ('LOW' or 'HIGH'), so each crossing raises one event.
+    liquidity_alert: Mapped[str | None] = mapped_column(String(8))
+    # A small number naming the asset's ledger, as Rafiki's accountingTransfers report it.
+    ledger: Mapped[int] = mapped_column(Integer, Identity(always=False), unique=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -27,6 +27,9 @@ class Peer(UuidPrimaryKeyMixin, TimestampMixin, Base):
     http_outgoing_token: Mapped[str] = mapped_column(String(1024))
     max_packet_amount: Mapped[Decimal | None] = mapped_column(U64)
     liquidity_threshold: Mapped[Decimal | None] = mapped_column(U64)
+    liquidity_threshold_high: Mapped[Decimal | None] = mapped_column(U64)
+    # The liquidity alert last raised ('LOW' or 'HIGH'), so each crossing raises one event.
+    liquidity_alert: Mapped[str | None] = mapped_column(String(8))
     # ILP address prefixes routed to this peer besides its static address.
     routes: Mapped[list[str]] = mapped_column(ARRAY(String(1023)), server_default="{}")
 

@@ -1,0 +1,1 @@
+"""The backend: the GraphQL admin API and its workers (DESIGN §1, §7)."""

@@ -1,0 +1,1 @@
+"""The Strawberry schema of the admin API, one module per domain; names as Rafiki's."""

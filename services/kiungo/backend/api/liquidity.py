@@ -1,0 +1,228 @@
+"""Moving liquidity: deposits, withdrawals (one- or two-phase) and their post/void.
+
+Every movement is a ledger transfer with a caller-chosen id, so it happens once whatever is
+retried; withdrawals with a timeout hold the money until ``postLiquidityWithdrawal`` or
+``voidLiquidityWithdrawal`` (or the timeout, which releases it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import strawberry
+
+from kiungo.backend.context import Context
+from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.ledger import (
+    AccountKind,
+    AlreadyPosted,
+    AlreadyVoided,
+    InsufficientBalance,
+    InvalidAmount,
+    LedgerError,
+    LedgerUnavailable,
+    TransferExists,
+    TransferExpired,
+    UnknownAccount,
+    UnknownTransfer,
+)
+from kiungo.ledger.rules import TransferState
+
+__all__ = [
+    "LiquidityMutation",
+    "LiquidityMutationResponse",
+    "deposit",
+    "ledger_errors",
+    "replay_success",
+    "success_response",
+    "transfer_id",
+    "withdraw",
+]
+
+# The longest a two-phase withdrawal may hold money (Rafiki sets no bound; a year is plenty).
+_MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
+
+
+@strawberry.type
+class LiquidityMutationResponse:
+    success: bool
+
+
+@contextlib.contextmanager
+def ledger_errors() -> Iterator[None]:
+    """Ledger refusals as typed API errors, with Rafiki's LiquidityError name alongside."""
+    try:
+        yield
+    except InsufficientBalance:
+        raise ApiError(
+            ErrorCode.FORBIDDEN, "insufficient balance", liquidityError="InsufficientBalance"
+        ) from None
+    except TransferExists:
+        raise ApiError(
+            ErrorCode.DUPLICATE,
+            "a transfer with this id already exists",
+            liquidityError="TransferExists",
+        ) from None
+    except UnknownTransfer:
+        raise ApiError(
+            ErrorCode.NOT_FOUND, "unknown transfer", liquidityError="UnknownTransfer"
+        ) from None
+    except AlreadyPosted:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the transfer is already posted", liquidityError="AlreadyPosted"
+        ) from None
+    except AlreadyVoided:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the transfer is already voided", liquidityError="AlreadyVoided"
+        ) from None
+    except TransferExpired:
+        raise ApiError(
+            ErrorCode.CONFLICT,
+            "the withdrawal expired and its money was released",
+            liquidityError="TransferExpired",
+        ) from None
+    except InvalidAmount:
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT, "amount must be above zero", liquidityError="AmountZero"
+        ) from None
+    except UnknownAccount:
+        raise ApiError(ErrorCode.NOT_FOUND, "unknown account") from None
+    except LedgerUnavailable:
+        raise ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR, "the ledger is unavailable; retry with the same id"
+        ) from None
+    except LedgerError as exc:
+        raise ApiError(ErrorCode.FORBIDDEN, f"the ledger refused: {exc}") from None
+
+
+def transfer_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT,
+            f"id must be a UUID, not {value!r}",
+            liquidityError="InvalidId",
+        ) from None
+
+
+def _amount(value: int) -> int:
+    if value <= 0:
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT, "amount must be above zero", liquidityError="AmountZero"
+        )
+    return value
+
+
+async def deposit(
+    ctx: Context,
+    kind: AccountKind,
+    owner_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    transfer: uuid.UUID,
+    amount: int,
+) -> None:
+    _amount(amount)
+    account = await ctx.ledger.ensure_account(kind, owner_id, asset_id)
+    with ledger_errors():
+        await ctx.ledger.deposit(transfer, account, amount)
+
+
+async def withdraw(
+    ctx: Context,
+    kind: AccountKind,
+    owner_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    transfer: uuid.UUID,
+    amount: int,
+    timeout_seconds: int,
+) -> None:
+    _amount(amount)
+    if timeout_seconds > _MAX_TIMEOUT_SECONDS:
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT, f"timeoutSeconds must be at most {_MAX_TIMEOUT_SECONDS}"
+        )
+    account = await ctx.ledger.ensure_account(kind, owner_id, asset_id)
+    hold = timedelta(seconds=timeout_seconds) if timeout_seconds else None
+    with ledger_errors():
+        await ctx.ledger.withdraw(transfer, account, amount, hold_for=hold)
+
+
+async def _withdrawal(ctx: Context, withdrawal_id: str) -> uuid.UUID:
+    transfer = transfer_id(withdrawal_id)
+    found = await ctx.ledger.transfer(transfer)
+    # Only withdrawals: a packet's hold is the connector's to post or void.
+    if found is None or found.code != "WITHDRAWAL":
+        raise ApiError(ErrorCode.NOT_FOUND, "unknown withdrawal", liquidityError="UnknownTransfer")
+    if found.state is TransferState.POSTED:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the withdrawal is already posted", liquidityError="AlreadyPosted"
+        )
+    if found.state is TransferState.VOIDED:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the withdrawal is already voided", liquidityError="AlreadyVoided"
+        )
+    return transfer
+
+
+@strawberry.input
+class PostLiquidityWithdrawalInput:
+    withdrawal_id: str
+    idempotency_key: str
+
+
+@strawberry.input
+class VoidLiquidityWithdrawalInput:
+    withdrawal_id: str
+    idempotency_key: str
+
+
+_SUCCESS: dict[str, Any] = {"success": True}
+
+
+async def replay_success(_record: dict[str, Any]) -> LiquidityMutationResponse:
+    """The replay of a liquidity mutation's result (it has no other than success)."""
+    return LiquidityMutationResponse(success=True)
+
+
+@strawberry.type
+class LiquidityMutation:
+    @strawberry.mutation(description="Post a two-phase liquidity withdrawal: the money leaves.")
+    async def post_liquidity_withdrawal(
+        self, info: strawberry.Info[Context, None], input: PostLiquidityWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            transfer = await _withdrawal(ctx, input.withdrawal_id)
+            with ledger_errors():
+                await ctx.ledger.post(transfer)
+            return _SUCCESS, LiquidityMutationResponse(success=True)
+
+        return await ctx.idempotent(
+            "postLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        )
+
+    @strawberry.mutation(description="Void a two-phase liquidity withdrawal: the money stays.")
+    async def void_liquidity_withdrawal(
+        self, info: strawberry.Info[Context, None], input: VoidLiquidityWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            transfer = await _withdrawal(ctx, input.withdrawal_id)
+            with ledger_errors():
+                await ctx.ledger.void(transfer)
+            return _SUCCESS, LiquidityMutationResponse(success=True)
+
+        return await ctx.idempotent(
+            "voidLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        )
+
+
+def success_response() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+    return _SUCCESS, LiquidityMutationResponse(success=True)

@@ -1,0 +1,214 @@
+"""The backend's HTTP face: ``POST /graphql`` (signed), GraphiQL outside production,
+``/healthz`` and ``/metrics``.
+
+Requests are authenticated before GraphQL sees them: with ``ADMIN_API_SECRET`` set, every
+request needs a fresh, unused signature over its body (``kiungo.backend.signatures``), else 401.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from strawberry.http.ides import get_graphql_ide_html
+
+from kiungo.backend.context import Backend, Context
+from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.backend.schema import build_schema
+from kiungo.backend.signatures import SignatureError, verify
+
+__all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]
+
+log = logging.getLogger("kiungo.backend")
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class BackendMetrics:
+    """One registry per backend, so tests can run several in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kiungo_graphql_requests",
+            "GraphQL requests answered, by outcome (ok, or the first error's code)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kiungo_graphql_request_seconds",
+            "Time to answer a GraphQL request",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "kiungo_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, failed, given_up)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _error(code: ErrorCode, message: str, status: int) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code.value}}]}, status
+    )
+
+
+def _format(error: GraphQLError) -> tuple[dict[str, Any], bool]:
+    """An error as the response carries it, and whether it is a request-level refusal."""
+    original = error.original_error
+    formatted: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
+    if error.path:
+        formatted["path"] = error.path
+    if isinstance(original, ApiError):
+        formatted["message"] = original.message
+        formatted["extensions"] = original.as_extensions()
+        return formatted, False
+    if error.path is None:
+        # Parse, validation, variable coercion and limit errors: the request itself is wrong.
+        formatted["extensions"] = {"code": ErrorCode.BAD_USER_INPUT.value}
+        return formatted, True
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    formatted["message"] = "internal server error"
+    formatted["extensions"] = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
+    return formatted, False
+
+
+class GraphQLEndpoint:
+    def __init__(
+        self, backend: Backend, schema: strawberry.Schema, metrics: BackendMetrics
+    ) -> None:
+        self._backend = backend
+        self._schema = schema
+        self._metrics = metrics
+        settings = backend.settings
+        self._secret = settings.admin_api_secret
+        self._ttl = settings.admin_api_signature_ttl_seconds
+        self._replay_prefix = f"{settings.redis_key_prefix}admin-signature:"
+        self._ide = None if settings.is_production else get_graphql_ide_html(graphql_ide="graphiql")
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "GET":
+            if self._ide is None:
+                return _error(ErrorCode.FORBIDDEN, "GraphiQL is off in production", 404)
+            return HTMLResponse(self._ide)
+        started = time.perf_counter()
+        response = await self._post(request)
+        self._metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _post(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return self._refuse(
+                ErrorCode.BAD_USER_INPUT, "Content-Type must be application/json", 415
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "the request body is too large", 413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return self._refuse(ErrorCode.BAD_USER_INPUT, "the request body is too large", 413)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "the body is not JSON", 400)
+        if self._secret is not None:
+            refusal = await self._authenticate(request, payload)
+            if refusal is not None:
+                return self._refuse(ErrorCode.UNAUTHENTICATED, refusal, 401)
+        if not isinstance(payload, dict):
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "the body must be a JSON object", 400)
+        query = payload.get("query")
+        variables = payload.get("variables")
+        operation = payload.get("operationName")
+        if not isinstance(query, str) or not query.strip():
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "the body has no query", 400)
+        if variables is not None and not isinstance(variables, dict):
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "variables must be an object", 400)
+        if operation is not None and not isinstance(operation, str):
+            return self._refuse(ErrorCode.BAD_USER_INPUT, "operationName must be a string", 400)
+        result = await self._schema.execute(
+            query,
+            variable_values=variables,
+            context_value=Context(self._backend),
+            operation_name=operation,
+        )
+        out: dict[str, Any] = {"data": result.data}
+        status = 200
+        if result.errors:
+            formatted = [_format(e) for e in result.errors]
+            out["errors"] = [f for f, _ in formatted]
+            if result.data is None and all(request_level for _, request_level in formatted):
+                status = 400
+            self._metrics.requests.labels(out["errors"][0]["extensions"]["code"]).inc()
+        else:
+            self._metrics.requests.labels("ok").inc()
+        return JSONResponse(out, status)
+
+    def _refuse(self, code: ErrorCode, message: str, status: int) -> Response:
+        self._metrics.requests.labels(code.value).inc()
+        return _error(code, message, status)
+
+    async def _authenticate(self, request: Request, payload: Any) -> str | None:
+        assert self._secret is not None
+        try:
+            signature = verify(
+                self._secret,
+                request.headers.get("signature"),
+                payload,
+                ttl_seconds=self._ttl,
+            )
+        except SignatureError as exc:
+            return str(exc)
+        # One use per signature: a captured request cannot be sent again while still fresh.
+        first = await self._backend.redis.set(
+            self._replay_prefix + signature.digest, b"1", nx=True, ex=2 * self._ttl + 1
+        )
+        if not first:
+            return "the signature was already used"
+        return None
+
+
+def create_app(backend: Backend, metrics: BackendMetrics | None = None) -> Starlette:
+    metrics = metrics or BackendMetrics()
+    graphql = GraphQLEndpoint(backend, build_schema(), metrics)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            async with backend.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            await backend.redis.ping()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def render_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", render_metrics, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,108 @@
+"""``kiungo backend`` (the admin API and its workers) and ``kiungo schema`` (its SDL)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from kiungo.backend.schema import build_schema
+from kiungo.backend.service import http_server, serve_backend
+from kiungo.cli.arguments import CommandError
+from kiungo.config import Settings
+from kiungo.log import configure_logging
+from kiungo.runner import run_service
+from kiungo.store.local import postgres_url, redis_url
+
+__all__ = ["check_bind", "register", "schema_sdl"]
+
+log = logging.getLogger("kiungo.backend")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "backend",
+        help="run the GraphQL admin API and its workers",
+        description=(
+            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /healthz and "
+            "/metrics on ADMIN_PORT, and run the webhook, expiry and event workers. Requests "
+            "must be signed with ADMIN_API_SECRET; without one the API listens on loopback only."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.set_defaults(handler=_run)
+
+    schema = subparsers.add_parser(
+        "schema",
+        help="print the admin API's GraphQL schema (SDL)",
+        description="Print the schema, or write it to a file, or check a file is current.",
+    )
+    schema.add_argument("--output", "-o", type=Path, help="write the schema to this file")
+    schema.add_argument(
+        "--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the schema"
+    )
+    schema.set_defaults(handler=_schema)
+
+
+def schema_sdl() -> str:
+    return str(build_schema()).rstrip("\n") + "\n"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sdl = schema_sdl()
+    if args.check is not None:
+        current = args.check.read_text() if args.check.exists() else ""
+        if current != sdl:
+            print(
+                f"{args.check} is out of date: run kiungo schema -o {args.check}", file=sys.stderr
+            )
+            return 1
+        return 0
+    if args.output is not None:
+        args.output.write_text(sdl)
+    else:
+        sys.stdout.write(sdl)
+    return 0
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse to serve beyond loopback without request signatures."""
+    if settings.admin_api_secret is not None:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise CommandError(
+            f"ADMIN_API_SECRET is not set, so the admin API may only listen on loopback, not {host}"
+        )
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    check_bind(settings, args.host)
+
+    async def run() -> None:
+        async with (
+            postgres_url(settings) as database,
+            redis_url(settings) as redis,
+            serve_backend(settings, database, redis) as (_, app),
+        ):
+            url = f"http://{args.host}:{settings.admin_port}/graphql"
+            print(f"backend on {url}", flush=True)
+            if settings.admin_api_secret is None:
+                print(
+                    "ADMIN_API_SECRET is not set: requests are not authenticated, so the API "
+                    "listens on loopback only",
+                    flush=True,
+                )
+            await http_server(app, args.host, settings.admin_port).serve()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_service(run())
+    return 0

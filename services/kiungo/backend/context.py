@@ -1,0 +1,160 @@
+"""What resolvers reach: the process's pools, ledger and stores, and per-request caches."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+import strawberry
+from redis.asyncio import Redis
+
+from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.backend.signatures import canonical_json
+from kiungo.config import Settings
+from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
+from kiungo.store.coordination import (
+    Conflict,
+    Finished,
+    IdempotencyStore,
+    InProgress,
+    Started,
+)
+
+__all__ = ["PEERS_CHANGED_CHANNEL", "Backend", "Context"]
+
+T = TypeVar("T")
+
+# The connector's peer table reloads on a message here (kiungo.connector.node).
+PEERS_CHANGED_CHANNEL = "peers-changed"
+# A running idempotent mutation holds its key this long if its process dies mid-way.
+_IDEMPOTENCY_LEASE_SECONDS = 30
+# How long a second call with the same key waits for the first to finish.
+_IDEMPOTENCY_WAIT_SECONDS = 10.0
+
+
+@dataclass
+class Backend:
+    """The process-wide resources of one backend replica."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    ledger: Ledger
+    redis: Redis
+    idempotency: IdempotencyStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idempotency = IdempotencyStore(self.redis, self.settings.redis_key_prefix)
+
+    async def peers_changed(self) -> None:
+        """Tell every connector replica to reload its peers and routes."""
+        await self.redis.publish(self.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL, "1")
+
+    async def available(self, kind: AccountKind, owner_id: uuid.UUID) -> int | None:
+        """The liquidity an account can still spend, or None when it has no account yet."""
+        try:
+            return (await self.ledger.balance(account_id_for(kind, owner_id))).available
+        except UnknownAccount:
+            return None
+
+
+@dataclass
+class Context:
+    """Per request: the backend and small caches so a page of peers loads each asset once."""
+
+    backend: Backend
+    cache: dict[tuple[str, Any], Any] = field(default_factory=dict)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.backend.pool
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.backend.ledger
+
+    async def cached(self, key: tuple[str, Any], load: Callable[[], Awaitable[T]]) -> T:
+        if key in self.cache:
+            value: T = self.cache[key]
+            return value
+        value = await load()
+        self.cache[key] = value
+        return value
+
+    async def idempotent(
+        self,
+        operation: str,
+        key: str | None,
+        request: Any,
+        run: Callable[[], Awaitable[tuple[dict[str, Any], T]]],
+        replay: Callable[[dict[str, Any]], Awaitable[T]],
+    ) -> T:
+        """Run a mutation once per idempotency key (DESIGN §7).
+
+        ``run`` returns a JSON-able record of its result and the result; the record is kept in
+        Redis, and a later call with the same key and the same ``request`` gets ``replay`` of it.
+        The same key with another request is a CONFLICT. A concurrent call with the key waits
+        for the first. A failed run releases the key, so that the caller can retry.
+        """
+        if key is None:
+            return (await run())[1]
+        if not key or len(key) > 256:
+            raise ApiError(ErrorCode.BAD_USER_INPUT, "idempotencyKey must be 1 to 256 characters")
+        fingerprint = hashlib.sha256(canonical_json(_jsonable(request)).encode()).hexdigest()
+        store = self.backend.idempotency
+        ttl = max(1, self.backend.settings.graphql_idempotency_key_ttl_ms // 1000)
+        scope = f"graphql:{operation}"
+        deadline = asyncio.get_running_loop().time() + _IDEMPOTENCY_WAIT_SECONDS
+        while True:
+            state = await store.begin(
+                scope, key, fingerprint, ttl, lease_seconds=_IDEMPOTENCY_LEASE_SECONDS
+            )
+            if isinstance(state, Finished):
+                return await replay(json.loads(state.result))
+            if isinstance(state, Conflict):
+                raise ApiError(
+                    ErrorCode.CONFLICT,
+                    f"idempotencyKey {key!r} was already used for a different {operation} request",
+                )
+            if isinstance(state, Started):
+                break
+            assert isinstance(state, InProgress)
+            if asyncio.get_running_loop().time() > deadline:
+                raise ApiError(
+                    ErrorCode.CONFLICT,
+                    f"a {operation} request with idempotencyKey {key!r} is still running",
+                )
+            await asyncio.sleep(0.01)
+        try:
+            record, result = await run()
+        except BaseException:
+            await store.abandon(scope, key)
+            raise
+        await store.finish(scope, key, json.dumps(record))
+        return result
+
+
+def _jsonable(value: Any) -> Any:
+    """An input object as plain JSON, for fingerprinting (idempotencyKey itself left out)."""
+    if value is None or value is strawberry.UNSET:
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if k != "idempotency_key"}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {
+            name: _jsonable(getattr(value, name))
+            for name in value.__dataclass_fields__
+            if name != "idempotency_key"
+        }
+    if hasattr(value, "value") and hasattr(value, "name"):  # enums
+        return _jsonable(value.value)
+    return str(value)

@@ -1,0 +1,90 @@
+"""Starting and stopping one backend replica: its pools, ledger, workers and HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.applications import Starlette
+
+from kiungo.backend.app import BackendMetrics, create_app
+from kiungo.backend.context import Backend
+from kiungo.backend.workers import Workers
+from kiungo.config import Settings
+from kiungo.db import create_pool
+from kiungo.ledger import Ledger
+
+__all__ = ["RunningBackend", "backend_server", "serve_backend"]
+
+
+@contextlib.asynccontextmanager
+async def serve_backend(
+    settings: Settings, database_url: str, redis_url: str, *, workers: bool = True
+) -> AsyncIterator[tuple[Backend, Starlette]]:
+    """A backend's resources and app, with its workers running unless told otherwise."""
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=100, timeout=5)
+    )
+    ledger = Ledger(pool)
+    ledger.start()
+    metrics = BackendMetrics()
+    backend = Backend(settings=settings, pool=pool, ledger=ledger, redis=redis)
+    running = Workers(backend, metrics)
+    try:
+        if workers:
+            running.start()
+        yield backend, create_app(backend, metrics)
+    finally:
+        await running.stop()
+        await ledger.close()
+        await redis.aclose()
+        await pool.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RunningBackend:
+    backend: Backend
+    server: uvicorn.Server
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+
+def http_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.asynccontextmanager
+async def backend_server(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    workers: bool = True,
+) -> AsyncIterator[RunningBackend]:
+    """A started backend listening on ``host:port`` (port 0: any free port)."""
+    async with serve_backend(settings, database_url, redis_url, workers=workers) as (backend, app):
+        server = http_server(app, host, port)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the backend stopped while starting")
+            await asyncio.sleep(0.01)
+        try:
+            yield RunningBackend(backend, server)
+        finally:
+            server.should_exit = True
+            await task

@@ -1,0 +1,363 @@
+"""The backend's background work, safe with any number of replicas: each claims rows with
+``FOR UPDATE SKIP LOCKED`` (or a lease), so no two replicas do the same piece.
+
+- webhook delivery: the outbox (``webhook_events``) POSTed to ``WEBHOOK_URL``, signed, retried
+  with backoff up to ``WEBHOOK_MAX_RETRY`` attempts, in order per resource, at least once;
+- incoming payment expiry: past ``expiresAt`` a payment is EXPIRED, with an event carrying the
+  received amount to withdraw (none when nothing arrived);
+- Web Monetization: money received by a wallet address beyond its asset's withdrawal threshold
+  raises ``wallet_address.web_monetization``;
+- liquidity alerts: an asset's or peer's liquidity crossing its low or high threshold raises
+  ``*.liquidity_low`` / ``*.liquidity_high`` once per crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from kiungo.backend.app import BackendMetrics
+from kiungo.backend.context import Backend
+from kiungo.backend.signatures import signature_header
+from kiungo.events import EventType, amount_json, incoming_payment_data, insert_event, iso_time
+from kiungo.ledger import AccountKind, account_id_for
+
+__all__ = [
+    "Workers",
+    "deliver_webhooks",
+    "emit_web_monetization_events",
+    "expire_incoming_payments",
+]
+
+log = logging.getLogger("kiungo.backend.workers")
+
+_WEBHOOK_BATCH = 100
+_WEBHOOK_CONCURRENCY = 50
+
+# The earliest due event of each resource whose earlier events are all delivered or given up.
+_CLAIM_WEBHOOKS = """
+WITH due AS (
+    SELECT e.id FROM webhook_events e
+    WHERE e.process_at IS NOT NULL AND e.process_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM webhook_events p
+          WHERE p.resource_id = e.resource_id AND p.process_at IS NOT NULL AND p.seq < e.seq
+      )
+    ORDER BY e.seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_events w SET process_at = now() + $2::interval, updated_at = now()
+FROM due WHERE w.id = due.id
+RETURNING w.id, w.type, w.data, w.attempts
+"""
+
+_DELIVERED = """
+UPDATE webhook_events AS w
+SET attempts = w.attempts + 1, status_code = u.status, process_at = NULL,
+    delivered_at = now(), updated_at = now()
+FROM unnest($1::uuid[], $2::int[]) AS u(id, status) WHERE w.id = u.id
+"""
+
+_FAILED = """
+UPDATE webhook_events AS w
+SET attempts = w.attempts + 1, status_code = u.status, updated_at = now(),
+    process_at = CASE WHEN w.attempts + 1 >= $4 THEN NULL
+                      ELSE now() + make_interval(secs => u.wait / 1000.0) END
+FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS u(id, status, wait)
+WHERE w.id = u.id
+"""
+
+
+async def deliver_webhooks(
+    backend: Backend, client: httpx.AsyncClient, metrics: BackendMetrics | None = None
+) -> int:
+    """Deliver one batch of due events; returns how many were attempted."""
+    settings = backend.settings
+    if settings.webhook_url is None:
+        return 0
+    lease = timedelta(milliseconds=settings.webhook_timeout_ms + 10_000)
+    async with backend.pool.acquire() as conn:
+        rows = await conn.fetch(_CLAIM_WEBHOOKS, _WEBHOOK_BATCH, lease)
+    if not rows:
+        return 0
+    limit = asyncio.Semaphore(_WEBHOOK_CONCURRENCY)
+
+    async def send(row: asyncpg.Record) -> tuple[uuid.UUID, int | None, int]:
+        data = row["data"]
+        body = {
+            "id": str(row["id"]),
+            "type": row["type"],
+            "data": json.loads(data) if isinstance(data, str) else data,
+        }
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if settings.signature_secret:
+            headers["Rafiki-Signature"] = signature_header(settings.signature_secret, body)
+        async with limit:
+            try:
+                response = await client.post(
+                    settings.webhook_url or "",
+                    content=content,
+                    headers=headers,
+                    timeout=settings.webhook_timeout_ms / 1000,
+                )
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s (%s) failed: %r", row["id"], row["type"], exc)
+                return row["id"], None, row["attempts"] + 1
+        if not 200 <= response.status_code < 300:
+            log.warning("webhook %s (%s) answered %d", row["id"], row["type"], response.status_code)
+        return row["id"], response.status_code, row["attempts"] + 1
+
+    results = await asyncio.gather(*(send(r) for r in rows))
+    delivered = [(i, s) for i, s, _ in results if s is not None and 200 <= s < 300]
+    failed = [(i, s, a) for i, s, a in results if s is None or not 200 <= s < 300]
+    backoff = settings.webhook_retry_backoff_ms
+    async with backend.pool.acquire() as conn:
+        if delivered:
+            await conn.execute(_DELIVERED, [i for i, _ in delivered], [s for _, s in delivered])
+        if failed:
+            await conn.execute(
+                _FAILED,
+                [i for i, _, _ in failed],
+                [s for _, s, _ in failed],
+                [min(a, 6) * backoff for _, _, a in failed],
+                settings.webhook_max_retry,
+            )
+    if metrics is not None:
+        metrics.webhooks.labels("delivered").inc(len(delivered))
+        gave_up = sum(1 for *_, a in failed if a >= settings.webhook_max_retry)
+        metrics.webhooks.labels("failed").inc(len(failed) - gave_up)
+        metrics.webhooks.labels("given_up").inc(gave_up)
+    return len(rows)
+
+
+_DUE_INCOMING_PAYMENTS = """
+SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.expires_at, p.metadata,
+       p.client, p.created_at, a.code AS asset_code, a.scale AS asset_scale,
+       l.credits_posted, l.credits_pending
+FROM incoming_payments p
+JOIN assets a ON a.id = p.asset_id
+LEFT JOIN ledger_accounts l ON l.kind = 'INCOMING_PAYMENT' AND l.owner_id = p.id
+WHERE p.state IN ('PENDING', 'PROCESSING') AND p.expires_at <= now()
+ORDER BY p.expires_at
+LIMIT $1
+FOR UPDATE OF p SKIP LOCKED
+"""
+
+
+async def expire_incoming_payments(backend: Backend, limit: int = 200) -> int:
+    """Expire due incoming payments; returns how many. One whose money is still in flight (a
+    packet held but not yet posted) waits for the next round."""
+    expired = 0
+    async with backend.pool.acquire() as conn, conn.transaction():
+        for row in await conn.fetch(_DUE_INCOMING_PAYMENTS, limit):
+            if row["credits_pending"] is not None and row["credits_pending"] > 0:
+                continue
+            received = int(row["credits_posted"] or 0)
+            await conn.execute(
+                "UPDATE incoming_payments SET state = 'EXPIRED', received_amount = $2, "
+                "updated_at = now() WHERE id = $1",
+                row["id"],
+                received,
+            )
+            expired += 1
+            if received == 0:
+                continue  # nothing arrived: nothing to withdraw, nothing to say
+            data = incoming_payment_data(
+                row,
+                asset_code=row["asset_code"],
+                asset_scale=row["asset_scale"],
+                received=received,
+                state="EXPIRED",
+            )
+            account = account_id_for(AccountKind.INCOMING_PAYMENT, row["id"])
+            await insert_event(
+                conn,
+                EventType.INCOMING_PAYMENT_EXPIRED,
+                row["id"],
+                data,
+                withdrawal=(account, row["asset_id"], received),
+            )
+    return expired
+
+
+_UNREPORTED_WEB_MONETIZATION = """
+SELECT w.id, w.url, w.asset_id, w.total_events_amount, w.created_at, l.credits_posted,
+       a.code AS asset_code, a.scale AS asset_scale
+FROM wallet_addresses w
+JOIN ledger_accounts l ON l.kind = 'WALLET_ADDRESS' AND l.owner_id = w.id
+JOIN assets a ON a.id = w.asset_id
+WHERE l.credits_posted - w.total_events_amount
+      >= GREATEST(COALESCE($2, a.withdrawal_threshold, 1), 1)
+ORDER BY w.id
+LIMIT $1
+FOR UPDATE OF w SKIP LOCKED
+"""
+
+
+async def emit_web_monetization_events(
+    backend: Backend, limit: int = 200, *, threshold: int | None = None
+) -> int:
+    """Raise ``wallet_address.web_monetization`` for wallet addresses holding unreported Web
+    Monetization money at or above their asset's withdrawal threshold (or ``threshold``)."""
+    count = 0
+    async with backend.pool.acquire() as conn, conn.transaction():
+        for row in await conn.fetch(_UNREPORTED_WEB_MONETIZATION, limit, threshold):
+            received = int(row["credits_posted"]) - int(row["total_events_amount"])
+            await conn.execute(
+                "UPDATE wallet_addresses SET total_events_amount = $2, updated_at = now() "
+                "WHERE id = $1",
+                row["id"],
+                row["credits_posted"],
+            )
+            data = {
+                "walletAddress": {
+                    "id": str(row["id"]),
+                    "address": row["url"],
+                    "createdAt": iso_time(row["created_at"]),
+                    "received": str(received),
+                    "receivedAmount": amount_json(received, row["asset_code"], row["asset_scale"]),
+                }
+            }
+            account = account_id_for(AccountKind.WALLET_ADDRESS, row["id"])
+            await insert_event(
+                conn,
+                EventType.WALLET_ADDRESS_WEB_MONETIZATION,
+                row["id"],
+                data,
+                withdrawal=(account, row["asset_id"], received),
+            )
+            count += 1
+    return count
+
+
+_ASSET_LIQUIDITY = """
+SELECT a.id, a.code, a.scale, a.liquidity_threshold_low AS low, a.liquidity_threshold_high AS high,
+       a.liquidity_alert, l.credits_posted - l.debits_posted - l.debits_pending AS available
+FROM assets a
+JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
+WHERE a.deleted_at IS NULL
+  AND (a.liquidity_threshold_low IS NOT NULL OR a.liquidity_threshold_high IS NOT NULL)
+FOR UPDATE OF a SKIP LOCKED
+"""
+
+_PEER_LIQUIDITY = """
+SELECT p.id, a.id AS asset_id, a.code, a.scale, p.liquidity_threshold AS low,
+       p.liquidity_threshold_high AS high, p.liquidity_alert,
+       l.credits_posted - l.debits_posted - l.debits_pending AS available
+FROM peers p
+JOIN assets a ON a.id = p.asset_id
+JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
+WHERE p.liquidity_threshold IS NOT NULL OR p.liquidity_threshold_high IS NOT NULL
+FOR UPDATE OF p SKIP LOCKED
+"""
+
+
+def _alert(available: int, low: int | None, high: int | None) -> str | None:
+    if low is not None and available < low:
+        return "LOW"
+    if high is not None and available > high:
+        return "HIGH"
+    return None
+
+
+async def raise_liquidity_alerts(backend: Backend) -> int:
+    """Raise one event per threshold crossing of assets' and peers' liquidity."""
+    raised = 0
+    async with backend.pool.acquire() as conn, conn.transaction():
+        for table, query, low_event, high_event in (
+            (
+                "assets",
+                _ASSET_LIQUIDITY,
+                EventType.ASSET_LIQUIDITY_LOW,
+                EventType.ASSET_LIQUIDITY_HIGH,
+            ),
+            ("peers", _PEER_LIQUIDITY, EventType.PEER_LIQUIDITY_LOW, EventType.PEER_LIQUIDITY_HIGH),
+        ):
+            for row in await conn.fetch(query):
+                low = None if row["low"] is None else int(row["low"])
+                high = None if row["high"] is None else int(row["high"])
+                available = int(row["available"])
+                alert = _alert(available, low, high)
+                if alert == row["liquidity_alert"]:
+                    continue
+                await conn.execute(
+                    f"UPDATE {table} SET liquidity_alert = $2 WHERE id = $1",
+                    row["id"],
+                    alert,
+                )
+                if alert is None:
+                    continue
+                asset_id = row["id"] if table == "assets" else row["asset_id"]
+                data: dict[str, Any] = {
+                    "id": str(row["id"]),
+                    "asset": {"id": str(asset_id), "code": row["code"], "scale": row["scale"]},
+                    "liquidityThreshold": str(low if alert == "LOW" else high),
+                    "balance": str(available),
+                }
+                event = low_event if alert == "LOW" else high_event
+                await insert_event(conn, event, row["id"], data)
+                raised += 1
+    return raised
+
+
+class Workers:
+    """The loops of one replica; each does a round, then sleeps when it found nothing."""
+
+    def __init__(self, backend: Backend, metrics: BackendMetrics | None = None) -> None:
+        self._backend = backend
+        self._metrics = metrics
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=_WEBHOOK_CONCURRENCY),
+            follow_redirects=False,
+        )
+        client = self._client
+        jobs: dict[str, Callable[[], Awaitable[int]]] = {
+            "webhooks": lambda: deliver_webhooks(self._backend, client, self._metrics),
+            "incoming-payment-expiry": lambda: expire_incoming_payments(self._backend),
+            "web-monetization-events": lambda: emit_web_monetization_events(self._backend),
+            "liquidity-alerts": lambda: raise_liquidity_alerts(self._backend),
+        }
+        self._tasks = [
+            asyncio.create_task(self._loop(name, job), name=f"worker-{name}")
+            for name, job in jobs.items()
+        ]
+
+    async def _loop(self, name: str, job: Callable[[], Awaitable[int]]) -> None:
+        idle = self._backend.settings.worker_interval_ms / 1000
+        while True:
+            started = time.monotonic()
+            try:
+                done = await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s failed; retrying", name)
+                done = 0
+            if not done:
+                await asyncio.sleep(max(0.0, idle - (time.monotonic() - started)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,111 @@
+"""Webhook events: the outbox rows both services write in the transaction of the change they
+report (DESIGN §7), and the ``data`` shapes of each type, as Rafiki's webhook bodies have them.
+
+The backend's worker delivers them; the connector only writes them (an incoming payment it
+completes, for example).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+__all__ = ["EventType", "amount_json", "incoming_payment_data", "insert_event", "iso_time"]
+
+
+class EventType(enum.StrEnum):
+    INCOMING_PAYMENT_CREATED = "incoming_payment.created"
+    INCOMING_PAYMENT_COMPLETED = "incoming_payment.completed"
+    INCOMING_PAYMENT_EXPIRED = "incoming_payment.expired"
+    OUTGOING_PAYMENT_CREATED = "outgoing_payment.created"
+    OUTGOING_PAYMENT_COMPLETED = "outgoing_payment.completed"
+    OUTGOING_PAYMENT_FAILED = "outgoing_payment.failed"
+    OUTGOING_PAYMENT_CANCELLED = "outgoing_payment.cancelled"
+    WALLET_ADDRESS_WEB_MONETIZATION = "wallet_address.web_monetization"
+    ASSET_LIQUIDITY_LOW = "asset.liquidity_low"
+    ASSET_LIQUIDITY_HIGH = "asset.liquidity_high"
+    PEER_LIQUIDITY_LOW = "peer.liquidity_low"
+    PEER_LIQUIDITY_HIGH = "peer.liquidity_high"
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A timestamp as JavaScript's ``toISOString`` writes it."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def amount_json(value: int, code: str, scale: int) -> dict[str, Any]:
+    return {"value": str(value), "assetCode": code, "assetScale": scale}
+
+
+def incoming_payment_data(
+    payment: asyncpg.Record | dict[str, Any],
+    *,
+    asset_code: str,
+    asset_scale: int,
+    received: int,
+    state: str,
+) -> dict[str, Any]:
+    """An incoming payment as its webhook events carry it."""
+    data: dict[str, Any] = {
+        "id": str(payment["id"]),
+        "walletAddressId": str(payment["wallet_address_id"]),
+        "state": state,
+        "completed": state == "COMPLETED",
+        "receivedAmount": amount_json(received, asset_code, asset_scale),
+        "createdAt": iso_time(payment["created_at"]),
+        "expiresAt": iso_time(payment["expires_at"]),
+    }
+    if payment["incoming_amount"] is not None:
+        data["incomingAmount"] = amount_json(
+            int(payment["incoming_amount"]), asset_code, asset_scale
+        )
+    if payment["metadata"] is not None:
+        metadata = payment["metadata"]
+        data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+    if payment["client"] is not None:
+        data["client"] = payment["client"]
+    return data
+
+
+async def insert_event(
+    conn: asyncpg.Connection,
+    event_type: EventType,
+    resource_id: uuid.UUID,
+    data: dict[str, Any],
+    *,
+    withdrawal: tuple[uuid.UUID, uuid.UUID, int] | None = None,
+) -> uuid.UUID:
+    """Write one event to the outbox, due for delivery now. ``withdrawal`` is the account,
+    asset and amount the receiver of the event may withdraw; it is also put in ``data``."""
+    event_id = uuid.uuid4()
+    if withdrawal is not None:
+        account_id, asset_id, amount = withdrawal
+        data = {
+            **data,
+            "withdrawal": {
+                "accountId": str(account_id),
+                "assetId": str(asset_id),
+                "amount": str(amount),
+            },
+        }
+    await conn.execute(
+        "INSERT INTO webhook_events (id, type, resource_id, data, process_at, "
+        "withdrawal_account_id, withdrawal_asset_id, withdrawal_amount) "
+        "VALUES ($1, $2, $3, $4::jsonb, now(), $5, $6, $7)",
+        event_id,
+        event_type.value,
+        resource_id,
+        json.dumps(data),
+        None if withdrawal is None else withdrawal[0],
+        None if withdrawal is None else withdrawal[1],
+        None if withdrawal is None else withdrawal[2],
+    )
+    return event_id

@@ -1,0 +1,44 @@
+"""Fixtures of the backend tests: ``admin`` is a running backend on a migrated database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from tests.backend.harness import Admin, backend_settings, running_backend
+from tests.stores import create_database, drop_database
+
+from kiungo.migrations.run import upgrade
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database migrated once per session, copied for each test (much faster than migrating)."""
+    url = await create_database(postgres_server_url)
+    await upgrade(url)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture
+async def migrated_database(
+    postgres_server_url: str, migrated_template: str
+) -> AsyncIterator[str]:
+    url = await create_database(postgres_server_url, template=migrated_template)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture
+async def admin(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
+) -> AsyncIterator[Admin]:
+    """A backend with its workers, signatures required; ``redis`` cleans the prefix after."""
+    async with running_backend(
+        migrated_database, redis_server_url, backend_settings(redis_prefix)
+    ) as running:
+        yield running
