@@ -23,9 +23,7 @@ async def migrated_template(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def migrated_database(
-    postgres_server_url: str, migrated_template: str
-) -> AsyncIterator[str]:
+async def migrated_database(postgres_server_url: str, migrated_template: str) -> AsyncIterator[str]:
     url = await create_database(postgres_server_url, template=migrated_template)
     try:
         yield url

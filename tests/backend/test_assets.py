@@ -25,9 +25,7 @@ async def test_create_and_read_an_asset(admin: Admin) -> None:
         "query($id: String!) { asset(id: $id) { id code } }", {"id": asset["id"]}
     )
     assert read["asset"] == {"id": asset["id"], "code": "USD"}
-    by_code = await admin.data(
-        '{ assetByCodeAndScale(code: "USD", scale: 2) { id } }'
-    )
+    by_code = await admin.data('{ assetByCodeAndScale(code: "USD", scale: 2) { id } }')
     assert by_code["assetByCodeAndScale"]["id"] == asset["id"]
 
 
