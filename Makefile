@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python tests/benchmarks/protocol.py
 	$(BIN)/python -m tests.benchmarks.ledger
 	$(BIN)/python -m tests.benchmarks.connector
+	$(BIN)/python -m tests.benchmarks.admin
 
 # The whole node on this machine: embedded Postgres and Redis unless DATABASE_URL/REDIS_URL are set.
 run: venv

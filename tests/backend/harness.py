@@ -134,3 +134,31 @@ async def running_backend(
         httpx.AsyncClient(timeout=30) as client,
     ):
         yield Admin(running.url, client, running.backend, database_url, settings.admin_api_secret)
+
+
+WALLET_BASE = "https://wallet.example"
+
+
+async def create_wallet_address(admin: Admin, asset_id: str, path: str = "/alice") -> str:
+    data = await admin.data(
+        "mutation($input: CreateWalletAddressInput!) {"
+        " createWalletAddress(input: $input) { walletAddress { id } } }",
+        {"input": {"assetId": asset_id, "address": WALLET_BASE + path}},
+    )
+    wallet_id: str = data["createWalletAddress"]["walletAddress"]["id"]
+    return wallet_id
+
+
+async def credit(admin: Admin, kind: str, owner_id: str, amount: int) -> None:
+    """Money arriving into an account as if paid in by packets (settlement → account)."""
+    from kiungo.ledger import AccountKind
+
+    ledger = admin.backend.ledger
+    owner = uuid.UUID(owner_id)
+    asset_id = await admin.pool.fetchval(
+        "SELECT asset_id FROM wallet_addresses WHERE id = $1 "
+        "UNION ALL SELECT asset_id FROM incoming_payments WHERE id = $1",
+        owner,
+    )
+    account = await ledger.ensure_account(AccountKind(kind), owner, asset_id)
+    await ledger.deposit(uuid.uuid4(), account, amount)

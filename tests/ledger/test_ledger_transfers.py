@@ -179,6 +179,27 @@ async def test_replaying_a_deposit_id_moves_money_once(ledger: Ledger, pool: asy
     await assert_invariants(pool)
 
 
+async def test_one_new_transfer_id_in_both_writers_batches_moves_money_once(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    # The same new id reaching the two writers' batches at once: the second insert meets the
+    # first's primary key; it must read as a replay, not as the ledger being unavailable.
+    _, source, _ = await funded_pair(ledger, pool, 0)
+
+    async def deposit_after(transfer: uuid.UUID, delay: float) -> object:
+        await asyncio.sleep(delay)
+        return await ledger.deposit(transfer, source, 40)
+
+    for _ in range(10):
+        transfer = uuid.uuid4()
+        results = await asyncio.gather(
+            *(deposit_after(transfer, 0.0003 * i) for i in range(20)), return_exceptions=True
+        )
+        assert [r for r in results if isinstance(r, Exception)] == []
+    assert (await ledger.balance(source)).posted == 400
+    await assert_invariants(pool)
+
+
 async def test_multi_leg_transfers_succeed_or_fail_together(
     ledger: Ledger, pool: asyncpg.Pool
 ) -> None:

@@ -12,17 +12,19 @@ import logging
 import time
 from typing import Any
 
+import asyncpg
 import strawberry
 from graphql import GraphQLError
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.schema import build_schema
 from kiungo.backend.signatures import SignatureError, verify
 
@@ -33,32 +35,18 @@ log = logging.getLogger("kiungo.backend")
 MAX_BODY_BYTES = 256 * 1024
 
 
-class BackendMetrics:
-    """One registry per backend, so tests can run several in one process."""
+# Postgres stores no NUL in text or jsonb, and nothing encodes a lone surrogate as UTF-8: such
+# strings are valid JSON and GraphQL, so they reach the stores, which refuse them.
+_UNSTORABLE_TEXT = (
+    UnicodeEncodeError,
+    asyncpg.CharacterNotInRepertoireError,
+    asyncpg.UntranslatableCharacterError,
+)
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "kiungo_graphql_requests",
-            "GraphQL requests answered, by outcome (ok, or the first error's code)",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "kiungo_graphql_request_seconds",
-            "Time to answer a GraphQL request",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=self.registry,
-        )
-        self.webhooks = Counter(
-            "kiungo_webhook_deliveries",
-            "Webhook delivery attempts, by outcome (delivered, failed, given_up)",
-            ["outcome"],
-            registry=self.registry,
-        )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+def _not_json(constant: str) -> None:
+    # Python's json reads NaN and Infinity, which are not JSON (and no JSON client sends).
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _error(code: ErrorCode, message: str, status: int) -> JSONResponse:
@@ -85,6 +73,11 @@ def _format(error: GraphQLError) -> tuple[dict[str, Any], bool]:
         # Parse, validation, variable coercion and limit errors: the request itself is wrong.
         formatted["extensions"] = {"code": ErrorCode.BAD_USER_INPUT.value}
         return formatted, True
+    if isinstance(original, _UNSTORABLE_TEXT):
+        # A string from the request that no store can hold; the statement was refused whole.
+        formatted["message"] = "text may not contain NUL characters or unpaired surrogates"
+        formatted["extensions"] = {"code": ErrorCode.BAD_USER_INPUT.value}
+        return formatted, False
     log.error("unexpected error in %s", error.path, exc_info=original)
     formatted["message"] = "internal server error"
     formatted["extensions"] = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
@@ -129,7 +122,7 @@ class GraphQLEndpoint:
             if len(body) > MAX_BODY_BYTES:
                 return self._refuse(ErrorCode.BAD_USER_INPUT, "the request body is too large", 413)
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "the body is not JSON", 400)
         if self._secret is not None:
@@ -147,12 +140,17 @@ class GraphQLEndpoint:
             return self._refuse(ErrorCode.BAD_USER_INPUT, "variables must be an object", 400)
         if operation is not None and not isinstance(operation, str):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "operationName must be a string", 400)
-        result = await self._schema.execute(
-            query,
-            variable_values=variables,
-            context_value=Context(self._backend),
-            operation_name=operation,
-        )
+        try:
+            result = await self._schema.execute(
+                query,
+                variable_values=variables,
+                context_value=Context(self._backend),
+                operation_name=operation,
+            )
+        except CannotGetOperationTypeError as exc:
+            # No operation to run: none in the document, several and no operationName, or none
+            # of that name. Strawberry raises this past its own error handling.
+            return self._refuse(ErrorCode.BAD_USER_INPUT, exc.as_http_error_reason(), 400)
         out: dict[str, Any] = {"data": result.data}
         status = 200
         if result.errors:

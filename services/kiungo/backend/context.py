@@ -55,12 +55,12 @@ class Backend:
         """Tell every connector replica to reload its peers and routes."""
         await self.redis.publish(self.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL, "1")
 
-    async def available(self, kind: AccountKind, owner_id: uuid.UUID) -> int | None:
-        """The liquidity an account can still spend, or None when it has no account yet."""
+    async def available(self, kind: AccountKind, owner_id: uuid.UUID) -> int:
+        """The liquidity an account can still spend (0 when it has no account yet)."""
         try:
             return (await self.ledger.balance(account_id_for(kind, owner_id))).available
         except UnknownAccount:
-            return None
+            return 0
 
 
 @dataclass

@@ -28,23 +28,34 @@ from strawberry.extensions import (
 
 from kiungo.backend.api.assets import AssetMutation, AssetQuery
 from kiungo.backend.api.common import SCALARS
+from kiungo.backend.api.incoming_payments import IncomingPaymentMutation, IncomingPaymentQuery
 from kiungo.backend.api.liquidity import LiquidityMutation
 from kiungo.backend.api.pagination import MAX_PAGE
+from kiungo.backend.api.payments import PaymentQuery
+from kiungo.backend.api.peers import PeerMutation, PeerQuery
+from kiungo.backend.api.wallet_addresses import WalletAddressMutation, WalletAddressQuery
+from kiungo.backend.api.webhooks import WebhookQuery
 
 __all__ = ["MAX_COST", "MAX_DEPTH", "build_schema"]
 
 MAX_DEPTH = 10
 MAX_COST = 50_000
 _DEFAULT_PAGE = 20
+# A connection's lists of its page's items.
+_PAGE_LISTS = frozenset({"edges", "nodes"})
 
 
 @strawberry.type
-class Query(AssetQuery):
+class Query(
+    AssetQuery, WalletAddressQuery, IncomingPaymentQuery, PaymentQuery, WebhookQuery, PeerQuery
+):
     pass
 
 
 @strawberry.type
-class Mutation(AssetMutation, LiquidityMutation):
+class Mutation(
+    AssetMutation, LiquidityMutation, WalletAddressMutation, IncomingPaymentMutation, PeerMutation
+):
     pass
 
 
@@ -84,25 +95,33 @@ def _cost(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     seen: set[str],
+    *,
+    in_page: bool = False,
 ) -> int:
+    """``in_page``: the selection set is a paginated field's, whose page size is counted."""
     if selection_set is None:
         return 0
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            inner = _cost(selection.selection_set, fragments, seen)
+            name = selection.name.value
             names = {a.name.value for a in selection.arguments or ()}
-            paginated = bool(names & {"first", "last", "after", "before", "limit"}) or (
-                selection.name.value.endswith("s") and selection.selection_set is not None
-            )
+            if in_page and name in _PAGE_LISTS:
+                # The items of the page its connection already counted, not a page more.
+                paginated = False
+            else:
+                paginated = bool(names & {"first", "last", "after", "before", "limit"}) or (
+                    name.endswith("s") and selection.selection_set is not None
+                )
+            inner = _cost(selection.selection_set, fragments, seen, in_page=paginated)
             total += 1 + (inner * _page_size(selection) if paginated else inner)
         elif isinstance(selection, InlineFragmentNode):
-            total += _cost(selection.selection_set, fragments, seen)
+            total += _cost(selection.selection_set, fragments, seen, in_page=in_page)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             if name in seen or name not in fragments:
                 continue
-            total += _cost(fragments[name].selection_set, fragments, seen | {name})
+            total += _cost(fragments[name].selection_set, fragments, seen | {name}, in_page=in_page)
     return total
 
 
@@ -113,15 +132,16 @@ class _Schema(strawberry.Schema):
 
 
 def build_schema() -> strawberry.Schema:
-    # The caches are shared by every request (that is their point); the limits are per request.
-    parser_cache = ParserCache(maxsize=512)
-    validation_cache = ValidationCache(maxsize=512)
-    extensions: list[Any] = [
-        lambda: parser_cache,
-        lambda: validation_cache,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
-        lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: AddValidationRules([CostLimiter]),
-    ]
+    # One instance of each for every request: the caches are shared on purpose, and the limits
+    # are stateless validation rules (fresh ones per request would defeat the validation cache,
+    # which keys on the rules).
+    shared = (
+        ParserCache(maxsize=512),
+        ValidationCache(maxsize=512),
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=30),
+        MaxTokensLimiter(max_token_count=4000),
+        AddValidationRules([CostLimiter]),
+    )
+    extensions: list[Any] = [(lambda e=e: e) for e in shared]
     return _Schema(query=Query, mutation=Mutation, extensions=extensions, scalar_overrides=SCALARS)

@@ -11,8 +11,9 @@ import uvicorn
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 
-from kiungo.backend.app import BackendMetrics, create_app
+from kiungo.backend.app import create_app
 from kiungo.backend.context import Backend
+from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.workers import Workers
 from kiungo.config import Settings
 from kiungo.db import create_pool

@@ -25,8 +25,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from kiungo.backend.app import BackendMetrics
 from kiungo.backend.context import Backend
+from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.signatures import signature_header
 from kiungo.events import EventType, amount_json, incoming_payment_data, insert_event, iso_time
 from kiungo.ledger import AccountKind, account_id_for
@@ -241,6 +241,8 @@ async def emit_web_monetization_events(
     return count
 
 
+# Accounts no money has moved through yet (a new asset or peer) raise nothing: they have crossed
+# no threshold; the first deposit, payment or withdrawal makes them count.
 _ASSET_LIQUIDITY = """
 SELECT a.id, a.code, a.scale, a.liquidity_threshold_low AS low, a.liquidity_threshold_high AS high,
        a.liquidity_alert, l.credits_posted - l.debits_posted - l.debits_pending AS available
@@ -248,6 +250,7 @@ FROM assets a
 JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
 WHERE a.deleted_at IS NULL
   AND (a.liquidity_threshold_low IS NOT NULL OR a.liquidity_threshold_high IS NOT NULL)
+  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
 FOR UPDATE OF a SKIP LOCKED
 """
 
@@ -258,7 +261,8 @@ SELECT p.id, a.id AS asset_id, a.code, a.scale, p.liquidity_threshold AS low,
 FROM peers p
 JOIN assets a ON a.id = p.asset_id
 JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
-WHERE p.liquidity_threshold IS NOT NULL OR p.liquidity_threshold_high IS NOT NULL
+WHERE (p.liquidity_threshold IS NOT NULL OR p.liquidity_threshold_high IS NOT NULL)
+  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
 FOR UPDATE OF p SKIP LOCKED
 """
 

@@ -17,6 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from kiungo.config import Settings
+from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, account_id_for
 
 __all__ = ["Receiver", "ReceiverDirectory", "ReceiverKind", "incoming_payment_tag", "wallet_tag"]
@@ -154,15 +155,43 @@ class ReceiverDirectory:
             state=row["state"],
         )
 
-    async def complete(self, receiver: Receiver) -> bool:
-        """Mark an incoming payment COMPLETED (once); True when this call did it."""
+    async def mark_processing(self, receiver: Receiver) -> None:
+        """A PENDING incoming payment that received its first money is PROCESSING (Rafiki's)."""
         async with self._pool.acquire() as conn:
-            done = await conn.fetchval(
-                "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
-                "updated_at = now() WHERE id = $1 AND state IN ('PENDING', 'PROCESSING') "
-                "RETURNING id",
+            await conn.execute(
+                "UPDATE incoming_payments SET state = 'PROCESSING', updated_at = now() "
+                "WHERE id = $1 AND state = 'PENDING'",
                 receiver.id,
-                receiver.incoming_amount,
             )
         self.forget(receiver.tag)
-        return done is not None
+
+    async def complete(self, receiver: Receiver) -> bool:
+        """Mark an incoming payment COMPLETED (once), with its incoming_payment.completed event
+        in the same transaction; True when this call did it."""
+        received = receiver.incoming_amount
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
+                "updated_at = now() WHERE id = $1 AND state IN ('PENDING', 'PROCESSING') "
+                "RETURNING id, wallet_address_id, incoming_amount, expires_at, metadata, client, "
+                "created_at",
+                receiver.id,
+                received,
+            )
+            if row is not None and received is not None:
+                data = incoming_payment_data(
+                    row,
+                    asset_code=receiver.asset_code,
+                    asset_scale=receiver.asset_scale,
+                    received=received,
+                    state="COMPLETED",
+                )
+                await insert_event(
+                    conn,
+                    EventType.INCOMING_PAYMENT_COMPLETED,
+                    receiver.id,
+                    data,
+                    withdrawal=(receiver.account_id, receiver.asset_id, received),
+                )
+        self.forget(receiver.tag)
+        return row is not None

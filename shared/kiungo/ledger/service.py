@@ -374,7 +374,13 @@ class Ledger:
         for attempt in range(_RETRIES):
             try:
                 results = await self._commit_batch(writer, [r.operation for r in batch])
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            except (
+                asyncpg.DeadlockDetectedError,
+                asyncpg.SerializationError,
+                # Another writer's batch created one of our new transfer ids meanwhile: run
+                # again, and the retry reads it as a replay (or a TransferExists).
+                asyncpg.UniqueViolationError,
+            ):
                 if attempt + 1 < _RETRIES:
                     continue
                 error: Exception = LedgerUnavailable("the ledger is busy; retry")

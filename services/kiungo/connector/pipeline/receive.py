@@ -89,6 +89,8 @@ async def receive_locally(
         node.metrics.amount.labels("received").inc(prepare.amount)
         if receiver.incoming_amount is not None:
             await _complete_if_paid(node, receiver)
+        if receiver.kind is ReceiverKind.INCOMING_PAYMENT and receiver.state == "PENDING":
+            await node.receivers.mark_processing(receiver)
 
     return reply, post_after_reply
 

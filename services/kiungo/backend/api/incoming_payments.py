@@ -1,0 +1,480 @@
+"""Incoming payments: what a wallet address expects to receive, paid over STREAM through the
+connector (by SPSP on the payment's URL), completed, expired, cancelled and withdrawn."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import strawberry
+
+from kiungo.backend.api.assets import load_asset
+from kiungo.backend.api.common import (
+    Amount,
+    AmountInput,
+    FilterString,
+    JSONObject,
+    PageInfo,
+    SortOrder,
+    UInt64,
+    iso,
+    parse_uuid,
+)
+from kiungo.backend.api.liquidity import (
+    LiquidityMutationResponse,
+    ledger_errors,
+    replay_success,
+    success_response,
+    withdraw,
+)
+from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.wallet_addresses import load_wallet_address
+from kiungo.backend.context import Context
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
+from kiungo.events import EventType, incoming_payment_data, insert_event
+from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+
+__all__ = [
+    "IncomingPayment",
+    "IncomingPaymentConnection",
+    "IncomingPaymentMutation",
+    "IncomingPaymentQuery",
+    "page_incoming_payments",
+]
+
+_MAX_METADATA_BYTES = 16 * 1024
+_WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
+_SELECT = """
+SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
+       p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
+       a.scale AS asset_scale
+FROM incoming_payments p JOIN assets a ON a.id = p.asset_id
+"""
+
+
+@strawberry.enum
+class IncomingPaymentState(enum.Enum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    EXPIRED = "EXPIRED"
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else None
+
+
+@strawberry.type
+class IncomingPayment:
+    id: strawberry.ID
+    wallet_address_id: strawberry.ID
+    client: str | None
+    state: IncomingPaymentState
+    expires_at: str
+    incoming_amount: Amount | None
+    metadata: JSONObject | None
+    created_at: str
+    _uuid: strawberry.Private[uuid.UUID]
+    _stored_received: strawberry.Private[int]
+    _asset: strawberry.Private[tuple[str, int]]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> IncomingPayment:
+        code, scale = row["asset_code"], row["asset_scale"]
+        incoming = row["incoming_amount"]
+        return cls(
+            id=strawberry.ID(str(row["id"])),
+            wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
+            client=row["client"],
+            state=IncomingPaymentState(row["state"]),
+            expires_at=iso(row["expires_at"]),
+            incoming_amount=(
+                None
+                if incoming is None
+                else Amount(value=int(incoming), asset_code=code, asset_scale=scale)
+            ),
+            metadata=_metadata(row["metadata"]),
+            created_at=iso(row["created_at"]),
+            _uuid=row["id"],
+            _stored_received=int(row["received_amount"]),
+            _asset=(code, scale),
+        )
+
+    @strawberry.field(description="What has been paid in so far (posted packets).")
+    async def received_amount(self, info: strawberry.Info[Context, None]) -> Amount:
+        try:
+            balance = await info.context.ledger.balance(
+                account_id_for(AccountKind.INCOMING_PAYMENT, self._uuid)
+            )
+            received = balance.credits_posted
+        except UnknownAccount:
+            received = self._stored_received
+        return Amount(value=received, asset_code=self._asset[0], asset_scale=self._asset[1])
+
+    @strawberry.field(description="Money received and not yet withdrawn.")
+    async def liquidity(self, info: strawberry.Info[Context, None]) -> UInt64 | None:
+        return await info.context.backend.available(AccountKind.INCOMING_PAYMENT, self._uuid)
+
+
+@strawberry.type
+class IncomingPaymentEdge:
+    node: IncomingPayment
+    cursor: str
+
+
+@strawberry.type
+class IncomingPaymentConnection:
+    page_info: PageInfo
+    edges: list[IncomingPaymentEdge]
+
+
+async def page_incoming_payments(
+    ctx: Context,
+    page: PageRequest,
+    *,
+    wallet_address_ids: Sequence[uuid.UUID] | None = None,
+    states: Sequence[str] | None = None,
+) -> IncomingPaymentConnection:
+    where: list[str] = []
+    params: list[Any] = []
+    if wallet_address_ids is not None:
+        params.append(list(wallet_address_ids))
+        where.append(f"p.wallet_address_id = ANY(${len(params)}::uuid[])")
+    if states is not None:
+        params.append(list(states))
+        where.append(f"p.state = ANY(${len(params)}::text[])")
+    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
+    return IncomingPaymentConnection(
+        page_info=page_info,
+        edges=[
+            IncomingPaymentEdge(node=IncomingPayment.from_row(r), cursor=c)
+            for r, c in zip(rows, cursors, strict=True)
+        ],
+    )
+
+
+async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
+    row: asyncpg.Record | None = await ctx.pool.fetchrow(_SELECT + " WHERE p.id = $1", payment_id)
+    if row is None:
+        raise not_found("incoming payment")
+    return row
+
+
+@strawberry.input
+class IncomingPaymentFilter:
+    wallet_address_id: FilterString | None = None
+    state: FilterString | None = None
+
+
+def _uuids(values: FilterString | None, what: str) -> list[uuid.UUID] | None:
+    return None if values is None else [parse_uuid(v, what) for v in values.in_]
+
+
+@strawberry.type
+class IncomingPaymentQuery:
+    @strawberry.field(description="Fetch an incoming payment by its id.")
+    async def incoming_payment(
+        self, info: strawberry.Info[Context, None], id: str
+    ) -> IncomingPayment | None:
+        return IncomingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
+
+    @strawberry.field(description="A page of incoming payments, newest first by default.")
+    async def incoming_payments(
+        self,
+        info: strawberry.Info[Context, None],
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+        filter: IncomingPaymentFilter | None = None,
+    ) -> IncomingPaymentConnection:
+        states = None
+        if filter is not None and filter.state is not None:
+            known = {s.value for s in IncomingPaymentState}
+            states = list(filter.state.in_)
+            if not set(states) <= known:
+                raise bad_input(f"state must be one of {', '.join(sorted(known))}")
+        return await page_incoming_payments(
+            info.context,
+            PageRequest(first, last, after, before, sort_order),
+            wallet_address_ids=_uuids(
+                filter.wallet_address_id if filter else None, "walletAddressId"
+            ),
+            states=states,
+        )
+
+
+@strawberry.input
+class CreateIncomingPaymentInput:
+    wallet_address_id: str
+    expires_at: str | None = None
+    metadata: JSONObject | None = None
+    incoming_amount: AmountInput | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class UpdateIncomingPaymentInput:
+    id: strawberry.ID
+    metadata: JSONObject
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class CancelIncomingPaymentInput:
+    id: strawberry.ID
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class CreateIncomingPaymentWithdrawalInput:
+    incoming_payment_id: str
+    idempotency_key: str
+    timeout_seconds: UInt64
+
+
+@strawberry.type
+class IncomingPaymentResponse:
+    payment: IncomingPayment | None
+
+
+@strawberry.type
+class CancelIncomingPaymentResponse:
+    payment: IncomingPayment | None
+
+
+def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
+    if metadata is None:
+        return None
+    text = json.dumps(metadata)
+    if len(text.encode()) > _MAX_METADATA_BYTES:
+        raise bad_input(f"metadata is at most {_MAX_METADATA_BYTES} bytes of JSON")
+    return text
+
+
+def _expiry(ctx: Context, expires_at: str | None, now: datetime) -> datetime:
+    longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
+    if expires_at is None:
+        return now + longest
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_input(
+            "expiresAt must be an ISO 8601 date-time, such as 2030-01-01T00:00:00Z",
+            field="expiresAt",
+        ) from None
+    if moment.tzinfo is None:
+        raise bad_input("expiresAt needs a time zone, such as Z", field="expiresAt")
+    if moment <= now:
+        raise bad_input("expiresAt must be in the future", field="expiresAt")
+    if moment > now + longest:
+        raise bad_input(
+            f"expiresAt may be at most {longest.days} days ahead (INCOMING_PAYMENT_EXPIRY_MAX_MS)",
+            field="expiresAt",
+        )
+    return moment
+
+
+async def _reload(ctx: Context, record: dict[str, Any]) -> IncomingPayment:
+    return IncomingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
+
+
+@strawberry.type
+class IncomingPaymentMutation:
+    @strawberry.mutation(
+        description="Create an incoming payment under a wallet address of this node; senders "
+        "pay it over SPSP/STREAM at <wallet address>/incoming-payments/<id>."
+    )
+    async def create_incoming_payment(
+        self, info: strawberry.Info[Context, None], input: CreateIncomingPaymentInput
+    ) -> IncomingPaymentResponse:
+        ctx = info.context
+        wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
+        now = datetime.now(UTC)
+        expires_at = _expiry(ctx, input.expires_at, now)
+        metadata = _metadata_json(input.metadata)
+        if input.incoming_amount is not None and input.incoming_amount.value <= 0:
+            raise bad_input("incomingAmount must be above zero", field="incomingAmount")
+
+        async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
+            wallet = await load_wallet_address(ctx, wallet_id)
+            if wallet["status"] != "ACTIVE":
+                raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
+            asset = await load_asset(ctx, wallet["asset_id"], deleted=True)
+            amount = input.incoming_amount
+            if amount is not None and (amount.asset_code, amount.asset_scale) != (
+                asset["code"],
+                asset["scale"],
+            ):
+                raise bad_input(
+                    f"incomingAmount must be in the wallet address's asset, "
+                    f"{asset['code']} at scale {asset['scale']}",
+                    field="incomingAmount",
+                )
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO incoming_payments (id, wallet_address_id, asset_id, "
+                    "incoming_amount, expires_at, metadata) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
+                    "RETURNING id, wallet_address_id, asset_id, incoming_amount, received_amount, "
+                    "state, expires_at, metadata, client, created_at",
+                    uuid.uuid4(),
+                    wallet_id,
+                    wallet["asset_id"],
+                    None if amount is None else amount.value,
+                    expires_at,
+                    metadata,
+                )
+                assert row is not None
+                data = incoming_payment_data(
+                    row,
+                    asset_code=asset["code"],
+                    asset_scale=asset["scale"],
+                    received=0,
+                    state="PENDING",
+                )
+                await insert_event(conn, EventType.INCOMING_PAYMENT_CREATED, row["id"], data)
+            full = {**dict(row), "asset_code": asset["code"], "asset_scale": asset["scale"]}
+            return {"id": str(row["id"])}, IncomingPaymentResponse(
+                payment=IncomingPayment.from_row(full)
+            )
+
+        async def replay(record: dict[str, Any]) -> IncomingPaymentResponse:
+            return IncomingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "createIncomingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(description="Replace an incoming payment's metadata.")
+    async def update_incoming_payment(
+        self, info: strawberry.Info[Context, None], input: UpdateIncomingPaymentInput
+    ) -> IncomingPaymentResponse:
+        ctx = info.context
+        payment_id = parse_uuid(str(input.id), "id")
+        metadata = _metadata_json(input.metadata)
+
+        async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
+            updated = await ctx.pool.fetchval(
+                "UPDATE incoming_payments SET metadata = $2::jsonb, updated_at = now() "
+                "WHERE id = $1 RETURNING id",
+                payment_id,
+                metadata,
+            )
+            if updated is None:
+                raise not_found("incoming payment")
+            record = {"id": str(payment_id)}
+            return record, IncomingPaymentResponse(payment=await _reload(ctx, record))
+
+        async def replay(record: dict[str, Any]) -> IncomingPaymentResponse:
+            return IncomingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "updateIncomingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(
+        description="Cancel a PENDING incoming payment (nothing received yet): it expires now "
+        "and refuses money."
+    )
+    async def cancel_incoming_payment(
+        self, info: strawberry.Info[Context, None], input: CancelIncomingPaymentInput
+    ) -> CancelIncomingPaymentResponse:
+        ctx = info.context
+        payment_id = parse_uuid(str(input.id), "id")
+
+        async def run() -> tuple[dict[str, Any], CancelIncomingPaymentResponse]:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                state = await conn.fetchval(
+                    "SELECT state FROM incoming_payments WHERE id = $1 FOR UPDATE", payment_id
+                )
+                if state is None:
+                    raise not_found("incoming payment")
+                if state != "PENDING":
+                    raise ApiError(
+                        ErrorCode.CONFLICT,
+                        f"only a PENDING incoming payment can be cancelled; this one is {state}",
+                    )
+                received = await conn.fetchval(
+                    "SELECT credits_posted + credits_pending FROM ledger_accounts "
+                    "WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1",
+                    payment_id,
+                )
+                if received:
+                    raise ApiError(
+                        ErrorCode.CONFLICT, "the incoming payment has already received money"
+                    )
+                await conn.execute(
+                    "UPDATE incoming_payments SET state = 'EXPIRED', expires_at = now(), "
+                    "updated_at = now() WHERE id = $1",
+                    payment_id,
+                )
+            record = {"id": str(payment_id)}
+            return record, CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
+
+        async def replay(record: dict[str, Any]) -> CancelIncomingPaymentResponse:
+            return CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "cancelIncomingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(
+        description="Withdraw what a completed or expired incoming payment received."
+    )
+    async def create_incoming_payment_withdrawal(
+        self, info: strawberry.Info[Context, None], input: CreateIncomingPaymentWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+        payment_id = parse_uuid(input.incoming_payment_id, "incomingPaymentId")
+
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            row = await _load(ctx, payment_id)
+            if row["state"] not in ("COMPLETED", "EXPIRED"):
+                raise ApiError(
+                    ErrorCode.FORBIDDEN,
+                    "the incoming payment is still receiving; withdraw once it is "
+                    "COMPLETED or EXPIRED",
+                )
+            amount = await ctx.backend.available(AccountKind.INCOMING_PAYMENT, payment_id)
+            if amount <= 0:
+                raise ApiError(
+                    ErrorCode.BAD_USER_INPUT,
+                    "the incoming payment has nothing to withdraw",
+                    liquidityError="AmountZero",
+                )
+            # As Rafiki's: the withdrawal's id is that of the event announcing it (what
+            # postLiquidityWithdrawal then takes), so it is withdrawn once.
+            event_id = await ctx.pool.fetchval(
+                "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
+                "ORDER BY seq DESC LIMIT 1",
+                payment_id,
+                [
+                    EventType.INCOMING_PAYMENT_COMPLETED.value,
+                    EventType.INCOMING_PAYMENT_EXPIRED.value,
+                ],
+            )
+            withdrawal_id = event_id or uuid.uuid5(_WITHDRAWALS, str(payment_id))
+            with ledger_errors():
+                await withdraw(
+                    ctx,
+                    AccountKind.INCOMING_PAYMENT,
+                    payment_id,
+                    row["asset_id"],
+                    withdrawal_id,
+                    amount,
+                    input.timeout_seconds,
+                )
+            return success_response()
+
+        return await ctx.idempotent(
+            "createIncomingPaymentWithdrawal", input.idempotency_key, input, run, replay_success
+        )

@@ -1,0 +1,227 @@
+"""The combined list of payments (incoming and outgoing) and a ledger account's transfers."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import strawberry
+
+from kiungo.backend.api.common import (
+    FilterString,
+    JSONObject,
+    PageInfo,
+    SortOrder,
+    UInt64,
+    iso,
+    parse_uuid,
+)
+from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.context import Context
+from kiungo.backend.errors import bad_input, not_found
+from kiungo.ledger import AccountKind
+
+__all__ = ["PaymentQuery"]
+
+_PAYMENTS = """
+SELECT * FROM (
+    SELECT id, 'INCOMING' AS type, wallet_address_id, client, state, metadata, created_at
+    FROM incoming_payments
+    UNION ALL
+    SELECT id, 'OUTGOING' AS type, wallet_address_id, client, state, metadata, created_at
+    FROM outgoing_payments
+) AS payments
+"""
+
+
+@strawberry.enum
+class PaymentType(enum.Enum):
+    INCOMING = "INCOMING"
+    OUTGOING = "OUTGOING"
+
+
+@strawberry.type
+class Payment:
+    id: strawberry.ID
+    type: PaymentType
+    wallet_address_id: strawberry.ID
+    client: str | None
+    state: str
+    metadata: JSONObject | None
+    created_at: str
+    _uuid: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Payment:
+        metadata = row["metadata"]
+        return cls(
+            id=strawberry.ID(str(row["id"])),
+            type=PaymentType(row["type"]),
+            wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
+            client=row["client"],
+            state=row["state"],
+            metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+            created_at=iso(row["created_at"]),
+            _uuid=row["id"],
+        )
+
+    @strawberry.field(description="Money held by the payment and not yet withdrawn.")
+    async def liquidity(self, info: strawberry.Info[Context, None]) -> UInt64 | None:
+        kind = (
+            AccountKind.INCOMING_PAYMENT
+            if self.type is PaymentType.INCOMING
+            else AccountKind.OUTGOING_PAYMENT
+        )
+        return await info.context.backend.available(kind, self._uuid)
+
+
+@strawberry.type
+class PaymentEdge:
+    node: Payment
+    cursor: str
+
+
+@strawberry.type
+class PaymentConnection:
+    page_info: PageInfo
+    edges: list[PaymentEdge]
+
+
+@strawberry.input
+class PaymentFilter:
+    type: FilterString | None = None
+    wallet_address_id: FilterString | None = None
+
+
+@strawberry.enum
+class TransferType(enum.Enum):
+    DEPOSIT = "DEPOSIT"
+    WITHDRAWAL = "WITHDRAWAL"
+    TRANSFER = "TRANSFER"
+
+
+@strawberry.enum
+class TransferState(enum.Enum):
+    PENDING = "PENDING"
+    POSTED = "POSTED"
+    VOIDED = "VOIDED"
+
+
+@strawberry.type
+class AccountingTransfer:
+    id: strawberry.ID
+    debit_account_id: strawberry.ID
+    credit_account_id: strawberry.ID
+    amount: UInt64
+    transfer_type: TransferType
+    ledger: int = strawberry.field(description="The number of the asset's ledger.")
+    created_at: str
+    state: TransferState
+    expires_at: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> AccountingTransfer:
+        code = row["code"]
+        state = row["state"]
+        return cls(
+            id=strawberry.ID(str(row["id"])),
+            debit_account_id=strawberry.ID(str(row["debit_account_id"])),
+            credit_account_id=strawberry.ID(str(row["credit_account_id"])),
+            amount=int(row["amount"]),
+            transfer_type=TransferType(code)
+            if code in ("DEPOSIT", "WITHDRAWAL")
+            else (TransferType.TRANSFER),
+            ledger=row["ledger"],
+            created_at=iso(row["created_at"]),
+            # An expired hold released its money, as a void does.
+            state=TransferState.VOIDED if state == "EXPIRED" else TransferState(state),
+            expires_at=None if row["expires_at"] is None else iso(row["expires_at"]),
+        )
+
+
+@strawberry.type
+class AccountingTransferConnection:
+    debits: list[AccountingTransfer]
+    credits: list[AccountingTransfer]
+
+
+_TRANSFERS = """
+SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.code, t.state, t.created_at,
+       t.expires_at, a.ledger
+FROM ledger_transfers t JOIN assets a ON a.id = t.asset_id
+WHERE t.{side}_account_id = ANY($1::uuid[])
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT $2
+"""
+
+
+@strawberry.type
+class PaymentQuery:
+    @strawberry.field(description="A page of incoming and outgoing payments together.")
+    async def payments(
+        self,
+        info: strawberry.Info[Context, None],
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+        filter: PaymentFilter | None = None,
+    ) -> PaymentConnection:
+        where: list[str] = []
+        params: list[Any] = []
+        if filter is not None and filter.type is not None:
+            kinds = list(filter.type.in_)
+            if not set(kinds) <= {"INCOMING", "OUTGOING"}:
+                raise bad_input("type must be INCOMING or OUTGOING")
+            params.append(kinds)
+            where.append(f"type = ANY(${len(params)}::text[])")
+        if filter is not None and filter.wallet_address_id is not None:
+            params.append([parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_])
+            where.append(f"wallet_address_id = ANY(${len(params)}::uuid[])")
+        rows, page_info, cursors = await fetch_page(
+            info.context.pool,
+            _PAYMENTS,
+            where,
+            params,
+            PageRequest(first, last, after, before, sort_order),
+        )
+        return PaymentConnection(
+            page_info=page_info,
+            edges=[
+                PaymentEdge(node=Payment.from_row(r), cursor=c)
+                for r, c in zip(rows, cursors, strict=True)
+            ],
+        )
+
+    @strawberry.field(
+        description="The transfers of a ledger account, newest first: `id` is the account's "
+        "id or that of its owner (asset, peer, wallet address or payment)."
+    )
+    async def accounting_transfers(
+        self, info: strawberry.Info[Context, None], id: str, limit: int | None = None
+    ) -> AccountingTransferConnection:
+        owner = parse_uuid(id, "id")
+        count = 20 if limit is None else limit
+        if not 1 <= count <= 100:
+            raise bad_input("limit must be from 1 to 100", field="limit")
+        pool = info.context.pool
+        accounts = [
+            r["id"]
+            for r in await pool.fetch(
+                "SELECT id FROM ledger_accounts WHERE id = $1 "
+                "OR (owner_id = $1 AND kind <> 'SETTLEMENT')",
+                owner,
+            )
+        ]
+        if not accounts:
+            raise not_found("account")
+        debits = await pool.fetch(_TRANSFERS.format(side="debit"), accounts, count)
+        credits = await pool.fetch(_TRANSFERS.format(side="credit"), accounts, count)
+        return AccountingTransferConnection(
+            debits=[AccountingTransfer.from_row(r) for r in debits],
+            credits=[AccountingTransfer.from_row(r) for r in credits],
+        )
