@@ -23,12 +23,12 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.signatures import signature_header
 from kiungo.events import EventType, amount_json, incoming_payment_data, insert_event, iso_time
+from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
 
 __all__ = [
@@ -79,11 +79,12 @@ WHERE w.id = u.id
 
 
 async def deliver_webhooks(
-    backend: Backend, client: httpx.AsyncClient, metrics: BackendMetrics | None = None
+    backend: Backend, client: Http1Client, metrics: BackendMetrics | None = None
 ) -> int:
     """Deliver one batch of due events; returns how many were attempted."""
     settings = backend.settings
-    if settings.webhook_url is None:
+    url = settings.webhook_url
+    if url is None:
         return 0
     lease = timedelta(milliseconds=settings.webhook_timeout_ms + 10_000)
     async with backend.pool.acquire() as conn:
@@ -100,23 +101,20 @@ async def deliver_webhooks(
             "data": json.loads(data) if isinstance(data, str) else data,
         }
         content = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = b"Content-Type: application/json\r\n"
         if settings.signature_secret:
-            headers["Rafiki-Signature"] = signature_header(settings.signature_secret, body)
+            signed = signature_header(settings.signature_secret, body)
+            headers += b"Rafiki-Signature: " + signed.encode() + b"\r\n"
         async with limit:
             try:
-                response = await client.post(
-                    settings.webhook_url or "",
-                    content=content,
-                    headers=headers,
-                    timeout=settings.webhook_timeout_ms / 1000,
-                )
-            except httpx.HTTPError as exc:
+                async with asyncio.timeout(settings.webhook_timeout_ms / 1000):
+                    status, _ = await client.post(url, content, headers)
+            except (LinkError, TimeoutError) as exc:
                 log.warning("webhook %s (%s) failed: %r", row["id"], row["type"], exc)
                 return row["id"], None, row["attempts"] + 1
-        if not 200 <= response.status_code < 300:
-            log.warning("webhook %s (%s) answered %d", row["id"], row["type"], response.status_code)
-        return row["id"], response.status_code, row["attempts"] + 1
+        if not 200 <= status < 300:
+            log.warning("webhook %s (%s) answered %d", row["id"], row["type"], status)
+        return row["id"], status, row["attempts"] + 1
 
     results = await asyncio.gather(*(send(r) for r in rows))
     delivered = [(i, s) for i, s, _ in results if s is not None and 200 <= s < 300]
@@ -322,15 +320,12 @@ class Workers:
         self._backend = backend
         self._metrics = metrics
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
+        self._client: Http1Client | None = None
 
     def start(self) -> None:
         if self._tasks:
             return
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=_WEBHOOK_CONCURRENCY),
-            follow_redirects=False,
-        )
+        self._client = Http1Client()
         client = self._client
         jobs: dict[str, Callable[[], Awaitable[int]]] = {
             "webhooks": lambda: deliver_webhooks(self._backend, client, self._metrics),
@@ -363,5 +358,5 @@ class Workers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None

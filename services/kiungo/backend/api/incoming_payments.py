@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import strawberry
 
-from kiungo.backend.api.assets import load_asset
 from kiungo.backend.api.common import (
     Amount,
     AmountInput,
@@ -33,10 +32,9 @@ from kiungo.backend.api.liquidity import (
     withdraw,
 )
 from kiungo.backend.api.pagination import PageRequest, fetch_page
-from kiungo.backend.api.wallet_addresses import load_wallet_address
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.events import EventType, incoming_payment_data, insert_event
+from kiungo.events import EventType, incoming_payment_data
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 
 __all__ = [
@@ -49,6 +47,20 @@ __all__ = [
 
 _MAX_METADATA_BYTES = 16 * 1024
 _WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
+_WALLET_AND_ASSET = """
+SELECT w.status, w.asset_id, a.code, a.scale
+FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
+"""
+_INSERT_WITH_EVENT = """
+WITH payment AS (
+    INSERT INTO incoming_payments (id, wallet_address_id, asset_id, incoming_amount, expires_at,
+                                   metadata, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7)
+    RETURNING id
+)
+INSERT INTO webhook_events (id, type, resource_id, data, process_at, created_at, updated_at)
+SELECT $8, $9, payment.id, $10::jsonb, $7, $7, $7 FROM payment
+"""
 _SELECT = """
 SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
        p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
@@ -306,45 +318,52 @@ class IncomingPaymentMutation:
             raise bad_input("incomingAmount must be above zero", field="incomingAmount")
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
-            wallet = await load_wallet_address(ctx, wallet_id)
+            wallet = await ctx.pool.fetchrow(_WALLET_AND_ASSET, wallet_id)
+            if wallet is None:
+                raise not_found("wallet address")
             if wallet["status"] != "ACTIVE":
                 raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
-            asset = await load_asset(ctx, wallet["asset_id"], deleted=True)
+            code, scale = wallet["code"], wallet["scale"]
             amount = input.incoming_amount
-            if amount is not None and (amount.asset_code, amount.asset_scale) != (
-                asset["code"],
-                asset["scale"],
-            ):
+            if amount is not None and (amount.asset_code, amount.asset_scale) != (code, scale):
                 raise bad_input(
                     f"incomingAmount must be in the wallet address's asset, "
-                    f"{asset['code']} at scale {asset['scale']}",
+                    f"{code} at scale {scale}",
                     field="incomingAmount",
                 )
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "INSERT INTO incoming_payments (id, wallet_address_id, asset_id, "
-                    "incoming_amount, expires_at, metadata) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
-                    "RETURNING id, wallet_address_id, asset_id, incoming_amount, received_amount, "
-                    "state, expires_at, metadata, client, created_at",
-                    uuid.uuid4(),
-                    wallet_id,
-                    wallet["asset_id"],
-                    None if amount is None else amount.value,
-                    expires_at,
-                    metadata,
-                )
-                assert row is not None
-                data = incoming_payment_data(
-                    row,
-                    asset_code=asset["code"],
-                    asset_scale=asset["scale"],
-                    received=0,
-                    state="PENDING",
-                )
-                await insert_event(conn, EventType.INCOMING_PAYMENT_CREATED, row["id"], data)
-            full = {**dict(row), "asset_code": asset["code"], "asset_scale": asset["scale"]}
+            row = {
+                "id": uuid.uuid4(),
+                "wallet_address_id": wallet_id,
+                "asset_id": wallet["asset_id"],
+                "incoming_amount": None if amount is None else amount.value,
+                "received_amount": 0,
+                "state": "PENDING",
+                "expires_at": expires_at,
+                "metadata": input.metadata,
+                "client": None,
+                "created_at": now,
+                "asset_code": code,
+                "asset_scale": scale,
+            }
+            data = incoming_payment_data(
+                row, asset_code=code, asset_scale=scale, received=0, state="PENDING"
+            )
+            # One statement, so one round trip: the payment and its event commit together.
+            await ctx.pool.execute(
+                _INSERT_WITH_EVENT,
+                row["id"],
+                wallet_id,
+                wallet["asset_id"],
+                row["incoming_amount"],
+                expires_at,
+                metadata,
+                now,
+                uuid.uuid4(),
+                EventType.INCOMING_PAYMENT_CREATED.value,
+                json.dumps(data),
+            )
             return {"id": str(row["id"])}, IncomingPaymentResponse(
-                payment=IncomingPayment.from_row(full)
+                payment=IncomingPayment.from_row(row)
             )
 
         async def replay(record: dict[str, Any]) -> IncomingPaymentResponse:
