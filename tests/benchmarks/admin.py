@@ -121,7 +121,9 @@ async def _delivered(client: httpx.AsyncClient, sink: str) -> tuple[int, int]:
     return int(deliveries), int(distinct)
 
 
-async def bench(database_url: str, redis_url: str, seconds: float, clients: int) -> None:
+async def bench(
+    database_url: str, redis_url: str, seconds: float, clients: int, processes: int
+) -> None:
     await upgrade(database_url)
     sink_port, admin_port = free_port(), free_port()
     sink = f"http://127.0.0.1:{sink_port}/"
@@ -143,7 +145,11 @@ async def bench(database_url: str, redis_url: str, seconds: float, clients: int)
     sink_args = [sys.executable, "-m", "tests.benchmarks.webhook_sink", "--port", str(sink_port)]
     async with (
         process(sink_args, env, sink),
-        process([KIUNGO, "backend"], env, f"http://127.0.0.1:{admin_port}/healthz"),
+        process(
+            [KIUNGO, "backend", "--processes", str(processes)],
+            env,
+            f"http://127.0.0.1:{admin_port}/healthz",
+        ),
         httpx.AsyncClient(timeout=30) as client,
     ):
         asset = await _signed(
@@ -200,6 +206,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=2, help="kiungo backend --processes")
     args = parser.parse_args()
     database_server = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
@@ -211,7 +218,7 @@ async def main() -> None:
                 redis_url = (await stack.enter_async_context(EmbeddedRedis(Path(tmp)))).url
             url = await create_database(database_server)
             try:
-                await bench(url, redis_url, args.seconds, args.clients)
+                await bench(url, redis_url, args.seconds, args.clients, args.processes)
             finally:
                 await drop_database(url)
 

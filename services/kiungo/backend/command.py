@@ -6,6 +6,9 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import os
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -33,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
+    )
     parser.set_defaults(handler=_run)
 
     schema = subparsers.add_parser(
@@ -86,23 +96,77 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     check_bind(settings, args.host)
+    if args.processes < 1:
+        raise CommandError("--processes must be at least 1")
+    url = f"http://{args.host}:{settings.admin_port}/graphql"
+    if args.processes == 1:
+        _announce(settings, url)
+        with contextlib.suppress(KeyboardInterrupt):
+            run_service(_serve(settings, args.host, None))
+        return 0
+    if settings.database_url is None or settings.redis_url is None:
+        raise CommandError(
+            "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
+            "same Postgres and Redis, not embedded ones of its own"
+        )
+    listener = socket.create_server(
+        (args.host, settings.admin_port),
+        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET,
+        backlog=2048,
+    )
+    children: list[int] = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:  # the child serves until told to stop
+            status = 0
+            try:
+                with contextlib.suppress(KeyboardInterrupt):
+                    run_service(_serve(settings, args.host, listener))
+            except BaseException:
+                log.exception("backend process failed")
+                status = 1
+            os._exit(status)
+        children.append(pid)
+    listener.close()
+    _announce(settings, f"{url} ({args.processes} processes)")
 
-    async def run() -> None:
-        async with (
-            postgres_url(settings) as database,
-            redis_url(settings) as redis,
-            serve_backend(settings, database, redis) as (_, app),
-        ):
-            url = f"http://{args.host}:{settings.admin_port}/graphql"
-            print(f"backend on {url}", flush=True)
-            if settings.admin_api_secret is None:
-                print(
-                    "ADMIN_API_SECRET is not set: requests are not authenticated, so the API "
-                    "listens on loopback only",
-                    flush=True,
-                )
-            await http_server(app, args.host, settings.admin_port).serve()
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_service(run())
-    return 0
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or (1 if os.waitstatus_to_exitcode(code) > 0 else 0)
+    return status
+
+
+def _announce(settings: Settings, where: str) -> None:
+    print(f"backend on {where}", flush=True)
+    if settings.admin_api_secret is None:
+        print(
+            "ADMIN_API_SECRET is not set: requests are not authenticated, so the API listens "
+            "on loopback only",
+            flush=True,
+        )
+
+
+async def _serve(settings: Settings, host: str, listener: socket.socket | None) -> None:
+    async with (
+        postgres_url(settings) as database,
+        redis_url(settings) as redis,
+        serve_backend(settings, database, redis) as (_, app),
+    ):
+        server = http_server(app, host, settings.admin_port)
+
+        def stop(*_: object) -> None:
+            server.should_exit = True
+
+        # Our own handlers: uvicorn's re-raise the signal once it has stopped serving, which
+        # would kill the process before the workers, ledger and pools are closed.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
+        await server.serve(sockets=None if listener is None else [listener])

@@ -5,7 +5,11 @@ Both sign ``"<t>.<canonical JSON of the body>"`` with HMAC-SHA256 and send
 ``t=<unix ms>, v1=<hex digest>``; admin clients may append ``, n=<nonce>``, which is not signed.
 The canonical JSON is RFC 8785 (JCS), as the ``json-canonicalize`` package Rafiki and its clients
 use produces it: object members sorted by their UTF-16 code units, no whitespace, strings with
-JSON's minimal escapes, numbers as ECMAScript prints them.
+JSON's minimal escapes, numbers as ECMAScript prints them. Where that package differs from the RFC
+we follow the package, since that is what the other side computes: numbers are doubles (an integer
+past 2^53 is rounded, one past the largest double and NaN are ``null``), a lone surrogate is
+written ``\\udxxx``, and an object with a non-null ``toJSON`` member keeps JavaScript's key
+order, as does everything in it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,23 +38,32 @@ class SignatureError(ValueError):
     """A signature header that is missing, malformed, stale or wrong."""
 
 
+# JavaScript holds every number as a double, exact for integers up to here only.
+_SAFE_INTEGER = 2**53
+# JavaScript's array-index keys (canonical decimals up to 2^32 - 2) come first in its key order.
+_MAX_ARRAY_INDEX = 2**32 - 2
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _number(value: float) -> str:
-    """ECMAScript's Number::toString for a finite double (RFC 8785 §3.2.2.3)."""
+    """ECMAScript's Number::toString for a double (RFC 8785 §3.2.2.3); JSON.stringify writes
+    NaN and the infinities (a literal such as 1e400 parses as one) as null."""
     if not math.isfinite(value):
-        raise ValueError("JSON has no NaN or Infinity")
+        return "null"
     if value == 0:
         return "0"
     if value < 0:
         return "-" + _number(-value)
-    # repr gives the shortest digits that round-trip, as ECMAScript's algorithm does.
+    # repr gives the shortest digits that round-trip, as ECMAScript's algorithm does:
+    # value = 0.<digits> × 10^n once leading zeros are gone.
     mantissa, _, exponent_text = repr(value).partition("e")
     whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    point = len(whole) + (int(exponent_text) if exponent_text else 0)
-    if whole == "0":
-        point -= len(fraction) - len(fraction.lstrip("0"))
-    digits = digits.rstrip("0") or "0"
-    k, n = len(digits), point
+    digits = whole + fraction
+    n = len(whole) + (int(exponent_text) if exponent_text else 0)
+    significant = digits.lstrip("0")
+    n -= len(digits) - len(significant)
+    digits = significant.rstrip("0")
+    k = len(digits)
     if k <= n <= 21:
         return digits + "0" * (n - k)
     if 0 < n <= 21:
@@ -62,37 +76,78 @@ def _number(value: float) -> str:
     return f"{head}e{sign}{abs(exponent)}"
 
 
-def _utf16_key(key: str) -> list[int]:
-    encoded = key.encode("utf-16-be")
-    return [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
+def _integer(value: int) -> str:
+    # Python's json keeps every digit of an integer; JavaScript's JSON.parse rounds it to a double.
+    if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+        return str(value)
+    try:
+        return _number(float(value))
+    except OverflowError:
+        return "null"  # beyond the largest double: Infinity in JavaScript
 
 
-def _write(value: Any, out: list[str]) -> None:
+def _string(text: str) -> str:
+    """JSON.stringify of a string: minimal escapes, and a lone surrogate as ``\\udxxx``."""
+    if _SURROGATE.search(text) is None:
+        return json.dumps(text, ensure_ascii=False)
+    # A surrogate pair held as two code points is one character; what is left is alone.
+    text = text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "surrogatepass")
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+
+
+def _utf16_key(key: str) -> bytes:
+    # Big-endian UTF-16 bytes compare as the code units do.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _is_array_index(key: str) -> bool:
+    return (
+        key.isascii()
+        and key.isdigit()
+        and (key == "0" or key[0] != "0")
+        and int(key) <= _MAX_ARRAY_INDEX
+    )
+
+
+def _property_order(value: dict[str, Any]) -> list[str]:
+    """The order JavaScript keeps an object's keys in: array indices ascending, then the rest as
+    inserted (JSON.parse inserts in document order; a repeated key keeps its first place)."""
+    indices = sorted((key for key in value if _is_array_index(key)), key=int)
+    return indices + [key for key in value if not _is_array_index(key)]
+
+
+def _write(value: Any, out: list[str], *, sort: bool = True) -> None:
     if value is None or value is True or value is False:
         out.append(json.dumps(value))
     elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
+        out.append(_string(value))
     elif isinstance(value, int):
-        out.append(str(value))
+        out.append(_integer(value))
     elif isinstance(value, float):
         out.append(_number(value))
     elif isinstance(value, dict):
-        out.append("{")
-        for i, key in enumerate(sorted(value, key=_utf16_key)):
+        for key in value:
             if not isinstance(key, str):
                 raise TypeError("JSON object keys must be strings")
+        # json-canonicalize hands an object with a non-null "toJSON" member to JSON.stringify
+        # whole, which keeps JavaScript's key order at every level below: so must we, to agree.
+        sorted_here = sort and value.get("toJSON") is None
+        keys = sorted(value, key=_utf16_key) if sorted_here else _property_order(value)
+        out.append("{")
+        for i, key in enumerate(keys):
             if i:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(_string(key))
             out.append(":")
-            _write(value[key], out)
+            _write(value[key], out, sort=sorted_here)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _write(item, out)
+            _write(item, out, sort=sort)
         out.append("]")
     else:
         raise TypeError(f"not a JSON value: {type(value).__name__}")

@@ -1,0 +1,95 @@
+"""``kiungo backend`` as a real process: configured by the environment alone, serving signed
+requests, stopping cleanly on SIGTERM, and refusing to listen beyond loopback without a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import httpx
+from redis.asyncio import Redis
+from tests.backend.harness import SECRET
+from tests.connector.harness import KIUNGO, free_port
+
+from kiungo.backend.signatures import signature_header
+
+CREATE = "mutation($input: CreateAssetInput!) { createAsset(input: $input) { asset { id code } } }"
+
+
+def backend_env(**values: str) -> dict[str, str]:
+    """This process's environment without any setting of the node's, plus ``values``."""
+    ours = {"ADMIN_API_SECRET", "NODE_ENV", "ADMIN_PORT", "DATABASE_URL", "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ours}
+    return {**env, **values}
+
+
+async def test_kiungo_backend_serves_and_stops_on_sigterm(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: Redis
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = backend_env(
+        DATABASE_URL=migrated_database,
+        REDIS_URL=redis_server_url,
+        REDIS_KEY_PREFIX=redis_prefix,
+        ADMIN_PORT=str(port),
+        ADMIN_API_SECRET=SECRET,
+        WORKER_INTERVAL_MS="100",
+    )
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "backend", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/healthz")).status_code == 200:
+                        break
+                if process.returncode is not None:
+                    _, stderr = await process.communicate()
+                    raise AssertionError(f"kiungo backend exited: {stderr.decode()}")
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("kiungo backend did not start")
+
+            body = {"query": CREATE, "variables": {"input": {"code": "USD", "scale": 2}}}
+            unsigned = await client.post(f"{url}/graphql", json=body)
+            assert unsigned.status_code == 401, unsigned.text
+            signed = await client.post(
+                f"{url}/graphql", json=body, headers={"signature": signature_header(SECRET, body)}
+            )
+            assert signed.status_code == 200, signed.text
+            assert signed.json()["data"]["createAsset"]["asset"]["code"] == "USD"
+
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            stdout, stderr = await process.communicate()
+        assert process.returncode == 0, stderr.decode()
+        assert f"backend on {url}/graphql" in stdout.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_kiungo_backend_will_not_listen_publicly_without_a_secret() -> None:
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "backend", "--host", "0.0.0.0",
+        env=backend_env(ADMIN_PORT=str(free_port())),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("kiungo: error: ") and "ADMIN_API_SECRET" in lines[0], lines
+    assert stdout == b""
