@@ -10,22 +10,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
+from inspect import isawaitable
 from typing import Any
 
 import asyncpg
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
-from kiungo.backend.schema import build_schema
+from kiungo.backend.schema import MAX_TOKENS, RULES, build_schema
 from kiungo.backend.signatures import SignatureError, verify
 
 __all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]
@@ -33,6 +34,7 @@ __all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]
 log = logging.getLogger("kiungo.backend")
 
 MAX_BODY_BYTES = 256 * 1024
+_DOCUMENT_CACHE = 512
 
 
 # Postgres stores no NUL in text or jsonb, and nothing encodes a lone surrogate as UTF-8: such
@@ -96,6 +98,11 @@ class GraphQLEndpoint:
         self._ttl = settings.admin_api_signature_ttl_seconds
         self._replay_prefix = f"{settings.redis_key_prefix}admin-signature:"
         self._ide = None if settings.is_production else get_graphql_ide_html(graphql_ide="graphiql")
+        self._graphql = schema._schema
+        self._execution_context = schema.execution_context_class
+        self._documents: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = (
+            OrderedDict()
+        )
 
     async def handle(self, request: Request) -> Response:
         if request.method == "GET":
@@ -140,17 +147,19 @@ class GraphQLEndpoint:
             return self._refuse(ErrorCode.BAD_USER_INPUT, "variables must be an object", 400)
         if operation is not None and not isinstance(operation, str):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "operationName must be a string", 400)
-        try:
-            result = await self._schema.execute(
-                query,
-                variable_values=variables,
+        document, errors = self._document(query)
+        if document is None:
+            result = ExecutionResult(None, errors)
+        else:
+            outcome = execute(
+                self._graphql,
+                document,
                 context_value=Context(self._backend),
+                variable_values=variables,
                 operation_name=operation,
+                executor_class=self._execution_context,
             )
-        except CannotGetOperationTypeError as exc:
-            # No operation to run: none in the document, several and no operationName, or none
-            # of that name. Strawberry raises this past its own error handling.
-            return self._refuse(ErrorCode.BAD_USER_INPUT, exc.as_http_error_reason(), 400)
+            result = await outcome if isawaitable(outcome) else outcome
         out: dict[str, Any] = {"data": result.data}
         status = 200
         if result.errors:
@@ -162,6 +171,25 @@ class GraphQLEndpoint:
         else:
             self._metrics.requests.labels("ok").inc()
         return JSONResponse(out, status)
+
+    def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """The parsed document, or why it cannot run; kept for the next request that sends
+        the same text (clients send the same few queries over and over)."""
+        cached = self._documents.get(query)
+        if cached is not None:
+            self._documents.move_to_end(query)
+            return cached
+        try:
+            parsed = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as error:
+            entry: tuple[DocumentNode | None, list[GraphQLError]] = (None, [error])
+        else:
+            errors = validate(self._graphql, parsed, RULES)
+            entry = (None, errors) if errors else (parsed, [])
+        self._documents[query] = entry
+        if len(self._documents) > _DOCUMENT_CACHE:
+            self._documents.popitem(last=False)
+        return entry
 
     def _refuse(self, code: ErrorCode, message: str, status: int) -> Response:
         self._metrics.requests.labels(code.value).inc()

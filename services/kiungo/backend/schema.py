@@ -7,6 +7,8 @@ from typing import Any
 
 import strawberry
 from graphql import (
+    ASTValidationRule,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -16,14 +18,9 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationRule,
-)
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
+    Visitor,
+    specified_rules,
+    visit,
 )
 
 from kiungo.backend.api.assets import AssetMutation, AssetQuery
@@ -36,9 +33,11 @@ from kiungo.backend.api.peers import PeerMutation, PeerQuery
 from kiungo.backend.api.wallet_addresses import WalletAddressMutation, WalletAddressQuery
 from kiungo.backend.api.webhooks import WebhookQuery
 
-__all__ = ["MAX_COST", "MAX_DEPTH", "build_schema"]
+__all__ = ["MAX_ALIASES", "MAX_COST", "MAX_DEPTH", "MAX_TOKENS", "RULES", "build_schema"]
 
 MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 4000
 MAX_COST = 50_000
 _DEFAULT_PAGE = 20
 # A connection's lists of its page's items.
@@ -125,23 +124,85 @@ def _cost(
     return total
 
 
-class _Schema(strawberry.Schema):
-    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
-        # The HTTP layer logs what is unexpected; refusals are answers, not log lines.
-        return None
+class DepthLimiter(ValidationRule):
+    """Refuses an operation nested deeper than ``MAX_DEPTH`` fields below its root fields
+    (introspection excepted: GraphiQL's own query is deep but bounded)."""
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        fragments = {
+            d.name.value: d
+            for d in self.context.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        depth = _depth(node.selection_set, fragments, set(), root=True)
+        if depth > MAX_DEPTH:
+            self.report_error(
+                GraphQLError(
+                    f"the query is {depth} levels deep; the maximum operation depth is {MAX_DEPTH}",
+                    node,
+                )
+            )
+
+
+def _depth(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: set[str],
+    *,
+    root: bool = False,
+) -> int:
+    """How many levels of fields lie below this selection set (0: leaves only)."""
+    if selection_set is None:
+        return -1
+    deepest = -1
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if root and selection.name.value.startswith("__"):
+                continue
+            below = _depth(selection.selection_set, fragments, seen)
+            deepest = max(deepest, below + 1)
+        elif isinstance(selection, InlineFragmentNode):
+            deepest = max(deepest, _depth(selection.selection_set, fragments, seen, root=root))
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in seen or name not in fragments:
+                continue
+            deepest = max(
+                deepest,
+                _depth(fragments[name].selection_set, fragments, seen | {name}, root=root),
+            )
+    return deepest
+
+
+class AliasLimiter(ValidationRule):
+    """Refuses a document with more than ``MAX_ALIASES`` aliased fields."""
+
+    def enter_document(self, node: DocumentNode, *_: Any) -> None:
+        count = 0
+
+        class _Count(Visitor):
+            def enter_field(self, field: FieldNode, *_: Any) -> None:
+                nonlocal count
+                if field.alias is not None:
+                    count += 1
+
+        visit(node, _Count())
+        if count > MAX_ALIASES:
+            self.report_error(
+                GraphQLError(f"the document has {count} aliases; at most {MAX_ALIASES} are allowed")
+            )
+
+
+# Every rule the admin API validates a document with, the standard ones first.
+RULES: tuple[type[ASTValidationRule], ...] = (
+    *specified_rules,
+    DepthLimiter,
+    AliasLimiter,
+    CostLimiter,
+)
 
 
 def build_schema() -> strawberry.Schema:
-    # One instance of each for every request: the caches are shared on purpose, and the limits
-    # are stateless validation rules (fresh ones per request would defeat the validation cache,
-    # which keys on the rules).
-    shared = (
-        ParserCache(maxsize=512),
-        ValidationCache(maxsize=512),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=30),
-        MaxTokensLimiter(max_token_count=4000),
-        AddValidationRules([CostLimiter]),
-    )
-    extensions: list[Any] = [(lambda e=e: e) for e in shared]
-    return _Schema(query=Query, mutation=Mutation, extensions=extensions, scalar_overrides=SCALARS)
+    """The Strawberry schema. The HTTP layer parses (at most ``MAX_TOKENS`` tokens), validates
+    with ``RULES`` and executes documents itself, with caches, on the graphql-core schema."""
+    return strawberry.Schema(query=Query, mutation=Mutation, scalar_overrides=SCALARS)
