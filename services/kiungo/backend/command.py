@@ -109,17 +109,21 @@ def _run(args: argparse.Namespace) -> int:
             "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
             "same Postgres and Redis, not embedded ones of its own"
         )
-    listener = socket.create_server(
-        (args.host, settings.admin_port),
-        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET,
-        backlog=2048,
-    )
     children: list[int] = []
     for _ in range(args.processes):
         pid = os.fork()
         if pid == 0:  # the child serves until told to stop
             status = 0
             try:
+                # A socket of its own on the shared port (SO_REUSEPORT): the kernel spreads
+                # connections over the processes, where one shared socket let the first to
+                # accept take every keep-alive connection.
+                listener = socket.create_server(
+                    (args.host, settings.admin_port),
+                    family=socket.AF_INET6 if ":" in args.host else socket.AF_INET,
+                    backlog=2048,
+                    reuse_port=True,
+                )
                 with contextlib.suppress(KeyboardInterrupt):
                     run_service(_serve(settings, args.host, listener))
             except BaseException:
@@ -127,7 +131,6 @@ def _run(args: argparse.Namespace) -> int:
                 status = 1
             os._exit(status)
         children.append(pid)
-    listener.close()
     _announce(settings, f"{url} ({args.processes} processes)")
 
     def forward(signum: int, _frame: object) -> None:

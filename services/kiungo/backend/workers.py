@@ -41,6 +41,7 @@ __all__ = [
 log = logging.getLogger("kiungo.backend.workers")
 
 _WEBHOOK_BATCH = 100
+_EXPIRY_BATCH = 200
 _WEBHOOK_CONCURRENCY = 50
 
 # The earliest due event of each resource whose earlier events are all delivered or given up.
@@ -153,7 +154,7 @@ FOR UPDATE OF p SKIP LOCKED
 """
 
 
-async def expire_incoming_payments(backend: Backend, limit: int = 200) -> int:
+async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH) -> int:
     """Expire due incoming payments; returns how many. One whose money is still in flight (a
     packet held but not yet posted) waits for the next round."""
     expired = 0
@@ -204,7 +205,7 @@ FOR UPDATE OF w SKIP LOCKED
 
 
 async def emit_web_monetization_events(
-    backend: Backend, limit: int = 200, *, threshold: int | None = None
+    backend: Backend, limit: int = _EXPIRY_BATCH, *, threshold: int | None = None
 ) -> int:
     """Raise ``wallet_address.web_monetization`` for wallet addresses holding unreported Web
     Monetization money at or above their asset's withdrawal threshold (or ``threshold``)."""
@@ -327,19 +328,36 @@ class Workers:
             return
         self._client = Http1Client()
         client = self._client
-        jobs: dict[str, Callable[[], Awaitable[int]]] = {
-            "webhooks": lambda: deliver_webhooks(self._backend, client, self._metrics),
-            "incoming-payment-expiry": lambda: expire_incoming_payments(self._backend),
-            "web-monetization-events": lambda: emit_web_monetization_events(self._backend),
-            "liquidity-alerts": lambda: raise_liquidity_alerts(self._backend),
+        interval = self._backend.settings.worker_interval_ms / 1000
+        # (job, a full round's size: a round that did less waits before the next, the wait)
+        jobs: dict[str, tuple[Callable[[], Awaitable[int]], int, float]] = {
+            # Webhooks wait at most 50 ms, so that events arriving one by one still go out in
+            # batches instead of one claim query each.
+            "webhooks": (
+                lambda: deliver_webhooks(self._backend, client, self._metrics),
+                _WEBHOOK_BATCH,
+                min(interval, 0.05),
+            ),
+            "incoming-payment-expiry": (
+                lambda: expire_incoming_payments(self._backend),
+                _EXPIRY_BATCH,
+                interval,
+            ),
+            "web-monetization-events": (
+                lambda: emit_web_monetization_events(self._backend),
+                _EXPIRY_BATCH,
+                interval,
+            ),
+            "liquidity-alerts": (lambda: raise_liquidity_alerts(self._backend), 1, interval),
         }
         self._tasks = [
-            asyncio.create_task(self._loop(name, job), name=f"worker-{name}")
+            asyncio.create_task(self._loop(name, *job), name=f"worker-{name}")
             for name, job in jobs.items()
         ]
 
-    async def _loop(self, name: str, job: Callable[[], Awaitable[int]]) -> None:
-        idle = self._backend.settings.worker_interval_ms / 1000
+    async def _loop(
+        self, name: str, job: Callable[[], Awaitable[int]], full: int, idle: float
+    ) -> None:
         while True:
             started = time.monotonic()
             try:
@@ -349,7 +367,7 @@ class Workers:
             except Exception:
                 log.exception("worker %s failed; retrying", name)
                 done = 0
-            if not done:
+            if done < full:
                 await asyncio.sleep(max(0.0, idle - (time.monotonic() - started)))
 
     async def stop(self) -> None:

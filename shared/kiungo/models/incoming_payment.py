@@ -28,6 +28,12 @@ class IncomingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "incoming_payments"
     __table_args__ = (
         CheckConstraint("state IN ('PENDING', 'PROCESSING', 'COMPLETED', 'EXPIRED')", name="state"),
+        # The expiry worker's question: which open payments are past their time.
+        Index(
+            "ix_incoming_payments_open_expiry",
+            "expires_at",
+            postgresql_where=text("state IN ('PENDING', 'PROCESSING')"),
+        ),
         Index(
             "ix_incoming_payments_process_at",
             "process_at",

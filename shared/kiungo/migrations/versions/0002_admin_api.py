@@ -43,9 +43,21 @@ def upgrade() -> None:
         postgresql_where=sa.text("process_at IS NOT NULL"),
     )
     op.create_index("ix_webhook_events_seq", "webhook_events", ["seq"], unique=True)
+    op.create_index(
+        "ix_incoming_payments_open_expiry",
+        "incoming_payments",
+        ["expires_at"],
+        unique=False,
+        postgresql_where=sa.text("state IN ('PENDING', 'PROCESSING')"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_incoming_payments_open_expiry",
+        table_name="incoming_payments",
+        postgresql_where=sa.text("state IN ('PENDING', 'PROCESSING')"),
+    )
     op.drop_index("ix_webhook_events_seq", table_name="webhook_events")
     op.drop_index(
         "ix_webhook_events_resource_pending",
