@@ -15,7 +15,6 @@ import strawberry
 from redis.asyncio import Redis
 
 from kiungo.backend.errors import ApiError, ErrorCode
-from kiungo.backend.signatures import canonical_json
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
 from kiungo.store.coordination import (
@@ -105,7 +104,10 @@ class Context:
             return (await run())[1]
         if not key or len(key) > 256:
             raise ApiError(ErrorCode.BAD_USER_INPUT, "idempotencyKey must be 1 to 256 characters")
-        fingerprint = hashlib.sha256(canonical_json(_jsonable(request)).encode()).hexdigest()
+        # Deterministic within the node is all a fingerprint needs: the C encoder, not RFC 8785.
+        fingerprint = hashlib.sha256(
+            json.dumps(_jsonable(request), sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
         store = self.backend.idempotency
         ttl = max(1, self.backend.settings.graphql_idempotency_key_ttl_ms // 1000)
         scope = f"graphql:{operation}"
