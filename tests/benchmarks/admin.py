@@ -206,7 +206,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=5)
-    parser.add_argument("--processes", type=int, default=2, help="kiungo backend --processes")
+    parser.add_argument("--processes", type=int, default=1, help="kiungo backend --processes")
     args = parser.parse_args()
     database_server = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
