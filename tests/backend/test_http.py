@@ -185,10 +185,10 @@ async def test_a_wrong_variable_or_operation_name_is_400(admin: Admin) -> None:
     body = {"query": query, "variables": {"id": "x"}, "operationName": "Other"}
     assert refused(await post_signed(admin, body), 400) == ["Unknown operation named 'Other'."]
     # Several operations and no operationName: which one to run is not ours to guess.
-    two = {
+    several = {
         "query": "query A { assets { edges { cursor } } } query B { assets { edges { cursor } } }"
     }
-    assert refused(await post_signed(admin, two), 400) == [
+    assert refused(await post_signed(admin, several), 400) == [
         "Must provide operation name if query contains multiple operations."
     ]
     # No operation to run at all.
