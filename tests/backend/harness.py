@@ -15,8 +15,8 @@ import httpx
 
 from kiungo.backend.context import Backend
 from kiungo.backend.service import backend_server
-from kiungo.backend.signatures import signature_header
 from kiungo.config import Settings
+from kiungo.signatures import signature_header
 
 SECRET = "test-admin-secret"
 

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from tests.backend.harness import SECRET, Admin, backend_settings, running_backend
 
 from kiungo.backend.command import check_bind
-from kiungo.backend.signatures import sign, signature_header
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
+from kiungo.signatures import sign, signature_header
 
 CREATE = "mutation($input: CreateAssetInput!) { createAsset(input: $input) { asset { id code } } }"
 ASSET_BY_CODE = "query($code: String!) { assetByCodeAndScale(code: $code, scale: 2) { id } }"

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.backend.harness import SECRET
 from tests.connector.harness import KIUNGO, free_port
 
-from kiungo.backend.signatures import signature_header
+from kiungo.signatures import signature_header
 
 CREATE = "mutation($input: CreateAssetInput!) { createAsset(input: $input) { asset { id code } } }"
 

@@ -20,8 +20,8 @@ from tests.connector.harness import WALLET_BASE, Connector, running_connector
 from tests.interop.node import run_script
 from tests.loopback import serve
 
-from kiungo.backend.signatures import verify
 from kiungo.ledger import AccountKind
+from kiungo.signatures import verify
 
 pytestmark = pytest.mark.interop
 

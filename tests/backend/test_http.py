@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from tests.backend.harness import SECRET, Admin, backend_settings, running_backend
 
 from kiungo.backend.app import MAX_BODY_BYTES
-from kiungo.backend.signatures import signature_header
 from kiungo.config import Environment
+from kiungo.signatures import signature_header
 
 ASSETS = "{ assets { edges { node { id code } } } }"
 

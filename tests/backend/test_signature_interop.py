@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.interop.node import JS_DIR, require_node
 
-from kiungo.backend.signatures import (
+from kiungo.signatures import (
     SignatureError,
     canonical_json,
     parse_signature,

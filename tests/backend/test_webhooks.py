@@ -22,8 +22,8 @@ from starlette.routing import Route
 from tests.backend.harness import Admin, backend_settings, running_backend
 from tests.loopback import serve
 
-from kiungo.backend.signatures import verify
 from kiungo.events import EventType, insert_event
+from kiungo.signatures import verify
 
 SECRET = "whsec"
 INTERVAL = 0.05  # the harness's worker_interval_ms

@@ -31,8 +31,8 @@ import httpx
 from tests.benchmarks.connector import KIUNGO, _Connection, free_port, process
 from tests.stores import create_database, drop_database
 
-from kiungo.backend.signatures import signature_header
 from kiungo.migrations.run import upgrade
+from kiungo.signatures import signature_header
 from kiungo.store.embedded import EmbeddedPostgres, EmbeddedRedis
 
 SECRET = "benchmark-admin-secret"

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // RFC 8785 canonical JSON as json-canonicalize (the package Rafiki signs its admin API requests
-// and webhooks with) writes it, for byte-level interop tests of kiungo.backend.signatures.
+// and webhooks with) writes it, for byte-level interop tests of kiungo.signatures.
 //
 // Reads one JSON text per stdin line; for each prints one line (contract in README.md):
 //   default                         -> the canonical form of the value, as is (not re-quoted)

@@ -2,7 +2,7 @@
 ``/healthz`` and ``/metrics``.
 
 Requests are authenticated before GraphQL sees them: with ``ADMIN_API_SECRET`` set, every
-request needs a fresh, unused signature over its body (``kiungo.backend.signatures``), else 401.
+request needs a fresh, unused signature over its body (``kiungo.signatures``), else 401.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.schema import MAX_TOKENS, RULES, build_schema
-from kiungo.backend.signatures import SignatureError, verify
+from kiungo.signatures import SignatureError, verify
 
 __all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]
 

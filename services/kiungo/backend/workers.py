@@ -26,10 +26,10 @@ import asyncpg
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
-from kiungo.backend.signatures import signature_header
 from kiungo.events import EventType, amount_json, incoming_payment_data, insert_event, iso_time
 from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.signatures import signature_header
 
 __all__ = [
     "Workers",
