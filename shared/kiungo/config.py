@@ -65,6 +65,9 @@ class Settings:
     """``NODE_ENV`` (Rafiki's name): development, test or production."""
     log_level: str = "INFO"
     """``LOG_LEVEL``: a Python logging level name; pino's ``trace``/``warn``/``fatal`` also read."""
+    log_format: str = "text"
+    """``LOG_FORMAT`` (Kiungo's own): ``text`` or ``json`` (one object per line, with packet and
+    payment ids as fields); ``json`` by default in production."""
 
     database_url: str | None = dataclasses.field(default=None, repr=False)
     """``DATABASE_URL``: ``postgresql://...``; unset starts the embedded Postgres (DESIGN §5)."""
@@ -157,6 +160,11 @@ class Settings:
         return cls(
             env=env,
             log_level=read.value("LOG_LEVEL", _log_level, cls.log_level),
+            log_format=read.value(
+                "LOG_FORMAT",
+                _log_format,
+                "json" if env is Environment.PRODUCTION else cls.log_format,
+            ),
             database_url=read.value("DATABASE_URL", _postgres_url, None),
             redis_url=read.value("REDIS_URL", _redis_url, None),
             data_dir=read.value("KIUNGO_DATA_DIR", Path, None) or _default_data_dir(env_vars),
@@ -262,6 +270,12 @@ def _log_level(raw: str) -> str:
     if level is None:
         raise ValueError(f"expected a log level such as debug, info, warning or error, got {raw!r}")
     return level
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ValueError(f"expected text or json, got {raw!r}")
+    return raw.lower()
 
 
 def _int(raw: str) -> int:

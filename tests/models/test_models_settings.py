@@ -73,6 +73,7 @@ def test_rafiki_variable_names_are_read() -> None:
     assert settings == Settings(
         env=Environment.PRODUCTION,
         log_level="DEBUG",
+        log_format="json",
         database_url="postgresql://kiungo@db:5432/kiungo",
         redis_url="redis://cache:6379/1",
         data_dir=Path("/var/lib/kiungo"),

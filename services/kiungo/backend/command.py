@@ -94,7 +94,7 @@ def check_bind(settings: Settings, host: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     check_bind(settings, args.host)
     if args.processes < 1:
         raise CommandError("--processes must be at least 1")
