@@ -15,7 +15,15 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["EventType", "amount_json", "incoming_payment_data", "insert_event", "iso_time"]
+__all__ = [
+    "OUTGOING_PAYMENT_EVENT_ROW",
+    "EventType",
+    "amount_json",
+    "incoming_payment_data",
+    "insert_event",
+    "iso_time",
+    "outgoing_payment_data",
+]
 
 
 class EventType(enum.StrEnum):
@@ -72,6 +80,58 @@ def incoming_payment_data(
         data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
     if payment["client"] is not None:
         data["client"] = payment["client"]
+    return data
+
+
+# The columns outgoing_payment_data reads, for one payment (``$1``, its id): the payment with
+# its quote's receiver and amounts, the codes and scales of both assets, and the sender's asset
+# id (for an event's withdrawal).
+OUTGOING_PAYMENT_EVENT_ROW = """
+SELECT p.id, p.wallet_address_id, p.state, p.error, p.state_attempts, p.sent_amount,
+       p.metadata, p.created_at, q.asset_id, q.receiver, q.debit_amount, q.receive_amount,
+       q.receive_asset_code, q.receive_asset_scale, a.code AS asset_code, a.scale AS asset_scale
+FROM outgoing_payments p
+JOIN quotes q ON q.id = p.quote_id
+JOIN assets a ON a.id = q.asset_id
+WHERE p.id = $1
+"""
+
+
+def outgoing_payment_data(
+    payment: asyncpg.Record | dict[str, Any],
+    *,
+    state: str | None = None,
+    sent: int | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """An outgoing payment as its webhook events carry it.
+
+    ``payment`` has the columns of :data:`OUTGOING_PAYMENT_EVENT_ROW`; ``state``, ``sent`` and
+    ``error`` override the stored state, sent amount and error (the values being written in the
+    same transaction as the event)."""
+    code, scale = payment["asset_code"], payment["asset_scale"]
+    sent_amount = int(payment["sent_amount"]) if sent is None else sent
+    data: dict[str, Any] = {
+        "id": str(payment["id"]),
+        "walletAddressId": str(payment["wallet_address_id"]),
+        "state": payment["state"] if state is None else state,
+        "receiver": payment["receiver"],
+        "debitAmount": amount_json(int(payment["debit_amount"]), code, scale),
+        "receiveAmount": amount_json(
+            int(payment["receive_amount"]),
+            payment["receive_asset_code"],
+            payment["receive_asset_scale"],
+        ),
+        "sentAmount": amount_json(sent_amount, code, scale),
+        "createdAt": iso_time(payment["created_at"]),
+        "stateAttempts": int(payment["state_attempts"]),
+    }
+    if payment["metadata"] is not None:
+        metadata = payment["metadata"]
+        data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+    failure = payment["error"] if error is None else error
+    if failure is not None:
+        data["error"] = failure
     return data
 
 

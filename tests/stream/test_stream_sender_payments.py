@@ -110,6 +110,28 @@ async def test_fixed_delivery_payment_delivers_at_least_the_amount_cross_currenc
     assert result.amount_sent == 3000
 
 
+async def test_a_small_last_packet_is_not_lost_to_rounding_against_the_minimum_rate() -> None:
+    # 0.9 per unit with 1 % slippage: the last unit owed needs 2 units sent, which arrive as 1;
+    # ceil(2 × 0.891) = 2 would refuse it although the path is exactly at the quoted rate.
+    path, server = make_path(rate=Fraction(9, 10), max_packet=10)
+    sender = make_sender(path, server)
+    min_rate = Fraction(9, 10) * Fraction(99, 100)
+    result = await sender.pay(delivery_amount=1000, min_exchange_rate=min_rate)
+    assert result.error is None
+    assert result.amount_delivered == 1000
+    assert result.amount_sent <= 1112  # ceil(1000 / 0.9) plus nothing lost
+
+
+async def test_the_minimum_rate_still_binds_a_small_packet_to_within_one_unit() -> None:
+    # A path far below the minimum: even the rounding allowance refuses it.
+    path, server = make_path(rate=Fraction(1, 2), max_packet=10)
+    sender = make_sender(path, server)
+    await sender.probe()
+    result = await sender.pay(source_amount=2, min_exchange_rate=Fraction(9, 10))
+    assert isinstance(result.error, PaymentError)
+    assert path.total_received == {}
+
+
 async def test_minimum_rate_violation_stops_the_payment() -> None:
     path, server = make_path(rate=Fraction(1, 2))
     sender = make_sender(path, server)

@@ -27,9 +27,11 @@ from kiungo.backend.api.assets import AssetMutation, AssetQuery
 from kiungo.backend.api.common import SCALARS
 from kiungo.backend.api.incoming_payments import IncomingPaymentMutation, IncomingPaymentQuery
 from kiungo.backend.api.liquidity import LiquidityMutation
+from kiungo.backend.api.outgoing_payments import OutgoingPaymentMutation, OutgoingPaymentQuery
 from kiungo.backend.api.pagination import MAX_PAGE
 from kiungo.backend.api.payments import PaymentQuery
 from kiungo.backend.api.peers import PeerMutation, PeerQuery
+from kiungo.backend.api.quotes import QuoteMutation, QuoteQuery
 from kiungo.backend.api.wallet_addresses import WalletAddressMutation, WalletAddressQuery
 from kiungo.backend.api.webhooks import WebhookQuery
 
@@ -46,14 +48,27 @@ _PAGE_LISTS = frozenset({"edges", "nodes"})
 
 @strawberry.type
 class Query(
-    AssetQuery, WalletAddressQuery, IncomingPaymentQuery, PaymentQuery, WebhookQuery, PeerQuery
+    AssetQuery,
+    WalletAddressQuery,
+    IncomingPaymentQuery,
+    PaymentQuery,
+    WebhookQuery,
+    PeerQuery,
+    QuoteQuery,
+    OutgoingPaymentQuery,
 ):
     pass
 
 
 @strawberry.type
 class Mutation(
-    AssetMutation, LiquidityMutation, WalletAddressMutation, IncomingPaymentMutation, PeerMutation
+    AssetMutation,
+    LiquidityMutation,
+    WalletAddressMutation,
+    IncomingPaymentMutation,
+    PeerMutation,
+    QuoteMutation,
+    OutgoingPaymentMutation,
 ):
     pass
 

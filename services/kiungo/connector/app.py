@@ -1,4 +1,5 @@
-"""The connector's HTTP surface: ILP over HTTP from peers, SPSP, health and metrics."""
+"""The connector's HTTP surface: ILP over HTTP from peers, SPSP, health and metrics, and the
+backend's internal quote probe (``POST /internal/quote``, :mod:`kiungo.connector.quote`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kiungo.config import Settings
 from kiungo.connector.node import Node
 from kiungo.connector.pipeline import handle_packet
+from kiungo.connector.quote import quote_endpoint
+from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
 
 __all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
@@ -25,7 +28,7 @@ MAX_BODY = 40_000
 
 def create_app(node: Node) -> ASGIApp:
     """``POST /ilp`` on a bare ASGI handler (the hot path: no routing, no Request object), and
-    everything else (SPSP, /healthz, /metrics) on Starlette."""
+    everything else (SPSP, /healthz, /metrics, /internal/quote) on Starlette."""
 
     async def healthz(request: Request) -> Response:
         try:
@@ -42,10 +45,14 @@ def create_app(node: Node) -> ASGIApp:
     async def spsp(request: Request) -> Response:
         return await spsp_endpoint(node, request)
 
+    async def quote(request: Request) -> Response:
+        return await quote_endpoint(node, request)
+
     rest = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/internal/quote", quote, methods=["POST"]),
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),
         ]
     )
@@ -131,7 +138,9 @@ async def _read_body(receive: Receive, declared: bytes) -> bytes | None:
 
 @contextlib.asynccontextmanager
 async def serve_node(settings: Settings, database_url: str, redis_url: str) -> AsyncIterator[Node]:
+    """A started node with its outgoing payment worker (stopped, and the node closed, on exit)."""
     node = await Node.start(settings, database_url, redis_url)
+    node.spawn(OutgoingPaymentWorker(node).run(), name="outgoing-payments")
     try:
         yield node
     finally:

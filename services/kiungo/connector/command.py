@@ -90,7 +90,7 @@ async def connector_server(
 
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def run() -> None:
         async with (

@@ -10,8 +10,10 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -106,6 +108,12 @@ class Node:
         node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
         node._tasks.append(asyncio.create_task(node._expire_holds(), name="hold-expiry"))
         return node
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` for the node's lifetime: cancelled (and awaited) by :meth:`close`."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+        return task
 
     async def _expire_holds(self) -> None:
         """Release pending holds past their timeout (a crashed replica's, say) every second."""

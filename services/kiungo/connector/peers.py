@@ -1,5 +1,9 @@
 """The peers this node exchanges packets with, and the routing table they make.
 
+A packet's source is a :class:`PeerInfo`: a peer, or an internal source of this node (an
+outgoing payment's packets, a quote's probes; see :func:`internal_source`) that enters the
+packet path in-process, debits its own account (or none) and is never a route.
+
 Loaded from Postgres and held in memory for the packet path; every replica reloads when a peer
 changes (a message on a Redis channel, with a periodic reload as a fallback). Incoming tokens are
 looked up by their SHA-256: the table never holds a token, and a lookup by digest reveals
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-__all__ = ["PeerInfo", "PeerRegistry", "token_hash"]
+from kiungo.ledger import AccountKind, account_id_for
+
+__all__ = ["PeerInfo", "PeerRegistry", "internal_source", "token_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,45 @@ class PeerInfo:
     outgoing_token: str
     max_packet_amount: int | None
     routes: tuple[str, ...]
+    # The ledger account packets from this source debit (the owner is ``id``); None for a
+    # source without money, whose packets must be unfulfillable (a rate probe).
+    account_kind: AccountKind | None = AccountKind.PEER_LIQUIDITY
+    # This node's own source (not a peer): no per-peer limits, no peer protocols.
+    internal: bool = False
+
+    @property
+    def account_id(self) -> uuid.UUID | None:
+        if self.account_kind is None:
+            return None
+        return account_id_for(self.account_kind, self.id)
+
+
+def internal_source(
+    owner_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    asset_code: str,
+    asset_scale: int,
+    *,
+    address: str,
+    account_kind: AccountKind | None,
+    name: str,
+) -> PeerInfo:
+    """A source of packets inside this node: ``account_kind`` of ``owner_id`` pays for them
+    (an outgoing payment's account), or nothing does (``None``: probes that move no money)."""
+    return PeerInfo(
+        id=owner_id,
+        name=name,
+        static_ilp_address=address,
+        asset_id=asset_id,
+        asset_code=asset_code,
+        asset_scale=asset_scale,
+        http_endpoint="",
+        outgoing_token="",
+        max_packet_amount=None,
+        routes=(),
+        account_kind=account_kind,
+        internal=True,
+    )
 
 
 def token_hash(token: str) -> bytes:

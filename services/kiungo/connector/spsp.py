@@ -27,7 +27,7 @@ from kiungo.spsp import (
 )
 from kiungo.stream.server import Asset, ReceiptSetup
 
-__all__ = ["CORS_HEADERS", "spsp_endpoint"]
+__all__ = ["CORS_HEADERS", "find_receiver", "spsp_endpoint"]
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -47,7 +47,7 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
     if request.method == "OPTIONS":
         return Response(status_code=204, headers=CORS_HEADERS)
     base = node.settings.open_payments_url.rstrip("/")
-    receiver = await _find_receiver(node, base + request.url.path.rstrip("/"))
+    receiver = await find_receiver(node, base + request.url.path.rstrip("/"))
     if receiver is None or not receiver.open_at(datetime.now(UTC)):
         return _error(404, "InvalidReceiverError", "Invalid receiver ID")
     if not accepts_spsp(request.headers.get("accept")):
@@ -73,7 +73,9 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
     )
 
 
-async def _find_receiver(node: Node, url: str) -> Receiver | None:
+async def find_receiver(node: Node, url: str) -> Receiver | None:
+    """The wallet address or incoming payment of this node at ``url`` (under
+    OPEN_PAYMENTS_URL, without a trailing slash), open or not."""
     match = _INCOMING_PAYMENT_PATH.match(url)
     if match is not None:
         try:

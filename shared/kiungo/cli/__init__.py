@@ -21,7 +21,12 @@ _GROUPS = (packet.register, receipt.register, migrate.register, ledger.register)
 
 # The services' commands. Imported by name when the parser is built, so this shared package
 # does not depend on the services at import time (DESIGN §2: services depend on shared).
-_SERVICE_COMMANDS = ("kiungo.connector.command", "kiungo.backend.command", "kiungo.up")
+_SERVICE_COMMANDS = (
+    "kiungo.connector.command",
+    "kiungo.backend.command",
+    "kiungo.up",
+    "kiungo.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

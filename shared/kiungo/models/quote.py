@@ -26,6 +26,8 @@ class Quote(UuidPrimaryKeyMixin, TimestampMixin, Base):
     asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"), index=True)
     receiver: Mapped[str] = mapped_column(String(2048))
     debit_amount: Mapped[Decimal] = mapped_column(U64)
+    # The sending fee in debit_amount: a payment sends at most debit_amount - fee_amount.
+    fee_amount: Mapped[Decimal] = mapped_column(U64, server_default="0")
     receive_amount: Mapped[Decimal] = mapped_column(U64)
     receive_asset_code: Mapped[str] = mapped_column(String(32))
     receive_asset_scale: Mapped[int] = mapped_column(SmallInteger)

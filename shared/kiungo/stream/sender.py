@@ -372,7 +372,7 @@ class StreamSender:
                     )
                     if amount <= 0:
                         break
-                    min_destination = _ceil(amount * min_rate)
+                    min_destination = self._min_destination(amount, min_rate)
                     expected = (
                         max(min_destination, int(amount * self.lower_rate))
                         if self.lower_rate is not None
@@ -415,6 +415,20 @@ class StreamSender:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
+    def _min_destination(self, amount: int, min_rate: Fraction) -> int:
+        """The least a packet of ``amount`` may deliver: ``ceil(amount × min_rate)``, unless
+        the path's flooring cannot reach that even though its probed rate is above the minimum
+        (a small last packet: 2 units at 0.9 arrive as 1), when it is
+        ``floor(amount × min_rate)``: the minimum rate then holds to within one destination
+        unit, for that packet only."""
+        least = _ceil(amount * min_rate)
+        rate = self.lower_rate
+        # Only a shortfall of rounding: a path whose rate is itself below the minimum is not
+        # let through this way.
+        if rate is not None and rate >= min_rate and least > int(amount * rate):
+            return int(amount * min_rate)
+        return least
+
     def _settle(self, result: PaymentResult, reply: _Reply, amount: int, min_rate: Fraction) -> str:
         """Book one reply into the result: "ok", "retry", or raise PaymentError."""
         stream = reply.stream
@@ -432,7 +446,7 @@ class StreamSender:
                     raise PaymentError("receiver closed the stream", "F99")
         ilp = reply.ilp
         if isinstance(ilp, Fulfill):
-            self._book_fulfill(result, reply, amount, _ceil(amount * min_rate))
+            self._book_fulfill(result, reply, amount, self._min_destination(amount, min_rate))
             return "ok"
         result.packets_rejected += 1
         code = ilp.code
@@ -443,7 +457,7 @@ class StreamSender:
         if code[0] == "T":
             return "retry"
         if code == "F99" and stream is not None:
-            if stream.prepare_amount < _ceil(amount * min_rate):
+            if stream.prepare_amount < self._min_destination(amount, min_rate):
                 raise PaymentError(
                     f"exchange rate fell below the minimum: {amount} sent would deliver "
                     f"{stream.prepare_amount}",

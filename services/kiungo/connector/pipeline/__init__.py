@@ -1,5 +1,9 @@
 """The packet path (DESIGN §3): one Prepare from a peer in, its Fulfill or Reject out.
 
+The source may also be internal (:func:`kiungo.connector.peers.internal_source`): an outgoing
+payment's packets and a quote's probes come in here, in-process, with the payment's account (or
+none) as the source account; they skip the per-peer limits and the peer protocols.
+
 Steps, in order, each in its own module: expiry, maximum packet amount, rate and throughput
 limits, IL-DCP, then our own STREAM receivers or a forward along the longest-prefix route.
 Errors are typed (:class:`kiungo.ilp.IlpError`) and become Rejects carrying our address here,
@@ -41,8 +45,11 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> tuple[bytes, 
         now = datetime.now(UTC)
         check_expiry(prepare, now)
         check_max_packet(prepare, peer, node.settings.max_packet_amount)
-        await check_limits(node, peer, prepare)
+        if not peer.internal:  # our own sources are not limited as peers are
+            await check_limits(node, peer, prepare)
         if prepare.destination.startswith("peer."):
+            if peer.internal:
+                raise UnreachableError(f"no route to {prepare.destination}")
             reply = answer_peer_protocol(node, peer, prepare, now)
         elif node.stream_server.token_segment(prepare.destination) is not None:
             reply, after = await receive_locally(node, peer, prepare, now)

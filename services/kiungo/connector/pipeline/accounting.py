@@ -1,6 +1,7 @@
 """The ledger side of a packet: the legs that move its money, and ledger errors as ILP codes.
 
-A packet from peer P debits P's liquidity account (what P may still send us). Same asset: the
+A packet from peer P debits P's liquidity account (what P may still send us); one from an
+internal source debits that source's account (an outgoing payment's). Same asset: the
 credit goes straight to the receiving account. Across assets it goes through the two assets'
 liquidity accounts, so each ledger balances on its own.
 """
@@ -30,7 +31,9 @@ def packet_legs(
     *,
     credit_limit: int | None = None,
 ) -> list[Leg]:
-    source_account = account_id_for(AccountKind.PEER_LIQUIDITY, source.id)
+    source_account = source.account_id
+    if source_account is None:
+        raise InternalError("a source without an account cannot pay")
     if source.asset_id == destination_asset:
         return [Leg(uuid.uuid4(), source_account, destination_account, source_amount, credit_limit)]
     return [

@@ -64,7 +64,8 @@ async def forward(
     )
     outgoing = rewrite_prepare(raw, amount=amount, expires_at=expires_at)
     transfer_ids: list[uuid.UUID] = []
-    if prepare.amount > 0:
+    # A source without an account (a rate probe) sends only unfulfillable packets: no hold.
+    if prepare.amount > 0 and source.account_kind is not None:
         legs = packet_legs(
             source,
             prepare.amount,

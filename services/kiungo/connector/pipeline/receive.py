@@ -52,7 +52,8 @@ async def receive_locally(
     result = node.receiver.receive(arriving)
     if not isinstance(result, IncomingMoney):
         return encode_packet(result), None
-    if receiver is None or not receiver.open_at(now):
+    if receiver is None or not receiver.open_at(now) or peer.account_kind is None:
+        # (A source without an account has no money to pay with.)
         return encode_packet(result.decline_finally()), None
 
     await _ensure_account(node, receiver)

@@ -1,0 +1,577 @@
+"""Outgoing payments: a quote made into a payment, funded, sent by the connector's worker and
+withdrawn from once it ends.
+
+States (Rafiki's): FUNDING (created; waits for ``depositOutgoingPaymentLiquidity``), SENDING
+(funded; the connector's worker sends it, from ``process_at``), then COMPLETED or FAILED (the
+worker), or CANCELLED (from FUNDING only). Each change that raises an event writes it in the
+transaction of the change, with :func:`kiungo.events.outgoing_payment_data`.
+
+The payment's money is its OUTGOING_PAYMENT ledger account: funded with exactly the quote's
+debit amount (fee included), spent by the worker, and what is left is withdrawn once the
+payment has ended.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import strawberry
+
+from kiungo.backend.api.common import (
+    Amount,
+    AmountInput,
+    FilterString,
+    JSONObject,
+    PageInfo,
+    SortOrder,
+    UInt64,
+    iso,
+    parse_uuid,
+)
+from kiungo.backend.api.liquidity import (
+    LiquidityMutationResponse,
+    ledger_errors,
+    replay_success,
+    success_response,
+    withdraw,
+)
+from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.quotes import Quote, create_quote
+from kiungo.backend.context import Context
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
+from kiungo.events import (
+    OUTGOING_PAYMENT_EVENT_ROW,
+    EventType,
+    insert_event,
+    outgoing_payment_data,
+)
+from kiungo.ledger import AccountKind, TransferExists, account_id_for
+
+__all__ = [
+    "OutgoingPayment",
+    "OutgoingPaymentConnection",
+    "OutgoingPaymentMutation",
+    "OutgoingPaymentQuery",
+    "page_outgoing_payments",
+]
+
+_MAX_METADATA_BYTES = 16 * 1024
+# Namespaces of the ids derived from a payment's: its one deposit, and a withdrawal without an
+# event to take the id of.
+_DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
+_WITHDRAWALS = uuid.UUID("5d2e7c10-94b3-4f6a-8e21-7a9c0b1d3f58")
+_ENDED = ("COMPLETED", "FAILED", "CANCELLED")
+
+_SELECT = """
+SELECT p.id, p.wallet_address_id, p.quote_id, p.state, p.error, p.state_attempts,
+       p.sent_amount, p.metadata, p.client, p.grant_id, p.created_at, q.asset_id, q.receiver,
+       q.debit_amount, q.fee_amount, q.receive_amount, q.receive_asset_code,
+       q.receive_asset_scale, q.low_estimated_exchange_rate_numerator,
+       q.low_estimated_exchange_rate_denominator, q.created_at AS quote_created_at,
+       q.expires_at AS quote_expires_at, a.code AS asset_code, a.scale AS asset_scale
+FROM outgoing_payments p
+JOIN quotes q ON q.id = p.quote_id
+JOIN assets a ON a.id = q.asset_id
+"""
+
+
+@strawberry.enum
+class OutgoingPaymentState(enum.Enum):
+    FUNDING = "FUNDING"
+    SENDING = "SENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else None
+
+
+def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
+    if metadata is None:
+        return None
+    text = json.dumps(metadata)
+    if len(text.encode()) > _MAX_METADATA_BYTES:
+        raise bad_input(
+            f"metadata is at most {_MAX_METADATA_BYTES} bytes of JSON", field="metadata"
+        )
+    return text
+
+
+@strawberry.type
+class OutgoingPayment:
+    id: strawberry.ID
+    wallet_address_id: strawberry.ID
+    client: str | None
+    state: OutgoingPaymentState
+    error: str | None
+    state_attempts: int
+    debit_amount: Amount = strawberry.field(description="What the payment debits, fee included.")
+    receive_amount: Amount = strawberry.field(description="What the receiver is to get.")
+    receiver: str
+    metadata: JSONObject | None
+    quote: Quote | None
+    sent_amount: Amount = strawberry.field(description="What has been sent so far.")
+    created_at: str
+    grant_id: str | None
+    _uuid: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> OutgoingPayment:
+        code, scale = row["asset_code"], row["asset_scale"]
+        quote = Quote.from_row(
+            {
+                **dict(row),
+                "id": row["quote_id"],
+                "created_at": row["quote_created_at"],
+                "expires_at": row["quote_expires_at"],
+            }
+        )
+        return cls(
+            id=strawberry.ID(str(row["id"])),
+            wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
+            client=row["client"],
+            state=OutgoingPaymentState(row["state"]),
+            error=row["error"],
+            state_attempts=int(row["state_attempts"]),
+            debit_amount=quote.debit_amount,
+            receive_amount=quote.receive_amount,
+            receiver=row["receiver"],
+            metadata=_metadata(row["metadata"]),
+            quote=quote,
+            sent_amount=Amount(value=int(row["sent_amount"]), asset_code=code, asset_scale=scale),
+            created_at=iso(row["created_at"]),
+            grant_id=row["grant_id"],
+            _uuid=row["id"],
+        )
+
+    @strawberry.field(description="Money in the payment's account, not yet sent or withdrawn.")
+    async def liquidity(self, info: strawberry.Info[Context, None]) -> UInt64 | None:
+        return await info.context.backend.available(AccountKind.OUTGOING_PAYMENT, self._uuid)
+
+
+@strawberry.type
+class OutgoingPaymentEdge:
+    node: OutgoingPayment
+    cursor: str
+
+
+@strawberry.type
+class OutgoingPaymentConnection:
+    page_info: PageInfo
+    edges: list[OutgoingPaymentEdge]
+
+
+async def page_outgoing_payments(
+    ctx: Context,
+    page: PageRequest,
+    *,
+    wallet_address_ids: Sequence[uuid.UUID] | None = None,
+    states: Sequence[str] | None = None,
+    receivers: Sequence[str] | None = None,
+) -> OutgoingPaymentConnection:
+    where: list[str] = []
+    params: list[Any] = []
+    if wallet_address_ids is not None:
+        params.append(list(wallet_address_ids))
+        where.append(f"p.wallet_address_id = ANY(${len(params)}::uuid[])")
+    if states is not None:
+        params.append(list(states))
+        where.append(f"p.state = ANY(${len(params)}::text[])")
+    if receivers is not None:
+        params.append(list(receivers))
+        where.append(f"q.receiver = ANY(${len(params)}::text[])")
+    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
+    return OutgoingPaymentConnection(
+        page_info=page_info,
+        edges=[
+            OutgoingPaymentEdge(node=OutgoingPayment.from_row(r), cursor=c)
+            for r, c in zip(rows, cursors, strict=True)
+        ],
+    )
+
+
+async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
+    row: asyncpg.Record | None = await ctx.pool.fetchrow(_SELECT + " WHERE p.id = $1", payment_id)
+    if row is None:
+        raise not_found("outgoing payment")
+    return row
+
+
+async def _reload(ctx: Context, record: dict[str, Any]) -> OutgoingPayment:
+    return OutgoingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
+
+
+@strawberry.input
+class OutgoingPaymentFilter:
+    receiver: FilterString | None = None
+    wallet_address_id: FilterString | None = None
+    state: FilterString | None = None
+
+
+@strawberry.type
+class OutgoingPaymentQuery:
+    @strawberry.field(description="Fetch an outgoing payment by its id.")
+    async def outgoing_payment(
+        self, info: strawberry.Info[Context, None], id: str
+    ) -> OutgoingPayment | None:
+        return OutgoingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
+
+    @strawberry.field(description="A page of outgoing payments, newest first by default.")
+    async def outgoing_payments(
+        self,
+        info: strawberry.Info[Context, None],
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+        filter: OutgoingPaymentFilter | None = None,
+    ) -> OutgoingPaymentConnection:
+        states = wallets = receivers = None
+        if filter is not None:
+            if filter.state is not None:
+                known = {s.value for s in OutgoingPaymentState}
+                states = list(filter.state.in_)
+                if not set(states) <= known:
+                    raise bad_input(f"state must be one of {', '.join(sorted(known))}")
+            if filter.wallet_address_id is not None:
+                wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
+            if filter.receiver is not None:
+                receivers = list(filter.receiver.in_)
+        return await page_outgoing_payments(
+            info.context,
+            PageRequest(first, last, after, before, sort_order),
+            wallet_address_ids=wallets,
+            states=states,
+            receivers=receivers,
+        )
+
+
+@strawberry.input
+class CreateOutgoingPaymentInput:
+    wallet_address_id: str
+    quote_id: str
+    metadata: JSONObject | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class CreateOutgoingPaymentFromIncomingPaymentInput:
+    wallet_address_id: str
+    incoming_payment: str = strawberry.field(description="The incoming payment's URL.")
+    debit_amount: AmountInput | None = None
+    metadata: JSONObject | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class CancelOutgoingPaymentInput:
+    id: strawberry.ID
+    reason: str | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class DepositOutgoingPaymentLiquidityInput:
+    outgoing_payment_id: str
+    idempotency_key: str
+
+
+@strawberry.input
+class CreateOutgoingPaymentWithdrawalInput:
+    outgoing_payment_id: str
+    idempotency_key: str
+    timeout_seconds: UInt64
+
+
+@strawberry.type
+class OutgoingPaymentResponse:
+    payment: OutgoingPayment | None
+
+
+async def _create_payment(
+    ctx: Context, wallet_id: uuid.UUID, quote_id: uuid.UUID, metadata: str | None
+) -> uuid.UUID:
+    """The payment of a quote, in FUNDING, with its outgoing_payment.created event."""
+    now = datetime.now(UTC)
+    payment_id = uuid.uuid4()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        status = await conn.fetchval("SELECT status FROM wallet_addresses WHERE id = $1", wallet_id)
+        if status is None:
+            raise not_found("wallet address")
+        if status != "ACTIVE":
+            raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
+        # Locked: two payments of one quote wait for each other, and the second is a DUPLICATE.
+        quote = await conn.fetchrow(
+            "SELECT wallet_address_id, asset_id, expires_at FROM quotes WHERE id = $1 FOR UPDATE",
+            quote_id,
+        )
+        if quote is None:
+            raise not_found("quote")
+        if quote["wallet_address_id"] != wallet_id:
+            raise bad_input("the quote is another wallet address's", field="quoteId")
+        if quote["expires_at"] <= now:
+            raise bad_input("quote expired", field="quoteId")
+        if await conn.fetchval("SELECT 1 FROM outgoing_payments WHERE quote_id = $1", quote_id):
+            raise ApiError(ErrorCode.DUPLICATE, "the quote already has an outgoing payment")
+        try:
+            await conn.execute(
+                "INSERT INTO outgoing_payments (id, wallet_address_id, quote_id, state, metadata, "
+                "created_at, updated_at) VALUES ($1, $2, $3, 'FUNDING', $4::jsonb, $5, $5)",
+                payment_id,
+                wallet_id,
+                quote_id,
+                metadata,
+                now,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ApiError(
+                ErrorCode.DUPLICATE, "the quote already has an outgoing payment"
+            ) from None
+        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW, payment_id)
+        assert row is not None
+        # The debit amount in the event is what depositOutgoingPaymentLiquidity will fund.
+        await insert_event(
+            conn, EventType.OUTGOING_PAYMENT_CREATED, payment_id, outgoing_payment_data(row)
+        )
+    await ctx.ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
+    return payment_id
+
+
+@strawberry.type
+class OutgoingPaymentMutation:
+    @strawberry.mutation(
+        description="Create an outgoing payment from a quote of the same wallet address; it "
+        "waits in FUNDING for depositOutgoingPaymentLiquidity."
+    )
+    async def create_outgoing_payment(
+        self, info: strawberry.Info[Context, None], input: CreateOutgoingPaymentInput
+    ) -> OutgoingPaymentResponse:
+        ctx = info.context
+        wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
+        quote_id = parse_uuid(input.quote_id, "quoteId")
+        metadata = _metadata_json(input.metadata)
+
+        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+            payment_id = await _create_payment(ctx, wallet_id, quote_id, metadata)
+            record = {"id": str(payment_id)}
+            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
+            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "createOutgoingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(
+        description="Quote paying an incoming payment (its remaining amount, or debitAmount) "
+        "and create the outgoing payment of that quote."
+    )
+    async def create_outgoing_payment_from_incoming_payment(
+        self,
+        info: strawberry.Info[Context, None],
+        input: CreateOutgoingPaymentFromIncomingPaymentInput,
+    ) -> OutgoingPaymentResponse:
+        ctx = info.context
+        wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
+        metadata = _metadata_json(input.metadata)
+
+        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+            quote = await create_quote(
+                ctx, input.wallet_address_id, input.incoming_payment, input.debit_amount, None
+            )
+            payment_id = await _create_payment(ctx, wallet_id, quote["id"], metadata)
+            record = {"id": str(payment_id)}
+            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
+            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "createOutgoingPaymentFromIncomingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(
+        description="Cancel an outgoing payment still in FUNDING; the reason is kept in its "
+        "metadata as cancellationReason."
+    )
+    async def cancel_outgoing_payment(
+        self, info: strawberry.Info[Context, None], input: CancelOutgoingPaymentInput
+    ) -> OutgoingPaymentResponse:
+        ctx = info.context
+        payment_id = parse_uuid(str(input.id), "id")
+
+        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    OUTGOING_PAYMENT_EVENT_ROW + " FOR UPDATE OF p", payment_id
+                )
+                if row is None:
+                    raise not_found("outgoing payment")
+                if row["state"] != "FUNDING":
+                    raise ApiError(
+                        ErrorCode.CONFLICT,
+                        "only a FUNDING outgoing payment can be cancelled; this one is "
+                        f"{row['state']}",
+                    )
+                metadata = _metadata(row["metadata"])
+                if input.reason is not None:
+                    metadata = {**(metadata or {}), "cancellationReason": input.reason}
+                text = _metadata_json(metadata)
+                await conn.execute(
+                    "UPDATE outgoing_payments SET state = 'CANCELLED', metadata = $2::jsonb, "
+                    "updated_at = now() WHERE id = $1",
+                    payment_id,
+                    text,
+                )
+                # Nothing is funded before SENDING, but say so if a deposit raced the cancel.
+                available = await ctx.backend.available(AccountKind.OUTGOING_PAYMENT, payment_id)
+                withdrawal = (
+                    (
+                        account_id_for(AccountKind.OUTGOING_PAYMENT, payment_id),
+                        row["asset_id"],
+                        available,
+                    )
+                    if available > 0
+                    else None
+                )
+                await insert_event(
+                    conn,
+                    EventType.OUTGOING_PAYMENT_CANCELLED,
+                    payment_id,
+                    outgoing_payment_data({**dict(row), "metadata": metadata}, state="CANCELLED"),
+                    withdrawal=withdrawal,
+                )
+            record = {"id": str(payment_id)}
+            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
+            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+        return await ctx.idempotent(
+            "cancelOutgoingPayment", input.idempotency_key, input, run, replay
+        )
+
+    @strawberry.mutation(
+        description="Fund a FUNDING outgoing payment with exactly its debit amount (once) and "
+        "start sending it."
+    )
+    async def deposit_outgoing_payment_liquidity(
+        self, info: strawberry.Info[Context, None], input: DepositOutgoingPaymentLiquidityInput
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+        payment_id = parse_uuid(input.outgoing_payment_id, "outgoingPaymentId")
+        transfer = uuid.uuid5(_DEPOSITS, str(payment_id))
+
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                # Locked while funding, so a cancel waits and then sees SENDING.
+                row = await conn.fetchrow(
+                    "SELECT p.state, q.asset_id, q.debit_amount FROM outgoing_payments p "
+                    "JOIN quotes q ON q.id = p.quote_id WHERE p.id = $1 FOR UPDATE OF p",
+                    payment_id,
+                )
+                if row is None:
+                    raise not_found("outgoing payment")
+                if row["state"] != "FUNDING":
+                    if await ctx.ledger.transfer(transfer) is not None:
+                        raise ApiError(
+                            ErrorCode.DUPLICATE,
+                            "the outgoing payment is already funded",
+                            liquidityError="TransferExists",
+                        )
+                    raise ApiError(
+                        ErrorCode.FORBIDDEN,
+                        "only a FUNDING outgoing payment takes liquidity; this one is "
+                        f"{row['state']}",
+                    )
+                amount = int(row["debit_amount"])
+                account = await ctx.ledger.ensure_account(
+                    AccountKind.OUTGOING_PAYMENT, payment_id, row["asset_id"]
+                )
+                with ledger_errors():
+                    try:
+                        await ctx.ledger.deposit(transfer, account, amount)
+                    except TransferExists:
+                        # A deposit whose state change did not commit: finish it.
+                        done = await ctx.ledger.transfer(transfer)
+                        if done is None or (done.credit_account_id, done.amount) != (
+                            account,
+                            amount,
+                        ):
+                            raise
+                await conn.execute(
+                    "UPDATE outgoing_payments SET state = 'SENDING', process_at = now(), "
+                    "updated_at = now() WHERE id = $1",
+                    payment_id,
+                )
+            return success_response()
+
+        return await ctx.idempotent(
+            "depositOutgoingPaymentLiquidity", input.idempotency_key, input, run, replay_success
+        )
+
+    @strawberry.mutation(
+        description="Withdraw what is left in a COMPLETED, FAILED or CANCELLED outgoing payment."
+    )
+    async def create_outgoing_payment_withdrawal(
+        self, info: strawberry.Info[Context, None], input: CreateOutgoingPaymentWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+        payment_id = parse_uuid(input.outgoing_payment_id, "outgoingPaymentId")
+
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            row = await _load(ctx, payment_id)
+            if row["state"] not in _ENDED:
+                raise ApiError(
+                    ErrorCode.FORBIDDEN,
+                    "the outgoing payment has not ended; withdraw once it is COMPLETED, "
+                    "FAILED or CANCELLED",
+                )
+            amount = await ctx.backend.available(AccountKind.OUTGOING_PAYMENT, payment_id)
+            if amount <= 0:
+                raise ApiError(
+                    ErrorCode.BAD_USER_INPUT,
+                    "the outgoing payment has nothing to withdraw",
+                    liquidityError="AmountZero",
+                )
+            # As for incoming payments: the id of the event announcing the end, which is what
+            # postLiquidityWithdrawal then takes, so it is withdrawn once.
+            event_id = await ctx.pool.fetchval(
+                "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
+                "ORDER BY seq DESC LIMIT 1",
+                payment_id,
+                [
+                    EventType.OUTGOING_PAYMENT_COMPLETED.value,
+                    EventType.OUTGOING_PAYMENT_FAILED.value,
+                    EventType.OUTGOING_PAYMENT_CANCELLED.value,
+                ],
+            )
+            withdrawal_id = event_id or uuid.uuid5(_WITHDRAWALS, str(payment_id))
+            with ledger_errors():
+                await withdraw(
+                    ctx,
+                    AccountKind.OUTGOING_PAYMENT,
+                    payment_id,
+                    row["asset_id"],
+                    withdrawal_id,
+                    amount,
+                    input.timeout_seconds,
+                )
+            return success_response()
+
+        return await ctx.idempotent(
+            "createOutgoingPaymentWithdrawal", input.idempotency_key, input, run, replay_success
+        )

@@ -1,0 +1,194 @@
+"""``POST /internal/quote``: the backend asks the connector to probe a receiver for a quote.
+
+Body ``{"receiver": "<https URL or $pointer>", "assetCode": "USD", "assetScale": 2}``. The
+receiver is resolved (this node's own receivers directly, others over SPSP), then a STREAM
+sender in the given asset probes it through this node's own packet path, from an internal
+source without an account: every probe has a random condition, so nothing can be fulfilled, no
+hold is taken and no money moves. The answer::
+
+    200 {"receiveAssetCode", "receiveAssetScale", "lowEstimatedExchangeRate": "n/d",
+         "highEstimatedExchangeRate": "n/d", "maxPacketAmount": "<u64>",
+         "incomingAmount": null, "receivedAmount": null, "expiresAt": null}
+    404 {"code": "InvalidReceiver", "message"}   the receiver could not be resolved
+    422 {"code": "RateProbeFailed", "message"}   the probe failed or took too long
+
+Rates are exact fractions of the assets' smallest units (receiver's per ours).
+
+Who may ask: with ADMIN_API_SECRET set, requests signed as admin API requests are (header
+``signature``, :func:`kiungo.signatures.verify`), else 401; without it, only clients on loopback
+that did not come through a proxy (no ``Forwarded``/``X-Forwarded-For``), else 403. A peer's
+bearer token opens nothing here: a request with an ``Authorization`` header is refused (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from kiungo.connector.inprocess import InvalidReceiver, PipelineLink, resolve_receiver
+from kiungo.connector.node import Node
+from kiungo.connector.peers import internal_source
+from kiungo.signatures import SignatureError, verify
+from kiungo.stream.sender import PaymentError, StreamSender
+from kiungo.stream.server import Asset
+
+__all__ = ["QUOTE_TIMEOUT_SECONDS", "probe_receiver", "quote_endpoint"]
+
+log = logging.getLogger("kiungo.connector.quote")
+
+QUOTE_TIMEOUT_SECONDS = 10.0
+PROBE_PACKET_LIFETIME = timedelta(seconds=5)
+_CLOSE_SECONDS = 1.0
+_MAX_BODY = 16 * 1024
+_MAX_RECEIVER = 2048
+_PROBE_OWNER = uuid.UUID(int=0)
+# Probe packets still finishing after an answer was sent (kept referenced until done).
+_finishing: set[asyncio.Task[None]] = set()
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return JSONResponse({"code": code, "message": message}, status)
+
+
+def _is_loopback(request: Request) -> bool:
+    if request.client is None:
+        return False
+    if "forwarded" in request.headers or "x-forwarded-for" in request.headers:
+        return False  # came through a proxy: the proxy is on loopback, the client may not be
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_body(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY:
+            return None
+    return body
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _fraction(value: Any) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
+async def quote_endpoint(node: Node, request: Request) -> Response:
+    if "authorization" in request.headers:
+        return _error(403, "Forbidden", "peer credentials do not open internal routes")
+    secret = node.settings.admin_api_secret
+    if secret is None and not _is_loopback(request):
+        return _error(403, "Forbidden", "internal routes serve loopback clients only")
+    body = await _read_body(request)
+    if body is None:
+        return _error(413, "BadRequest", "the request body is too large")
+    try:
+        payload = json.loads(body, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+        if secret is None:
+            return _error(400, "BadRequest", "the body is not JSON")
+    if secret is not None:
+        if payload is None:
+            return _error(401, "Unauthorized", "the body cannot be verified")
+        try:
+            verify(
+                secret,
+                request.headers.get("signature"),
+                payload,
+                ttl_seconds=node.settings.admin_api_signature_ttl_seconds,
+            )
+        except SignatureError as exc:
+            return _error(401, "Unauthorized", str(exc))
+    if not isinstance(payload, dict):
+        return _error(400, "BadRequest", "the body must be a JSON object")
+    receiver = payload.get("receiver")
+    code = payload.get("assetCode")
+    scale = payload.get("assetScale")
+    if not isinstance(receiver, str) or not 0 < len(receiver.strip()) <= _MAX_RECEIVER:
+        return _error(400, "BadRequest", f"receiver must be a URL or pointer of 1-{_MAX_RECEIVER}")
+    if not isinstance(code, str) or not code or len(code) > 32:
+        return _error(400, "BadRequest", "assetCode must be a code of 1-32 characters")
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 0 <= scale <= 255:
+        return _error(400, "BadRequest", "assetScale must be a whole number from 0 to 255")
+    return await probe_receiver(node, receiver.strip(), Asset(code, scale))
+
+
+async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + QUOTE_TIMEOUT_SECONDS
+    try:
+        async with asyncio.timeout_at(deadline):
+            resolved = await resolve_receiver(node, receiver)
+    except InvalidReceiver as exc:
+        return _error(404, "InvalidReceiver", str(exc))
+    except TimeoutError:
+        return _error(404, "InvalidReceiver", "the receiver did not answer in time")
+    source = internal_source(
+        _PROBE_OWNER,
+        _PROBE_OWNER,
+        asset.code,
+        asset.scale,
+        address=node.address,
+        account_kind=None,
+        name="quote probe",
+    )
+    link = PipelineLink(node, source, unfulfillable=True)
+    sender = StreamSender(
+        link,
+        destination=resolved.destination,
+        shared_secret=resolved.shared_secret,
+        source_address=node.address,
+        source_asset=asset,
+        packet_lifetime=PROBE_PACKET_LIFETIME,
+    )
+    try:
+        async with asyncio.timeout_at(deadline):
+            probe = await sender.probe()
+    except PaymentError as exc:
+        return _error(422, "RateProbeFailed", str(exc))
+    except TimeoutError:
+        return _error(422, "RateProbeFailed", "the rate probe did not finish in time")
+    finally:
+        task = asyncio.create_task(_close(sender, link))
+        _finishing.add(task)
+        task.add_done_callback(_finishing.discard)
+    if probe.destination_asset is None:
+        return _error(422, "RateProbeFailed", "the receiver did not tell its asset")
+    return JSONResponse(
+        {
+            "receiveAssetCode": probe.destination_asset.code,
+            "receiveAssetScale": probe.destination_asset.scale,
+            "lowEstimatedExchangeRate": _fraction(probe.lower_rate),
+            "highEstimatedExchangeRate": _fraction(probe.upper_rate),
+            "maxPacketAmount": str(probe.max_packet_amount),
+            "incomingAmount": None,
+            "receivedAmount": None,
+            "expiresAt": None,
+        }
+    )
+
+
+async def _close(sender: StreamSender, link: PipelineLink) -> None:
+    """Close the probe's connection (best effort) and let its last packets finish."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_CLOSE_SECONDS):
+            await sender.close()
+    await link.drain()

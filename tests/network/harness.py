@@ -1,0 +1,249 @@
+"""Full Kiungo nodes as real processes on loopback, each with its own database and Redis key
+prefix: a `kiungo connector` and a `kiungo backend` per node, set up only through the admin API,
+as an integrator would."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from tests.loopback import serve
+from tests.stores import create_database
+
+from kiungo.migrations.run import upgrade
+from kiungo.signatures import signature_header
+
+KIUNGO = str(Path(sys.executable).parent / "kiungo")
+
+# 1 USD = 0.9 EUR, and back.
+RATES = {
+    "USD": {"USD": Decimal(1), "EUR": Decimal("0.9")},
+    "EUR": {"EUR": Decimal(1), "USD": 1 / Decimal("0.9")},
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def rates_service() -> AsyncIterator[str]:
+    async def rates(request: Request) -> Response:
+        base = request.query_params.get("base", "")
+        if base not in RATES:
+            return JSONResponse({"error": "unknown base"}, 404)
+        return JSONResponse({"base": base, "rates": {k: str(v) for k, v in RATES[base].items()}})
+
+    async with serve(Starlette(routes=[Route("/", rates)])) as url:
+        yield f"{url}/"
+
+
+class GraphQLError(AssertionError):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    @property
+    def code(self) -> str:
+        code: str = self.errors[0]["extensions"]["code"]
+        return code
+
+
+@dataclass
+class FullNode:
+    name: str
+    ilp_address: str
+    connector_url: str
+    admin_url: str
+    database_url: str
+    secret: str
+    client: httpx.AsyncClient
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"query": query, "variables": variables or {}}
+        response = await self.client.post(
+            f"{self.admin_url}/graphql",
+            content=json.dumps(body),
+            headers={
+                "Content-Type": "application/json",
+                "signature": f"{signature_header(self.secret, body)}, n={secrets.token_hex(8)}",
+            },
+        )
+        answer = response.json()
+        if answer.get("errors"):
+            raise GraphQLError(answer["errors"])
+        data: dict[str, Any] = answer["data"]
+        return data
+
+    async def create_asset(self, code: str, scale: int = 2, liquidity: int = 0) -> str:
+        data = await self.gql(
+            "mutation($i: CreateAssetInput!) { createAsset(input: $i) { asset { id } } }",
+            {"i": {"code": code, "scale": scale}},
+        )
+        asset_id: str = data["createAsset"]["asset"]["id"]
+        if liquidity:
+            await self.gql(
+                "mutation($i: DepositAssetLiquidityInput!) { depositAssetLiquidity(input: $i)"
+                " { success } }",
+                {"i": {"assetId": asset_id, "amount": str(liquidity), "id": str(uuid.uuid4()),
+                       "idempotencyKey": str(uuid.uuid4())}},
+            )  # fmt: skip
+        return asset_id
+
+    async def create_peer(
+        self,
+        asset_id: str,
+        other: FullNode,
+        *,
+        incoming_token: str,
+        outgoing_token: str,
+        liquidity: int = 1_000_000,
+        max_packet_amount: int | None = None,
+        routes: list[str] | None = None,
+    ) -> str:
+        given: dict[str, Any] = {
+            "assetId": asset_id,
+            "staticIlpAddress": other.ilp_address,
+            "name": f"node {other.name}",
+            "initialLiquidity": str(liquidity),
+            "http": {
+                "incoming": {"authTokens": [incoming_token]},
+                "outgoing": {"authToken": outgoing_token, "endpoint": f"{other.connector_url}/ilp"},
+            },
+        }
+        if max_packet_amount is not None:
+            given["maxPacketAmount"] = str(max_packet_amount)
+        if routes:
+            given["routes"] = routes
+        data = await self.gql(
+            "mutation($i: CreatePeerInput!) { createPeer(input: $i) { peer { id } } }",
+            {"i": given},
+        )
+        peer_id: str = data["createPeer"]["peer"]["id"]
+        return peer_id
+
+    async def create_wallet(self, asset_id: str, path: str) -> tuple[str, str]:
+        data = await self.gql(
+            "mutation($i: CreateWalletAddressInput!) { createWalletAddress(input: $i)"
+            " { walletAddress { id address } } }",
+            {"i": {"assetId": asset_id, "address": f"{self.connector_url}{path}"}},
+        )
+        wallet = data["createWalletAddress"]["walletAddress"]
+        return wallet["id"], wallet["address"]
+
+    async def create_incoming_payment(self, wallet_id: str, amount: int | None, code: str) -> str:
+        given: dict[str, Any] = {"walletAddressId": wallet_id}
+        if amount is not None:
+            given["incomingAmount"] = {"value": str(amount), "assetCode": code, "assetScale": 2}
+        data = await self.gql(
+            "mutation($i: CreateIncomingPaymentInput!) { createIncomingPayment(input: $i)"
+            " { payment { id } } }",
+            {"i": given},
+        )
+        payment_id: str = data["createIncomingPayment"]["payment"]["id"]
+        return payment_id
+
+    async def ledger_check(self) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            KIUNGO, "ledger", "check",
+            env={**self.env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+
+async def _wait_healthy(client: httpx.AsyncClient, url: str, process: Any) -> None:
+    for _ in range(400):
+        if process.returncode is not None:
+            _, err = await process.communicate()
+            raise AssertionError(f"{url} exited: {err.decode()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(f"{url}/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} did not start")
+
+
+@contextlib.asynccontextmanager
+async def full_node(
+    name: str,
+    postgres_server_url: str,
+    redis_url: str,
+    client: httpx.AsyncClient,
+    *,
+    rates_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[FullNode]:
+    """A node named ``name`` (ILP address ``test.<name>``): its own migrated database, key
+    prefix and ports, its connector and backend running as processes."""
+    database = await create_database(postgres_server_url)
+    await upgrade(database)
+    connector_port, admin_port = free_port(), free_port()
+    connector_url = f"http://127.0.0.1:{connector_port}"
+    secret = secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": f"kiungo-test-{uuid.uuid4().hex}:",
+        "ILP_ADDRESS": f"test.{name}",
+        "STREAM_SECRET": base64.b64encode(os.urandom(32)).decode(),
+        "CONNECTOR_PORT": str(connector_port),
+        "ADMIN_PORT": str(admin_port),
+        "ADMIN_API_SECRET": secret,
+        "OPEN_PAYMENTS_URL": connector_url,
+        "ILP_CONNECTOR_URL": connector_url,
+        "WORKER_INTERVAL_MS": "50",
+        "LOG_LEVEL": "warning",
+        **({"EXCHANGE_RATES_URL": rates_url} if rates_url else {}),
+        **(extra_env or {}),
+    }
+    node = FullNode(
+        name, f"test.{name}", connector_url, f"http://127.0.0.1:{admin_port}", database, secret,
+        client, env=env,
+    )  # fmt: skip
+    try:
+        for service, url in (("connector", connector_url), ("backend", node.admin_url)):
+            process = await asyncio.create_subprocess_exec(
+                KIUNGO, service, env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            node.processes[service] = process
+            await _wait_healthy(client, url, process)
+        yield node
+    finally:
+        for process in node.processes.values():
+            if process.returncode is None:
+                process.terminate()
+        for process in node.processes.values():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        from tests.stores import drop_database
+
+        await drop_database(database)
