@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,12 +26,17 @@ from kiungo.store.coordination import (
     Started,
 )
 
-__all__ = ["PEERS_CHANGED_CHANNEL", "Backend", "Context"]
+__all__ = ["PAYMENTS_DUE_CHANNEL", "PEERS_CHANGED_CHANNEL", "Backend", "Context"]
 
 T = TypeVar("T")
 
+log = logging.getLogger("kiungo.backend")
+
 # The connector's peer table reloads on a message here (kiungo.connector.node).
 PEERS_CHANGED_CHANNEL = "peers-changed"
+# The connector's sending worker looks for work at once on a message here (its poll is the
+# fallback).
+PAYMENTS_DUE_CHANNEL = "payments-due"
 # A running idempotent mutation holds its key this long if its process dies mid-way.
 _IDEMPOTENCY_LEASE_SECONDS = 30
 # How long a second call with the same key waits for the first to finish.
@@ -53,6 +59,14 @@ class Backend:
     async def peers_changed(self) -> None:
         """Tell every connector replica to reload its peers and routes."""
         await self.redis.publish(self.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL, "1")
+
+    async def payments_due(self) -> None:
+        """Wake the connectors' sending workers: an outgoing payment is ready to send. Best
+        effort: the workers also poll."""
+        try:
+            await self.redis.publish(self.settings.redis_key_prefix + PAYMENTS_DUE_CHANNEL, "1")
+        except Exception:
+            log.warning("could not publish payments-due; the sending workers will poll")
 
     async def available(self, kind: AccountKind, owner_id: uuid.UUID) -> int:
         """The liquidity an account can still spend (0 when it has no account yet)."""

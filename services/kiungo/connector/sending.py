@@ -107,6 +107,8 @@ RETRY_BACKOFF = timedelta(seconds=1)
 MAX_RETRY_BACKOFF = timedelta(seconds=60)
 PENDING_RECHECK = timedelta(seconds=1)
 _CLOSE_SECONDS = 2.0
+# A backend publishes here when a payment becomes SENDING (kiungo.backend.context).
+PAYMENTS_DUE_CHANNEL = "payments-due"
 # Namespace of the ids of a local payment's transfer legs (uuid5 of "<payment id>:<leg>").
 _LOCAL_TRANSFERS = uuid.UUID("9b0a6c1e-3f5d-4e7a-b2c8-1d4e6f8a0b3c")
 
@@ -401,8 +403,29 @@ class OutgoingPaymentWorker:
         )
         self._running: set[asyncio.Task[None]] = set()
 
+    async def _listen(self, wake: asyncio.Event) -> None:
+        """Set ``wake`` on every payments-due message from a backend (reconnecting on errors)."""
+        channel = self._node.settings.redis_key_prefix + PAYMENTS_DUE_CHANNEL
+        while True:
+            try:
+                async with self._node.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=60
+                        )
+                        if message is not None:
+                            wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("payments-due subscription failed; polling meanwhile")
+                await asyncio.sleep(1)
+
     async def run(self) -> None:
         """Claim and send due payments until cancelled; then let the ones under way stop."""
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(wake), name="payments-due")
         try:
             while True:
                 claimed = 0
@@ -415,8 +438,12 @@ class OutgoingPaymentWorker:
                 except Exception:
                     log.exception("claiming outgoing payments failed")
                 if claimed == 0:
-                    await asyncio.sleep(self._poll.total_seconds())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self._poll.total_seconds())
+                    wake.clear()
         finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             for task in self._running:
                 task.cancel()
             if self._running:

@@ -517,6 +517,7 @@ class OutgoingPaymentMutation:
                     "updated_at = now() WHERE id = $1",
                     payment_id,
                 )
+            await ctx.backend.payments_due()
             return success_response()
 
         return await ctx.idempotent(
