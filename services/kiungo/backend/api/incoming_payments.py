@@ -26,10 +26,9 @@ from kiungo.backend.api.common import (
 )
 from kiungo.backend.api.liquidity import (
     LiquidityMutationResponse,
-    ledger_errors,
     replay_success,
     success_response,
-    withdraw,
+    withdraw_payment,
 )
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 _MAX_METADATA_BYTES = 16 * 1024
-_WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
 _WALLET_AND_ASSET = """
 SELECT w.status, w.asset_id, a.code, a.scale
 FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
@@ -463,35 +461,18 @@ class IncomingPaymentMutation:
                     "the incoming payment is still receiving; withdraw once it is "
                     "COMPLETED or EXPIRED",
                 )
-            amount = await ctx.backend.available(AccountKind.INCOMING_PAYMENT, payment_id)
-            if amount <= 0:
-                raise ApiError(
-                    ErrorCode.BAD_USER_INPUT,
-                    "the incoming payment has nothing to withdraw",
-                    liquidityError="AmountZero",
-                )
-            # As Rafiki's: the withdrawal's id is that of the event announcing it (what
-            # postLiquidityWithdrawal then takes), so it is withdrawn once.
-            event_id = await ctx.pool.fetchval(
-                "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
-                "ORDER BY seq DESC LIMIT 1",
+            await withdraw_payment(
+                ctx,
+                AccountKind.INCOMING_PAYMENT,
                 payment_id,
+                row["asset_id"],
                 [
                     EventType.INCOMING_PAYMENT_COMPLETED.value,
                     EventType.INCOMING_PAYMENT_EXPIRED.value,
                 ],
+                input.timeout_seconds,
+                "incoming payment",
             )
-            withdrawal_id = event_id or uuid.uuid5(_WITHDRAWALS, str(payment_id))
-            with ledger_errors():
-                await withdraw(
-                    ctx,
-                    AccountKind.INCOMING_PAYMENT,
-                    payment_id,
-                    row["asset_id"],
-                    withdrawal_id,
-                    amount,
-                    input.timeout_seconds,
-                )
             return success_response()
 
         return await ctx.idempotent(

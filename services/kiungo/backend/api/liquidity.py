@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "success_response",
     "transfer_id",
     "withdraw",
+    "withdraw_payment",
 ]
 
 # The longest a two-phase withdrawal may hold money (Rafiki sets no bound; a year is plenty).
@@ -150,6 +151,40 @@ async def withdraw(
     hold = timedelta(seconds=timeout_seconds) if timeout_seconds else None
     with ledger_errors():
         await ctx.ledger.withdraw(transfer, account, amount, hold_for=hold)
+
+
+# Withdrawal ids of payments whose announcing event is gone (never, unless deleted by hand).
+_PAYMENT_WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
+
+
+async def withdraw_payment(
+    ctx: Context,
+    kind: AccountKind,
+    payment_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    events: Sequence[str],
+    timeout_seconds: int,
+    what: str,
+) -> None:
+    """Withdraw everything a payment's account holds (an incoming payment's receipts, an
+    outgoing payment's leftover). As Rafiki's, the withdrawal's id is that of the latest of
+    ``events`` of the payment (the one that announced the money), which is what
+    ``postLiquidityWithdrawal`` then takes, so the money is withdrawn once."""
+    amount = await ctx.backend.available(kind, payment_id)
+    if amount <= 0:
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT,
+            f"the {what} has nothing to withdraw",
+            liquidityError="AmountZero",
+        )
+    event_id = await ctx.pool.fetchval(
+        "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
+        "ORDER BY seq DESC LIMIT 1",
+        payment_id,
+        list(events),
+    )
+    withdrawal_id = event_id or uuid.uuid5(_PAYMENT_WITHDRAWALS, str(payment_id))
+    await withdraw(ctx, kind, payment_id, asset_id, withdrawal_id, amount, timeout_seconds)
 
 
 async def _withdrawal(ctx: Context, withdrawal_id: str) -> uuid.UUID:

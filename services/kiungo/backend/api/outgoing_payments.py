@@ -39,7 +39,7 @@ from kiungo.backend.api.liquidity import (
     ledger_errors,
     replay_success,
     success_response,
-    withdraw,
+    withdraw_payment,
 )
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.api.quotes import Quote, create_quote
@@ -65,7 +65,6 @@ _MAX_METADATA_BYTES = 16 * 1024
 # Namespaces of the ids derived from a payment's: its one deposit, and a withdrawal without an
 # event to take the id of.
 _DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
-_WITHDRAWALS = uuid.UUID("5d2e7c10-94b3-4f6a-8e21-7a9c0b1d3f58")
 _ENDED = ("COMPLETED", "FAILED", "CANCELLED")
 
 _SELECT = """
@@ -541,36 +540,19 @@ class OutgoingPaymentMutation:
                     "the outgoing payment has not ended; withdraw once it is COMPLETED, "
                     "FAILED or CANCELLED",
                 )
-            amount = await ctx.backend.available(AccountKind.OUTGOING_PAYMENT, payment_id)
-            if amount <= 0:
-                raise ApiError(
-                    ErrorCode.BAD_USER_INPUT,
-                    "the outgoing payment has nothing to withdraw",
-                    liquidityError="AmountZero",
-                )
-            # As for incoming payments: the id of the event announcing the end, which is what
-            # postLiquidityWithdrawal then takes, so it is withdrawn once.
-            event_id = await ctx.pool.fetchval(
-                "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
-                "ORDER BY seq DESC LIMIT 1",
+            await withdraw_payment(
+                ctx,
+                AccountKind.OUTGOING_PAYMENT,
                 payment_id,
+                row["asset_id"],
                 [
                     EventType.OUTGOING_PAYMENT_COMPLETED.value,
                     EventType.OUTGOING_PAYMENT_FAILED.value,
                     EventType.OUTGOING_PAYMENT_CANCELLED.value,
                 ],
+                input.timeout_seconds,
+                "outgoing payment",
             )
-            withdrawal_id = event_id or uuid.uuid5(_WITHDRAWALS, str(payment_id))
-            with ledger_errors():
-                await withdraw(
-                    ctx,
-                    AccountKind.OUTGOING_PAYMENT,
-                    payment_id,
-                    row["asset_id"],
-                    withdrawal_id,
-                    amount,
-                    input.timeout_seconds,
-                )
             return success_response()
 
         return await ctx.idempotent(
