@@ -32,6 +32,7 @@ from kiungo.backend.api.pagination import MAX_PAGE
 from kiungo.backend.api.payments import PaymentQuery
 from kiungo.backend.api.peers import PeerMutation, PeerQuery
 from kiungo.backend.api.quotes import QuoteMutation, QuoteQuery
+from kiungo.backend.api.receivers import ReceiverMutation, ReceiverQuery
 from kiungo.backend.api.wallet_addresses import WalletAddressMutation, WalletAddressQuery
 from kiungo.backend.api.webhooks import WebhookQuery
 
@@ -56,6 +57,7 @@ class Query(
     PeerQuery,
     QuoteQuery,
     OutgoingPaymentQuery,
+    ReceiverQuery,
 ):
     pass
 
@@ -69,6 +71,7 @@ class Mutation(
     PeerMutation,
     QuoteMutation,
     OutgoingPaymentMutation,
+    ReceiverMutation,
 ):
     pass
 

@@ -1,0 +1,338 @@
+"""Receivers (Rafiki's receiver API) within what this node can reach.
+
+A receiver is an incoming payment named by its URL, ``<wallet address URL>/incoming-payments/<id>``.
+Rafiki creates and reads receivers on any node over Open Payments; this node speaks no Open
+Payments, so it serves the receivers of its own wallet addresses (URLs under OPEN_PAYMENTS_URL,
+a ``$pointer`` read as ``https://``) and refuses another node's with BAD_USER_INPUT. Such a
+receiver is still payable: quote its wallet address or incoming payment URL directly.
+
+- ``createReceiver`` creates an incoming payment on a wallet address of this node, as
+  ``createIncomingPayment`` does (same checks, same ``incoming_payment.created`` event).
+- ``receiver`` reads one; what it received is its ledger account's posted credits.
+- ``completeReceiver`` completes one early: it stops accepting money, and its
+  ``incoming_payment.completed`` event offers what it received for withdrawal.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import strawberry
+
+from kiungo.backend.api.common import Amount, AmountInput, JSONObject, iso
+from kiungo.backend.api.incoming_payments import (
+    _INSERT_WITH_EVENT,
+    _expiry,
+    _metadata,
+    _metadata_json,
+)
+from kiungo.backend.api.quotes import _INCOMING_PAYMENT_URL, local_receiver_url
+from kiungo.backend.context import Context
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input
+from kiungo.events import EventType, incoming_payment_data, insert_event
+from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+
+__all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery", "incoming_payment_url"]
+
+_MAX_URL_LENGTH = 2048
+_NO_OPEN_PAYMENTS = (
+    "is on another node: creating or reading incoming payments on other nodes needs Open "
+    "Payments, which this node does not speak; pay such a receiver by quoting its wallet "
+    "address or incoming payment URL directly (createQuote)"
+)
+_WALLET_BY_URL = """
+SELECT w.id, w.url, w.status, w.asset_id, a.code, a.scale
+FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.url = $1
+"""
+_SELECT = """
+SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.state, p.expires_at,
+       p.metadata, p.client, p.created_at, w.url, a.code AS asset_code, a.scale AS asset_scale
+FROM incoming_payments p
+JOIN wallet_addresses w ON w.id = p.wallet_address_id
+JOIN assets a ON a.id = p.asset_id
+WHERE p.id = $1
+"""
+_RECEIVED = """
+SELECT id, credits_posted, credits_pending FROM ledger_accounts
+WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1
+"""
+
+
+def incoming_payment_url(wallet_address_url: str, payment_id: uuid.UUID) -> str:
+    """An incoming payment's URL: its receiver id."""
+    return f"{wallet_address_url}/incoming-payments/{payment_id}"
+
+
+def _local_url(ctx: Context, given: str, field: str) -> str:
+    """``given`` as a URL of this node (normalized as quoting does), else BAD_USER_INPUT:
+    malformed, or another node's."""
+    text = given.strip()
+    if not text or len(text) > _MAX_URL_LENGTH:
+        raise bad_input(f"{field} must be a URL of 1-{_MAX_URL_LENGTH} characters", field=field)
+    try:
+        local = local_receiver_url(ctx.backend.settings.open_payments_url, text)
+        parts = urlsplit("https://" + text[1:] if text.startswith("$") else text)
+    except ApiError:
+        raise bad_input(f"{field} must be a URL without query or fragment", field=field) from None
+    except ValueError:
+        raise bad_input(f"{field} is not a URL: {given!r}", field=field) from None
+    if local is not None:
+        return local
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise bad_input(
+            f"{field} must be an http(s) URL or a $payment.pointer, not {given!r}", field=field
+        )
+    raise bad_input(f"{field} {given!r} {_NO_OPEN_PAYMENTS}", field=field)
+
+
+def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str]:
+    """The incoming payment id and wallet address URL a receiver URL of this node names."""
+    url = _local_url(ctx, receiver_url, field)
+    match = _INCOMING_PAYMENT_URL.match(url)
+    if match is None:
+        raise bad_input(
+            f"{field} must be an incoming payment URL, <wallet address URL>/incoming-payments/<id>",
+            field=field,
+        )
+    return uuid.UUID(match["id"]), match["wallet"]
+
+
+def _unknown(url: str) -> ApiError:
+    return ApiError(ErrorCode.NOT_FOUND, f"receiver not found: no incoming payment {url}")
+
+
+@strawberry.type
+class Receiver:
+    id: str = strawberry.field(description="The incoming payment's URL.")
+    wallet_address_url: str
+    completed: bool
+    incoming_amount: Amount | None
+    received_amount: Amount
+    expires_at: str | None
+    metadata: JSONObject | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record | dict[str, Any], received: int) -> Receiver:
+        code, scale = row["asset_code"], row["asset_scale"]
+        incoming = row["incoming_amount"]
+        return cls(
+            id=incoming_payment_url(row["url"], row["id"]),
+            wallet_address_url=row["url"],
+            completed=row["state"] == "COMPLETED",
+            incoming_amount=(
+                None
+                if incoming is None
+                else Amount(value=int(incoming), asset_code=code, asset_scale=scale)
+            ),
+            received_amount=Amount(value=received, asset_code=code, asset_scale=scale),
+            expires_at=None if row["expires_at"] is None else iso(row["expires_at"]),
+            metadata=_metadata(row["metadata"]),
+            created_at=iso(row["created_at"]),
+        )
+
+
+async def _received(ctx: Context, payment_id: uuid.UUID) -> int:
+    try:
+        balance = await ctx.ledger.balance(account_id_for(AccountKind.INCOMING_PAYMENT, payment_id))
+    except UnknownAccount:
+        return 0
+    return balance.credits_posted
+
+
+async def _load(ctx: Context, payment_id: uuid.UUID, wallet_url: str | None = None) -> Receiver:
+    """The receiver of one incoming payment; with ``wallet_url``, only under that wallet."""
+    row = await ctx.pool.fetchrow(_SELECT, payment_id)
+    if row is None or (wallet_url is not None and row["url"] != wallet_url):
+        raise _unknown(
+            str(payment_id) if wallet_url is None else incoming_payment_url(wallet_url, payment_id)
+        )
+    return Receiver.from_row(row, await _received(ctx, payment_id))
+
+
+@strawberry.input
+class CreateReceiverInput:
+    wallet_address_url: str = strawberry.field(
+        description="A wallet address URL of this node (or its $payment.pointer)."
+    )
+    expires_at: str | None = None
+    incoming_amount: AmountInput | None = None
+    metadata: JSONObject | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class CreateReceiverResponse:
+    receiver: Receiver | None
+
+
+@strawberry.input
+class CompleteReceiverInput:
+    id: str = strawberry.field(description="The receiver's (incoming payment's) URL.")
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class CompleteReceiverResponse:
+    receiver: Receiver | None
+
+
+@strawberry.type
+class ReceiverQuery:
+    @strawberry.field(
+        description="An incoming payment of this node by its URL, as a receiver. Another "
+        "node's is BAD_USER_INPUT: reading it needs Open Payments, which this node does not "
+        "speak."
+    )
+    async def receiver(self, info: strawberry.Info[Context, None], id: str) -> Receiver | None:
+        payment_id, wallet_url = _payment_of(info.context, id, "id")
+        return await _load(info.context, payment_id, wallet_url)
+
+
+@strawberry.type
+class ReceiverMutation:
+    @strawberry.mutation(
+        description="Create a receiver: an incoming payment on a wallet address of this node "
+        "(as createIncomingPayment), named by its URL. A wallet address of another node is "
+        "BAD_USER_INPUT: that needs Open Payments, which this node does not speak; quote its "
+        "wallet address URL directly instead."
+    )
+    async def create_receiver(
+        self, info: strawberry.Info[Context, None], input: CreateReceiverInput
+    ) -> CreateReceiverResponse:
+        ctx = info.context
+        wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
+        now = datetime.now(UTC)
+        expires_at = _expiry(ctx, input.expires_at, now)
+        metadata = _metadata_json(input.metadata)
+        if input.incoming_amount is not None and input.incoming_amount.value <= 0:
+            raise bad_input("incomingAmount must be above zero", field="incomingAmount")
+
+        async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
+            wallet = await ctx.pool.fetchrow(_WALLET_BY_URL, wallet_url)
+            if wallet is None:
+                if _INCOMING_PAYMENT_URL.match(wallet_url):
+                    raise bad_input(
+                        "walletAddressUrl is an incoming payment URL; give its wallet address URL",
+                        field="walletAddressUrl",
+                    )
+                raise ApiError(
+                    ErrorCode.NOT_FOUND, f"wallet address not found: no {wallet_url} on this node"
+                )
+            if wallet["status"] != "ACTIVE":
+                raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
+            code, scale = wallet["code"], wallet["scale"]
+            amount = input.incoming_amount
+            if amount is not None and (amount.asset_code, amount.asset_scale) != (code, scale):
+                raise bad_input(
+                    f"incomingAmount must be in the wallet address's asset, "
+                    f"{code} at scale {scale}",
+                    field="incomingAmount",
+                )
+            row = {
+                "id": uuid.uuid4(),
+                "wallet_address_id": wallet["id"],
+                "incoming_amount": None if amount is None else amount.value,
+                "state": "PENDING",
+                "expires_at": expires_at,
+                "metadata": input.metadata,
+                "client": None,
+                "created_at": now,
+                "url": wallet["url"],
+                "asset_code": code,
+                "asset_scale": scale,
+            }
+            data = incoming_payment_data(
+                row, asset_code=code, asset_scale=scale, received=0, state="PENDING"
+            )
+            # One statement: the payment and its incoming_payment.created event commit together.
+            await ctx.pool.execute(
+                _INSERT_WITH_EVENT,
+                row["id"],
+                wallet["id"],
+                wallet["asset_id"],
+                row["incoming_amount"],
+                expires_at,
+                metadata,
+                now,
+                uuid.uuid4(),
+                EventType.INCOMING_PAYMENT_CREATED.value,
+                json.dumps(data),
+            )
+            return {"id": str(row["id"])}, CreateReceiverResponse(
+                receiver=Receiver.from_row(row, 0)
+            )
+
+        async def replay(record: dict[str, Any]) -> CreateReceiverResponse:
+            return CreateReceiverResponse(receiver=await _load(ctx, uuid.UUID(record["id"])))
+
+        return await ctx.idempotent("createReceiver", input.idempotency_key, input, run, replay)
+
+    @strawberry.mutation(
+        description="Complete a PENDING or PROCESSING receiver (incoming payment) of this node "
+        "early: it accepts no more money, and its incoming_payment.completed event offers what "
+        "it received for withdrawal."
+    )
+    async def complete_receiver(
+        self, info: strawberry.Info[Context, None], input: CompleteReceiverInput
+    ) -> CompleteReceiverResponse:
+        ctx = info.context
+        payment_id, wallet_url = _payment_of(ctx, input.id, "id")
+
+        async def run() -> tuple[dict[str, Any], CompleteReceiverResponse]:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(_SELECT + " FOR UPDATE OF p", payment_id)
+                if row is None or row["url"] != wallet_url:
+                    raise _unknown(incoming_payment_url(wallet_url, payment_id))
+                state = row["state"]
+                if state not in ("PENDING", "PROCESSING"):
+                    raise ApiError(
+                        ErrorCode.CONFLICT,
+                        f"only a PENDING or PROCESSING receiver can be completed; this one is "
+                        f"{state}",
+                    )
+                if row["expires_at"] <= datetime.now(UTC):
+                    raise ApiError(ErrorCode.CONFLICT, "the receiver has expired")
+                account = await conn.fetchrow(_RECEIVED, payment_id)
+                if account is not None and account["credits_pending"] > 0:
+                    raise ApiError(
+                        ErrorCode.CONFLICT,
+                        "money is on its way to the receiver; retry in a moment",
+                    )
+                received = 0 if account is None else int(account["credits_posted"])
+                await conn.execute(
+                    "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
+                    "updated_at = now() WHERE id = $1",
+                    payment_id,
+                    received,
+                )
+                data = incoming_payment_data(
+                    row,
+                    asset_code=row["asset_code"],
+                    asset_scale=row["asset_scale"],
+                    received=received,
+                    state="COMPLETED",
+                )
+                await insert_event(
+                    conn,
+                    EventType.INCOMING_PAYMENT_COMPLETED,
+                    payment_id,
+                    data,
+                    withdrawal=(
+                        None
+                        if account is None or received == 0
+                        else (account["id"], row["asset_id"], received)
+                    ),
+                )
+            completed = Receiver.from_row({**dict(row), "state": "COMPLETED"}, received)
+            return {"id": str(payment_id)}, CompleteReceiverResponse(receiver=completed)
+
+        async def replay(record: dict[str, Any]) -> CompleteReceiverResponse:
+            return CompleteReceiverResponse(receiver=await _load(ctx, uuid.UUID(record["id"])))
+
+        return await ctx.idempotent("completeReceiver", input.idempotency_key, input, run, replay)
