@@ -88,6 +88,25 @@ async def test_amount_above_the_peers_maximum_is_f08_with_data(connector: Connec
     assert decode_amount_too_large_data(reject.data) == (1001, 1000)
 
 
+async def test_amount_above_what_the_next_peer_accepts_is_f08_and_moves_nothing(
+    connector: Connector, redis: Redis, redis_prefix: str
+) -> None:
+    await connector.pool.execute(
+        "UPDATE peers SET max_packet_amount = 40 WHERE id = $1", connector.seeded.peers["bob"]
+    )
+    await redis.publish(redis_prefix + "peers-changed", "1")
+    reply: Fulfill | Reject = await connector.send(prepare_to("test.bob.x", 41))
+    for _ in range(100):
+        if isinstance(reply, Reject):
+            break
+        await asyncio.sleep(0.05)
+        reply = await connector.send(prepare_to("test.bob.x", 41))
+    reject = assert_reject(reply, "F08")
+    assert decode_amount_too_large_data(reject.data) == (41, 40)
+    assert isinstance(await connector.send(prepare_to("test.bob.x", 40)), Fulfill)
+    assert await connector.pending() == 0
+
+
 async def test_expired_packet_is_r02(connector: Connector) -> None:
     assert_reject(await connector.send(prepare_to("test.bob.x", 10, expires_in=-1)), "R02")
     assert_reject(await connector.send(prepare_to("test.bob.x", 10, expires_in=1.5)), "R02")

@@ -18,6 +18,7 @@ from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.ilp.errors import (
+    AmountTooLargeError,
     InsufficientTimeoutError,
     PeerUnreachableError,
     TransferTimedOutError,
@@ -62,6 +63,10 @@ async def forward(
         (target.asset_code, target.asset_scale),
         prepare.amount,
     )
+    if target.max_packet_amount is not None and amount > target.max_packet_amount:
+        # The most the next peer accepts (Rafiki's maxPacketAmount), in its units: the
+        # sender scales its packets by the ratio of the two amounts.
+        raise AmountTooLargeError(amount, target.max_packet_amount)
     outgoing = rewrite_prepare(raw, amount=amount, expires_at=expires_at)
     transfer_ids: list[uuid.UUID] = []
     # A source without an account (a rate probe) sends only unfulfillable packets: no hold.
