@@ -9,15 +9,18 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import strawberry
 from redis.asyncio import Redis
 
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
+from kiungo.rates import RatesClient
 from kiungo.store.coordination import (
     Conflict,
     Finished,
@@ -52,9 +55,22 @@ class Backend:
     ledger: Ledger
     redis: Redis
     idempotency: IdempotencyStore = field(init=False)
+    # One client for the rates service and the connector's internal routes: a client per
+    # request would build a TLS context (tens of milliseconds) each time.
+    http: httpx.AsyncClient = field(init=False)
+    rates: RatesClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.idempotency = IdempotencyStore(self.redis, self.settings.redis_key_prefix)
+        self.http = httpx.AsyncClient(timeout=15)
+        self.rates = RatesClient(
+            self.settings.exchange_rates_url,
+            client=self.http,
+            lifetime=timedelta(milliseconds=self.settings.exchange_rates_lifetime_ms),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
 
     async def peers_changed(self) -> None:
         """Tell every connector replica to reload its peers and routes."""

@@ -42,6 +42,7 @@ async def serve_backend(
         yield backend, create_app(backend, metrics)
     finally:
         await running.stop()
+        await backend.close()
         await ledger.close()
         await redis.aclose()
         await pool.close()

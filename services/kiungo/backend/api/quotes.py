@@ -52,7 +52,7 @@ from kiungo.backend.api.common import U64_MAX, Amount, AmountInput, iso, parse_u
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
-from kiungo.rates import RatesClient, RatesError
+from kiungo.rates import RatesError
 from kiungo.signatures import signature_header
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
 
 # How long the connector may take to probe a remote receiver.
 _PROBE_TIMEOUT_SECONDS = 15.0
-_RATES_TIMEOUT_SECONDS = 15.0
 _MAX_RECEIVER_LENGTH = 2048
 # Rates are stored as NUMERIC(40, 0) numerators and denominators.
 _RATE_PART_LIMIT = 10**40
@@ -234,20 +233,13 @@ async def _exchange_rate(
 ) -> Fraction:
     if source[0] == destination[0]:
         return _scaled(Fraction(1), source[1], destination[1])
-    settings = ctx.backend.settings
-    async with httpx.AsyncClient(timeout=_RATES_TIMEOUT_SECONDS) as client:
-        rates = RatesClient(
-            settings.exchange_rates_url,
-            client=client,
-            lifetime=timedelta(milliseconds=settings.exchange_rates_lifetime_ms),
-        )
-        try:
-            rate = await rates.rate(source[0], destination[0])
-        except RatesError as exc:
-            raise ApiError(
-                ErrorCode.INTERNAL_SERVER_ERROR,
-                f"no exchange rate from {source[0]} to {destination[0]}: {exc}",
-            ) from None
+    try:
+        rate = await ctx.backend.rates.rate(source[0], destination[0])
+    except RatesError as exc:
+        raise ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR,
+            f"no exchange rate from {source[0]} to {destination[0]}: {exc}",
+        ) from None
     return _scaled(rate, source[1], destination[1])
 
 
@@ -356,8 +348,12 @@ async def _remote_receiver(
         headers["signature"] = signature_header(settings.admin_api_secret, body)
     url = settings.ilp_connector_url.rstrip("/") + "/internal/quote"
     try:
-        async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS) as client:
-            response = await client.post(url, content=json.dumps(body).encode(), headers=headers)
+        response = await ctx.backend.http.post(
+            url,
+            content=json.dumps(body).encode(),
+            headers=headers,
+            timeout=_PROBE_TIMEOUT_SECONDS,
+        )
     except httpx.HTTPError as exc:
         raise ApiError(
             ErrorCode.INTERNAL_SERVER_ERROR,
