@@ -3,7 +3,9 @@ backend's internal quote probe (``POST /internal/quote``, :mod:`kiungo.connector
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -20,6 +22,8 @@ from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
 
 __all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
+
+log = logging.getLogger("kiungo.connector")
 
 OCTETS = "application/octet-stream"
 # Prepares are at most ~33 kB; interledger-rs accepts 40,000 bytes.
@@ -100,12 +104,29 @@ class IlpEndpoint:
             await _respond(send, 413, b"packet too large", b"text/plain")
             return
         reply, after_reply = await handle_packet(self._node, peer, body)
+        if after_reply is not None and await _client_gone(receive):
+            # The peer hung up (crashed, or gave up) before its Fulfill could be sent: the
+            # money is not posted, so that the hold expires and the receiver does not count
+            # what the sender never heard was delivered; the sender pays it again.
+            log.warning("peer %s went away before its reply; the hold will expire", peer.id)
+            return
         await _respond(send, 200, reply, _OCTETS)
         if after_reply is not None:  # after the reply is sent, as Starlette's background tasks
             await after_reply()
 
 
 _OCTETS = OCTETS.encode()
+
+
+async def _client_gone(receive: Receive) -> bool:
+    """Whether the client has disconnected, without waiting: with the body read and no reply
+    sent yet, the server's ``receive`` answers at once only when the connection is gone."""
+    pending = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)
+    if pending.done():
+        return bool(pending.result().get("type") == "http.disconnect")
+    pending.cancel()
+    return False
 
 
 async def _respond(
