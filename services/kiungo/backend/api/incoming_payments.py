@@ -30,7 +30,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType, incoming_payment_data
@@ -156,11 +156,9 @@ async def page_incoming_payments(
     where: list[str] = []
     params: list[Any] = []
     if wallet_address_ids is not None:
-        params.append(list(wallet_address_ids))
-        where.append(f"p.wallet_address_id = ANY(${len(params)}::uuid[])")
+        filter_in(where, params, "p.wallet_address_id", wallet_address_ids, "uuid")
     if states is not None:
-        params.append(list(states))
-        where.append(f"p.state = ANY(${len(params)}::text[])")
+        filter_in(where, params, "p.state", states, "text")
     rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
     return IncomingPaymentConnection(
         page_info=page_info,

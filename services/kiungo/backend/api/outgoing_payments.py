@@ -41,7 +41,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
@@ -182,14 +182,11 @@ async def page_outgoing_payments(
     where: list[str] = []
     params: list[Any] = []
     if wallet_address_ids is not None:
-        params.append(list(wallet_address_ids))
-        where.append(f"p.wallet_address_id = ANY(${len(params)}::uuid[])")
+        filter_in(where, params, "p.wallet_address_id", wallet_address_ids, "uuid")
     if states is not None:
-        params.append(list(states))
-        where.append(f"p.state = ANY(${len(params)}::text[])")
+        filter_in(where, params, "p.state", states, "text")
     if receivers is not None:
-        params.append(list(receivers))
-        where.append(f"q.receiver = ANY(${len(params)}::text[])")
+        filter_in(where, params, "q.receiver", receivers, "text")
     rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
     return OutgoingPaymentConnection(
         page_info=page_info,

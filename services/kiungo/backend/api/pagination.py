@@ -20,7 +20,14 @@ import asyncpg
 from kiungo.backend.api.common import PageInfo, SortOrder
 from kiungo.backend.errors import bad_input
 
-__all__ = ["MAX_PAGE", "PageRequest", "decode_cursor", "encode_cursor", "fetch_page"]
+__all__ = [
+    "MAX_PAGE",
+    "PageRequest",
+    "decode_cursor",
+    "encode_cursor",
+    "fetch_page",
+    "filter_in",
+]
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
@@ -41,6 +48,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return moment, uuid.UUID(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad_input(f"{cursor!r} is not a cursor this API gave out") from None
+
+
+def filter_in(
+    where: list[str], params: list[Any], column: str, values: Sequence[Any], sql_type: str
+) -> None:
+    """Add ``column = ANY($n::sql_type[])`` with ``values`` to a page's conditions (a
+    ``FilterString``'s ``in``)."""
+    params.append(list(values))
+    where.append(f"{column} = ANY(${len(params)}::{sql_type}[])")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from kiungo.backend.api.common import (
     iso,
     parse_uuid,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
@@ -177,11 +177,10 @@ class PaymentQuery:
             kinds = list(filter.type.in_)
             if not set(kinds) <= {"INCOMING", "OUTGOING"}:
                 raise bad_input("type must be INCOMING or OUTGOING")
-            params.append(kinds)
-            where.append(f"type = ANY(${len(params)}::text[])")
+            filter_in(where, params, "type", kinds, "text")
         if filter is not None and filter.wallet_address_id is not None:
-            params.append([parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_])
-            where.append(f"wallet_address_id = ANY(${len(params)}::uuid[])")
+            wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
+            filter_in(where, params, "wallet_address_id", wallets, "uuid")
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
             _PAYMENTS,

@@ -9,7 +9,7 @@ import asyncpg
 import strawberry
 
 from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, SortOrder, iso
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 
 __all__ = [
@@ -78,8 +78,7 @@ class WebhookQuery:
         where: list[str] = []
         params: list[Any] = []
         if filter is not None and filter.type is not None:
-            params.append(list(filter.type.in_))
-            where.append(f"type = ANY(${len(params)}::text[])")
+            filter_in(where, params, "type", filter.type.in_, "text")
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
             f"SELECT {_COLUMNS} FROM webhook_events",
