@@ -18,15 +18,17 @@ KIUNGO = str(Path(sys.executable).parent / "kiungo")
 async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> None:
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket() as t:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        t.bind(("127.0.0.1", 0))
+        port, admin_port = s.getsockname()[1], t.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server_url,
         "REDIS_KEY_PREFIX": redis_prefix,
         "CONNECTOR_PORT": str(port),
+        "ADMIN_PORT": str(admin_port),
         "ILP_ADDRESS": "test.up",
     }
     process = await asyncio.create_subprocess_exec(
@@ -41,14 +43,22 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
                 assert line, (await process.stderr.read()).decode() if process.stderr else ""
                 banner += line
         assert b"test.up" in banner
+        assert f"http://127.0.0.1:{admin_port}/graphql".encode() in banner
         async with httpx.AsyncClient() as client:
-            for _ in range(100):
-                with contextlib.suppress(httpx.HTTPError):
-                    health = await client.get(f"http://127.0.0.1:{port}/healthz")
-                    if health.status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            assert health.json() == {"status": "ok"}
+            for service_port in (port, admin_port):  # the connector, then the backend
+                for _ in range(100):
+                    with contextlib.suppress(httpx.HTTPError):
+                        health = await client.get(f"http://127.0.0.1:{service_port}/healthz")
+                        if health.status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                assert health.json() == {"status": "ok"}
+            # The admin API answers (no secret set: loopback only, unsigned).
+            answer = await client.post(
+                f"http://127.0.0.1:{admin_port}/graphql",
+                json={"query": "{ assets { edges { cursor } } }"},
+            )
+            assert answer.json() == {"data": {"assets": {"edges": []}}}
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await process.wait()
