@@ -14,7 +14,7 @@ import strawberry
 
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
-from kiungo.backend.api.liquidity import ledger_errors, transfer_id, withdraw
+from kiungo.backend.api.liquidity import transfer_id, withdraw
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
@@ -419,16 +419,15 @@ class WalletAddressMutation:
                     "the wallet address has nothing to withdraw",
                     liquidityError="AmountZero",
                 )
-            with ledger_errors():
-                await withdraw(
-                    ctx,
-                    AccountKind.WALLET_ADDRESS,
-                    wallet_id,
-                    row["asset_id"],
-                    withdrawal_id,
-                    amount,
-                    input.timeout_seconds,
-                )
+            await withdraw(
+                ctx,
+                AccountKind.WALLET_ADDRESS,
+                wallet_id,
+                row["asset_id"],
+                withdrawal_id,
+                amount,
+                input.timeout_seconds,
+            )
             record = {"id": str(withdrawal_id), "amount": str(amount), "wallet": str(wallet_id)}
             return record, WalletAddressWithdrawalMutationResponse(
                 withdrawal=WalletAddressWithdrawal(
