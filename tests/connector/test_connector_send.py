@@ -323,15 +323,17 @@ async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
             json={"receiver": receiver, "assetCode": "USD", "assetScale": 2},
         )
         assert quoted.status_code == 200, quoted.text
-        assert quoted.json() == {
+        answer = quoted.json()
+        # Read from bob's node (GET <incoming payment URL>, Accept: application/json).
+        assert answer.pop("expiresAt").endswith("Z")
+        assert answer == {
             "receiveAssetCode": "USD",
             "receiveAssetScale": 2,
             "lowEstimatedExchangeRate": "1/1",
             "highEstimatedExchangeRate": "51/50",
             "maxPacketAmount": "50",
-            "incomingAmount": None,
-            "receivedAmount": None,
-            "expiresAt": None,
+            "incomingAmount": "700",
+            "receivedAmount": "0",
         }
 
         sam = await sender_wallet(pool, seeded.usd)

@@ -52,10 +52,11 @@ async def test_an_outgoing_payment_pays_a_javascript_receiver_behind_a_peer(
 
         quote = await create_quote(a, alice, f"{erin}/spsp", receive=money(450, "EUR"))
         assert quote["receiveAmount"]["value"] == "450"
-        # 450 EUR at 0.9 EUR per USD is 500 USD; the probe's packets are small (erin takes
-        # 50 at most), so their flooring makes its lower bound of the rate a little lower.
+        # 450 EUR at 0.9 EUR per USD is 500 USD, 506 with the slippage's 1 % of room; the
+        # probe's packets are small (erin takes 50 at most), so their flooring makes its lower
+        # bound of the rate a little lower.
         assert quote["debitAmount"]["assetCode"] == "USD", quote
-        assert 500 <= int(quote["debitAmount"]["value"]) <= 510, quote
+        assert 506 <= int(quote["debitAmount"]["value"]) <= 516, quote
         payment = await pay(a, alice, quote["id"])
         view = await wait_outgoing_payment(a, payment)
         assert view["state"] == "COMPLETED", view

@@ -93,8 +93,9 @@ async def test_fixed_receive_across_currencies_to_an_incoming_payment(
     postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
 ) -> None:
     """A holds USD, B EUR; they are peered in USD and B converts (1 USD = 0.9 EUR). A quote for
-    exactly 450 EUR into bob's incoming payment debits ceil(450 / 0.9) = 500 USD cents; the
-    incoming payment completes with exactly 450."""
+    exactly 450 EUR into bob's incoming payment debits what 450 costs at the minimum rate
+    (0.9 less the 1 % slippage): ceil(450 / 0.891) = 506 USD cents. The incoming payment
+    completes with exactly 450, which took 500 to send; the 6 left are withdrawable."""
     async with (
         rates_service() as rates,
         full_node("alpha", postgres_server_url, redis_server_url, client, rates_url=rates) as a,
@@ -111,14 +112,14 @@ async def test_fixed_receive_across_currencies_to_an_incoming_payment(
 
         quote = await create_quote(a, alice, receiver, receive=money(450, "EUR"))
         assert quote["receiveAmount"] == money(450, "EUR")
-        assert quote["debitAmount"] == money(500, "USD")
+        assert quote["debitAmount"] == money(506, "USD")
         payment = await pay(a, alice, quote["id"])
         view = await wait_outgoing_payment(a, payment)
 
         assert view["state"] == "COMPLETED", view
         sent = int(view["sentAmount"]["value"])
-        assert 0 < sent <= 500
-        assert int(view["liquidity"] or 0) == 500 - sent
+        assert sent == 500  # packets of 100 at 0.9 deliver 90 each: nothing lost to rounding
+        assert int(view["liquidity"] or 0) == 506 - sent
         received = await wait_incoming_payment(b, incoming)
         assert received["receivedAmount"] == {"value": "450", "assetCode": "EUR"}
         assert await liquidity(a, "peer", a_peer) == 1_000_000 + sent
@@ -130,6 +131,74 @@ async def test_fixed_receive_across_currencies_to_an_incoming_payment(
         completed = (await webhook_events(a, payment))[-1]["data"]
         assert completed["state"] == "COMPLETED"
         assert completed["sentAmount"]["value"] == str(sent)
+        await _ledgers_check(a, b)
+
+
+_RECEIVER = (
+    "query($id: String!) { receiver(id: $id) { id walletAddressUrl completed"
+    " incomingAmount { value assetCode assetScale } receivedAmount { value assetCode assetScale }"
+    " expiresAt createdAt } }"
+)
+
+
+async def test_another_nodes_incoming_payment_is_read_quoted_and_paid_by_what_it_expects(
+    postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
+) -> None:
+    """B's incoming payment expects 3.00 USD and has been paid 0.40 locally. A reads it as a
+    receiver (from B, over HTTP), quotes it without naming an amount (so for the 2.60 it still
+    expects), pays, and reads it again: completed with 3.00. A second quote is refused."""
+    async with (
+        full_node("alpha", postgres_server_url, redis_server_url, client) as a,
+        full_node("beta", postgres_server_url, redis_server_url, client) as b,
+    ):
+        a_usd = await a.create_asset("USD")
+        b_usd = await b.create_asset("USD")
+        await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
+        alice, _ = await a.create_wallet(a_usd, "/alice")
+        bob, bob_url = await b.create_wallet(b_usd, "/bob")
+        carol, _ = await b.create_wallet(b_usd, "/carol")
+        incoming = await b.create_incoming_payment(bob, 300, "USD")
+        url = f"{bob_url}/incoming-payments/{incoming}"
+        local = await create_quote(b, carol, url, debit=money(40, "USD"))
+        await wait_outgoing_payment(b, await pay(b, carol, local["id"]))
+
+        # What B tells whoever knows the URL (plain JSON; SPSP stays on the same URL).
+        answer = await client.get(url, headers={"Accept": "application/json"})
+        assert answer.status_code == 200, answer.text
+        told = answer.json()
+        assert told["id"] == url and told["walletAddress"] == bob_url
+        assert told["incomingAmount"] == {"value": "300", "assetCode": "USD", "assetScale": 2}
+        assert told["receivedAmount"] == {"value": "40", "assetCode": "USD", "assetScale": 2}
+        assert told["completed"] is False
+
+        read = (await a.gql(_RECEIVER, {"id": url}))["receiver"]
+        assert read["id"] == url and read["walletAddressUrl"] == bob_url
+        assert read["incomingAmount"] == {"value": "300", "assetCode": "USD", "assetScale": 2}
+        assert read["receivedAmount"] == {"value": "40", "assetCode": "USD", "assetScale": 2}
+        assert read["completed"] is False and read["expiresAt"] and read["createdAt"]
+
+        quote = await create_quote(a, alice, url)
+        assert quote["receiveAmount"] == money(260, "USD")
+        assert quote["debitAmount"] == money(263, "USD")  # ceil(260 / 0.99)
+        view = await wait_outgoing_payment(a, await pay(a, alice, quote["id"]))
+        assert view["state"] == "COMPLETED", view
+        assert view["sentAmount"] == {"value": "260", "assetCode": "USD"}
+
+        read = (await a.gql(_RECEIVER, {"id": url}))["receiver"]
+        assert read["completed"] is True
+        assert read["receivedAmount"] == {"value": "300", "assetCode": "USD", "assetScale": 2}
+        completed = await client.get(url, headers={"Accept": "application/json"})
+        assert completed.json()["completed"] is True
+        spsp = await client.get(url, headers={"Accept": "application/spsp4+json"})
+        assert spsp.status_code == 404  # completed: no more credentials
+        with pytest.raises(GraphQLError) as refused:
+            await create_quote(a, alice, url)
+        assert refused.value.errors[0]["extensions"]["quoteError"] == "InvalidReceiver"
+
+        unknown = f"{bob_url}/incoming-payments/{uuid.uuid4()}"
+        with pytest.raises(GraphQLError) as missing:
+            await a.gql(_RECEIVER, {"id": unknown})
+        assert missing.value.code == "NOT_FOUND", missing.value.errors
         await _ledgers_check(a, b)
 
 
@@ -197,11 +266,12 @@ async def test_through_an_intermediate_connector(
         quote = await create_quote(
             a, alice, f"{carol_url}/incoming-payments/{incoming}", receive=money(700, "USD")
         )
-        assert quote["debitAmount"] == money(700, "USD")
+        assert quote["debitAmount"] == money(708, "USD")  # ceil(700 / 0.99): the slippage's room
         view = await wait_outgoing_payment(a, await pay(a, alice, quote["id"]))
 
         assert view["state"] == "COMPLETED", view
         assert view["sentAmount"]["value"] == "700"
+        assert view["liquidity"] == "8"
         received = await wait_incoming_payment(c, incoming)
         assert received["receivedAmount"]["value"] == "700"
         assert await liquidity(a, "peer", a_to_b) == 1_000_000 + 700
@@ -243,11 +313,12 @@ async def test_a_local_payment_sends_no_packets(
         # Across currencies, neither amount given: what the incoming payment expects.
         quote = await create_quote(a, alice, f"{dave_url}/incoming-payments/{incoming}")
         assert quote["receiveAmount"] == money(450, "EUR")
-        assert quote["debitAmount"] == money(500, "USD")
+        assert quote["debitAmount"] == money(506, "USD")  # ceil(450 / (0.9 × 0.99))
         second = await wait_outgoing_payment(a, await pay(a, alice, quote["id"]))
         assert second["state"] == "COMPLETED", second
+        # One transfer of what 450 EUR costs at the quote's rate; the slippage's room stays.
         assert second["sentAmount"]["value"] == "500"
-        assert int(second["liquidity"] or 0) == 0
+        assert second["liquidity"] == "6"
         received = await wait_incoming_payment(a, incoming)
         assert received["receivedAmount"] == {"value": "450", "assetCode": "EUR"}
         assert await liquidity(a, "asset", a_usd) == 10_000 + 500
@@ -260,10 +331,10 @@ async def test_a_local_payment_sends_no_packets(
 async def test_a_sending_fee_stays_with_the_sending_node(
     postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
 ) -> None:
-    """A charges a sending fee (25 cents + 150 basis points). Receiving 1000 USD cents on B
-    costs 1000 sent plus 25 + ceil(1000 × 1.5%) = 40 of fee: the quote debits 1040. The fee is
-    never sent: it stays in the payment's ledger account on A (its `liquidity`, offered as the
-    completed event's `withdrawal`) until createOutgoingPaymentWithdrawal moves it to A's
+    """A charges a sending fee (25 cents + 150 basis points). Debiting 1040 USD cents sends 1000
+    to B and charges 25 + ceil(1000 × 1.5%) = 40 of fee. The fee is never sent: it stays in
+    the payment's ledger account on A (its `liquidity`, offered as the completed event's
+    `withdrawal`) until createOutgoingPaymentWithdrawal moves it to A's
     settlement account."""
     async with (
         full_node("alpha", postgres_server_url, redis_server_url, client) as a,
@@ -280,11 +351,13 @@ async def test_a_sending_fee_stays_with_the_sending_node(
                    "fee": {"fixed": "25", "basisPoints": 150}}},
         )  # fmt: skip
 
-        # Fixed send of the same 1040 buys the same 1000: floor(10000 × 1015 / 10150).
-        fixed_send = await create_quote(a, alice, bob_url, debit=money(1040, "USD"))
-        assert fixed_send["receiveAmount"]["value"] == "1000"
-        quote = await create_quote(a, alice, bob_url, receive=money(1000, "USD"))
-        assert quote["debitAmount"] == money(1040, "USD")
+        # A fixed send of 1040 buys 1000: floor(10000 × 1015 / 10150).
+        quote = await create_quote(a, alice, bob_url, debit=money(1040, "USD"))
+        assert quote["receiveAmount"]["value"] == "1000"
+        # Receiving the same 1000 has the slippage's room besides: at most ceil(1000 / 0.99)
+        # = 1011 sent, and the fee on that, 25 + ceil(1011 × 1.5%) = 41.
+        fixed_receive = await create_quote(a, alice, bob_url, receive=money(1000, "USD"))
+        assert fixed_receive["debitAmount"] == money(1052, "USD")
         payment = await pay(a, alice, quote["id"])
         view = await wait_outgoing_payment(a, payment)
 
@@ -395,6 +468,7 @@ async def test_a_payment_whose_receiver_went_away_fails_and_is_refunded(
         quote = await create_quote(
             a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(500, "USD")
         )
+        assert quote["debitAmount"] == money(506, "USD")  # ceil(500 / 0.99)
         cancelled = await b.gql(
             "mutation($i: CancelIncomingPaymentInput!) { cancelIncomingPayment(input: $i)"
             " { payment { state } } }",
@@ -407,10 +481,10 @@ async def test_a_payment_whose_receiver_went_away_fails_and_is_refunded(
         assert view["state"] == "FAILED", view
         assert view["error"], view
         assert view["sentAmount"]["value"] == "0"
-        assert view["liquidity"] == "500"
+        assert view["liquidity"] == "506"
         failed = (await webhook_events(a, payment))[-1]
         assert failed["type"] == "outgoing_payment.failed"
-        assert failed["data"]["withdrawal"]["amount"] == "500"
+        assert failed["data"]["withdrawal"]["amount"] == "506"
 
         await a.gql(
             "mutation($i: CreateOutgoingPaymentWithdrawalInput!) {"
@@ -426,7 +500,7 @@ async def test_a_payment_whose_receiver_went_away_fails_and_is_refunded(
             {"id": settlement},
         )
         # The funding left the settlement account and the withdrawal brought it back.
-        assert {"amount": "500", "transferType": "WITHDRAWAL"} in moved["accountingTransfers"][
+        assert {"amount": "506", "transferType": "WITHDRAWAL"} in moved["accountingTransfers"][
             "credits"
         ]
         assert await liquidity(a, "peer", a_peer) == 1_000_000

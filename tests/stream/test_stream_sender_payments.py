@@ -15,7 +15,7 @@ from kiungo.ilp.errors import AmountTooLargeError
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.stream.receipt import verify_receipt
 from kiungo.stream.receiver import IncomingMoney, StreamReceiver
-from kiungo.stream.sender import PaymentError, StreamSender, minimum_exchange_rate
+from kiungo.stream.sender import PaymentError, RateProbe, StreamSender, minimum_exchange_rate
 from kiungo.stream.server import Asset, ReceiptSetup, StreamServer
 
 CONNECTOR = "test.connector"
@@ -99,6 +99,28 @@ async def test_probe_finds_rate_bounds_and_max_packet_amount() -> None:
     assert probe.max_packet_amount == 123_456
     assert probe.lower_rate <= Fraction(9, 10) < probe.upper_rate
     assert probe.destination_asset == Asset("EUR", 2)
+
+
+async def test_paying_on_an_earlier_probe_sends_no_probe_packets() -> None:
+    path, server = make_path(rate=Fraction(9, 10), max_packet=100)
+    sender = make_sender(path, server, asset=Asset("EUR", 2))
+    sender.assume(RateProbe(Fraction(9, 10), Fraction(91, 100), 100, Asset("EUR", 2)))
+    result = await sender.pay(delivery_amount=450, min_exchange_rate=Fraction(891, 1000))
+    assert result.error is None
+    assert (result.amount_sent, result.amount_delivered) == (500, 450)
+    assert path.prepares == 5  # five packets of 100, no probe
+
+
+async def test_paying_on_an_earlier_probe_stops_at_a_receiver_in_another_asset() -> None:
+    path, server = make_path(rate=Fraction(9, 10), max_packet=100)
+    sender = make_sender(path, server, asset=Asset("GBP", 2))
+    sender.assume(RateProbe(Fraction(9, 10), Fraction(91, 100), 100, Asset("EUR", 2)))
+    result = await sender.pay(delivery_amount=450, min_exchange_rate=Fraction(891, 1000))
+    assert result.error is not None and "GBP" in str(result.error)
+    # The first packet (alone until the receiver has answered) told the asset; it was
+    # fulfilled and is counted, and nothing more went.
+    assert path.prepares == 1
+    assert (result.amount_sent, result.amount_delivered) == (100, 90)
 
 
 async def test_fixed_delivery_payment_delivers_at_least_the_amount_cross_currency() -> None:

@@ -12,7 +12,10 @@ hold is taken and no money moves. The answer::
     404 {"code": "InvalidReceiver", "message"}   the receiver could not be resolved
     422 {"code": "RateProbeFailed", "message"}   the probe failed or took too long
 
-Rates are exact fractions of the assets' smallest units (receiver's per ours).
+Rates are exact fractions of the assets' smallest units (receiver's per ours). For another
+node's incoming payment URL, the amounts and expiry are read from that node where it offers
+them (:mod:`kiungo.open_payments`; a completed one reads as having received all it expects),
+else null.
 
 Who may ask: with ADMIN_API_SECRET set, requests signed as admin API requests are (header
 ``signature``, :func:`kiungo.signatures.verify`), else 401; without it, only clients on loopback
@@ -37,6 +40,12 @@ from starlette.responses import JSONResponse, Response
 from kiungo.connector.inprocess import InvalidReceiver, PipelineLink, resolve_receiver
 from kiungo.connector.node import Node
 from kiungo.connector.peers import internal_source
+from kiungo.open_payments import (
+    INCOMING_PAYMENT_PATH,
+    IncomingPaymentView,
+    ReceiverUnreadable,
+    fetch_incoming_payment,
+)
 from kiungo.signatures import SignatureError, verify
 from kiungo.stream.sender import PaymentError, StreamSender
 from kiungo.stream.server import Asset
@@ -131,16 +140,37 @@ async def quote_endpoint(node: Node, request: Request) -> Response:
     return await probe_receiver(node, receiver.strip(), Asset(code, scale))
 
 
+async def _read_incoming_payment(node: Node, receiver: str) -> IncomingPaymentView | None:
+    """A remote incoming payment's amounts and state, where its node offers them (None when
+    ``receiver`` is no such URL or they cannot be read); raises InvalidReceiver when its node
+    says it does not exist."""
+    if INCOMING_PAYMENT_PATH.match(receiver) is None:
+        return None
+    try:
+        view = await fetch_incoming_payment(node.http, receiver)
+    except ReceiverUnreadable as exc:
+        log.info("no amounts for %s: %s", receiver, exc)
+        return None
+    if view is None:
+        raise InvalidReceiver(f"no incoming payment at {receiver}")
+    return view
+
+
 async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + QUOTE_TIMEOUT_SECONDS
     try:
         async with asyncio.timeout_at(deadline):
-            resolved = await resolve_receiver(node, receiver)
+            resolved, view = await asyncio.gather(
+                resolve_receiver(node, receiver),
+                _read_incoming_payment(node, receiver),
+            )
     except InvalidReceiver as exc:
         return _error(404, "InvalidReceiver", str(exc))
     except TimeoutError:
         return _error(404, "InvalidReceiver", "the receiver did not answer in time")
+    if resolved.local is not None:
+        view = None  # the backend quotes this node's own receivers itself
     source = internal_source(
         _PROBE_OWNER,
         _PROBE_OWNER,
@@ -179,11 +209,30 @@ async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
             "lowEstimatedExchangeRate": _fraction(probe.lower_rate),
             "highEstimatedExchangeRate": _fraction(probe.upper_rate),
             "maxPacketAmount": str(probe.max_packet_amount),
-            "incomingAmount": None,
-            "receivedAmount": None,
-            "expiresAt": None,
+            **_amounts(view, probe.destination_asset),
         }
     )
+
+
+def _amounts(view: IncomingPaymentView | None, asset: Asset) -> dict[str, Any]:
+    """The incoming payment's amounts in the answer (nulls when not known in the receiver's
+    asset)."""
+    if view is None or (view.asset_code, view.asset_scale) != (asset.code, asset.scale):
+        return {"incomingAmount": None, "receivedAmount": None, "expiresAt": None}
+    expires = view.to_json().get("expiresAt")
+    if view.completed:
+        # Nothing more is accepted: as much received as expected.
+        expected = view.received_amount if view.incoming_amount is None else view.incoming_amount
+        return {
+            "incomingAmount": str(expected),
+            "receivedAmount": str(max(expected, view.received_amount)),
+            "expiresAt": expires,
+        }
+    return {
+        "incomingAmount": None if view.incoming_amount is None else str(view.incoming_amount),
+        "receivedAmount": str(view.received_amount),
+        "expiresAt": expires,
+    }
 
 
 async def _close(sender: StreamSender, link: PipelineLink) -> None:

@@ -42,6 +42,7 @@ class Receiver:
     incoming_amount: int | None = None
     expires_at: datetime | None = None
     state: str = "ACTIVE"
+    created_at: datetime | None = None
 
     @property
     def tag(self) -> str:
@@ -81,7 +82,7 @@ FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
 
 _INCOMING_PAYMENT = """
 SELECT p.id, p.wallet_address_id, w.url, p.asset_id, a.code AS asset_code,
-       a.scale AS asset_scale, p.incoming_amount, p.expires_at, p.state
+       a.scale AS asset_scale, p.incoming_amount, p.expires_at, p.state, p.created_at
 FROM incoming_payments p
 JOIN wallet_addresses w ON w.id = p.wallet_address_id
 JOIN assets a ON a.id = p.asset_id
@@ -153,6 +154,7 @@ class ReceiverDirectory:
             incoming_amount=None if row["incoming_amount"] is None else int(row["incoming_amount"]),
             expires_at=row["expires_at"],
             state=row["state"],
+            created_at=row["created_at"],
         )
 
     async def mark_processing(self, receiver: Receiver) -> None:

@@ -19,11 +19,16 @@ delivers ``receive_amount`` and sends at most ``debit_amount - fee_amount``; it 
 when the receiver has been delivered its amount, or when the whole budget has been sent (every
 packet at no less than the quote's minimum rate: what a fixed-send quote means). A fixed-send
 quote's receive amount is what its budget buys at the quoted rate, so it sends (about) all of
-it; a fixed-receive quote's budget is what its receive amount costs, so it delivers exactly.
+it; a fixed-receive quote's budget is what its receive amount costs at the minimum rate, so it
+delivers exactly and leaves what the rate and rounding did not take.
+
+A remote payment pays on the quote's probe (its low rate and the path's packet size), without
+probing again; the receiver's first reply is checked for the quote's asset.
 
 - **Local receivers** (a URL under OPEN_PAYMENTS_URL naming one of our wallet addresses or
-  incoming payments): no ILP, one ledger transfer of the whole budget out of the payment's
-  account and of the receive amount into the receiver's (through the assets' liquidity
+  incoming payments): no ILP, one ledger transfer of what the receive amount costs at the
+  quote's rate (at most the budget) out of the payment's account and of the receive amount
+  into the receiver's (through the assets' liquidity
   accounts across assets; an incoming payment's amount is the credit limit). Its transfer ids
   derive from the payment's, so a retry after a crash replays it instead of paying twice.
 - **Remote receivers**: SPSP, then a STREAM sender probes (from a source without an account:
@@ -36,11 +41,16 @@ worker's packets resolve by their expiry), then takes what was sent from the led
 debits of the account, the truth for every packet whose fulfillment we saw) and what was
 delivered from the row, adding for packets posted after the last progress write the least
 they can have delivered (their amount at the minimum rate). The bound: a resumed payment never
-re-sends a packet whose Fulfill this node posted; what it can pay twice is only the packets
-that were in flight when the worker died and were fulfilled downstream without this node seeing
-it (their holds expire, so the ledger counts them as unsent): at most ``MAX_IN_FLIGHT`` packets
-of at most the maximum packet amount each. (Within one process nothing is lost: a stopping
-worker lets its packets finish.)
+re-sends a packet whose Fulfill this node posted. Packets that were in flight when the worker
+died and were fulfilled downstream without this node seeing it (their holds expire, so the
+ledger counts them as unsent; at most ``MAX_IN_FLIGHT`` packets of at most the maximum packet
+amount each) are not paid twice when the receiver is an incoming payment whose node tells how
+much it received (:mod:`kiungo.open_payments`, as ours do): a resumed worker (claimed before:
+after a crash, a retry or a stop) reads it and delivers only what it still expects, as Rafiki
+does. This node's books then show those packets unpaid while the next node's show them paid:
+the difference is this operator's, never the sender's nor the receiver's. To a receiver that
+does not tell (a wallet address, another implementation), those packets can be paid twice.
+(Within one process nothing is lost: a stopping worker lets its packets finish.)
 
 **Outcome.** COMPLETED, or on failure a retry with backoff (``state_attempts + 1``,
 ``process_at = now + backoff``), at most MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS times, then FAILED
@@ -86,16 +96,21 @@ from kiungo.ledger import (
     UnknownAccount,
     account_id_for,
 )
+from kiungo.open_payments import (
+    INCOMING_PAYMENT_PATH,
+    ReceiverUnreadable,
+    fetch_incoming_payment,
+)
 from kiungo.stream.crypto import DecryptionError, StreamKeys
 from kiungo.stream.packet import decode_stream_packet
-from kiungo.stream.sender import PaymentError, StreamSender
+from kiungo.stream.sender import PaymentError, RateProbe, StreamSender
 from kiungo.stream.server import Asset
 
 __all__ = ["LEASE", "MAX_IN_FLIGHT", "OutgoingPaymentWorker"]
 
 log = logging.getLogger("kiungo.connector.sending")
 
-LEASE = timedelta(seconds=30)
+LEASE = timedelta(seconds=10)
 """How long a claimed payment is ours without a renewal (renewed every third of it)."""
 MAX_IN_FLIGHT = 10
 """Packets of one payment in flight at once (the bound on what a crash can pay twice)."""
@@ -114,7 +129,7 @@ _LOCAL_TRANSFERS = uuid.UUID("9b0a6c1e-3f5d-4e7a-b2c8-1d4e6f8a0b3c")
 
 _CLAIM = """
 WITH due AS (
-    SELECT id FROM outgoing_payments
+    SELECT id, process_at AS previous FROM outgoing_payments
     WHERE state = 'SENDING' AND (process_at IS NULL OR process_at <= now())
     ORDER BY process_at NULLS FIRST
     LIMIT $1
@@ -122,7 +137,7 @@ WITH due AS (
 )
 UPDATE outgoing_payments AS p SET process_at = clock_timestamp() + $2::interval
 FROM due WHERE p.id = due.id
-RETURNING p.id, p.process_at
+RETURNING p.id, p.process_at, due.previous IS NOT NULL AS resumed
 """
 
 _LOAD = """
@@ -130,6 +145,8 @@ SELECT p.id, p.state_attempts, p.sent_amount, p.delivered_amount,
        q.asset_id, a.code AS asset_code, a.scale AS asset_scale, q.receiver, q.debit_amount,
        q.fee_amount, q.receive_amount, q.receive_asset_code, q.receive_asset_scale,
        q.max_packet_amount, q.min_exchange_rate_numerator, q.min_exchange_rate_denominator,
+       q.low_estimated_exchange_rate_numerator, q.low_estimated_exchange_rate_denominator,
+       q.high_estimated_exchange_rate_numerator, q.high_estimated_exchange_rate_denominator,
        q.expires_at
 FROM outgoing_payments p
 JOIN quotes q ON q.id = p.quote_id
@@ -192,17 +209,13 @@ class _Payment:
     receive_asset: Asset
     max_packet_amount: int | None
     min_rate: Fraction
+    rate: Fraction  # the quote's low estimated rate: what it expects packets to get
+    high_rate: Fraction
     quote_expires_at: datetime
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> _Payment:
-        numerator = row["min_exchange_rate_numerator"]
-        denominator = row["min_exchange_rate_denominator"]
-        min_rate = (
-            Fraction(int(numerator), int(denominator))
-            if numerator is not None and denominator
-            else Fraction(0)
-        )
+        min_rate = _rate(row, "min_exchange_rate")
         return cls(
             id=row["id"],
             state_attempts=int(row["state_attempts"]),
@@ -219,6 +232,8 @@ class _Payment:
                 None if row["max_packet_amount"] is None else int(row["max_packet_amount"])
             ),
             min_rate=min_rate,
+            rate=max(_rate(row, "low_estimated_exchange_rate"), min_rate),
+            high_rate=_rate(row, "high_estimated_exchange_rate"),
             quote_expires_at=row["expires_at"],
         )
 
@@ -247,6 +262,13 @@ class _Payment:
         return delivered >= self.receive_amount or sent >= self.budget
 
 
+def _rate(row: asyncpg.Record, name: str) -> Fraction:
+    numerator, denominator = row[f"{name}_numerator"], row[f"{name}_denominator"]
+    if numerator is None or not denominator:
+        return Fraction(0)
+    return Fraction(int(numerator), int(denominator))
+
+
 def _extra(payment_id: uuid.UUID) -> dict[str, str]:
     """The log fields naming a payment (LOG_FORMAT=json)."""
     return {"outgoing_payment_id": str(payment_id)}
@@ -258,10 +280,14 @@ def _extra(payment_id: uuid.UUID) -> dict[str, str]:
 class _Lease:
     """Our hold on one payment row: its ``process_at`` as we last wrote it."""
 
-    def __init__(self, pool: asyncpg.Pool, payment_id: uuid.UUID, token: datetime) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, payment_id: uuid.UUID, token: datetime, *, resumed: bool
+    ) -> None:
         self._pool = pool
         self.payment_id = payment_id
         self.token = token
+        self.resumed = resumed
+        """Claimed before (a crash, a retry, a stop): packets may have gone out unseen."""
         self.lost = False
         self._lock = asyncio.Lock()
         self._extra = _extra(payment_id)
@@ -453,7 +479,7 @@ class OutgoingPaymentWorker:
         async with self._node.pool.acquire() as conn:
             rows = await conn.fetch(_CLAIM, limit, LEASE)
         for row in rows:
-            lease = _Lease(self._node.pool, row["id"], row["process_at"])
+            lease = _Lease(self._node.pool, row["id"], row["process_at"], resumed=row["resumed"])
             task = asyncio.create_task(self._process(lease), name=f"outgoing-payment-{row['id']}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -518,6 +544,12 @@ class OutgoingPaymentWorker:
             # Posted after the last progress write: it delivered at least its minimum.
             delivered += payment.least_delivered(balance.debits_posted - sent)
             sent = balance.debits_posted
+        url = local_receiver_url(self._node.settings.open_payments_url, payment.receiver)
+        if url is None and lease.resumed and not payment.done(sent, delivered):
+            checked = await self._remote_progress(payment, sent, delivered)
+            if isinstance(checked, _Failed):
+                return checked
+            delivered = checked
         if payment.done(sent, delivered):
             if local_done is not None:
                 await self._settle_local_receiver(payment)
@@ -532,10 +564,50 @@ class OutgoingPaymentWorker:
                 sent,
                 delivered,
             )
-        url = local_receiver_url(self._node.settings.open_payments_url, payment.receiver)
         if url is not None:
             return await self._pay_locally(payment, url, sent, delivered)
         return await self._pay_remotely(payment, lease, sent, delivered)
+
+    async def _remote_progress(self, payment: _Payment, sent: int, delivered: int) -> int | _Failed:
+        """Resuming a payment into another node's incoming payment: what it has delivered,
+        by what the receiver says it got (where its node offers that, as ours do).
+
+        Packets in flight when a worker died may have been fulfilled downstream without this
+        node seeing it (their holds expired): the receiver counts them, we do not. As Rafiki
+        does, what the incoming payment still expects is what is left to deliver; that
+        assumes no one else pays the same incoming payment meanwhile."""
+        if INCOMING_PAYMENT_PATH.match(payment.receiver) is None:
+            return delivered
+        try:
+            view = await fetch_incoming_payment(self._node.http, payment.receiver)
+        except ReceiverUnreadable as exc:
+            log.info(
+                "outgoing payment %s: the receiver's amounts are not known (%s)",
+                payment.id, exc, extra=_extra(payment.id),
+            )  # fmt: skip
+            return delivered
+        if view is None:
+            gone = "the receiver's node no longer knows the incoming payment"
+            return _Failed(gone, False, sent, delivered)
+        receive = payment.receive_asset
+        if (view.asset_code, view.asset_scale) != (receive.code, receive.scale):
+            return _Failed("the receiver's asset is not the quote's", False, sent, delivered)
+        full = view.incoming_amount is not None and view.received_amount >= view.incoming_amount
+        left = 0 if full else view.remaining(datetime.now(UTC))
+        if left is None:
+            return delivered
+        if left == 0 and not full:
+            state = "completed" if view.completed else "expired"
+            short = f"the incoming payment was {state} before it was paid in full"
+            return _Failed(short, False, sent, delivered)
+        counted = max(delivered, payment.receive_amount - left)
+        if counted > delivered:
+            log.warning(
+                "outgoing payment %s: the receiver got %d more than this node saw fulfilled "
+                "(packets in flight when a worker stopped)",
+                payment.id, counted - delivered, extra=_extra(payment.id),
+            )  # fmt: skip
+        return counted
 
     # -- local receivers -------------------------------------------------------------------------
 
@@ -575,6 +647,11 @@ class OutgoingPaymentWorker:
         amount = payment.receive_amount - delivered
         if receiver.asset_id == payment.asset_id:
             source_amount = amount = min(source_amount, amount)
+        elif payment.rate > 0:
+            # What the amount costs at the quote's rate; a fixed-receive budget has the
+            # slippage's room on top, which stays in the payment's account.
+            cost = amount / payment.rate
+            source_amount = min(source_amount, -(-cost.numerator // cost.denominator))
         await node.ledger.ensure_account(receiver.account_kind, receiver.id, receiver.asset_id)
         legs = packet_legs(
             payment.source(paying=True),
@@ -654,23 +731,18 @@ class OutgoingPaymentWorker:
         error: str | None = None
         retryable = True
         try:
-            try:
-                async with asyncio.timeout(PROBE_TIMEOUT.total_seconds()):
-                    probe = await sender.probe()
-            except TimeoutError:
-                error = "the rate probe did not finish in time"
-            except PaymentError as exc:
-                error = f"rate probe failed: {exc}"
-            else:
-                asset = probe.destination_asset
-                if asset is None:
-                    error = "the receiver did not tell its asset"
-                elif asset != payment.receive_asset:
-                    error = (
-                        f"the receiver's asset is {asset.code} at scale {asset.scale}, not the "
-                        f"quote's {payment.receive_asset.code} at {payment.receive_asset.scale}"
+            if payment.rate > 0 and payment.max_packet_amount:
+                # The quote probed this path moments ago: pay on what it learned.
+                sender.assume(
+                    RateProbe(
+                        payment.rate,
+                        max(payment.high_rate, payment.rate),
+                        payment.max_packet_amount,
+                        payment.receive_asset,
                     )
-                    retryable = False
+                )
+            else:
+                error, retryable = await self._probe(sender, payment)
             if error is None:
                 link.start_paying()
                 result = await sender.pay(
@@ -691,6 +763,26 @@ class OutgoingPaymentWorker:
         if payment.done(sent, delivered):
             return _Completed(sent, delivered)
         return _Failed(error or "the payment stopped short", retryable, sent, delivered)
+
+    @staticmethod
+    async def _probe(sender: StreamSender, payment: _Payment) -> tuple[str | None, bool]:
+        """Probe the path (a quote without a rate or packet size); (error, retryable)."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT.total_seconds()):
+                probe = await sender.probe()
+        except TimeoutError:
+            return "the rate probe did not finish in time", True
+        except PaymentError as exc:
+            return f"rate probe failed: {exc}", True
+        asset = probe.destination_asset
+        if asset is None:
+            return "the receiver did not tell its asset", True
+        if asset != payment.receive_asset:
+            return (
+                f"the receiver's asset is {asset.code} at scale {asset.scale}, not the "
+                f"quote's {payment.receive_asset.code} at {payment.receive_asset.scale}"
+            ), False
+        return None, True
 
     # -- recording the outcome -------------------------------------------------------------------
 

@@ -3,13 +3,14 @@
 ``GET <wallet address URL>`` (and ``/.well-known/pay`` for the host's own pointer) or
 ``GET <wallet address URL>/incoming-payments/<id>`` with ``Accept: application/spsp4+json``
 answers a STREAM destination and shared secret whose payment tag names that receiver, so a
-sender on any node can pay it. ``Receipt-Nonce``/``Receipt-Secret`` put receipts in the
-connection; CORS headers let Web Monetization agents in browsers ask.
+sender on any node can pay it. The incoming payment URL with ``Accept: application/json``
+answers how far it has got (:mod:`kiungo.open_payments`), completed or expired too.
+``Receipt-Nonce``/``Receipt-Secret`` put receipts in the connection;
+CORS headers let Web Monetization agents in browsers ask.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 
@@ -17,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kiungo.connector.node import Node
-from kiungo.connector.receivers import Receiver
+from kiungo.connector.receivers import Receiver, ReceiverKind
+from kiungo.ledger import UnknownAccount
+from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
 from kiungo.spsp import (
     SPSP_CONTENT_TYPE,
     InvalidReceiptHeaders,
@@ -34,9 +37,6 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "web-monetization-id, receipt-nonce, receipt-secret",
     "Access-Control-Allow-Methods": "GET, OPTIONS",
 }
-_INCOMING_PAYMENT_PATH = re.compile(
-    r"^(?P<wallet>.*)/incoming-payments/(?P<id>[0-9a-fA-F-]{32,36})$"
-)
 
 
 def _error(status: int, error_id: str, message: str) -> Response:
@@ -48,9 +48,17 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
         return Response(status_code=204, headers=CORS_HEADERS)
     base = node.settings.open_payments_url.rstrip("/")
     receiver = await find_receiver(node, base + request.url.path.rstrip("/"))
+    accept = request.headers.get("accept")
+    if (
+        receiver is not None
+        and receiver.kind is ReceiverKind.INCOMING_PAYMENT
+        and wants_json(accept)
+        and not accepts_spsp(accept)
+    ):
+        return await _incoming_payment_view(node, receiver)
     if receiver is None or not receiver.open_at(datetime.now(UTC)):
         return _error(404, "InvalidReceiverError", "Invalid receiver ID")
-    if not accepts_spsp(request.headers.get("accept")):
+    if not accepts_spsp(accept):
         return _error(406, "NotAcceptable", "this endpoint serves application/spsp4+json")
     try:
         receipts = parse_receipt_headers(
@@ -73,10 +81,31 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
     )
 
 
+async def _incoming_payment_view(node: Node, receiver: Receiver) -> Response:
+    """The incoming payment as another node reads it (:mod:`kiungo.open_payments`), open or
+    not: what it expects, what it has received, whether it still accepts money."""
+    try:
+        received = (await node.ledger.balance(receiver.account_id)).credits_posted
+    except UnknownAccount:
+        received = 0
+    view = IncomingPaymentView(
+        id=f"{receiver.url}/incoming-payments/{receiver.id}",
+        wallet_address=receiver.url,
+        asset_code=receiver.asset_code,
+        asset_scale=receiver.asset_scale,
+        incoming_amount=receiver.incoming_amount,
+        received_amount=received,
+        completed=receiver.state == "COMPLETED",
+        expires_at=receiver.expires_at,
+        created_at=receiver.created_at,
+    )
+    return JSONResponse(view.to_json(), headers={**CORS_HEADERS, "Cache-Control": "no-cache"})
+
+
 async def find_receiver(node: Node, url: str) -> Receiver | None:
     """The wallet address or incoming payment of this node at ``url`` (under
     OPEN_PAYMENTS_URL, without a trailing slash), open or not."""
-    match = _INCOMING_PAYMENT_PATH.match(url)
+    match = INCOMING_PAYMENT_PATH.match(url)
     if match is not None:
         try:
             payment_id = uuid.UUID(match["id"])

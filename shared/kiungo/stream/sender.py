@@ -156,6 +156,7 @@ class StreamSender:
         self.lower_rate: Fraction | None = None
         self.upper_rate: Fraction | None = None
         self._max_packet_verified = False
+        self._expected_asset: Asset | None = None
         self.closed = False
 
     # -- packets -------------------------------------------------------------------------------
@@ -302,6 +303,15 @@ class StreamSender:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
             amounts = [self.max_packet_amount]
 
+    def assume(self, probe: RateProbe) -> None:
+        """Pay on an earlier probe of this path (a quote's) instead of probing again: its rate
+        bounds and packet size (F08s still shrink packets). Its destination asset is checked
+        against the receiver's first reply: a receiver in another asset stops the payment
+        after that one packet."""
+        self.lower_rate, self.upper_rate = probe.lower_rate, probe.upper_rate
+        self.max_packet_amount = probe.max_packet_amount
+        self._expected_asset = probe.destination_asset
+
     async def _probe_one(self, amount: int) -> _Reply:
         prepare, sequence = self.build_prepare(amount, 0, [], fulfillable=False)
         return await self._exchange(prepare, sequence)
@@ -431,6 +441,15 @@ class StreamSender:
 
     def _settle(self, result: PaymentResult, reply: _Reply, amount: int, min_rate: Fraction) -> str:
         """Book one reply into the result: "ok", "retry", or raise PaymentError."""
+        expected, told = self._expected_asset, self.destination_asset
+        if expected is not None and told is not None and told != expected:
+            if isinstance(reply.ilp, Fulfill):
+                self._book_fulfill(result, reply, amount, self._min_destination(amount, min_rate))
+            raise PaymentError(
+                f"the receiver's asset is {told.code} at scale {told.scale}, not the expected "
+                f"{expected.code} at scale {expected.scale}",
+                "F99",
+            )
         stream = reply.stream
         if stream is not None:
             for frame in stream.frames:

@@ -509,7 +509,7 @@ class OutgoingPaymentMutation:
                         ):
                             raise
                 await conn.execute(
-                    "UPDATE outgoing_payments SET state = 'SENDING', process_at = now(), "
+                    "UPDATE outgoing_payments SET state = 'SENDING', process_at = NULL, "
                     "updated_at = now() WHERE id = $1",
                     payment_id,
                 )

@@ -14,14 +14,17 @@ Receivers:
 - **remote**: anything else (an http(s) URL answering SPSP, or a ``$pointer``). The connector
   probes it (``POST {ILP_CONNECTOR_URL}/internal/quote``); its low estimated rate is the rate.
 
-Amounts (DESIGN §6): ``receive = floor(sent × rate)``, ``sent = ceil(receive / rate)``; the
-minimum rate a payment accepts is ``rate × (1 - SLIPPAGE)``.
+Amounts (DESIGN §6): ``receive = floor(sent × rate)``, and the other way round ceil (by the
+minimum rate, below); the minimum rate a payment accepts is ``rate × (1 - SLIPPAGE)``.
 
 The sending fee (the sender's asset's latest SENDING fee: ``fixed`` plus ``basis_points``) is
 charged on what is sent: ``fee(sent) = fixed + ceil(sent × basis_points / 10000)`` and
 ``debit = sent + fee``.
 
-- fixed-receive: ``sent = ceil(receive / rate)``, ``debit = sent + fee(sent)``.
+- fixed-receive: ``sent = ceil(receive / minimum rate)``, ``debit = sent + fee(sent)``: as
+  Rafiki (and ``@interledger/pay``) quote it, the budget has room for the rate to move within
+  the slippage and for every packet's rounding down; what the payment did not need stays in
+  its account for withdrawal when it completes.
 - fixed-send: ``sent`` is the largest amount with ``sent + fee(sent) <= debit``, which is
   ``floor(10000 × (debit - fixed) / (10000 + basis_points))``, and the fee is ``debit - sent``.
   That equals ``fee(sent)`` whenever some ``sent`` satisfies ``debit = sent + fee(sent)``
@@ -35,7 +38,6 @@ The quote keeps the fee it charged (``fee_amount``): a payment sends at most
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +54,7 @@ from kiungo.backend.api.common import U64_MAX, Amount, AmountInput, iso, parse_u
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.open_payments import INCOMING_PAYMENT_PATH
 from kiungo.rates import RatesError
 from kiungo.signatures import signature_header
 
@@ -70,10 +73,6 @@ _PROBE_TIMEOUT_SECONDS = 15.0
 _MAX_RECEIVER_LENGTH = 2048
 # Rates are stored as NUMERIC(40, 0) numerators and denominators.
 _RATE_PART_LIMIT = 10**40
-_INCOMING_PAYMENT_URL = re.compile(
-    r"^(?P<wallet>.+)/incoming-payments/(?P<id>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}"
-    r"-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
-)
 
 QUOTE_COLUMNS = """
 q.id, q.wallet_address_id, q.asset_id, q.receiver, q.debit_amount, q.fee_amount,
@@ -246,7 +245,7 @@ async def _exchange_rate(
 async def _local_receiver(
     ctx: Context, url: str, sender: tuple[str, int], now: datetime
 ) -> _Receiver:
-    match = _INCOMING_PAYMENT_URL.match(url)
+    match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
         wallet = await ctx.pool.fetchrow(_LOCAL_WALLET, url)
         if wallet is None:
@@ -460,6 +459,8 @@ async def create_quote(
 
     fee = await sending_fee(ctx, wallet["asset_id"])
     rate = target.low
+    slippage = Fraction(ctx.backend.settings.slippage)
+    minimum_rate = _at_most_rate_parts(rate * (1 - slippage))
     if debit_amount is None:
         if receive_amount is None:
             if target.remaining is None:
@@ -470,7 +471,7 @@ async def create_quote(
             receive = target.remaining
         else:
             receive = receive_amount.value
-        sent = -(-receive * rate.denominator // rate.numerator)
+        sent = -(-receive * minimum_rate.denominator // minimum_rate.numerator)
         debit = sent + fee.on(sent)
         if debit > U64_MAX:
             raise bad_input("receiving that much would debit more than 2^64 - 1")
@@ -496,8 +497,6 @@ async def create_quote(
     expires_at = now + timedelta(milliseconds=ctx.backend.settings.quote_lifespan_ms)
     if target.expires_at is not None and target.expires_at < expires_at:
         expires_at = target.expires_at
-    slippage = Fraction(ctx.backend.settings.slippage)
-    minimum_rate = _at_most_rate_parts(rate * (1 - slippage))
     quote_id = uuid.uuid4()
     await ctx.pool.execute(
         _INSERT,

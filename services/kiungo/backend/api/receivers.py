@@ -2,9 +2,11 @@
 
 A receiver is an incoming payment named by its URL, ``<wallet address URL>/incoming-payments/<id>``.
 Rafiki creates and reads receivers on any node over Open Payments; this node speaks no Open
-Payments, so it serves the receivers of its own wallet addresses (URLs under OPEN_PAYMENTS_URL,
-a ``$pointer`` read as ``https://``) and refuses another node's with BAD_USER_INPUT. Such a
-receiver is still payable: quote its wallet address or incoming payment URL directly.
+Payments' authorized API, so it creates and completes the receivers of its own wallet addresses
+(URLs under OPEN_PAYMENTS_URL, a ``$pointer`` read as ``https://``) and refuses another node's
+with BAD_USER_INPUT. It reads another node's incoming payment where that node tells its amounts
+to whoever knows the URL (:mod:`kiungo.open_payments`; Kiungo nodes do). Any receiver is
+payable: quote its wallet address or incoming payment URL directly.
 
 - ``createReceiver`` creates an incoming payment on a wallet address of this node, as
   ``createIncomingPayment`` does (same checks, same ``incoming_payment.created`` event).
@@ -31,11 +33,12 @@ from kiungo.backend.api.incoming_payments import (
     _metadata,
     _metadata_json,
 )
-from kiungo.backend.api.quotes import _INCOMING_PAYMENT_URL, local_receiver_url
+from kiungo.backend.api.quotes import local_receiver_url
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.open_payments import INCOMING_PAYMENT_PATH, ReceiverUnreadable, fetch_incoming_payment
 
 __all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery", "incoming_payment_url"]
 
@@ -93,7 +96,7 @@ def _local_url(ctx: Context, given: str, field: str) -> str:
 def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str]:
     """The incoming payment id and wallet address URL a receiver URL of this node names."""
     url = _local_url(ctx, receiver_url, field)
-    match = _INCOMING_PAYMENT_URL.match(url)
+    match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
         raise bad_input(
             f"{field} must be an incoming payment URL, <wallet address URL>/incoming-payments/<id>",
@@ -155,6 +158,52 @@ async def _load(ctx: Context, payment_id: uuid.UUID, wallet_url: str | None = No
     return Receiver.from_row(row, await _received(ctx, payment_id))
 
 
+def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
+    """``given`` when it names another node's incoming payment (a ``$pointer`` read as
+    ``https://``), else None."""
+    text = given.strip()
+    if not text or len(text) > _MAX_URL_LENGTH:
+        return None
+    url = "https://" + text[1:] if text.startswith("$") else text
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        return None
+    try:
+        if local_receiver_url(ctx.backend.settings.open_payments_url, text) is not None:
+            return None
+    except ApiError:
+        return None
+    return url if INCOMING_PAYMENT_PATH.match(url) else None
+
+
+async def _load_remote(ctx: Context, url: str) -> Receiver:
+    """Another node's incoming payment, read from that node (:mod:`kiungo.open_payments`)."""
+    try:
+        view = await fetch_incoming_payment(ctx.backend.http, url)
+    except ReceiverUnreadable as exc:
+        message = f"id: the receiver's node does not tell its amounts: {exc}"
+        raise bad_input(message, field="id") from None
+    if view is None:
+        raise _unknown(url)
+    if view.created_at is None:
+        raise bad_input("id: the receiver's node does not tell when it was created", field="id")
+    code, scale = view.asset_code, view.asset_scale
+    return Receiver(
+        id=view.id,
+        wallet_address_url=view.wallet_address,
+        completed=view.completed,
+        incoming_amount=(
+            None
+            if view.incoming_amount is None
+            else Amount(value=view.incoming_amount, asset_code=code, asset_scale=scale)
+        ),
+        received_amount=Amount(value=view.received_amount, asset_code=code, asset_scale=scale),
+        expires_at=None if view.expires_at is None else iso(view.expires_at),
+        metadata=None,
+        created_at=iso(view.created_at),
+    )
+
+
 @strawberry.input
 class CreateReceiverInput:
     wallet_address_url: str = strawberry.field(
@@ -185,11 +234,14 @@ class CompleteReceiverResponse:
 @strawberry.type
 class ReceiverQuery:
     @strawberry.field(
-        description="An incoming payment of this node by its URL, as a receiver. Another "
-        "node's is BAD_USER_INPUT: reading it needs Open Payments, which this node does not "
-        "speak."
+        description="An incoming payment by its URL, as a receiver: this node's, or another "
+        "node's that tells its amounts to whoever knows its URL (as this node does; "
+        "BAD_USER_INPUT when it does not)."
     )
     async def receiver(self, info: strawberry.Info[Context, None], id: str) -> Receiver | None:
+        remote = _remote_incoming_payment_url(info.context, id)
+        if remote is not None:
+            return await _load_remote(info.context, remote)
         payment_id, wallet_url = _payment_of(info.context, id, "id")
         return await _load(info.context, payment_id, wallet_url)
 
@@ -216,7 +268,7 @@ class ReceiverMutation:
         async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
             wallet = await ctx.pool.fetchrow(_WALLET_BY_URL, wallet_url)
             if wallet is None:
-                if _INCOMING_PAYMENT_URL.match(wallet_url):
+                if INCOMING_PAYMENT_PATH.match(wallet_url):
                     raise bad_input(
                         "walletAddressUrl is an incoming payment URL; give its wallet address URL",
                         field="walletAddressUrl",
