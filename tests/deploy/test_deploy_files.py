@@ -1,0 +1,354 @@
+"""The deployment files under deploy/ against the code: every YAML parses, every variable they set
+is one the node reads, the probes, users and commands are the ones the services need, and the
+example alerts use only metrics the services export."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from kiungo.backend.errors import ErrorCode
+from kiungo.backend.metrics import BackendMetrics
+from kiungo.config import ConfigError, Environment, Settings
+from kiungo.connector.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+NODES = ("alpha", "beta")
+# The services, their ports (the defaults of kiungo.config) and the commands that run them.
+PORTS = {"backend": Settings().admin_port, "connector": Settings().connector_port}
+SECRETS = {"DATABASE_URL", "REDIS_URL", "STREAM_SECRET", "ADMIN_API_SECRET", "SIGNATURE_SECRET"}
+
+
+class _Recorder(Mapping[str, str]):
+    """An empty environment that notes every name looked up in it."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.names.add(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _setting_names() -> frozenset[str]:
+    recorder = _Recorder()
+    Settings.from_env(recorder)
+    # HOME only locates the default KIUNGO_DATA_DIR; it is not a setting of ours.
+    return frozenset(recorder.names - {"HOME"})
+
+
+SETTINGS = _setting_names()
+
+
+def _documents(path: Path) -> list[Any]:
+    with path.open() as file:
+        return [doc for doc in yaml.safe_load_all(file) if doc is not None]
+
+
+def _one(path: Path) -> dict[str, Any]:
+    (doc,) = _documents(path)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_settings_are_found() -> None:
+    assert {"DATABASE_URL", "REDIS_URL", "STREAM_SECRET", "NODE_ENV", "WORKER_INTERVAL_MS"} <= (
+        SETTINGS
+    )
+    assert len(SETTINGS) >= 30
+
+
+def test_every_yaml_file_parses() -> None:
+    paths = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+    names = {str(p.relative_to(DEPLOY)) for p in paths}
+    assert {"compose.yaml", "prometheus-rules.yaml", "k8s/config.yaml"} <= names
+    for path in paths:
+        docs = _documents(path)
+        assert docs, f"{path} holds no YAML document"
+        assert all(isinstance(doc, dict) for doc in docs), path
+
+
+# Compose
+
+
+def _compose() -> dict[str, Any]:
+    return _one(DEPLOY / "compose.yaml")
+
+
+def _kiungo_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("build", {}).get("dockerfile") == "deploy/Dockerfile"
+    }
+
+
+def test_compose_has_two_nodes_on_one_postgres_and_redis() -> None:
+    services = _compose()["services"]
+    expected = {"postgres", "redis"} | {
+        f"{node}-{part}" for node in NODES for part in ("migrate", "backend", "connector")
+    }
+    assert set(services) == expected
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert set(_kiungo_services(_compose())) == expected - {"postgres", "redis"}
+
+
+def test_compose_sets_only_settings_the_code_reads() -> None:
+    for name, service in _kiungo_services(_compose()).items():
+        env = service["environment"]
+        assert isinstance(env, dict), f"{name}: environment must be a mapping"
+        assert set(env) <= SETTINGS, f"{name} sets unknown variables {set(env) - SETTINGS}"
+        interpolated = set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", repr(service)))
+        assert interpolated <= SETTINGS, f"{name} interpolates {interpolated - SETTINGS}"
+
+
+def test_compose_nodes_are_valid_production_nodes_apart_from_each_other() -> None:
+    services = _kiungo_services(_compose())
+    settings = {}
+    for node in NODES:
+        envs = [services[f"{node}-{part}"]["environment"] for part in ("migrate", "backend")]
+        assert all(env == envs[0] for env in envs), f"{node}'s services differ in settings"
+        env = {key: str(value) for key, value in envs[0].items()}
+        settings[node] = Settings.from_env(env)
+        assert settings[node].env is Environment.PRODUCTION
+        assert settings[node].admin_api_secret, "the backend listens beyond loopback"
+        assert env["ILP_CONNECTOR_URL"] == f"http://{node}-connector:{PORTS['connector']}"
+    alpha, beta = settings["alpha"], settings["beta"]
+    assert alpha.database_url != beta.database_url
+    assert alpha.redis_url == beta.redis_url
+    assert alpha.redis_key_prefix != beta.redis_key_prefix
+    assert alpha.ilp_address != beta.ilp_address
+    assert alpha.stream_secret != beta.stream_secret
+    assert alpha.admin_api_secret != beta.admin_api_secret
+
+
+def test_compose_creates_each_nodes_database() -> None:
+    compose = _compose()
+    postgres = compose["services"]["postgres"]
+    created = {postgres["environment"]["POSTGRES_DB"]}
+    for volume in postgres["volumes"]:
+        source, _, target = volume.partition(":")
+        if target.startswith("/docker-entrypoint-initdb.d/"):
+            sql = (DEPLOY / source).read_text()
+            created |= set(re.findall(r"CREATE DATABASE (\w+)", sql, re.IGNORECASE))
+    for name, service in _kiungo_services(compose).items():
+        database = service["environment"]["DATABASE_URL"].rsplit("/", 1)[1]
+        assert database in created, f"{name} uses database {database}, never created"
+
+
+def test_compose_commands_health_and_order() -> None:
+    services = _compose()["services"]
+    for node in NODES:
+        migrate = services[f"{node}-migrate"]
+        assert migrate["command"] == ["migrate"]
+        assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+        for part, port in PORTS.items():
+            service = services[f"{node}-{part}"]
+            assert service["command"] == [part, "--host", "0.0.0.0"]
+            assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+            assert any(p.endswith(f":{port}") for p in service["ports"])
+            depends = service["depends_on"]
+            assert depends[f"{node}-migrate"]["condition"] == "service_completed_successfully"
+            assert depends["postgres"]["condition"] == "service_healthy"
+            assert depends["redis"]["condition"] == "service_healthy"
+    for store in ("postgres", "redis"):
+        assert services[store]["healthcheck"]["test"]
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client on this machine")
+def test_docker_compose_config_validates() -> None:
+    version = subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, text=True, check=False
+    )
+    if version.returncode != 0:
+        pytest.skip("the docker client has no compose plugin here (`docker compose` is unknown)")
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# Kubernetes
+
+
+def _k8s() -> dict[tuple[str, str], dict[str, Any]]:
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in _documents(path):
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in objects, f"{key} defined twice"
+            assert "namespace" not in doc["metadata"], f"{key} names a namespace"
+            objects[key] = doc
+    return objects
+
+
+def _of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for (k, _), doc in _k8s().items() if k == kind]
+
+
+def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        for source in container["envFrom"]:
+            if "configMapRef" in source:
+                assert ("ConfigMap", source["configMapRef"]["name"]) in objects
+            else:
+                assert ("Secret", source["secretRef"]["name"]) in objects
+
+
+def test_k8s_objects() -> None:
+    kinds = sorted(kind for kind, _ in _k8s())
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Job", "Secret", "Service", "Service"]
+
+
+def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None:
+    (config_map,) = _of_kind("ConfigMap")
+    (secret,) = _of_kind("Secret")
+    config, secrets = config_map["data"], secret["stringData"]
+    assert set(config) <= SETTINGS, set(config) - SETTINGS
+    assert set(secrets) <= SETTINGS, set(secrets) - SETTINGS
+    assert not set(config) & SECRETS
+    assert {"DATABASE_URL", "REDIS_URL", "STREAM_SECRET", "ADMIN_API_SECRET"} <= set(secrets)
+    # The placeholders must not make a runnable node: start-up names the secret to replace.
+    with pytest.raises(ConfigError, match="STREAM_SECRET"):
+        Settings.from_env({**config, **secrets})
+
+
+def test_k8s_deployments_probe_healthz_as_non_root() -> None:
+    objects = _k8s()
+    deployments = {doc["metadata"]["name"]: doc for doc in _of_kind("Deployment")}
+    assert set(deployments) == {f"kiungo-{part}" for part in PORTS}
+    for part, port in PORTS.items():
+        spec = deployments[f"kiungo-{part}"]["spec"]
+        assert spec["replicas"] == 2
+        template = spec["template"]
+        labels = template["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items()
+        pod = template["spec"]
+        _check_pod(pod, objects)
+        (container,) = pod["containers"]
+        assert container["args"] == [part, "--host", "0.0.0.0"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert get["path"] == "/healthz"
+            assert ports.get(get["port"], get["port"]) == port
+        (service,) = [
+            doc for doc in _of_kind("Service") if doc["spec"]["selector"].items() <= labels.items()
+        ]
+        (service_port,) = service["spec"]["ports"]
+        assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
+
+
+def test_k8s_job_runs_migrate() -> None:
+    (job,) = _of_kind("Job")
+    pod = job["spec"]["template"]["spec"]
+    _check_pod(pod, _k8s())
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    (container,) = pod["containers"]
+    assert container["args"] == ["migrate"]
+
+
+# Prometheus rules
+
+
+def _exported_metrics() -> dict[str, set[str]]:
+    """Every series name the services expose, with its label names."""
+    exported: dict[str, set[str]] = {}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+    }
+    for holder in (Metrics(), BackendMetrics()):
+        for metric in vars(holder).values():
+            if not isinstance(metric, MetricWrapperBase):
+                continue
+            (family,) = metric.describe()
+            labels = set(metric._labelnames)
+            for suffix in suffixes[family.type]:
+                exported[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return exported
+
+
+def _label_values_in_code() -> set[str]:
+    values = {code.value for code in ErrorCode} | {"fulfilled"}
+    for path in (ROOT / "services").rglob("*.py"):
+        values |= set(re.findall(r"\.labels\(\"([a-z_]+)\"\)", path.read_text()))
+    return values
+
+
+def test_rules_use_only_exported_metrics() -> None:
+    exported = _exported_metrics()
+    assert "kiungo_ilp_packets_total" in exported
+    known_values = _label_values_in_code()
+    groups = _one(DEPLOY / "prometheus-rules.yaml")["groups"]
+    alerts = [rule for group in groups for rule in group["rules"]]
+    assert len(alerts) >= 3
+    for rule in alerts:
+        assert rule["alert"] and rule["annotations"]["summary"]
+        selectors = re.findall(r"\b(kiungo_[a-z0-9_]+)(\{[^}]*\})?", rule["expr"])
+        assert selectors, f"{rule['alert']} uses no Kiungo metric"
+        for name, matchers in selectors:
+            assert name in exported, f"{rule['alert']}: {name} is not exported"
+            for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', matchers):
+                assert label in exported[name], f"{rule['alert']}: {name} has no {label}"
+                if op == "=" and label == "outcome" and not re.fullmatch(r"[TFR]\d\d", value):
+                    assert value in known_values, f"{rule['alert']}: no outcome {value!r}"
+
+
+def test_guide_documents_every_setting_and_no_other() -> None:
+    guide = (DEPLOY / "README.md").read_text()
+    section = guide.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.MULTILINE))
+    assert rows == SETTINGS, (SETTINGS - rows, rows - SETTINGS)
+    for name in SECRETS:
+        assert re.search(rf"^\| `{name}` \|.*\*\*yes\*\*", section, re.MULTILINE), name
+
+
+# Dockerfile
+
+
+def test_dockerfile_builds_a_non_root_image_for_every_command() -> None:
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    stages = [line for line in instructions if line.startswith("FROM ")]
+    assert len(stages) >= 2, "a multi-stage build"
+    assert "ARG PYTHON_IMAGE=python:3.12-slim" in instructions
+    assert stages[-1] == "FROM ${PYTHON_IMAGE}"
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users, "no USER: the image would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    assert user.isdigit(), "a numeric uid, which runAsNonRoot can verify"
+    (expose,) = [line for line in instructions if line.startswith("EXPOSE ")]
+    assert set(expose.split()[1:]) == {str(port) for port in PORTS.values()}
+    assert 'ENTRYPOINT ["kiungo"]' in instructions
+    assert "embedded" not in " ".join(instructions)
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    for needed in ("pyproject.toml", "README.md", "shared/", "services/"):
+        assert f"!{needed}" in ignore
