@@ -326,6 +326,9 @@ async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
         answer = quoted.json()
         # Read from bob's node (GET <incoming payment URL>, Accept: application/json).
         assert answer.pop("expiresAt").endswith("Z")
+        # The credentials bob's SPSP answered, for the payment's first attempt.
+        assert answer.pop("streamDestination").startswith("test.bob.")
+        assert len(base64.b64decode(answer.pop("streamSharedSecret"))) == 32
         assert answer == {
             "receiveAssetCode": "USD",
             "receiveAssetScale": 2,
@@ -473,7 +476,8 @@ async def test_the_quote_route_probes_local_receivers_without_moving_money(
             transfers = await conn.fetchval("SELECT count(*) FROM ledger_transfers")
         carol = await connector.client.post(url, json={"receiver": f"{WALLET_BASE}/carol", **usd})
         assert carol.status_code == 200, carol.text
-        assert carol.json() == {
+        assert carol.json()["streamDestination"].startswith("test.kiungo.")
+        assert {k: v for k, v in carol.json().items() if not k.startswith("stream")} == {
             "receiveAssetCode": "USD",
             "receiveAssetScale": 2,
             "lowEstimatedExchangeRate": "1/1",

@@ -8,7 +8,8 @@ hold is taken and no money moves. The answer::
 
     200 {"receiveAssetCode", "receiveAssetScale", "lowEstimatedExchangeRate": "n/d",
          "highEstimatedExchangeRate": "n/d", "maxPacketAmount": "<u64>",
-         "incomingAmount": null, "receivedAmount": null, "expiresAt": null}
+         "incomingAmount": null, "receivedAmount": null, "expiresAt": null,
+         "streamDestination", "streamSharedSecret": "<base64>"}
     404 {"code": "InvalidReceiver", "message"}   the receiver could not be resolved
     422 {"code": "RateProbeFailed", "message"}   the probe failed or took too long
 
@@ -26,6 +27,7 @@ bearer token opens nothing here: a request with an ``Authorization`` header is r
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import json
@@ -210,6 +212,9 @@ async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
             "highEstimatedExchangeRate": _fraction(probe.upper_rate),
             "maxPacketAmount": str(probe.max_packet_amount),
             **_amounts(view, probe.destination_asset),
+            # For the payment's first attempt, which then need not ask the receiver again.
+            "streamDestination": resolved.destination,
+            "streamSharedSecret": base64.b64encode(resolved.shared_secret).decode("ascii"),
         }
     )
 

@@ -31,8 +31,10 @@ probing again; the receiver's first reply is checked for the quote's asset.
   into the receiver's (through the assets' liquidity
   accounts across assets; an incoming payment's amount is the credit limit). Its transfer ids
   derive from the payment's, so a retry after a crash replays it instead of paying twice.
-- **Remote receivers**: SPSP, then a STREAM sender probes (from a source without an account:
-  no money moves) and pays, with each packet's minimum from the quote's minimum rate.
+- **Remote receivers**: a STREAM sender pays on the STREAM credentials the quote's probe
+  resolved over SPSP (a resumed payment asks SPSP again) and on that probe's rate and packet
+  size, with each packet's minimum from the quote's minimum rate. A quote without them (made
+  before they were kept) is probed again first, from a source without an account.
 
 **Progress and crashes.** ``sent_amount`` and ``delivered_amount`` are written as packets are
 fulfilled (one write at a time, each with the latest totals, which also renews the lease) and
@@ -65,15 +67,18 @@ import contextlib
 import dataclasses
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from typing import Any
 
 import asyncpg
 
 from kiungo.connector.inprocess import (
     InvalidReceiver,
     PipelineLink,
+    ResolvedReceiver,
     local_receiver_url,
     resolve_receiver,
 )
@@ -147,7 +152,7 @@ SELECT p.id, p.state_attempts, p.sent_amount, p.delivered_amount,
        q.max_packet_amount, q.min_exchange_rate_numerator, q.min_exchange_rate_denominator,
        q.low_estimated_exchange_rate_numerator, q.low_estimated_exchange_rate_denominator,
        q.high_estimated_exchange_rate_numerator, q.high_estimated_exchange_rate_denominator,
-       q.expires_at
+       q.expires_at, q.stream_destination, q.stream_shared_secret
 FROM outgoing_payments p
 JOIN quotes q ON q.id = p.quote_id
 JOIN assets a ON a.id = q.asset_id
@@ -212,6 +217,7 @@ class _Payment:
     rate: Fraction  # the quote's low estimated rate: what it expects packets to get
     high_rate: Fraction
     quote_expires_at: datetime
+    credentials: ResolvedReceiver | None  # what the quote's probe resolved (remote receivers)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> _Payment:
@@ -235,6 +241,11 @@ class _Payment:
             rate=max(_rate(row, "low_estimated_exchange_rate"), min_rate),
             high_rate=_rate(row, "high_estimated_exchange_rate"),
             quote_expires_at=row["expires_at"],
+            credentials=(
+                ResolvedReceiver(row["stream_destination"], bytes(row["stream_shared_secret"]))
+                if row["stream_destination"] and row["stream_shared_secret"]
+                else None
+            ),
         )
 
     @property
@@ -480,10 +491,14 @@ class OutgoingPaymentWorker:
             rows = await conn.fetch(_CLAIM, limit, LEASE)
         for row in rows:
             lease = _Lease(self._node.pool, row["id"], row["process_at"], resumed=row["resumed"])
-            task = asyncio.create_task(self._process(lease), name=f"outgoing-payment-{row['id']}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._spawn(self._process(lease), f"outgoing-payment-{row['id']}")
         return len(rows)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` as one of this worker's tasks (cancelled and awaited when it stops)."""
+        task = asyncio.create_task(work, name=name)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _process(self, lease: _Lease) -> None:
         stop = asyncio.Event()
@@ -537,7 +552,8 @@ class OutgoingPaymentWorker:
         if balance.debits_pending > 0:
             # Packets of a worker that died are still held: wait for them to resolve.
             return _Later(PENDING_RECHECK, sent, delivered)
-        local_done = await self._local_transfer_done(payment)
+        # A local payment's one transfer is a posted debit: none, no need to look for it.
+        local_done = await self._local_transfer_done(payment) if balance.debits_posted > 0 else None
         if local_done is not None:
             sent, delivered = local_done
         elif balance.debits_posted > sent:
@@ -712,10 +728,14 @@ class OutgoingPaymentWorker:
         self, payment: _Payment, lease: _Lease, sent: int, delivered: int
     ) -> _Outcome:
         node = self._node
-        try:
-            resolved = await resolve_receiver(node, payment.receiver)
-        except InvalidReceiver as exc:
-            return _Failed(f"invalid receiver: {exc}", True, sent, delivered)
+        if payment.credentials is not None and not lease.resumed:
+            # The quote's probe resolved them moments ago; a resumed payment asks again.
+            resolved = payment.credentials
+        else:
+            try:
+                resolved = await resolve_receiver(node, payment.receiver)
+            except InvalidReceiver as exc:
+                return _Failed(f"invalid receiver: {exc}", True, sent, delivered)
         progress = _Progress(payment, lease, StreamKeys(resolved.shared_secret), sent, delivered)
         link = _PaymentLink(node, payment, progress, lease)
         sender = StreamSender(
@@ -751,18 +771,25 @@ class OutgoingPaymentWorker:
                 )
                 if result.error is not None:
                     error = str(result.error)
-                if not lease.lost:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(_CLOSE_SECONDS):
-                            await sender.close()
         finally:
             # Every packet given to the pipeline is posted or voided before anything is decided.
             await link.pipeline.drain()
             await progress.flushed()
+        if not lease.lost:
+            # Tell the receiver we are done while the outcome is written: the close packet
+            # carries no money and the payment's end need not wait a round trip for it.
+            self._spawn(self._close(sender, link), f"outgoing-payment-{payment.id}-close")
         sent, delivered = progress.sent, progress.delivered
         if payment.done(sent, delivered):
             return _Completed(sent, delivered)
         return _Failed(error or "the payment stopped short", retryable, sent, delivered)
+
+    @staticmethod
+    async def _close(sender: StreamSender, link: _PaymentLink) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_SECONDS):
+                await sender.close()
+        await link.pipeline.drain()
 
     @staticmethod
     async def _probe(sender: StreamSender, payment: _Payment) -> tuple[str | None, bool]:

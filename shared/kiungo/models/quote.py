@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import DateTime, ForeignKey, Numeric, SmallInteger, String, Uuid
+from sqlalchemy import DateTime, ForeignKey, LargeBinary, Numeric, SmallInteger, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kiungo.models.base import U64, Base, TimestampMixin, UuidPrimaryKeyMixin
@@ -41,3 +41,7 @@ class Quote(UuidPrimaryKeyMixin, TimestampMixin, Base):
     estimated_exchange_rate: Mapped[Decimal | None] = mapped_column(RATE)
     fee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("fees.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The STREAM credentials a remote receiver's SPSP endpoint gave the quote's probe: a
+    # payment's first attempt pays on them (a resumed one asks again).
+    stream_destination: Mapped[str | None] = mapped_column(String(1023))
+    stream_shared_secret: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -37,6 +37,7 @@ The quote keeps the fee it charged (``fee_amount``): a payment sends at most
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -108,9 +109,9 @@ INSERT INTO quotes (id, wallet_address_id, asset_id, receiver, debit_amount, fee
                     low_estimated_exchange_rate_numerator, low_estimated_exchange_rate_denominator,
                     high_estimated_exchange_rate_numerator,
                     high_estimated_exchange_rate_denominator, estimated_exchange_rate, fee_id,
-                    expires_at, created_at, updated_at)
+                    expires_at, created_at, updated_at, stream_destination, stream_shared_secret)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $20)
+        $20, $20, $21, $22)
 """
 
 
@@ -196,6 +197,9 @@ class _Receiver:
     low: Fraction
     high: Fraction
     max_packet: int | None
+    # A remote receiver's STREAM credentials, as the connector's probe resolved them.
+    stream_destination: str | None = None
+    stream_shared_secret: bytes | None = None
 
 
 def _invalid_receiver(detail: str) -> ApiError:
@@ -334,7 +338,16 @@ def _probe_answer(receiver: str, answer: Any, now: datetime) -> _Receiver:
             raise _invalid_receiver("the incoming payment has received all it expects")
     if expires_at is not None and expires_at <= now:
         raise _invalid_receiver("the incoming payment is expired")
-    return _Receiver(receiver, code, scale, remaining, expires_at, low, high, max_packet)
+    destination, secret = answer.get("streamDestination"), answer.get("streamSharedSecret")
+    credentials: tuple[str, bytes] | None = None
+    if isinstance(destination, str) and isinstance(secret, str) and 0 < len(destination) <= 1023:
+        decoded = base64.b64decode(secret, validate=True)  # ValueError: unusable
+        if len(decoded) == 32:
+            credentials = (destination, decoded)
+    return _Receiver(
+        receiver, code, scale, remaining, expires_at, low, high, max_packet,
+        *(credentials or (None, None)),
+    )  # fmt: skip
 
 
 async def _remote_receiver(
@@ -520,6 +533,8 @@ async def create_quote(
         fee.id,
         expires_at,
         now,
+        target.stream_destination,
+        target.stream_shared_secret,
     )
     return {
         "id": quote_id,
