@@ -47,12 +47,18 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def rates_service() -> AsyncIterator[str]:
+async def rates_service(
+    table: dict[str, dict[str, Decimal]] | None = None,
+) -> AsyncIterator[str]:
+    """The operator's rates endpoint, serving ``table`` (RATES by default; a test may change
+    its ``table`` while it runs)."""
+    served = RATES if table is None else table
+
     async def rates(request: Request) -> Response:
         base = request.query_params.get("base", "")
-        if base not in RATES:
+        if base not in served:
             return JSONResponse({"error": "unknown base"}, 404)
-        return JSONResponse({"base": base, "rates": {k: str(v) for k, v in RATES[base].items()}})
+        return JSONResponse({"base": base, "rates": {k: str(v) for k, v in served[base].items()}})
 
     async with serve(Starlette(routes=[Route("/", rates)])) as url:
         yield f"{url}/"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -444,6 +445,57 @@ async def test_an_expired_quote_cannot_be_paid(
             await create_outgoing_payment(a, alice, quote["id"])
         assert refused.value.code == "BAD_USER_INPUT", refused.value.errors
         assert "expired" in refused.value.errors[0]["message"]
+
+
+async def test_a_payment_whose_rate_fell_below_its_minimum_fails_and_is_refunded(
+    postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
+) -> None:
+    """Quoted at 0.9 EUR per USD (minimum 0.891 with the 1 % slippage); before it is paid, B's
+    rate falls to 0.85. Every packet is refused by the receiver for delivering less than its
+    minimum: the payment ends FAILED with the reason, nothing delivered, its debit withdrawable.
+    """
+    table = {
+        "USD": {"USD": Decimal(1), "EUR": Decimal("0.9")},
+        "EUR": {"EUR": Decimal(1), "USD": 1 / Decimal("0.9")},
+    }
+    fast = {"EXCHANGE_RATES_LIFETIME": "0", "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS": "1"}
+    async with (
+        rates_service(table) as rates,
+        full_node(
+            "alpha", postgres_server_url, redis_server_url, client, rates_url=rates,
+            extra_env=fast,
+        ) as a,
+        full_node(
+            "beta", postgres_server_url, redis_server_url, client, rates_url=rates,
+            extra_env=fast,
+        ) as b,
+    ):  # fmt: skip
+        a_usd = await a.create_asset("USD")
+        b_usd = await b.create_asset("USD")
+        b_eur = await b.create_asset("EUR", liquidity=1_000_000)
+        a_peer, b_peer = await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
+        alice, _ = await a.create_wallet(a_usd, "/alice")
+        bob, bob_url = await b.create_wallet(b_eur, "/bob")
+        incoming = await b.create_incoming_payment(bob, 450, "EUR")
+        quote = await create_quote(
+            a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(450, "EUR")
+        )
+        debit = int(quote["debitAmount"]["value"])
+
+        table["USD"]["EUR"] = Decimal("0.85")
+        payment = await pay(a, alice, quote["id"])
+        view = await wait_outgoing_payment(a, payment)
+        assert view["state"] == "FAILED", view
+        assert "minimum" in view["error"], view
+        assert view["sentAmount"]["value"] == "0"
+        assert view["liquidity"] == str(debit)
+        failed = (await webhook_events(a, payment))[-1]
+        assert failed["type"] == "outgoing_payment.failed"
+        assert failed["data"]["withdrawal"]["amount"] == str(debit)
+        assert (await incoming_payment(b, incoming))["receivedAmount"]["value"] == "0"
+        assert await liquidity(a, "peer", a_peer) == 1_000_000
+        assert await liquidity(b, "peer", b_peer) == 1_000_000
+        await _ledgers_check(a, b)
 
 
 async def test_a_payment_whose_receiver_went_away_fails_and_is_refunded(
