@@ -1,15 +1,67 @@
-"""Running a service's main coroutine (both services use it)."""
+"""Running a service's main coroutine, in one process or several sharing a port (both services
+use it)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvloop
 
-__all__ = ["run_service"]
+__all__ = ["run_processes", "run_service"]
+
+log = logging.getLogger("kiungo.runner")
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop: it about doubles what one process serves."""
     uvloop.run(main)
+
+
+def run_processes(
+    count: int,
+    host: str,
+    port: int,
+    serve: Callable[[socket.socket], Coroutine[Any, Any, None]],
+) -> int:
+    """Serve from ``count`` forked processes, each with a listening socket of its own on
+    ``host:port`` (SO_REUSEPORT: the kernel spreads connections over them, where one shared
+    socket let the first to accept take every keep-alive connection). SIGINT/SIGTERM reach every
+    child; returns 1 when one of them failed."""
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # the child serves until told to stop
+            status = 0
+            try:
+                listener = socket.create_server(
+                    (host, port),
+                    family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                    backlog=2048,
+                    reuse_port=True,
+                )
+                with contextlib.suppress(KeyboardInterrupt):
+                    run_service(serve(listener))
+            except BaseException:
+                log.exception("serving process failed")
+                status = 1
+            os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or (1 if os.waitstatus_to_exitcode(code) > 0 else 0)
+    return status

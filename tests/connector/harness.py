@@ -134,6 +134,7 @@ class Connector:
     pool: asyncpg.Pool
     seeded: Seeded
     client: httpx.AsyncClient
+    process: asyncio.subprocess.Process | None = None  # a `kiungo connector` process's
 
     async def send(self, prepare: Prepare | bytes, token: str = "alice-token") -> Fulfill | Reject:
         return await post_prepare(self.client, self.url, prepare, token)
@@ -263,11 +264,11 @@ def process_env(settings: Settings, database_url: str, redis_url: str, port: int
 
 @contextlib.asynccontextmanager
 async def connector_process(
-    env: dict[str, str], url: str
+    env: dict[str, str], url: str, *args: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`kiungo connector` as a real process, yielded once its /healthz answers."""
+    """`kiungo connector [args]` as a real process, yielded once its /healthz answers."""
     process = await asyncio.create_subprocess_exec(
-        KIUNGO, "connector", env=env, stdout=asyncio.subprocess.DEVNULL,
+        KIUNGO, "connector", *args, env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -296,9 +297,10 @@ async def running_connector(
     settings: Settings | None = None,
     alice_liquidity: int = 10_000,
     as_process: bool = False,
+    processes: int = 1,
 ) -> AsyncIterator[Connector]:
     """A seeded connector: in this process (real uvicorn on loopback), or with ``as_process``
-    a separate `kiungo connector` process."""
+    a separate `kiungo connector [--processes N]` process."""
     await upgrade(database_url)
     settings = node_settings(settings, redis_prefix)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
@@ -309,8 +311,9 @@ async def running_connector(
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 env = process_env(settings, database_url, redis_url, port)
-                async with connector_process(env, url):
-                    yield Connector(url, pool, seeded, client)
+                args = ("--processes", str(processes)) if processes > 1 else ()
+                async with connector_process(env, url, *args) as process:
+                    yield Connector(url, pool, seeded, client, process)
             else:
                 async with connector_server(
                     settings, database_url, redis_url, "127.0.0.1", 0

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
 from tests.connector.harness import (
+    Connector,
     connector_process,
     create_peer,
     free_port,
@@ -22,6 +25,7 @@ from tests.connector.harness import (
     process_env,
     running_connector,
 )
+from tests.stores import DatabaseFactory
 
 from kiungo.config import Settings
 from kiungo.connector.node import PEERS_CHANGED_CHANNEL
@@ -133,3 +137,111 @@ def ledger_account(connector: object) -> uuid.UUID:
 
     seeded = connector.seeded  # type: ignore[attr-defined]
     return account_id_for(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"])
+
+
+async def _load(connector: Connector, client: httpx.AsyncClient) -> dict[str, object]:
+    """The same packets for every run, sent concurrently over many connections to one URL:
+    300 one-unit packets forwarded on 200 units of liquidity, then 40 STREAM packets of 10 into
+    carol's wallet address on one connection with receipts. What came of them."""
+    url = connector.url
+
+    async def one(prepare: Prepare) -> Fulfill | Reject:
+        return await post_prepare(client, url, prepare)
+
+    replies = await asyncio.gather(
+        *(one(prepare_to("test.bob.x", 1, expires_in=30)) for _ in range(300))
+    )
+    forwarded = sum(isinstance(r, Fulfill) for r in replies)
+    codes = sorted({r.code for r in replies if isinstance(r, Reject)})
+
+    async with Ledger(connector.pool) as ledger:
+        await ledger.deposit(uuid.uuid4(), ledger_account(connector), 1000)
+    nonce, receipt_secret = os.urandom(16), os.urandom(32)
+    spsp = await client.get(
+        f"{url}/carol",
+        headers={
+            "Accept": "application/spsp4+json",
+            "Receipt-Nonce": base64.b64encode(nonce).decode(),
+            "Receipt-Secret": base64.b64encode(receipt_secret).decode(),
+        },
+    )
+    credentials = SpspResponse.from_json(spsp.json())
+    keys = StreamKeys(credentials.shared_secret)
+
+    async def pay(sequence: int) -> int:
+        data = keys.encrypt(
+            encode_stream_packet(StreamPacket(sequence, 12, 0, [StreamMoneyFrame(1, 1)]))
+        )
+        prepare = Prepare(
+            10,
+            prepare_to("x.y", 1).expires_at,
+            keys.condition(data),
+            credentials.destination_account,
+            data,
+        )
+        reply = await one(prepare)
+        assert isinstance(reply, Fulfill), reply
+        stream = decode_stream_packet(keys.decrypt(reply.data))
+        receipt = next(f for f in stream.frames if isinstance(f, StreamReceiptFrame))
+        return verify_receipt(receipt.receipt, receipt_secret).total_received
+
+    totals = await asyncio.gather(*(pay(i) for i in range(1, 41)))
+    await connector.settled()
+    seeded = connector.seeded
+    return {
+        "forwarded": forwarded,
+        "codes": codes,
+        "alice": await connector.balance(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"]),
+        "bob": await connector.balance(AccountKind.PEER_LIQUIDITY, seeded.peers["bob"]),
+        "receipt_totals": sorted(totals),
+        "carol": await connector.balance(AccountKind.WALLET_ADDRESS, seeded.wallets["carol"]),
+    }
+
+
+async def _fulfilled(client: httpx.AsyncClient, url: str) -> int:
+    """Packets fulfilled by the replica that answers this (new) connection."""
+    text = (await client.get(f"{url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith('kiungo_ilp_packets_total{outcome="fulfilled"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+async def test_two_replicas_behind_one_address_come_out_as_one(
+    make_database: DatabaseFactory, redis_server_url: str, redis_prefix: str
+) -> None:
+    """`kiungo connector --processes 2`: two replicas on one port (SO_REUSEPORT spreads the
+    connections), each with its own pools and workers. The same load as a single replica gets
+    gives the same totals, receipts and balances; SIGTERM stops both cleanly."""
+    outcomes = []
+    async with next_hop(fulfilling_hop()) as hop, httpx.AsyncClient(
+        timeout=60, limits=httpx.Limits(max_connections=32, max_keepalive_connections=0)
+    ) as client:  # fmt: skip
+        for processes, prefix in ((1, redis_prefix + "one:"), (2, redis_prefix + "two:")):
+            settings = node_settings(replace(Settings(), stream_secret=os.urandom(32)), prefix)
+            async with running_connector(
+                await make_database(), redis_server_url, prefix, hop_endpoint=hop,
+                settings=settings, alice_liquidity=200, as_process=True, processes=processes,
+            ) as connector:  # fmt: skip
+                process = connector.process
+                assert process is not None
+                if processes == 2:
+                    assert len(_children(process.pid)) == 2
+                outcomes.append(await _load(connector, client))
+                # Each replica counts what it answered: both served, 240 fulfilled in all.
+                counts = {await _fulfilled(client, connector.url) for _ in range(40)}
+                assert len(counts) == processes and sum(counts) == 240, counts
+                process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(20):
+                    assert await process.wait() == 0
+    one, two = outcomes
+    assert one == two
+    assert one["forwarded"] == 200 and one["codes"] == ["T04"]
+    assert one["alice"] == 1000 - 400
+    assert one["receipt_totals"] == [10 * (i + 1) for i in range(40)]
+    assert one["carol"] == 400

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import ipaddress
 import logging
-import os
 import signal
 import socket
 import sys
@@ -17,7 +16,7 @@ from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 from kiungo.log import configure_logging
-from kiungo.runner import run_service
+from kiungo.runner import run_processes, run_service
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "register", "schema_sdl"]
@@ -109,42 +108,13 @@ def _run(args: argparse.Namespace) -> int:
             "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
             "same Postgres and Redis, not embedded ones of its own"
         )
-    children: list[int] = []
-    for _ in range(args.processes):
-        pid = os.fork()
-        if pid == 0:  # the child serves until told to stop
-            status = 0
-            try:
-                # A socket of its own on the shared port (SO_REUSEPORT): the kernel spreads
-                # connections over the processes, where one shared socket let the first to
-                # accept take every keep-alive connection.
-                listener = socket.create_server(
-                    (args.host, settings.admin_port),
-                    family=socket.AF_INET6 if ":" in args.host else socket.AF_INET,
-                    backlog=2048,
-                    reuse_port=True,
-                )
-                with contextlib.suppress(KeyboardInterrupt):
-                    run_service(_serve(settings, args.host, listener))
-            except BaseException:
-                log.exception("backend process failed")
-                status = 1
-            os._exit(status)
-        children.append(pid)
     _announce(settings, f"{url} ({args.processes} processes)")
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or (1 if os.waitstatus_to_exitcode(code) > 0 else 0)
-    return status
+    return run_processes(
+        args.processes,
+        args.host,
+        settings.admin_port,
+        lambda listener: _serve(settings, args.host, listener),
+    )
 
 
 def _announce(settings: Settings, where: str) -> None:

@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
 
+from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
-from kiungo.runner import run_service
+from kiungo.runner import run_processes, run_service
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -41,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port, each a replica with its own pools and "
+        "workers (needs DATABASE_URL and REDIS_URL)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -91,20 +102,45 @@ async def connector_server(
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    if args.processes < 1:
+        raise CommandError("--processes must be at least 1")
+    where = f"http://{args.host}:{settings.connector_port}"
+    if args.processes == 1:
+        print(f"connector on {where}, ILP address {settings.ilp_address}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            run_service(_serve(settings, args.host, None))
+        return 0
+    if settings.database_url is None or settings.redis_url is None:
+        raise CommandError(
+            "--processes above 1 needs DATABASE_URL and REDIS_URL: every replica must use the "
+            "same Postgres and Redis, not embedded ones of its own"
+        )
+    print(
+        f"connector on {where} ({args.processes} processes), ILP address {settings.ilp_address}",
+        flush=True,
+    )
+    return run_processes(
+        args.processes,
+        args.host,
+        settings.connector_port,
+        lambda listener: _serve(settings, args.host, listener),
+    )
 
-    async def run() -> None:
-        async with (
-            postgres_url(settings) as database,
-            redis_url(settings) as redis,
-            serve_node(settings, database, redis) as node,
-        ):
-            print(
-                f"connector on http://{args.host}:{settings.connector_port}, "
-                f"ILP address {settings.ilp_address}",
-                flush=True,
-            )
-            await http_server(node, args.host, settings.connector_port).serve()  # to SIGINT/TERM
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_service(run())
-    return 0
+async def _serve(settings: Settings, host: str, listener: socket.socket | None) -> None:
+    async with (
+        postgres_url(settings) as database,
+        redis_url(settings) as redis,
+        serve_node(settings, database, redis) as node,
+    ):
+        server = http_server(node, host, settings.connector_port)
+
+        def stop(*_: object) -> None:
+            server.should_exit = True
+
+        # Our own handlers: uvicorn re-raises the signal once it has stopped serving, which
+        # with the default handler would kill the process before the outgoing payments' packets
+        # have finished and the pools are closed (Kubernetes stops pods with SIGTERM).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
+        await server.serve(sockets=None if listener is None else [listener])
