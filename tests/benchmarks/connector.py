@@ -4,7 +4,9 @@
 
 (a) forwarding: peer → `kiungo connector` → a sink peer that fulfills everything;
 (b) STREAM packets received into one incoming payment, with receipts;
-(c) the ceiling: the sink alone (a bare Starlette app answering every POST with a fixed Fulfill).
+(c) the ceiling: the sink alone (a bare Starlette app answering every POST with a fixed Fulfill);
+(d) forwarding again with two replicas behind the same port (`kiungo connector --processes 2`),
+    and its ratio to one process's.
 Each figure is packets/s with p50/p99 latency, measured by one load generator process (httpx,
 keep-alive) on this machine. Uses DATABASE_URL/REDIS_URL (scratch database and key prefix) or
 embedded engines. Not a test: it never fails on speed.
@@ -209,10 +211,26 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
                 ),
                 flush=True,
             )
+        two_replicas = [KIUNGO, "connector", "--processes", "2"]
+        async with process(two_replicas, env, f"{connector}/healthz"):
+            replicated = await load(f"{connector}/ilp", forward_packet, seconds, concurrency)
+            print(
+                json.dumps(
+                    {"benchmark": "connector", "figure": "forwarded_two_replicas", **replicated}
+                ),
+                flush=True,
+            )
     ratio = int(str(forwarded["per_second"])) / max(1, int(str(ceiling["per_second"])))
+    scaling = int(str(replicated["per_second"])) / max(1, int(str(forwarded["per_second"])))
     print(
         json.dumps(
-            {"benchmark": "connector", "figure": "forwarded_over_ceiling", "ratio": round(ratio, 3)}
+            {
+                "benchmark": "connector",
+                "figure": "forwarded_over_ceiling",
+                "ratio": round(ratio, 3),
+                "two_replicas_over_one": round(scaling, 3),
+                "cpus": os.cpu_count(),
+            }
         ),
         flush=True,
     )
