@@ -1,5 +1,5 @@
 """A node crashing in the middle of a payment: its connector (which runs the outgoing payment
-worker) is SIGKILLed while packets are flowing, then started again."""
+worker) or its backend is SIGKILLed while packets are flowing, then started again."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.network.harness import (
     stop_service,
     wait_incoming_payment,
     wait_outgoing_payment,
+    webhook_events,
 )
 
 pytestmark = pytest.mark.interop
@@ -107,3 +108,41 @@ async def test_a_payment_survives_its_connector_being_killed(
         # The resumed worker read from B what its incoming payment got, the packets A never
         # saw fulfilled included, and sent only what was still expected.
         assert view["state"] == "COMPLETED", view
+
+
+async def test_a_payment_goes_on_while_its_backend_is_killed(
+    postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
+) -> None:
+    """A's backend (the admin API and its workers) is SIGKILLed while A's connector sends a
+    funded payment: the payment completes without it, exactly once, and once the backend is
+    back its API shows the payment COMPLETED with one completed event; B got exactly the
+    amount; both ledgers check."""
+    async with (
+        full_node("alpha", postgres_server_url, redis_server_url, client) as a,
+        full_node("beta", postgres_server_url, redis_server_url, client) as b,
+    ):
+        a_usd = await a.create_asset("USD")
+        b_usd = await b.create_asset("USD")
+        a_peer, b_peer = await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
+        alice, _ = await a.create_wallet(a_usd, "/alice")
+        bob, bob_url = await b.create_wallet(b_usd, "/bob")
+        incoming = await b.create_incoming_payment(bob, AMOUNT, "USD")
+        quote = await create_quote(
+            a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(AMOUNT, "USD")
+        )
+        payment = await pay(a, alice, quote["id"])
+        await stop_service(a, "backend", kill=True)
+
+        received = await wait_incoming_payment(b, incoming)
+        assert received["receivedAmount"]["value"] == str(AMOUNT)
+        await start_service(a, "backend")
+        view = await wait_outgoing_payment(a, payment)
+        assert view["state"] == "COMPLETED", view
+        assert int(view["sentAmount"]["value"]) == AMOUNT
+        events = [event["type"] for event in await webhook_events(a, payment)]
+        assert events == ["outgoing_payment.created", "outgoing_payment.completed"]
+        assert await liquidity(a, "peer", a_peer) - 1_000_000 == AMOUNT
+        assert 1_000_000 - await liquidity(b, "peer", b_peer) == AMOUNT
+        checks = await asyncio.gather(a.ledger_check(), b.ledger_check())
+        for node, (code, report) in zip((a, b), checks, strict=True):
+            assert code == 0, f"{node.name}: {report}"
