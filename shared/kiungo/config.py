@@ -144,10 +144,14 @@ class Settings:
     (expired incoming payments, Web Monetization events, liquidity alerts, webhooks)."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, serving: bool = True
+    ) -> Settings:
         """Read the settings from ``environ`` (``os.environ`` when not given).
 
         An empty variable counts as unset. Raises :class:`ConfigError` for the first bad value.
+        ``serving=False`` is for the commands that only touch the database (``kiungo migrate``,
+        ``kiungo ledger``): they need no STREAM_SECRET, even in production.
         """
         env_vars = os.environ if environ is None else environ
         read = _Reader(env_vars)
@@ -155,7 +159,7 @@ class Settings:
         connector_port = read.value("CONNECTOR_PORT", _port, cls.connector_port)
         open_payments_url = read.value("OPEN_PAYMENTS_URL", _http_url, cls.open_payments_url)
         stream_secret = read.value("STREAM_SECRET", _secret, None)
-        if stream_secret is None and env is Environment.PRODUCTION:
+        if stream_secret is None and env is Environment.PRODUCTION and serving:
             raise ConfigError("STREAM_SECRET: must be set in production (32 bytes, base64)")
         return cls(
             env=env,

@@ -6,15 +6,18 @@ The first tests run the installed console script in a subprocess, as a user woul
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.stores import DatabaseFactory
 from tests.vectors import load_vector
 
 from kiungo.cli import main
@@ -267,3 +270,28 @@ def test_help_says_which_fields_are_hex_and_which_base64(
     assert status == 0
     for text in says:
         assert text in out
+
+
+async def test_database_commands_need_no_stream_secret_in_production(
+    make_database: DatabaseFactory,
+) -> None:
+    """`kiungo migrate` and `kiungo ledger check` (a Kubernetes Job, an operator's shell) touch
+    only the database: production needs DATABASE_URL from them, not STREAM_SECRET."""
+    env = {**os.environ, "NODE_ENV": "production", "DATABASE_URL": await make_database()}
+    env.pop("STREAM_SECRET", None)
+
+    async def run(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(KIUNGO), *args, env=env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(120):
+            _, stderr = await process.communicate()
+        return int(process.returncode or 0), stderr.decode()
+
+    for args in (["migrate"], ["ledger", "check"]):
+        code, stderr = await run(*args)
+        assert code == 0, (args, stderr)
+    env["DATABASE_URL"] = "not a url"
+    code, stderr = await run("migrate")
+    assert code != 0 and "DATABASE_URL" in stderr

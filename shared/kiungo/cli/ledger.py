@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _check(args: argparse.Namespace) -> int:
     async def run() -> list[CheckResult]:
-        async with postgres_url(Settings.from_env()) as url:
+        async with postgres_url(Settings.from_env(serving=False)) as url:
             pool = await create_pool(url, min_size=1, max_size=1)
             try:
                 async with pool.acquire() as conn:

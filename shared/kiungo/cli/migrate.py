@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _migrate(args: argparse.Namespace) -> int:
     async def run() -> None:
-        async with postgres_url(Settings.from_env()) as url:
+        async with postgres_url(Settings.from_env(serving=False)) as url:
             await upgrade(url)
 
     asyncio.run(run())
