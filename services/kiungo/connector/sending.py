@@ -28,9 +28,9 @@ probing again; the receiver's first reply is checked for the quote's asset.
 - **Local receivers** (a URL under OPEN_PAYMENTS_URL naming one of our wallet addresses or
   incoming payments): no ILP, one ledger transfer of what the receive amount costs at the
   quote's rate (at most the budget) out of the payment's account and of the receive amount
-  into the receiver's (through the assets' liquidity
-  accounts across assets; an incoming payment's amount is the credit limit). Its transfer ids
-  derive from the payment's, so a retry after a crash replays it instead of paying twice.
+  into the receiver's (through the assets' liquidity accounts across assets; an incoming
+  payment's amount is the credit limit). Its transfer ids derive from the payment's, so a
+  retry after a crash replays it instead of paying twice.
 - **Remote receivers**: a STREAM sender pays on the STREAM credentials the quote's probe
   resolved over SPSP (a resumed payment asks SPSP again) and on that probe's rate and packet
   size, with each packet's minimum from the quote's minimum rate. A quote without them (made
