@@ -11,9 +11,10 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import uvicorn
 import uvloop
 
-__all__ = ["run_processes", "run_service"]
+__all__ = ["run_processes", "run_service", "serve_until_stopped"]
 
 log = logging.getLogger("kiungo.runner")
 
@@ -21,6 +22,20 @@ log = logging.getLogger("kiungo.runner")
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop: it about doubles what one process serves."""
     uvloop.run(main)
+
+
+async def serve_until_stopped(server: uvicorn.Server, listener: socket.socket | None) -> None:
+    """Serve until SIGINT or SIGTERM, then return, so that the caller's cleanup runs (its
+    workers finish, pools close). Our own handlers: uvicorn re-raises the signal once it has
+    stopped serving, which with the default SIGTERM action would kill the process first
+    (Kubernetes stops pods with SIGTERM)."""
+
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    await server.serve(sockets=None if listener is None else [listener])
 
 
 def run_processes(

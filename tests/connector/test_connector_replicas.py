@@ -70,6 +70,8 @@ async def test_a_new_peer_is_routed_on_a_running_connector_after_a_change_messag
 async def test_two_connector_processes_on_one_database_and_redis_act_as_one(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> None:
+    """Two `kiungo connector` processes on their own ports, packets alternating between them:
+    liquidity, totals and receipts come out as one replica's would."""
     settings = node_settings(replace(Settings(), stream_secret=os.urandom(32)), redis_prefix)
     async with next_hop(fulfilling_hop()) as hop, running_connector(
         database_url, redis_server_url, redis_prefix, hop_endpoint=hop, settings=settings,
@@ -82,54 +84,16 @@ async def test_two_connector_processes_on_one_database_and_redis_act_as_one(
             connector_process(env, second_url),
             httpx.AsyncClient(timeout=60) as client,
         ):
-            urls = [first.url, second_url]
-
-            async def send(i: int, prepare: Prepare) -> Fulfill | Reject:
-                return await post_prepare(client, urls[i % 2], prepare)
-
-            # Liquidity: 200 one-unit packets succeed across both replicas, then none.
-            packets = [prepare_to("test.bob.x", 1, expires_in=30) for _ in range(300)]
-            replies = await asyncio.gather(*(send(i, p) for i, p in enumerate(packets)))
-            codes = {r.code for r in replies if isinstance(r, Reject)}
-            assert sum(isinstance(r, Fulfill) for r in replies) == 200, codes
-            assert codes == {"T04"}
-            assert await first.balance(AccountKind.PEER_LIQUIDITY, first.seeded.peers["alice"]) == 0
-
-            # One STREAM connection paid through both replicas: one total, one receipt chain.
-            async with Ledger(first.pool) as ledger:
-                await ledger.deposit(uuid.uuid4(), ledger_account(first), 1000)
-            nonce, receipt_secret = os.urandom(16), os.urandom(32)
-            spsp = await client.get(
-                f"{second_url}/carol",
-                headers={
-                    "Accept": "application/spsp4+json",
-                    "Receipt-Nonce": base64.b64encode(nonce).decode(),
-                    "Receipt-Secret": base64.b64encode(receipt_secret).decode(),
-                },
-            )
-            credentials = SpspResponse.from_json(spsp.json())
-            keys = StreamKeys(credentials.shared_secret)
-            totals = []
-            for i in range(10):
-                data = keys.encrypt(
-                    encode_stream_packet(StreamPacket(i, 12, 0, [StreamMoneyFrame(1, 1)]))
-                )
-                prepare = Prepare(
-                    10,
-                    prepare_to("x.y", 1).expires_at,
-                    keys.condition(data),
-                    credentials.destination_account,
-                    data,
-                )
-                reply = await send(i, prepare)
-                assert isinstance(reply, Fulfill)
-                stream = decode_stream_packet(keys.decrypt(reply.data))
-                receipt = next(f for f in stream.frames if isinstance(f, StreamReceiptFrame))
-                totals.append(verify_receipt(receipt.receipt, receipt_secret).total_received)
-            assert totals == [10 * (i + 1) for i in range(10)]
-            await first.settled()
-            carol = first.seeded.wallets["carol"]
-            assert await first.balance(AccountKind.WALLET_ADDRESS, carol) == 100
+            outcome = await _load(first, client, [first.url, second_url])
+    assert outcome == {
+        "forwarded": 200,  # of 300 one-unit packets on 200 of liquidity, across both
+        "codes": ["T04"],
+        "alice": 1000 - 400,
+        "bob": outcome["bob"],
+        # One STREAM connection paid through both replicas: one total, one receipt chain.
+        "receipt_totals": [10 * (i + 1) for i in range(40)],
+        "carol": 400,
+    }
 
 
 def ledger_account(connector: object) -> uuid.UUID:
@@ -139,14 +103,21 @@ def ledger_account(connector: object) -> uuid.UUID:
     return account_id_for(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"])
 
 
-async def _load(connector: Connector, client: httpx.AsyncClient) -> dict[str, object]:
-    """The same packets for every run, sent concurrently over many connections to one URL:
-    300 one-unit packets forwarded on 200 units of liquidity, then 40 STREAM packets of 10 into
-    carol's wallet address on one connection with receipts. What came of them."""
-    url = connector.url
+async def _load(
+    connector: Connector, client: httpx.AsyncClient, urls: list[str] | None = None
+) -> dict[str, object]:
+    """The same packets for every run, sent concurrently (alternating over ``urls``, else all to
+    the connector's): 300 one-unit packets forwarded on 200 units of liquidity, then 40 STREAM
+    packets of 10 into carol's wallet address on one connection with receipts. What came of
+    them."""
+    targets = urls or [connector.url]
+    url = targets[-1]
+    sent = 0
 
     async def one(prepare: Prepare) -> Fulfill | Reject:
-        return await post_prepare(client, url, prepare)
+        nonlocal sent
+        sent += 1
+        return await post_prepare(client, targets[sent % len(targets)], prepare)
 
     replies = await asyncio.gather(
         *(one(prepare_to("test.bob.x", 1, expires_in=30)) for _ in range(300))
@@ -185,7 +156,7 @@ async def _load(connector: Connector, client: httpx.AsyncClient) -> dict[str, ob
         receipt = next(f for f in stream.frames if isinstance(f, StreamReceiptFrame))
         return verify_receipt(receipt.receipt, receipt_secret).total_received
 
-    totals = await asyncio.gather(*(pay(i) for i in range(1, 41)))
+    totals = await asyncio.gather(*(pay(i) for i in range(1, 41)))  # concurrent, so sorted
     await connector.settled()
     seeded = connector.seeded
     return {

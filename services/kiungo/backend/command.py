@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 from kiungo.log import configure_logging
-from kiungo.runner import run_processes, run_service
+from kiungo.runner import run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "register", "schema_sdl"]
@@ -133,13 +132,4 @@ async def _serve(settings: Settings, host: str, listener: socket.socket | None) 
         redis_url(settings) as redis,
         serve_backend(settings, database, redis) as (_, app),
     ):
-        server = http_server(app, host, settings.admin_port)
-
-        def stop(*_: object) -> None:
-            server.should_exit = True
-
-        # Our own handlers: uvicorn's re-raise the signal once it has stopped serving, which
-        # would kill the process before the workers, ledger and pools are closed.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, stop)
-        await server.serve(sockets=None if listener is None else [listener])
+        await serve_until_stopped(http_server(app, host, settings.admin_port), listener)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
-from kiungo.runner import run_processes, run_service
+from kiungo.runner import run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -133,14 +132,5 @@ async def _serve(settings: Settings, host: str, listener: socket.socket | None) 
         redis_url(settings) as redis,
         serve_node(settings, database, redis) as node,
     ):
-        server = http_server(node, host, settings.connector_port)
-
-        def stop(*_: object) -> None:
-            server.should_exit = True
-
-        # Our own handlers: uvicorn re-raises the signal once it has stopped serving, which
-        # with the default handler would kill the process before the outgoing payments' packets
-        # have finished and the pools are closed (Kubernetes stops pods with SIGTERM).
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, stop)
-        await server.serve(sockets=None if listener is None else [listener])
+        # Stopping lets the outgoing payments' packets finish and hands the payments back.
+        await serve_until_stopped(http_server(node, host, settings.connector_port), listener)
