@@ -187,7 +187,7 @@ async def fetch_incoming_payment(client: httpx.AsyncClient, url: str) -> Incomin
         raise ReceiverUnreadable(f"{url} answered more than {_MAX_BODY} bytes")
     try:
         view = IncomingPaymentView.from_json(json.loads(response.content))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReceiverUnreadable(f"{url} did not answer an incoming payment: {exc}") from None
     if not _same_payment(view.id, url):
         raise ReceiverUnreadable(f"{url} answered for another incoming payment ({view.id})")

@@ -132,6 +132,9 @@ class GraphQLEndpoint:
             payload = json.loads(body, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "the body is not JSON", 400)
+        except RecursionError:
+            nested = "the body's JSON is nested too deeply"
+            return self._refuse(ErrorCode.BAD_USER_INPUT, nested, 400)
         if self._secret is not None:
             refusal = await self._authenticate(request, payload)
             if refusal is not None:

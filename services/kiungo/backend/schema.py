@@ -104,7 +104,12 @@ def _page_size(field: FieldNode) -> int:
         if argument.name.value not in ("first", "last", "limit"):
             continue
         value = argument.value
-        size = int(value.value) if isinstance(value, IntValueNode) else MAX_PAGE
+        # A literal of more digits than any page size could be is a refusal waiting to happen
+        # (and int() refuses strings of thousands of digits): count it as the largest page.
+        if isinstance(value, IntValueNode) and len(value.value.lstrip("-")) <= 18:
+            size = int(value.value)
+        else:
+            size = MAX_PAGE
     return max(1, size)
 
 

@@ -112,7 +112,7 @@ async def quote_endpoint(node: Node, request: Request) -> Response:
         return _error(413, "BadRequest", "the request body is too large")
     try:
         payload = json.loads(body, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         payload = None
         if secret is None:
             return _error(400, "BadRequest", "the body is not JSON")

@@ -105,6 +105,8 @@ async def _incoming_payment_view(node: Node, receiver: Receiver) -> Response:
 async def find_receiver(node: Node, url: str) -> Receiver | None:
     """The wallet address or incoming payment of this node at ``url`` (under
     OPEN_PAYMENTS_URL, without a trailing slash), open or not."""
+    if "\x00" in url:
+        return None  # no URL we store holds a NUL (and Postgres text cannot)
     match = INCOMING_PAYMENT_PATH.match(url)
     if match is not None:
         try:

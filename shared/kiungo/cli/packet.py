@@ -144,6 +144,8 @@ def _encode(args: argparse.Namespace) -> int:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"JSON: {exc}") from None
+    except RecursionError:
+        raise CommandError("JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise CommandError("JSON: the packet must be a JSON object")
     fields = {k: v for k, v in obj.items() if k not in _DECODE_ANNOTATIONS}

@@ -54,7 +54,7 @@ def convert_ceil(amount: int, rate: Fraction, source_scale: int, destination_sca
 def _parse_rates(body: bytes, base: str) -> dict[str, Fraction]:
     try:
         document = json.loads(body, parse_float=Decimal, parse_int=Decimal)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RatesUnavailable("rates service answered something that is not JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("rates"), dict):
         raise RatesUnavailable("rates service answer has no 'rates' object")

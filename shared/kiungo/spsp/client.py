@@ -52,7 +52,7 @@ async def query(
         )
     try:
         body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise SpspQueryError(f"SPSP response from {url} is not JSON") from None
     try:
         return SpspResponse.from_json(body)

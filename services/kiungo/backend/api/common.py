@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NewType
@@ -161,4 +162,30 @@ def iso(moment: datetime) -> str:
     """A timestamp as JavaScript's toISOString writes it (Rafiki's createdAt format)."""
     text = iso_time(moment)
     assert text is not None
+    return text
+
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def metadata_value(raw: Any) -> dict[str, Any] | None:
+    """A payment's stored metadata (jsonb, or its text) as the API returns it."""
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else None
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str | None:
+    """Metadata from a request as the JSON text Postgres stores; BAD_USER_INPUT when it is
+    larger than MAX_METADATA_BYTES or not storable JSON (an infinite number such as 1e400,
+    which JSON has no way to write)."""
+    if metadata is None:
+        return None
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except ValueError:
+        raise bad_input("metadata must be JSON: no infinite numbers", field="metadata") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise bad_input(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
     return text

@@ -22,6 +22,8 @@ from kiungo.backend.api.common import (
     SortOrder,
     UInt64,
     iso,
+    metadata_json,
+    metadata_value,
     parse_uuid,
 )
 from kiungo.backend.api.liquidity import (
@@ -44,7 +46,6 @@ __all__ = [
     "page_incoming_payments",
 ]
 
-_MAX_METADATA_BYTES = 16 * 1024
 _WALLET_AND_ASSET = """
 SELECT w.status, w.asset_id, a.code, a.scale
 FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
@@ -73,13 +74,6 @@ class IncomingPaymentState(enum.Enum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     EXPIRED = "EXPIRED"
-
-
-def _metadata(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    return value if isinstance(value, dict) else None
 
 
 @strawberry.type
@@ -111,7 +105,7 @@ class IncomingPayment:
                 if incoming is None
                 else Amount(value=int(incoming), asset_code=code, asset_scale=scale)
             ),
-            metadata=_metadata(row["metadata"]),
+            metadata=metadata_value(row["metadata"]),
             created_at=iso(row["created_at"]),
             _uuid=row["id"],
             _stored_received=int(row["received_amount"]),
@@ -260,15 +254,6 @@ class CancelIncomingPaymentResponse:
     payment: IncomingPayment | None
 
 
-def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
-    if metadata is None:
-        return None
-    text = json.dumps(metadata)
-    if len(text.encode()) > _MAX_METADATA_BYTES:
-        raise bad_input(f"metadata is at most {_MAX_METADATA_BYTES} bytes of JSON")
-    return text
-
-
 def _expiry(ctx: Context, expires_at: str | None, now: datetime) -> datetime:
     longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
     if expires_at is None:
@@ -309,7 +294,7 @@ class IncomingPaymentMutation:
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
         now = datetime.now(UTC)
         expires_at = _expiry(ctx, input.expires_at, now)
-        metadata = _metadata_json(input.metadata)
+        metadata = metadata_json(input.metadata)
         if input.incoming_amount is not None and input.incoming_amount.value <= 0:
             raise bad_input("incomingAmount must be above zero", field="incomingAmount")
 
@@ -375,7 +360,7 @@ class IncomingPaymentMutation:
     ) -> IncomingPaymentResponse:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
-        metadata = _metadata_json(input.metadata)
+        metadata = metadata_json(input.metadata)
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
             updated = await ctx.pool.fetchval(

@@ -14,7 +14,6 @@ payment has ended.
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -32,6 +31,8 @@ from kiungo.backend.api.common import (
     SortOrder,
     UInt64,
     iso,
+    metadata_json,
+    metadata_value,
     parse_uuid,
 )
 from kiungo.backend.api.liquidity import (
@@ -61,7 +62,6 @@ __all__ = [
     "page_outgoing_payments",
 ]
 
-_MAX_METADATA_BYTES = 16 * 1024
 # Namespaces of the ids derived from a payment's: its one deposit, and a withdrawal without an
 # event to take the id of.
 _DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
@@ -87,24 +87,6 @@ class OutgoingPaymentState(enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
-
-
-def _metadata(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    return value if isinstance(value, dict) else None
-
-
-def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
-    if metadata is None:
-        return None
-    text = json.dumps(metadata)
-    if len(text.encode()) > _MAX_METADATA_BYTES:
-        raise bad_input(
-            f"metadata is at most {_MAX_METADATA_BYTES} bytes of JSON", field="metadata"
-        )
-    return text
 
 
 @strawberry.type
@@ -146,7 +128,7 @@ class OutgoingPayment:
             debit_amount=quote.debit_amount,
             receive_amount=quote.receive_amount,
             receiver=row["receiver"],
-            metadata=_metadata(row["metadata"]),
+            metadata=metadata_value(row["metadata"]),
             quote=quote,
             sent_amount=Amount(value=int(row["sent_amount"]), asset_code=code, asset_scale=scale),
             created_at=iso(row["created_at"]),
@@ -357,7 +339,7 @@ class OutgoingPaymentMutation:
         ctx = info.context
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
         quote_id = parse_uuid(input.quote_id, "quoteId")
-        metadata = _metadata_json(input.metadata)
+        metadata = metadata_json(input.metadata)
 
         async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
             payment_id = await _create_payment(ctx, wallet_id, quote_id, metadata)
@@ -382,7 +364,7 @@ class OutgoingPaymentMutation:
     ) -> OutgoingPaymentResponse:
         ctx = info.context
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
-        metadata = _metadata_json(input.metadata)
+        metadata = metadata_json(input.metadata)
 
         async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
             quote = await create_quote(
@@ -422,10 +404,10 @@ class OutgoingPaymentMutation:
                         "only a FUNDING outgoing payment can be cancelled; this one is "
                         f"{row['state']}",
                     )
-                metadata = _metadata(row["metadata"])
+                metadata = metadata_value(row["metadata"])
                 if input.reason is not None:
                     metadata = {**(metadata or {}), "cancellationReason": input.reason}
-                text = _metadata_json(metadata)
+                text = metadata_json(metadata)
                 await conn.execute(
                     "UPDATE outgoing_payments SET state = 'CANCELLED', metadata = $2::jsonb, "
                     "updated_at = now() WHERE id = $1",

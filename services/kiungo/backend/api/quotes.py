@@ -373,7 +373,7 @@ async def _remote_receiver(
         ) from None
     try:
         answer = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         answer = None
     message = answer.get("message") if isinstance(answer, dict) else None
     detail = message if isinstance(message, str) and message else f"HTTP {response.status_code}"

@@ -26,13 +26,15 @@ from urllib.parse import urlsplit
 import asyncpg
 import strawberry
 
-from kiungo.backend.api.common import Amount, AmountInput, JSONObject, iso
-from kiungo.backend.api.incoming_payments import (
-    _INSERT_WITH_EVENT,
-    _expiry,
-    _metadata,
-    _metadata_json,
+from kiungo.backend.api.common import (
+    Amount,
+    AmountInput,
+    JSONObject,
+    iso,
+    metadata_json,
+    metadata_value,
 )
+from kiungo.backend.api.incoming_payments import _INSERT_WITH_EVENT, _expiry
 from kiungo.backend.api.quotes import local_receiver_url
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
@@ -135,7 +137,7 @@ class Receiver:
             ),
             received_amount=Amount(value=received, asset_code=code, asset_scale=scale),
             expires_at=None if row["expires_at"] is None else iso(row["expires_at"]),
-            metadata=_metadata(row["metadata"]),
+            metadata=metadata_value(row["metadata"]),
             created_at=iso(row["created_at"]),
         )
 
@@ -261,7 +263,7 @@ class ReceiverMutation:
         wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
         now = datetime.now(UTC)
         expires_at = _expiry(ctx, input.expires_at, now)
-        metadata = _metadata_json(input.metadata)
+        metadata = metadata_json(input.metadata)
         if input.incoming_amount is not None and input.incoming_amount.value <= 0:
             raise bad_input("incomingAmount must be above zero", field="incomingAmount")
 
