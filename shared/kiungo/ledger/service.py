@@ -388,6 +388,16 @@ class Ledger:
                 log.warning("ledger batch of %d failed: %s", len(batch), exc)
                 await writer.release()
                 error = LedgerUnavailable(f"the ledger could not commit: {exc}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Anything else (asyncpg's InternalClientError when the server went away
+                # mid-transaction, a bug): the connection's state is unknown, so it is
+                # dropped, and the writer lives on. Callers retry with the same ids: a batch
+                # that did commit reads as a replay (AlreadyPosted, TransferExists).
+                log.exception("ledger batch of %d failed unexpectedly", len(batch))
+                await writer.discard()
+                error = LedgerUnavailable(f"the ledger could not commit: {exc!r}")
             else:
                 self.batches += 1
                 self.operations += len(batch)
@@ -495,6 +505,14 @@ class _WriterConnection:
     async def release(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(connection)
+
+    async def discard(self) -> None:
+        """Close the connection (in an unknown state) and give its place back to the pool."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
             with contextlib.suppress(Exception):
                 await self._pool.release(connection)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from kiungo.connector.link import LinkError
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs, post_until
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.ilp.errors import (
     AmountTooLargeError,
@@ -29,9 +29,7 @@ from kiungo.ilp.oer import DecodeError
 from kiungo.ilp.packet import Fulfill, Prepare, decode_reply, fulfillment_matches, rewrite_prepare
 from kiungo.ledger import (
     AccountKind,
-    AlreadyPosted,
     LedgerError,
-    LedgerUnavailable,
     account_id_for,
 )
 
@@ -78,8 +76,9 @@ async def forward(
             target.asset_id,
             amount,
         )
+        hold_until = expires_at + HOLD_MARGIN
         with ledger_errors_as_ilp():
-            held = await node.ledger.create_transfers(legs, hold_for=expires_at - now + HOLD_MARGIN)
+            held = await node.ledger.create_transfers(legs, hold_for=hold_until - now)
         transfer_ids = [t.id for t in held]
     try:
         remaining = (expires_at - datetime.now(UTC)).total_seconds()  # the hold took time
@@ -94,10 +93,15 @@ async def forward(
             raise WrongConditionError("fulfillment from the next hop does not match")
     except BaseException:
         if transfer_ids:
-            await _settle(node, transfer_ids, post=False)
+            await _void(node, transfer_ids)
         raise
     if transfer_ids:
-        await _settle(node, transfer_ids, post=isinstance(reply, Fulfill))
+        if isinstance(reply, Fulfill):
+            # The next hop has been paid and our peer owes us: the Fulfill is relayed once
+            # this is booked, retried through a database outage up to the hold's expiry.
+            await post_until(node.ledger, transfer_ids, hold_until)
+        else:
+            await _void(node, transfer_ids)
     if isinstance(reply, Fulfill) and prepare.amount:
         node.metrics.amount.labels("forwarded").inc(prepare.amount)
     return reply_raw
@@ -121,24 +125,10 @@ async def _send(node: Node, target: PeerInfo, outgoing: bytes, seconds: float) -
     return body
 
 
-async def _settle(node: Node, transfer_ids: list[uuid.UUID], post: bool) -> None:
-    """Post or void the packet's hold. The packet's outcome stands either way: a failed void
-    leaves a hold that releases itself at its timeout; a failed post is retried, because the
-    next hop has been paid and our peer owes us."""
-    action = "post" if post else "void"
-    for attempt in range(1, 4 if post else 2):
-        try:
-            await (node.ledger.post if post else node.ledger.void)(*transfer_ids)
-            return
-        except AlreadyPosted:
-            if post:
-                return  # an earlier attempt committed before its answer was lost
-            log.error("could not void %s: already posted", transfer_ids)
-            return
-        except LedgerUnavailable as exc:
-            log.warning("%s of %s failed (attempt %d): %r", action, transfer_ids, attempt, exc)
-            await asyncio.sleep(0.05 * attempt)
-        except LedgerError as exc:
-            log.error("could not %s transfers %s: %r", action, transfer_ids, exc)
-            return
-    log.error("gave up trying to %s transfers %s", action, transfer_ids)
+async def _void(node: Node, transfer_ids: list[uuid.UUID]) -> None:
+    """Release the packet's hold. A failed void is not retried: the hold releases itself at
+    its timeout."""
+    try:
+        await node.ledger.void(*transfer_ids)
+    except LedgerError as exc:
+        log.warning("could not void %s (it will expire): %r", transfer_ids, exc)

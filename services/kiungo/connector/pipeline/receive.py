@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs, post_until
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.ilp.packet import Prepare, encode_packet
-from kiungo.ledger import CreditLimitExceeded, LedgerError
+from kiungo.ledger import CreditLimitExceeded
 from kiungo.stream.receiver import IncomingMoney
 
 __all__ = ["RECEIVE_HOLD", "AfterReply", "receive_locally"]
@@ -66,6 +66,7 @@ async def receive_locally(
         credit_limit=receiver.incoming_amount,
     )
     total = await node.totals.add(result.connection_id, arriving.amount)
+    hold_until = datetime.now(UTC) + RECEIVE_HOLD
     try:
         with ledger_errors_as_ilp():
             held = await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
@@ -81,11 +82,9 @@ async def receive_locally(
 
     async def post_after_reply() -> None:
         # Posted once the Fulfill is on its way, so a crash before that leaves a hold that
-        # expires: a receiver never shows money whose fulfillment was not sent.
-        try:
-            await node.ledger.post(*(t.id for t in held))
-        except LedgerError as exc:
-            log.error("could not post received packet %s: %r", [t.id for t in held], exc)
+        # expires: a receiver never shows money whose fulfillment was not sent. Retried
+        # through a database outage up to the hold's expiry.
+        if not await post_until(node.ledger, [t.id for t in held], hold_until):
             return
         node.metrics.amount.labels("received").inc(prepare.amount)
         if receiver.incoming_amount is not None:
