@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from kiungo.backend.errors import ErrorCode
-from kiungo.backend.metrics import BackendMetrics
+from kiungo.backend.metrics import LIQUIDITY_KINDS, BackendMetrics
 from kiungo.config import ConfigError, Environment, Settings
 from kiungo.connector.metrics import Metrics
 
@@ -283,6 +283,7 @@ def _exported_metrics() -> dict[str, set[str]]:
     suffixes = {
         "counter": ("_total", "_created"),
         "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "gauge": ("",),
     }
     for holder in (Metrics(), BackendMetrics()):
         for metric in vars(holder).values():
@@ -305,6 +306,8 @@ def _label_values_in_code() -> set[str]:
 def test_rules_use_only_exported_metrics() -> None:
     exported = _exported_metrics()
     assert "kiungo_ilp_packets_total" in exported
+    assert exported["kiungo_liquidity"] == {"kind", "id", "asset"}
+    assert {"kiungo_pending_holds", "kiungo_oldest_pending_hold_seconds"} <= set(exported)
     known_values = _label_values_in_code()
     groups = _one(DEPLOY / "prometheus-rules.yaml")["groups"]
     alerts = [rule for group in groups for rule in group["rules"]]
@@ -319,6 +322,28 @@ def test_rules_use_only_exported_metrics() -> None:
                 assert label in exported[name], f"{rule['alert']}: {name} has no {label}"
                 if op == "=" and label == "outcome" and not re.fullmatch(r"[TFR]\d\d", value):
                     assert value in known_values, f"{rule['alert']}: no outcome {value!r}"
+                if op == "=" and name == "kiungo_liquidity" and label == "kind":
+                    assert value in LIQUIDITY_KINDS, f"{rule['alert']}: no kind {value!r}"
+    used = {name for rule in alerts for name in re.findall(r"\b(kiungo_[a-z0-9_]+)", rule["expr"])}
+    # The example alerts of issue 7: reject rate, liquidity low, pending holds.
+    assert {
+        "kiungo_ilp_packets_total",
+        "kiungo_liquidity",
+        "kiungo_oldest_pending_hold_seconds",
+    } <= used
+
+
+def test_guide_documents_every_metric_and_no_other() -> None:
+    guide = (DEPLOY / "README.md").read_text()
+    section = guide.split("\n## Metrics and alerts\n", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(kiungo_[a-z0-9_]+)` \|", section, re.MULTILINE))
+    names = set()
+    for holder in (Metrics(), BackendMetrics()):
+        for metric in vars(holder).values():
+            if isinstance(metric, MetricWrapperBase):
+                (family,) = metric.describe()
+                names.add(family.name + ("_total" if family.type == "counter" else ""))
+    assert rows == names, (names - rows, rows - names)
 
 
 def test_guide_documents_every_setting_and_no_other() -> None:

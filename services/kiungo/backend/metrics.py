@@ -1,10 +1,21 @@
-"""Prometheus metrics of the backend (``GET /metrics``)."""
+"""Prometheus metrics of the backend (``GET /metrics``).
+
+Counters and histograms count this replica's own work (sum them over replicas). The ledger
+gauges (liquidity, pending holds) are read from Postgres by every replica's liquidity-alert
+worker each ``WORKER_INTERVAL_MS`` round, so every replica reports the same values (take
+``max`` over replicas, not ``sum``).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Iterable
 
-__all__ = ["BackendMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["LIQUIDITY_KINDS", "BackendMetrics"]
+
+# The ``kind`` label values of ``kiungo_liquidity``: an asset's or a peer's liquidity account.
+LIQUIDITY_KINDS = ("asset", "peer")
 
 
 class BackendMetrics:
@@ -30,6 +41,42 @@ class BackendMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.liquidity = Gauge(
+            "kiungo_liquidity",
+            "Available balance (posted credits - posted debits - pending debits) of each asset's "
+            "and peer's liquidity account, in the asset's smallest units, by kind (asset, peer), "
+            "id (the asset's or peer's) and asset (its code); exact up to 2^53",
+            ["kind", "id", "asset"],
+            registry=self.registry,
+        )
+        self.pending_holds = Gauge(
+            "kiungo_pending_holds",
+            "Ledger transfers in state PENDING (two-phase holds not yet posted, voided or expired)",
+            registry=self.registry,
+        )
+        self.oldest_pending_hold = Gauge(
+            "kiungo_oldest_pending_hold_seconds",
+            "Seconds the oldest PENDING ledger transfer is past its timeout (expires_at); 0 when "
+            "none is past it (the connector's sweep releases such holds)",
+            registry=self.registry,
+        )
+        self._liquidity_children: set[tuple[str, str, str]] = set()
+
+    def set_liquidity(self, balances: Iterable[tuple[str, str, str, int]]) -> None:
+        """Set ``kiungo_liquidity`` to exactly ``balances`` (kind, id, asset code, available):
+        accounts no longer listed (a deleted peer or asset) lose their series."""
+        children: set[tuple[str, str, str]] = set()
+        for kind, owner, asset, available in balances:
+            labels = (kind, owner, asset)
+            self.liquidity.labels(*labels).set(available)
+            children.add(labels)
+        for gone in self._liquidity_children - children:
+            self.liquidity.remove(*gone)
+        self._liquidity_children = children
+
+    def set_pending_holds(self, count: int, oldest_overdue_seconds: float) -> None:
+        self.pending_holds.set(count)
+        self.oldest_pending_hold.set(oldest_overdue_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,7 +8,8 @@
 - Web Monetization: money received by a wallet address beyond its asset's withdrawal threshold
   raises ``wallet_address.web_monetization``;
 - liquidity alerts: an asset's or peer's liquidity crossing its low or high threshold raises
-  ``*.liquidity_low`` / ``*.liquidity_high`` once per crossing.
+  ``*.liquidity_low`` / ``*.liquidity_high`` once per crossing; the same round sets the ledger
+  gauges of ``/metrics`` (every liquidity account's balance, pending holds), which only read.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "deliver_webhooks",
     "emit_web_monetization_events",
     "expire_incoming_payments",
+    "update_ledger_gauges",
 ]
 
 log = logging.getLogger("kiungo.backend.workers")
@@ -314,6 +316,46 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     return raised
 
 
+# Every asset's and peer's liquidity account, whatever its thresholds: one row per asset and per
+# peer, through uq_ledger_accounts_kind_owner. Deleted assets are left out (their series go).
+_LIQUIDITY_GAUGES = """
+SELECT 'asset' AS kind, a.id, a.code,
+       l.credits_posted - l.debits_posted - l.debits_pending AS available
+FROM assets a
+JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
+WHERE a.deleted_at IS NULL
+UNION ALL
+SELECT 'peer' AS kind, p.id, a.code,
+       l.credits_posted - l.debits_posted - l.debits_pending AS available
+FROM peers p
+JOIN assets a ON a.id = p.asset_id
+JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
+"""
+
+# Both aggregates read only the partial index ix_ledger_transfers_pending_expiry (expires_at
+# WHERE state = 'PENDING'): an index-only scan over the pending holds alone, however many
+# transfers are final. GREATEST skips the NULL of an empty min(): 0 when nothing is pending.
+_PENDING_HOLDS = """
+SELECT count(*) AS holds,
+       GREATEST(EXTRACT(EPOCH FROM now() - min(expires_at)), 0)::float8 AS overdue_seconds
+FROM ledger_transfers
+WHERE state = 'PENDING'
+"""
+
+
+async def update_ledger_gauges(backend: Backend, metrics: BackendMetrics) -> None:
+    """Set ``kiungo_liquidity``, ``kiungo_pending_holds`` and
+    ``kiungo_oldest_pending_hold_seconds`` from the ledger as it is now (reads only)."""
+    async with backend.pool.acquire() as conn:
+        balances = await conn.fetch(_LIQUIDITY_GAUGES)
+        holds = await conn.fetchrow(_PENDING_HOLDS)
+    metrics.set_liquidity(
+        (row["kind"], str(row["id"]), row["code"], int(row["available"])) for row in balances
+    )
+    assert holds is not None
+    metrics.set_pending_holds(int(holds["holds"]), float(holds["overdue_seconds"]))
+
+
 class Workers:
     """The loops of one replica; each does a round, then sleeps when it found nothing."""
 
@@ -348,12 +390,21 @@ class Workers:
                 _EXPIRY_BATCH,
                 interval,
             ),
-            "liquidity-alerts": (lambda: raise_liquidity_alerts(self._backend), 1, interval),
+            "liquidity-alerts": (self._liquidity_round, 1, interval),
         }
         self._tasks = [
             asyncio.create_task(self._loop(name, *job), name=f"worker-{name}")
             for name, job in jobs.items()
         ]
+
+    async def _liquidity_round(self) -> int:
+        """The ledger gauges, then the liquidity alerts; neither's failure stops the other."""
+        if self._metrics is not None:
+            try:
+                await update_ledger_gauges(self._backend, self._metrics)
+            except Exception:
+                log.exception("worker ledger-gauges failed; retrying")
+        return await raise_liquidity_alerts(self._backend)
 
     async def _loop(
         self, name: str, job: Callable[[], Awaitable[int]], full: int, idle: float
