@@ -307,7 +307,8 @@ async def test_fixed_send_and_fixed_receive_in_one_currency(node: Node) -> None:
     # A payment pointer and a trailing slash name the same wallet address.
     received = await quote(admin, w.alice, "$wallet.example/carol/", receive=amount(77, "USD", 2))
     assert received["receiver"] == f"{WALLET_BASE}/carol"
-    assert received["debitAmount"] == amount(77)
+    # A fixed receive has the slippage's room: ceil(77 / 0.99) = 78.
+    assert received["debitAmount"] == amount(78)
     assert received["receiveAmount"] == amount(77)
     read = await admin.data(
         f"query($id: String!) {{ quote(id: $id) {{ {QUOTE_FIELDS} }} }}", {"id": received["id"]}
@@ -333,9 +334,9 @@ async def test_cross_currency_rounds_toward_the_node(node: Node) -> None:
     assert rate(row, "min_exchange_rate") == Fraction(9, 10) * Fraction(99, 100)
     assert row["receive_asset_code"] == "EUR" and row["receive_asset_scale"] == 2
 
-    # ceil(901 / 0.9) = 1002
+    # At the minimum rate (0.9 less the 1 % slippage): ceil(901 / 0.891) = 1012
     fixed_receive = await quote(admin, w.alice, bob, receive=amount(901, "EUR"))
-    assert fixed_receive["debitAmount"] == amount(1002)
+    assert fixed_receive["debitAmount"] == amount(1012)
     assert fixed_receive["receiveAmount"] == amount(901, "EUR")
 
     # The other way, with the other base: 1.1 USD per EUR.
@@ -366,7 +367,7 @@ async def test_an_incoming_payment_is_paid_what_it_still_expects(node: Node) -> 
     whole = await quote(admin, w.alice, target)
     assert whole["receiver"] == target
     assert whole["receiveAmount"] == amount(500, "EUR")
-    assert whole["debitAmount"] == amount(556)  # ceil(500 / 0.9)
+    assert whole["debitAmount"] == amount(562)  # ceil(500 / 0.891), the minimum rate
     # The quote lives no longer than the incoming payment.
     payment_expiry = await admin.pool.fetchval(
         "SELECT expires_at FROM incoming_payments WHERE id = $1",
@@ -379,7 +380,7 @@ async def test_an_incoming_payment_is_paid_what_it_still_expects(node: Node) -> 
     await credit(admin, "INCOMING_PAYMENT", target.rsplit("/", 1)[1], 200)
     rest = await quote(admin, w.alice, target)
     assert rest["receiveAmount"] == amount(300, "EUR")
-    assert rest["debitAmount"] == amount(334)  # ceil(300 / 0.9)
+    assert rest["debitAmount"] == amount(337)  # ceil(300 / 0.891)
     fixed_send = await quote(admin, w.alice, target, debit=amount(100))
     assert fixed_send["receiveAmount"] == amount(90, "EUR")
 
@@ -421,11 +422,13 @@ async def test_the_sending_fee_is_charged_exactly(node: Node) -> None:
     row = await quote_row(admin, sent["id"])
     assert row["fee_amount"] == 15 and str(row["fee_id"]) == fee_id
     received = await quote(admin, w.alice, carol, receive=amount(985))
-    assert received["debitAmount"] == amount(1000)
+    # At most ceil(985 / 0.99) = 995 sent (the slippage's room); fee 5 + ceil(9.95) = 15
+    assert received["debitAmount"] == amount(1010)
 
     # Cross currency: the fee is on what is sent, in the sender's asset.
     euros = await quote(admin, w.alice, f"{WALLET_BASE}/bob", receive=amount(900, "EUR"))
-    assert euros["debitAmount"] == amount(1000 + 5 + 10)
+    # ceil(900 / 0.891) = 1011 at most sent, and 5 + ceil(10.11) of fee on it
+    assert euros["debitAmount"] == amount(1011 + 5 + 11)
 
     too_small = await admin.error(
         CREATE_QUOTE,
@@ -583,7 +586,7 @@ async def test_a_remote_receiver_is_quoted_by_the_connector(node: Node) -> None:
     assert row["max_packet_amount"] == 1000
     pointer = await quote(admin, w.alice, "$remote.example/bob", receive=amount(901, "EUR"))
     assert pointer["receiver"] == "$remote.example/bob"
-    assert pointer["debitAmount"] == amount(1002)
+    assert pointer["debitAmount"] == amount(1012)  # ceil(901 / 0.891)
 
     # A remote incoming payment: the rest of its amount, and no later than it expires.
     invoice = "https://remote.example/bob/incoming-payments/abc"
@@ -598,7 +601,7 @@ async def test_a_remote_receiver_is_quoted_by_the_connector(node: Node) -> None:
     )
     rest = await quote(admin, w.alice, invoice)
     assert rest["receiveAmount"] == amount(600, "EUR")
-    assert rest["debitAmount"] == amount(667)  # ceil(600 / 0.9)
+    assert rest["debitAmount"] == amount(674)  # ceil(600 / 0.891)
     assert abs(moment(rest["expiresAt"]) - expires) < timedelta(milliseconds=2)
 
     # Refusals, typed, and nothing stored.
@@ -815,7 +818,7 @@ async def test_an_expired_quote_makes_no_payment(
 async def test_funding_moves_the_payment_to_sending_once(node: Node) -> None:
     admin = node.admin
     w = await world(admin)
-    q = await quote(admin, w.alice, f"{WALLET_BASE}/bob", receive=amount(900, "EUR"))
+    q = await quote(admin, w.alice, f"{WALLET_BASE}/bob", debit=amount(1000))
     payment = await create_payment(admin, w.alice, q["id"])
     body = await deposit(admin, payment["id"], "fund-1")
     assert body == {"data": {"depositOutgoingPaymentLiquidity": {"success": True}}}
@@ -982,7 +985,7 @@ async def test_pay_an_incoming_payment_in_one_step(node: Node) -> None:
     assert payment["state"] == "FUNDING"
     assert payment["receiver"] == target
     assert payment["receiveAmount"] == amount(450, "EUR")
-    assert payment["debitAmount"] == amount(500)
+    assert payment["debitAmount"] == amount(506)  # ceil(450 / 0.891)
     assert payment["metadata"] == {"invoice": "A-1"}
     again = await admin.data(
         FROM_INCOMING,

@@ -501,9 +501,10 @@ async def test_a_payment_whose_rate_fell_below_its_minimum_fails_and_is_refunded
 async def test_a_payment_whose_receiver_went_away_fails_and_is_refunded(
     postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
 ) -> None:
-    """B's incoming payment is cancelled after A quoted it: A's payment ends FAILED with an
-    error (after its one retry), nothing was sent, and its whole debit is withdrawn back to
-    A's settlement account."""
+    """B's incoming payment is cancelled right after A quoted it (within the second B's
+    connector caches what the quote's probe looked up: the cancel tells it to forget): A's
+    payment ends FAILED with an error (after its one retry), nothing was sent, and its whole
+    debit is withdrawn back to A's settlement account."""
     async with (
         full_node(
             "alpha", postgres_server_url, redis_server_url, client,

@@ -37,6 +37,9 @@ log = logging.getLogger("kiungo.backend")
 
 # The connector's peer table reloads on a message here (kiungo.connector.node).
 PEERS_CHANGED_CHANNEL = "peers-changed"
+# The connectors' receiver caches (kiungo.connector.node reads it): the id of a wallet address or
+# incoming payment to forget.
+RECEIVERS_CHANGED_CHANNEL = "receivers-changed"
 # The connector's sending worker looks for work at once on a message here (its poll is the
 # fallback).
 PAYMENTS_DUE_CHANNEL = "payments-due"
@@ -71,6 +74,17 @@ class Backend:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    async def receiver_changed(self, owner_id: uuid.UUID) -> None:
+        """Tell every connector replica to forget what it cached of a wallet address or incoming
+        payment whose state changed (cancelled, completed, deactivated): it refuses money from
+        the next packet on, not a cache lifetime later. Best effort: the cache is short-lived."""
+        try:
+            await self.redis.publish(
+                self.settings.redis_key_prefix + RECEIVERS_CHANGED_CHANNEL, str(owner_id)
+            )
+        except Exception:
+            log.warning("could not publish a receiver change for %s", owner_id)
 
     async def peers_changed(self) -> None:
         """Tell every connector replica to reload its peers and routes."""

@@ -36,6 +36,8 @@ __all__ = ["PEERS_CHANGED_CHANNEL", "Node"]
 log = logging.getLogger("kiungo.connector")
 
 PEERS_CHANGED_CHANNEL = "peers-changed"
+# A backend publishes a wallet address's or incoming payment's id here when its state changed.
+RECEIVERS_CHANGED_CHANNEL = "receivers-changed"
 _PEER_RELOAD_SECONDS = 30.0
 _HOLD_SWEEP_SECONDS = 1.0
 
@@ -106,6 +108,7 @@ class Node:
         )
         await node.reload_peers()
         node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
+        node._tasks.append(asyncio.create_task(node._watch_receivers(), name="receiver-changes"))
         node._tasks.append(asyncio.create_task(node._expire_holds(), name="hold-expiry"))
         return node
 
@@ -149,6 +152,28 @@ class Node:
                 raise
             except Exception:
                 log.exception("peer reload failed; retrying")
+                await asyncio.sleep(1)
+
+    async def _watch_receivers(self) -> None:
+        """Forget a cached receiver on every change message (the cache lives a second anyway)."""
+        channel = self.settings.redis_key_prefix + RECEIVERS_CHANGED_CHANNEL
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=60
+                        )
+                        if message is None:
+                            continue
+                        data = message["data"]
+                        with contextlib.suppress(ValueError, AttributeError):
+                            self.receivers.forget_owner(uuid.UUID(data.decode()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receiver change subscription failed; retrying")
                 await asyncio.sleep(1)
 
     async def close(self) -> None:

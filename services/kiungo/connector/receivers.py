@@ -99,6 +99,11 @@ class ReceiverDirectory:
     def forget(self, tag: str) -> None:
         self._cache.pop(tag, None)
 
+    def forget_owner(self, owner_id: uuid.UUID) -> None:
+        """Forget a wallet address or incoming payment by its id (a change message)."""
+        self.forget(wallet_tag(owner_id))
+        self.forget(incoming_payment_tag(owner_id))
+
     async def by_tag(self, tag: str | None) -> Receiver | None:
         if not tag or len(tag) != 33:
             return None

@@ -417,6 +417,7 @@ class IncomingPaymentMutation:
                     "updated_at = now() WHERE id = $1",
                     payment_id,
                 )
+            await ctx.backend.receiver_changed(payment_id)
             record = {"id": str(payment_id)}
             return record, CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
 

@@ -383,6 +383,7 @@ class ReceiverMutation:
                         else (account["id"], row["asset_id"], received)
                     ),
                 )
+            await ctx.backend.receiver_changed(payment_id)
             completed = Receiver.from_row({**dict(row), "state": "COMPLETED"}, received)
             return {"id": str(payment_id)}, CompleteReceiverResponse(receiver=completed)
 

@@ -389,6 +389,7 @@ class WalletAddressMutation:
             )
             if row is None:
                 raise not_found("wallet address")
+            await ctx.backend.receiver_changed(row["id"])
             return {"id": str(row["id"])}, UpdateWalletAddressMutationResponse(
                 wallet_address=WalletAddress.from_row(row)
             )
