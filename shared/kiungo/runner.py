@@ -14,7 +14,10 @@ from typing import Any
 import uvicorn
 import uvloop
 
-__all__ = ["run_processes", "run_service", "serve_until_stopped"]
+from kiungo.cli.arguments import CommandError
+from kiungo.config import Settings
+
+__all__ = ["check_processes", "run_processes", "run_service", "serve_until_stopped"]
 
 log = logging.getLogger("kiungo.runner")
 
@@ -36,6 +39,18 @@ async def serve_until_stopped(server: uvicorn.Server, listener: socket.socket | 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
     await server.serve(sockets=None if listener is None else [listener])
+
+
+def check_processes(count: int, settings: Settings) -> None:
+    """Refuse a ``--processes`` count the node cannot run: below 1, or several processes on
+    embedded engines (each would start its own Postgres and Redis)."""
+    if count < 1:
+        raise CommandError("--processes must be at least 1")
+    if count > 1 and (settings.database_url is None or settings.redis_url is None):
+        raise CommandError(
+            "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
+            "same Postgres and Redis, not embedded ones of its own"
+        )
 
 
 def run_processes(

@@ -15,7 +15,7 @@ from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 from kiungo.log import configure_logging
-from kiungo.runner import run_processes, run_service, serve_until_stopped
+from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "register", "schema_sdl"]
@@ -94,19 +94,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     check_bind(settings, args.host)
-    if args.processes < 1:
-        raise CommandError("--processes must be at least 1")
+    check_processes(args.processes, settings)
     url = f"http://{args.host}:{settings.admin_port}/graphql"
     if args.processes == 1:
         _announce(settings, url)
         with contextlib.suppress(KeyboardInterrupt):
             run_service(_serve(settings, args.host, None))
         return 0
-    if settings.database_url is None or settings.redis_url is None:
-        raise CommandError(
-            "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
-            "same Postgres and Redis, not embedded ones of its own"
-        )
     _announce(settings, f"{url} ({args.processes} processes)")
     return run_processes(
         args.processes,

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
-from kiungo.runner import run_processes, run_service, serve_until_stopped
+from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -101,19 +100,13 @@ async def connector_server(
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    if args.processes < 1:
-        raise CommandError("--processes must be at least 1")
+    check_processes(args.processes, settings)
     where = f"http://{args.host}:{settings.connector_port}"
     if args.processes == 1:
         print(f"connector on {where}, ILP address {settings.ilp_address}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             run_service(_serve(settings, args.host, None))
         return 0
-    if settings.database_url is None or settings.redis_url is None:
-        raise CommandError(
-            "--processes above 1 needs DATABASE_URL and REDIS_URL: every replica must use the "
-            "same Postgres and Redis, not embedded ones of its own"
-        )
     print(
         f"connector on {where} ({args.processes} processes), ILP address {settings.ilp_address}",
         flush=True,

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -134,47 +134,47 @@ class Node:
         async with self.pool.acquire() as conn:
             await self.peers.load(conn)
 
-    async def _watch_peers(self) -> None:
-        """Reload on every change message, and every 30 s in case a message was missed."""
-        channel = self.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL
+    async def listen(
+        self, channel: str, handle: Callable[[bytes | None], Awaitable[None]], *, idle: float
+    ) -> None:
+        """Await ``handle(data)`` for every message published on ``<prefix><channel>``, and
+        ``handle(None)`` after ``idle`` seconds without one; subscribe again after an error.
+        Runs until cancelled."""
+        name = self.settings.redis_key_prefix + channel
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(channel)
+                    await pubsub.subscribe(name)
                     while True:
                         message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=_PEER_RELOAD_SECONDS
+                            ignore_subscribe_messages=True, timeout=idle
                         )
-                        await self.reload_peers()
-                        if message is not None:
-                            log.info("peers reloaded after a change message")
+                        await handle(None if message is None else message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("peer reload failed; retrying")
+                log.exception("listening on %s failed; subscribing again", name)
                 await asyncio.sleep(1)
+
+    async def _watch_peers(self) -> None:
+        """Reload on every change message, and every 30 s in case a message was missed."""
+
+        async def reload(data: bytes | None) -> None:
+            await self.reload_peers()
+            if data is not None:
+                log.info("peers reloaded after a change message")
+
+        await self.listen(PEERS_CHANGED_CHANNEL, reload, idle=_PEER_RELOAD_SECONDS)
 
     async def _watch_receivers(self) -> None:
         """Forget a cached receiver on every change message (the cache lives a second anyway)."""
-        channel = self.settings.redis_key_prefix + RECEIVERS_CHANGED_CHANNEL
-        while True:
-            try:
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(channel)
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=60
-                        )
-                        if message is None:
-                            continue
-                        data = message["data"]
-                        with contextlib.suppress(ValueError, AttributeError):
-                            self.receivers.forget_owner(uuid.UUID(data.decode()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("receiver change subscription failed; retrying")
-                await asyncio.sleep(1)
+
+        async def forget(data: bytes | None) -> None:
+            if data is not None:
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    self.receivers.forget_owner(uuid.UUID(data.decode()))
+
+        await self.listen(RECEIVERS_CHANGED_CHANNEL, forget, idle=60)
 
     async def close(self) -> None:
         for task in self._tasks:

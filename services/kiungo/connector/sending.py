@@ -441,23 +441,14 @@ class OutgoingPaymentWorker:
         self._running: set[asyncio.Task[None]] = set()
 
     async def _listen(self, wake: asyncio.Event) -> None:
-        """Set ``wake`` on every payments-due message from a backend (reconnecting on errors)."""
-        channel = self._node.settings.redis_key_prefix + PAYMENTS_DUE_CHANNEL
-        while True:
-            try:
-                async with self._node.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(channel)
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=60
-                        )
-                        if message is not None:
-                            wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("payments-due subscription failed; polling meanwhile")
-                await asyncio.sleep(1)
+        """Set ``wake`` on every payments-due message from a backend (polling goes on
+        meanwhile when the subscription fails)."""
+
+        async def due(data: bytes | None) -> None:
+            if data is not None:
+                wake.set()
+
+        await self._node.listen(PAYMENTS_DUE_CHANNEL, due, idle=60)
 
     async def run(self) -> None:
         """Claim and send due payments until cancelled; then let the ones under way stop."""
