@@ -295,3 +295,20 @@ async def test_database_commands_need_no_stream_secret_in_production(
     env["DATABASE_URL"] = "not a url"
     code, stderr = await run("migrate")
     assert code != 0 and "DATABASE_URL" in stderr
+
+
+async def test_processes_counts_a_node_cannot_run_are_refused_in_one_line() -> None:
+    """`--processes` below 1, or above 1 on embedded engines (each process would start its own
+    Postgres and Redis), stops both services at once with one line and exit status 2."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    for service in ("connector", "backend"):
+        for count, expected in (("0", "at least 1"), ("2", "DATABASE_URL and REDIS_URL")):
+            process = await asyncio.create_subprocess_exec(
+                str(KIUNGO), service, "--processes", count, env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(60):
+                _, stderr = await process.communicate()
+            lines = stderr.decode().strip().splitlines()
+            assert process.returncode == 2, (service, count, lines)
+            assert len(lines) == 1 and expected in lines[0], (service, count, lines)
