@@ -368,6 +368,58 @@ async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
         await assert_books_balance(bob.pool)
 
 
+async def test_a_resumed_payment_reads_the_remote_incoming_payment_and_stops_when_it_is_closed(
+    make_database: DatabaseFactory, redis_server_url: str, redis_prefix: str
+) -> None:
+    """A payment taken up again (its row was claimed before) first reads bob's incoming
+    payment from bob's node: one bob completed early, with 300 of its 700, fails the payment
+    at once (not retryable), nothing sent; one that has all it expects completes the payment
+    without a packet; one that expired fails it."""
+    async with (
+        other_node(await make_database(), redis_server_url, redis_prefix, max_packet=50) as bob,
+        running_connector(
+            await make_database(), redis_server_url, redis_prefix, hop_endpoint=f"{bob.url}/ilp"
+        ) as connector,
+    ):
+        seeded, pool = connector.seeded, connector.pool
+        sam = await sender_wallet(pool, seeded.usd)
+        outcomes = {}
+        for case, state, received, expires in (
+            ("completed early", "COMPLETED", 300, timedelta(minutes=5)),
+            ("paid in full", "COMPLETED", 700, timedelta(minutes=5)),
+            ("expired", "PENDING", 0, timedelta(seconds=-1)),
+        ):
+            async with bob.pool.acquire() as conn:
+                incoming = await create_incoming_payment(conn, bob.rita, bob.usd, 700)
+                await conn.execute(
+                    "UPDATE incoming_payments SET state = $2, expires_at = now() + $3::interval"
+                    " WHERE id = $1",
+                    incoming, state, expires,
+                )  # fmt: skip
+            if received:
+                async with Ledger(bob.pool) as ledger:
+                    account = await ledger.ensure_account(
+                        AccountKind.INCOMING_PAYMENT, incoming, bob.usd
+                    )
+                    await ledger.deposit(uuid.uuid4(), account, received)
+            # create_payment leaves process_at set, as a crashed or retried attempt does.
+            payment = await create_payment(
+                pool, wallet=sam, asset=seeded.usd,
+                receiver=f"{bob.url}/rita/incoming-payments/{incoming}", debit=700, receive=700,
+                max_packet=50,
+            )  # fmt: skip
+            row = await wait_for_state(pool, payment, "COMPLETED", "FAILED")
+            outcomes[case] = (row["state"], row["error"], row["sent_amount"], row["state_attempts"])
+            assert await balance(pool, AccountKind.OUTGOING_PAYMENT, payment) == 700
+        short = "the incoming payment was {} before it was paid in full"
+        assert outcomes == {
+            "completed early": ("FAILED", short.format("completed"), 0, 1),
+            "paid in full": ("COMPLETED", None, 0, 0),  # as Rafiki: what it expects is met
+            "expired": ("FAILED", short.format("expired"), 0, 1),
+        }
+        await assert_books_balance(pool)
+
+
 async def test_a_fixed_send_quote_across_assets_is_paid_as_the_backend_quotes_it(
     make_database: DatabaseFactory, redis_server_url: str, redis_prefix: str
 ) -> None:
