@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from kiungo.ilp.packet import Fulfill, decode_prepare, decode_reply, encode_pack
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.migrations.run import upgrade
 from kiungo.store import EmbeddedPostgres
+from kiungo.store.embedded import terminate
 
 # Concurrent senders, each sending 1-unit Prepares to the next hop one after another.
 SENDERS = 8
@@ -190,21 +190,7 @@ class StoppableRedis:
     async def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            await _terminate(process, grace=10.0)
-
-
-async def _terminate(process: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM, and SIGKILL if the process has not exited after ``grace`` seconds."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(grace):
-                await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            await terminate(process, grace=10.0)
 
 
 def _tail(path: Path, size: int = 3000) -> str:
@@ -274,7 +260,7 @@ async def connector_process(
                     raise RuntimeError(f"the connector did not start:\n{_tail(log)}")
             yield process
         finally:
-            await _terminate(process, grace=5.0)
+            await terminate(process, grace=5.0)
 
 
 @dataclass

