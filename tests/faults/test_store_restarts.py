@@ -67,8 +67,6 @@ HOP_SECONDS = 0.05
 # Short-lived packets: a hold outlives its packet by 5 s (HOLD_MARGIN in the forward step), and
 # the test waits until every hold the outage left behind is released before it counts money.
 PACKET_EXPIRY_SECONDS = 4.0
-# A connector must answer before the packet expires; later is no answer.
-HTTP_TIMEOUT_SECONDS = PACKET_EXPIRY_SECONDS + 2.0
 OUTAGE_SECONDS = 1.5
 # After the store is back, the last packet that is not fulfilled must have been sent within
 # RECOVERY_SECONDS, and then STEADY_SECONDS of packets must all be fulfilled.
@@ -273,6 +271,8 @@ class Node:
     hop_fulfilled: list[int]  # Prepares the next hop fulfilled (one counter)
     log: Path
     process: asyncio.subprocess.Process
+    redis_url: str
+    redis_prefix: str
 
     async def balance(self, peer: uuid.UUID) -> int:
         value = await self.pool.fetchval(
@@ -298,6 +298,19 @@ class Node:
         if count:
             problems.append(f"{count} holds still pending (the last expires at {last})")
         return problems
+
+    async def owed_posts_booked(self) -> list[str]:
+        """Wait until the node has booked every post it owed (it drains them each second)."""
+        redis = Redis.from_url(self.redis_url)
+        try:
+            for _ in range(100):
+                owed = int(await redis.llen(f"{self.redis_prefix}posts-owed"))
+                if not owed:
+                    return []
+                await asyncio.sleep(0.1)
+        finally:
+            await redis.aclose()
+        return [f"{owed} posts still owed (kept in Redis) 10 s after the outage"]
 
     async def ledger_check(self) -> tuple[int, str]:
         check = await asyncio.create_subprocess_exec(
@@ -339,7 +352,7 @@ async def node_under_test(stores: Stores) -> AsyncIterator[Node]:
             async with connector_process(env, url, log) as process:
                 yield Node(
                     url, env, pool, seeded.peers["alice"], seeded.peers["bob"], fulfilled, log,
-                    process,
+                    process, stores.redis.url, settings.redis_key_prefix,
                 )  # fmt: skip
     finally:
         await pool.close()
@@ -368,10 +381,10 @@ class Stream:
         return max((o.sent for o in self.outcomes if o.reply != "fulfill"), default=None)
 
 
-async def _sender(client: httpx.AsyncClient, url: str, stream: Stream) -> None:
+async def _sender(client: httpx.AsyncClient, url: str, stream: Stream, expiry: float) -> None:
     headers = {"Authorization": "Bearer alice-token", "Content-Type": OCTETS}
     while not stream.stop.is_set():
-        body = encode_packet(prepare_to("test.bob.x", 1, expires_in=PACKET_EXPIRY_SECONDS))
+        body = encode_packet(prepare_to("test.bob.x", 1, expires_in=expiry))
         sent = time.monotonic()
         try:
             response = await client.post(f"{url}/ilp", content=body, headers=headers)
@@ -401,15 +414,22 @@ class Run:
 
 
 async def stream_through_outage(
-    url: str, stop_store: Callable[[], Awaitable[None]], start_store: Callable[[], Awaitable[None]]
+    url: str,
+    stop_store: Callable[[], Awaitable[None]],
+    start_store: Callable[[], Awaitable[None]],
+    outage: float,
+    expiry: float,
 ) -> Run:
-    """SENDERS stream packets; once they flow the store is stopped, and OUTAGE_SECONDS later
-    started again; the stream goes on until its packets have all been fulfilled for
-    STEADY_SECONDS, or RECOVERY_SECONDS and STEADY_SECONDS have passed without that."""
+    """SENDERS stream packets expiring after ``expiry`` s; once they flow the store is stopped,
+    and ``outage`` s later started again; the stream goes on until its packets have all been
+    fulfilled for STEADY_SECONDS, or RECOVERY_SECONDS and STEADY_SECONDS have passed without
+    that. A connector must answer before a packet expires: later is no answer."""
     stream = Stream()
     limits = httpx.Limits(max_connections=SENDERS)
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, limits=limits) as client:
-        senders = [asyncio.create_task(_sender(client, url, stream)) for _ in range(SENDERS)]
+    async with httpx.AsyncClient(timeout=expiry + 2.0, limits=limits) as client:
+        senders = [
+            asyncio.create_task(_sender(client, url, stream, expiry)) for _ in range(SENDERS)
+        ]
         try:
             for _ in range(750):
                 if stream.fulfilled() >= 50:
@@ -420,7 +440,7 @@ async def stream_through_outage(
                 raise RuntimeError(f"the stream did not start: {dict(replies)}")
             outage_start = time.monotonic()
             await stop_store()
-            await asyncio.sleep(OUTAGE_SECONDS)
+            await asyncio.sleep(outage)
             await start_store()
             outage_end = time.monotonic()
             deadline = outage_end + RECOVERY_SECONDS + STEADY_SECONDS
@@ -493,6 +513,7 @@ async def outage_problems(run: Run, node: Node) -> list[str]:
     # The books: one unit from alice per Fulfill she got, one unit to bob per Prepare bob
     # fulfilled, which are the same packets; no hold left behind; the ledger's invariants hold.
     problems += await node.holds_released()
+    problems += await node.owed_posts_booked()
     fulfilled, hop_fulfilled = run.stream.fulfilled(), node.hop_fulfilled[0]
     alice_paid = ALICE_LIQUIDITY - await node.balance(node.alice)
     bob_credited = await node.balance(node.bob)
@@ -520,11 +541,25 @@ def summary(run: Run) -> str:
 
 
 async def restart_mid_traffic(
-    stop: Callable[[Stores], Awaitable[None]], start: Callable[[Stores], Awaitable[None]]
+    stop: Callable[[Stores], Awaitable[None]],
+    start: Callable[[Stores], Awaitable[None]],
+    *,
+    outage: float = OUTAGE_SECONDS,
+    expiry: float = PACKET_EXPIRY_SECONDS,
+    late_posts: bool = False,
 ) -> None:
+    """The stream through a store's outage; with ``late_posts``, the outage outlasts the holds
+    of the packets in flight, whose Fulfills must still reach the sender and be booked."""
     async with own_stores() as stores, node_under_test(stores) as node:
-        run = await stream_through_outage(node.url, lambda: stop(stores), lambda: start(stores))
+        run = await stream_through_outage(
+            node.url, lambda: stop(stores), lambda: start(stores), outage, expiry
+        )
         problems = await outage_problems(run, node)
+        late = await node.pool.fetchval(
+            "SELECT count(*) FROM ledger_transfers WHERE code = 'LATE_POST'"
+        )
+        if late_posts and not late:
+            problems.append("no Fulfill was booked after its hold expired (LATE_POST)")
         print(summary(run), file=sys.stderr)  # for the record (pytest -s)
         assert not problems, (
             "\n".join(problems)
@@ -553,3 +588,20 @@ async def test_postgres_restarted_mid_traffic_rejects_with_t_codes_then_recovers
         await stores.postgres.start()
 
     await restart_mid_traffic(stop, start)
+
+
+async def test_postgres_out_longer_than_the_holds_still_books_every_fulfill() -> None:
+    """Packets fulfilled by the next hop while the database is out: the Fulfill waits for the
+    ledger until shortly before the sender's packet expires, then goes out with its post owed
+    in Redis; the holds expire during the outage, and once the database is back the connector
+    books the same money again as LATE_POST transfers. Alice pays for every Fulfill she got,
+    bob is credited for every Prepare he fulfilled."""
+
+    async def stop(stores: Stores) -> None:
+        await stores.postgres.stop("fast")
+
+    async def start(stores: Stores) -> None:
+        await stores.postgres.start()
+
+    # Packets of 3 s leave 2 s to the next hop and hold for 7 s; the outage outlasts that.
+    await restart_mid_traffic(stop, start, outage=8.0, expiry=3.0, late_posts=True)

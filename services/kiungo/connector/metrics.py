@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
 
@@ -28,6 +28,12 @@ class Metrics:
             "kiungo_ilp_packet_seconds",
             "Time from receiving a Prepare to answering it",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+
+        self.posts_owed = Gauge(
+            "kiungo_posts_owed",
+            "Fulfilled packets whose post the ledger has not taken yet (kept in Redis)",
             registry=self.registry,
         )
 

@@ -22,6 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from kiungo.config import Settings
 from kiungo.connector.link import PeerLinks
 from kiungo.connector.metrics import Metrics
+from kiungo.connector.owed import OwedPosts
 from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
 from kiungo.db import create_pool
@@ -59,6 +60,7 @@ class Node:
     rate_limiter: RateLimiter
     throughput: ThroughputLimiter
     metrics: Metrics
+    owed: OwedPosts
     accounts_ready: set[uuid.UUID] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -105,11 +107,14 @@ class Node:
             rate_limiter=RateLimiter(redis, prefix),
             throughput=ThroughputLimiter(redis, prefix),
             metrics=Metrics(),
+            owed=OwedPosts(ledger, redis, prefix),
         )
+        node.metrics.posts_owed.set_function(lambda: node.owed.owed)
         await node.reload_peers()
         node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
         node._tasks.append(asyncio.create_task(node._watch_receivers(), name="receiver-changes"))
         node._tasks.append(asyncio.create_task(node._expire_holds(), name="hold-expiry"))
+        node._tasks.append(asyncio.create_task(node.owed.run(), name="owed-posts"))
         return node
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

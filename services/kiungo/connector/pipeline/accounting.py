@@ -8,27 +8,22 @@ liquidity accounts, so each ledger balances on its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from kiungo.connector.peers import PeerInfo
 from kiungo.ilp.errors import InsufficientLiquidityError, InternalError
 from kiungo.ledger import (
     AccountKind,
-    AlreadyPosted,
     InsufficientBalance,
-    Ledger,
     LedgerError,
-    LedgerUnavailable,
     Leg,
     account_id_for,
 )
 
-__all__ = ["ledger_errors_as_ilp", "packet_legs", "post_until"]
+__all__ = ["ledger_errors_as_ilp", "packet_legs"]
 
 log = logging.getLogger("kiungo.connector.accounting")
 
@@ -74,29 +69,3 @@ def ledger_errors_as_ilp() -> Iterator[None]:
     except LedgerError as exc:
         log.error("ledger refused a packet transfer: %r", exc)
         raise InternalError("ledger unavailable") from None
-
-
-async def post_until(ledger: Ledger, transfer_ids: Sequence[uuid.UUID], deadline: datetime) -> bool:
-    """Post a fulfilled packet's hold, retrying while the ledger is unavailable (Postgres
-    restarting, a broken connection) until ``deadline``, the hold's own expiry, after which the
-    ledger could only refuse it. True once posted (also by an earlier attempt whose answer was
-    lost); False, logged, when it could not be: the books then miss a packet whose Fulfill
-    went out."""
-    wait = 0.05
-    while True:
-        try:
-            await ledger.post(*transfer_ids)
-            return True
-        except AlreadyPosted:
-            return True
-        except LedgerUnavailable as exc:
-            left = (deadline - datetime.now(UTC)).total_seconds()
-            if left <= 0:
-                log.error("gave up posting %s at its hold's expiry: %r", list(transfer_ids), exc)
-                return False
-            log.warning("posting %s failed (%r); retrying", list(transfer_ids), exc)
-            await asyncio.sleep(min(wait, left))
-            wait = min(wait * 2, 1.0)
-        except LedgerError as exc:
-            log.error("could not post %s: %r", list(transfer_ids), exc)
-            return False

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from kiungo.connector.link import LinkError
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs, post_until
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.ilp.errors import (
     AmountTooLargeError,
@@ -30,6 +30,7 @@ from kiungo.ilp.packet import Fulfill, Prepare, decode_reply, fulfillment_matche
 from kiungo.ledger import (
     AccountKind,
     LedgerError,
+    Leg,
     account_id_for,
 )
 
@@ -40,6 +41,9 @@ log = logging.getLogger("kiungo.connector.forward")
 MIN_MESSAGE_WINDOW = timedelta(seconds=1)
 # A hold outlives the packet by this much, so a Fulfill that arrives in time can always post.
 HOLD_MARGIN = timedelta(seconds=5)
+# A Fulfill whose post the ledger does not take is held back at most until this long before
+# the sender's packet expires; then the post is owed (kiungo.connector.owed) and it goes out.
+FULFILL_MARGIN = timedelta(milliseconds=500)
 
 
 async def forward(
@@ -67,6 +71,7 @@ async def forward(
         raise AmountTooLargeError(amount, target.max_packet_amount)
     outgoing = rewrite_prepare(raw, amount=amount, expires_at=expires_at)
     transfer_ids: list[uuid.UUID] = []
+    legs: list[Leg] = []
     # A source without an account (a rate probe) sends only unfulfillable packets: no hold.
     if prepare.amount > 0 and source.account_kind is not None:
         legs = packet_legs(
@@ -98,8 +103,9 @@ async def forward(
     if transfer_ids:
         if isinstance(reply, Fulfill):
             # The next hop has been paid and our peer owes us: the Fulfill is relayed once
-            # this is booked, retried through a database outage up to the hold's expiry.
-            await post_until(node.ledger, transfer_ids, hold_until)
+            # this is booked, retried through a database outage while the sender can still
+            # take the Fulfill, and owed after that.
+            await node.owed.post(legs, prepare.expires_at - FULFILL_MARGIN)
         else:
             await _void(node, transfer_ids)
     if isinstance(reply, Fulfill) and prepare.amount:

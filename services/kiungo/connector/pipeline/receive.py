@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs, post_until
+from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
 from kiungo.connector.pipeline.exchange import exchange
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.ilp.packet import Prepare, encode_packet
@@ -69,7 +69,7 @@ async def receive_locally(
     hold_until = datetime.now(UTC) + RECEIVE_HOLD
     try:
         with ledger_errors_as_ilp():
-            held = await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
+            await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
     except CreditLimitExceeded:
         await node.totals.undo(result.connection_id, arriving.amount)
         await _complete_if_paid(node, receiver)
@@ -83,8 +83,8 @@ async def receive_locally(
     async def post_after_reply() -> None:
         # Posted once the Fulfill is on its way, so a crash before that leaves a hold that
         # expires: a receiver never shows money whose fulfillment was not sent. Retried
-        # through a database outage up to the hold's expiry.
-        if not await post_until(node.ledger, [t.id for t in held], hold_until):
+        # through a database outage up to the hold's expiry, and owed after that.
+        if not await node.owed.post(legs, hold_until):
             return
         node.metrics.amount.labels("received").inc(prepare.amount)
         if receiver.incoming_amount is not None:

@@ -1,0 +1,181 @@
+"""Posts owed: fulfilled packets whose money the ledger could not book in time.
+
+A packet's hold is posted when its Fulfill comes back (forwarding) or once the Fulfill is sent
+(receiving). When the database stays out until the sender would no longer take the Fulfill
+(forwarding) or until the hold expires (receiving), the post is written to a Redis list, and
+the Fulfill goes out: the next hop has been paid, and our peer owes us.
+
+Every connector drains the list every second: the holds are posted while they are pending;
+once they have expired, the same legs are booked again as posted transfers, with ids derived
+from the holds' (so that a replay, or two replicas draining one entry, books them once). An
+entry the ledger refuses (say the peer's liquidity went to other packets meanwhile) stays in
+the list, logged, and counted by ``kiungo_posts_owed``, for the operator to fund and let drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from kiungo.ledger import (
+    AlreadyPosted,
+    Ledger,
+    LedgerError,
+    LedgerUnavailable,
+    Leg,
+    TransferExpired,
+)
+
+__all__ = ["OWED_POSTS_KEY", "OwedPosts", "late_transfer_id"]
+
+log = logging.getLogger("kiungo.connector.owed")
+
+OWED_POSTS_KEY = "posts-owed"
+LATE_POST_CODE = "LATE_POST"
+_LATE_NAMESPACE = uuid.UUID("0c6f5a3e-2b1d-4e8f-9a7c-3d5e1f2a4b6c")
+_DRAIN_SECONDS = 1.0
+_RETRY_WAIT_SECONDS = 0.05
+
+
+def late_transfer_id(hold_id: uuid.UUID) -> uuid.UUID:
+    """The id of the posted transfer that books an expired hold's leg again."""
+    return uuid.uuid5(_LATE_NAMESPACE, str(hold_id))
+
+
+def _entry(legs: Sequence[Leg]) -> str:
+    return json.dumps(
+        [
+            {
+                "id": str(leg.id),
+                "debit": str(leg.debit_account_id),
+                "credit": str(leg.credit_account_id),
+                "amount": str(leg.amount),
+                "credit_limit": None if leg.credit_limit is None else str(leg.credit_limit),
+            }
+            for leg in legs
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _legs(entry: str) -> list[Leg]:
+    return [
+        Leg(
+            uuid.UUID(item["id"]),
+            uuid.UUID(item["debit"]),
+            uuid.UUID(item["credit"]),
+            int(item["amount"]),
+            None if item["credit_limit"] is None else int(item["credit_limit"]),
+        )
+        for item in json.loads(entry)
+    ]
+
+
+class OwedPosts:
+    """The fulfilled packets' posts: made now, retried, or owed in Redis until the ledger
+    takes them."""
+
+    def __init__(self, ledger: Ledger, redis: Redis, prefix: str) -> None:
+        self._ledger = ledger
+        self._redis = redis
+        self.key = prefix + OWED_POSTS_KEY
+        self.owed = 0  # entries in the list at the last drain
+
+    async def post(self, legs: Sequence[Leg], deadline: datetime) -> bool:
+        """Post the holds of ``legs`` (one packet's), retrying while the ledger is unavailable
+        until ``deadline``; then owe the post. True once posted (also by an earlier attempt
+        whose answer was lost), False when it is owed or could not be made at all (logged)."""
+        ids = [leg.id for leg in legs]
+        wait = _RETRY_WAIT_SECONDS
+        while True:
+            try:
+                await self._ledger.post(*ids)
+                return True
+            except AlreadyPosted:
+                return True
+            except LedgerUnavailable as exc:
+                left = (deadline - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    await self.owe(legs, exc)
+                    return False
+                log.warning("posting %s failed (%r); retrying", ids, exc)
+                await asyncio.sleep(min(wait, left))
+                wait = min(wait * 2, 1.0)
+            except LedgerError as exc:
+                log.error("could not post the fulfilled packet's holds %s: %r", ids, exc)
+                return False
+
+    async def owe(self, legs: Sequence[Leg], reason: Exception) -> None:
+        entry = _entry(legs)
+        try:
+            await self._redis.rpush(self.key, entry)
+        except (RedisError, OSError) as exc:
+            # Nowhere left to keep it: the log line is the record.
+            log.error(
+                "a fulfilled packet's post is lost to both stores (ledger: %r, Redis: %r): %s",
+                reason, exc, entry,
+            )  # fmt: skip
+            return
+        log.error("the ledger is unavailable (%r); the post of %s is owed", reason, entry)
+
+    async def drain(self) -> int:
+        """Book what is owed; returns how many entries were booked. Entries the ledger refuses
+        stay (logged); a ledger outage stops the round."""
+        entries = await self._redis.lrange(self.key, 0, 99)
+        booked = 0
+        for raw in entries:
+            entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                legs = _legs(entry)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("dropping an unreadable owed post %r: %r", entry, exc)
+                await self._redis.lrem(self.key, 1, entry)
+                continue
+            try:
+                await self._book(legs)
+            except LedgerUnavailable:
+                break
+            except LedgerError as exc:
+                log.error("an owed post is still refused by the ledger (%r): %s", exc, entry)
+                continue
+            await self._redis.lrem(self.key, 1, entry)
+            booked += 1
+            log.warning("booked an owed post: %s", entry)
+        self.owed = int(await self._redis.llen(self.key))
+        return booked
+
+    async def _book(self, legs: list[Leg]) -> None:
+        try:
+            await self._ledger.post(*(leg.id for leg in legs))
+        except AlreadyPosted:
+            return
+        except TransferExpired:
+            late = [
+                Leg(
+                    late_transfer_id(leg.id),
+                    leg.debit_account_id,
+                    leg.credit_account_id,
+                    leg.amount,
+                    leg.credit_limit,
+                )
+                for leg in legs
+            ]
+            await self._ledger.create_transfers(late, code=LATE_POST_CODE)
+
+    async def run(self) -> None:
+        """Drain every second until cancelled."""
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("draining owed posts failed")
+            await asyncio.sleep(_DRAIN_SECONDS)
