@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from redis.asyncio import Redis
-from tests.ledger.schema import create_asset, create_schema
+from tests.ledger.schema import create_asset, schema_pool
 
 from kiungo.connector.owed import LATE_POST_CODE, OwedPosts, late_transfer_id
 from kiungo.ledger import (
@@ -36,12 +36,8 @@ class Clock:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await create_schema(database_url)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
-    try:
+    async with schema_pool(database_url) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,6 +21,17 @@ async def create_schema(database_url: str) -> None:
             await conn.run_sync(Base.metadata.create_all)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def schema_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on ``database_url`` once the models' tables are created there."""
+    await create_schema(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def create_asset(pool: asyncpg.Pool, code: str, scale: int) -> uuid.UUID:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from tests.ledger.schema import create_asset, create_schema
+from tests.ledger.schema import create_asset, schema_pool
 
 from kiungo.ledger import (
     AccountKind,
@@ -34,12 +34,8 @@ from kiungo.ledger import (
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await create_schema(database_url)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
-    try:
+    async with schema_pool(database_url) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture
