@@ -64,6 +64,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.backend import conftest as backend_fixtures
 from tests.backend.harness import WALLET_BASE, Admin, create_wallet_address
+from tests.ledger.schema import Balances, ledger_balances
 
 from kiungo.backend.app import MAX_BODY_BYTES
 from kiungo.backend.schema import build_schema
@@ -110,24 +111,12 @@ COUNTED = (
 
 @dataclass(frozen=True)
 class State:
-    balances: dict[uuid.UUID, tuple[int, int, int, int]]
+    balances: Balances
     counts: dict[str, int]
 
 
 async def state(pool: asyncpg.Pool) -> State:
-    rows = await pool.fetch(
-        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending"
-        " FROM ledger_accounts"
-    )
-    balances = {
-        row["id"]: (
-            int(row["debits_posted"]),
-            int(row["credits_posted"]),
-            int(row["debits_pending"]),
-            int(row["credits_pending"]),
-        )
-        for row in rows
-    }
+    balances = await ledger_balances(pool)
     counts = {table: int(await pool.fetchval(f"SELECT count(*) FROM {table}")) for table in COUNTED}
     return State(balances, counts)
 

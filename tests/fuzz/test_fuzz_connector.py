@@ -46,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import httpx
 import pytest
 from hypothesis import example, given, settings
@@ -62,6 +61,7 @@ from tests.connector.harness import (
     prepare_to,
     running_connector,
 )
+from tests.ledger.schema import Balances, ledger_balances
 
 from kiungo.connector.app import MAX_BODY
 from kiungo.ilp.oer import encode_length, encode_var_octets
@@ -123,25 +123,6 @@ async def node(
             )
             destinations.append(SpspResponse.from_json(answer.json()).destination_account)
         yield Node(connector, forwarded, open_payment, expired, destinations)
-
-
-Balances = dict[uuid.UUID, tuple[int, int, int, int]]
-
-
-async def ledger_balances(pool: asyncpg.Pool) -> Balances:
-    rows = await pool.fetch(
-        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending"
-        " FROM ledger_accounts"
-    )
-    return {
-        row["id"]: (
-            int(row["debits_posted"]),
-            int(row["credits_posted"]),
-            int(row["debits_pending"]),
-            int(row["credits_pending"]),
-        )
-        for row in rows
-    }
 
 
 async def assert_no_money_moved(connector: Connector, before: Balances) -> None:

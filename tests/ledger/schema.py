@@ -34,6 +34,27 @@ async def schema_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+# Every account's (debits posted, credits posted, debits pending, credits pending), by id.
+Balances = dict[uuid.UUID, tuple[int, int, int, int]]
+
+
+async def ledger_balances(pool: asyncpg.Pool) -> Balances:
+    """Every ledger account's balances, to compare before and after what must move no money."""
+    rows = await pool.fetch(
+        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending"
+        " FROM ledger_accounts"
+    )
+    return {
+        row["id"]: (
+            int(row["debits_posted"]),
+            int(row["credits_posted"]),
+            int(row["debits_pending"]),
+            int(row["credits_pending"]),
+        )
+        for row in rows
+    }
+
+
 async def create_asset(pool: asyncpg.Pool, code: str, scale: int) -> uuid.UUID:
     asset_id = uuid.uuid4()
     async with pool.acquire() as conn:
