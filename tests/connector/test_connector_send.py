@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.connector.harness import (
     WALLET_BASE,
+    Connector,
     Seeded,
     connector_process,
     create_asset,
@@ -212,6 +213,20 @@ async def other_node(
 
 
 @contextlib.asynccontextmanager
+async def connector_peered_with_bob(
+    make_database: DatabaseFactory, redis_url: str, redis_prefix: str
+) -> AsyncIterator[tuple[OtherNode, Connector]]:
+    """Bob's node (packets of at most 50), and our seeded connector whose next hop it is."""
+    async with (
+        other_node(await make_database(), redis_url, redis_prefix, max_packet=50) as bob,
+        running_connector(
+            await make_database(), redis_url, redis_prefix, hop_endpoint=f"{bob.url}/ilp"
+        ) as connector,
+    ):
+        yield bob, connector
+
+
+@contextlib.asynccontextmanager
 async def unreachable_spsp() -> AsyncIterator[str]:
     """An SPSP server whose destination no route reaches (packets get F02)."""
 
@@ -307,11 +322,9 @@ async def test_a_local_payment_across_assets_goes_through_the_liquidity_accounts
 async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
     make_database: DatabaseFactory, redis_server_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        other_node(await make_database(), redis_server_url, redis_prefix, max_packet=50) as bob,
-        running_connector(
-            await make_database(), redis_server_url, redis_prefix, hop_endpoint=f"{bob.url}/ilp"
-        ) as connector,
+    async with connector_peered_with_bob(make_database, redis_server_url, redis_prefix) as (
+        bob,
+        connector,
     ):
         seeded, pool = connector.seeded, connector.pool
         async with bob.pool.acquire() as conn:
@@ -375,11 +388,9 @@ async def test_a_resumed_payment_reads_the_remote_incoming_payment_and_stops_whe
     payment from bob's node: one bob completed early, with 300 of its 700, fails the payment
     at once (not retryable), nothing sent; one that has all it expects completes the payment
     without a packet; one that expired fails it."""
-    async with (
-        other_node(await make_database(), redis_server_url, redis_prefix, max_packet=50) as bob,
-        running_connector(
-            await make_database(), redis_server_url, redis_prefix, hop_endpoint=f"{bob.url}/ilp"
-        ) as connector,
+    async with connector_peered_with_bob(make_database, redis_server_url, redis_prefix) as (
+        bob,
+        connector,
     ):
         seeded, pool = connector.seeded, connector.pool
         sam = await sender_wallet(pool, seeded.usd)
