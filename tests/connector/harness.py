@@ -26,6 +26,7 @@ from tests.loopback import serve
 
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
+from kiungo.connector.node import Node
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.migrations.run import upgrade
@@ -135,6 +136,7 @@ class Connector:
     seeded: Seeded
     client: httpx.AsyncClient
     process: asyncio.subprocess.Process | None = None  # a `kiungo connector` process's
+    node: Node | None = None  # an in-process connector's
 
     async def send(self, prepare: Prepare | bytes, token: str = "alice-token") -> Fulfill | Reject:
         return await post_prepare(self.client, self.url, prepare, token)
@@ -318,7 +320,7 @@ async def running_connector(
                 async with connector_server(
                     settings, database_url, redis_url, "127.0.0.1", 0
                 ) as running:
-                    yield Connector(running.url, pool, seeded, client)
+                    yield Connector(running.url, pool, seeded, client, node=running.node)
     finally:
         await pool.close()
 

@@ -1,9 +1,11 @@
 """Owed posts (kiungo.connector.owed) on real Postgres and Redis: a fulfilled packet's post that
 the ledger could not take is kept in Redis and booked exactly once when it can be, as the
-hold's post while the hold is pending and as LATE_POST transfers once it has expired."""
+hold's post while the hold is pending and as LATE_POST transfers once it has expired; a
+received packet's receiver is brought up to date once its money is booked."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,15 +13,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from tests.connector.harness import create_incoming_payment, running_connector
 from tests.ledger.schema import create_asset, schema_pool
 
 from kiungo.connector.owed import LATE_POST_CODE, OwedPosts, late_transfer_id
+from kiungo.connector.receivers import incoming_payment_tag
 from kiungo.ledger import (
     AccountKind,
     Ledger,
     LedgerUnavailable,
     Leg,
     TransferState,
+    account_id_for,
     run_checks,
 )
 
@@ -152,3 +157,79 @@ async def test_an_unreadable_entry_is_dropped(
     assert await owed.drain() == 1
     assert await redis.llen(owed.key) == 0
     assert (await ledger.balance(bob)).posted == 3
+
+
+async def test_an_entry_owed_before_entries_named_receivers_still_drains(
+    ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis
+) -> None:
+    alice, bob = await accounts(ledger, pool, 100)
+    legs = await hold(ledger, alice, bob, 4)
+    leg = legs[0]
+    old = (
+        f'[{{"id":"{leg.id}","debit":"{alice}","credit":"{bob}","amount":"4","credit_limit":null}}]'
+    )
+    await redis.rpush(owed.key, old)
+    assert await owed.drain() == 1
+    assert (await ledger.balance(bob)).posted == 4
+
+
+async def test_the_receiver_an_entry_names_is_settled_once_it_is_booked(
+    ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis, clock: Clock
+) -> None:
+    settled: list[str] = []
+
+    async def settle(tag: str) -> None:
+        settled.append(tag)
+
+    owed.on_booked = settle
+    alice, bob = await accounts(ledger, pool, 100)
+    refused = await hold(ledger, alice, bob, 90)
+    received = await hold(ledger, alice, bob, 5)
+    forwarded = await hold(ledger, alice, bob, 3)
+    await owed.owe(refused, LedgerUnavailable("out"), receiver="i" + "1" * 32)
+    await owed.owe(received, LedgerUnavailable("out"), receiver="i" + "2" * 32)
+    await owed.owe(forwarded, LedgerUnavailable("out"))
+    await ledger.void(refused[0].id)  # a voided hold cannot be posted: the entry stays
+    clock.now += HOLD + timedelta(seconds=1)
+    await ledger.expire_pending()
+    assert await owed.drain() == 2
+    assert owed.owed == 1
+    # Only the booked received packet's receiver: not the refused one, not the forwarded one.
+    assert settled == ["i" + "2" * 32]
+
+
+async def test_an_incoming_payment_paid_in_full_by_a_late_booked_packet_completes(
+    database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """A received packet whose post was owed (the database out until its hold expired) pays
+    the rest of an incoming payment: once a connector's drain books it, the payment is
+    COMPLETED with its event, as if the post had been made in time."""
+    async with running_connector(database_url, redis_server_url, redis_prefix) as connector:
+        node = connector.node
+        assert node is not None
+        seeded = connector.seeded
+        async with connector.pool.acquire() as conn:
+            payment = await create_incoming_payment(conn, seeded.wallets["carol"], seeded.usd, 10)
+        receiver = await node.receivers.incoming_payment(payment)
+        assert receiver is not None
+        alice = account_id_for(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"])
+        await node.ledger.ensure_account(receiver.account_kind, receiver.id, receiver.asset_id)
+        legs = [Leg(uuid.uuid4(), alice, receiver.account_id, 10, 10)]
+        await node.ledger.create_transfers(legs, hold_for=timedelta(milliseconds=1))
+        await node.owed.owe(legs, LedgerUnavailable("out"), receiver=receiver.tag)
+        assert receiver.tag == incoming_payment_tag(payment)
+        for _ in range(150):  # the node drains every second
+            async with connector.pool.acquire() as conn:
+                state = await conn.fetchval(
+                    "SELECT state FROM incoming_payments WHERE id = $1", payment
+                )
+            if state == "COMPLETED":
+                break
+            await asyncio.sleep(0.05)
+        assert state == "COMPLETED"
+        assert await connector.balance(AccountKind.INCOMING_PAYMENT, payment) == 10
+        async with connector.pool.acquire() as conn:
+            events = await conn.fetch(
+                "SELECT type FROM webhook_events WHERE resource_id = $1", payment
+            )
+        assert [e["type"] for e in events] == ["incoming_payment.completed"]

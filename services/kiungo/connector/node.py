@@ -109,6 +109,7 @@ class Node:
             metrics=Metrics(),
             owed=OwedPosts(ledger, redis, prefix),
         )
+        node.owed.on_booked = node._settle_receiver
         node.metrics.posts_owed.set_function(lambda: node.owed.owed)
         await node.reload_peers()
         node._tasks.append(asyncio.create_task(node._watch_peers(), name="peer-reload"))
@@ -134,6 +135,13 @@ class Node:
             except Exception:
                 log.exception("expiring pending holds failed")
             await asyncio.sleep(_HOLD_SWEEP_SECONDS)
+
+    async def _settle_receiver(self, tag: str) -> None:
+        """Bring a receiver up to date after money to it was booked late (an owed post)."""
+        self.receivers.forget(tag)
+        receiver = await self.receivers.by_tag(tag)
+        if receiver is not None:
+            await self.receivers.settle(receiver, self.ledger)
 
     async def reload_peers(self) -> None:
         async with self.pool.acquire() as conn:

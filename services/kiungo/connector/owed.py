@@ -7,9 +7,11 @@ the Fulfill goes out: the next hop has been paid, and our peer owes us.
 
 Every connector drains the list every second: the holds are posted while they are pending;
 once they have expired, the same legs are booked again as posted transfers, with ids derived
-from the holds' (so that a replay, or two replicas draining one entry, books them once). An
-entry the ledger refuses (say the peer's liquidity went to other packets meanwhile) stays in
-the list, logged, and counted by ``kiungo_posts_owed``, for the operator to fund and let drain.
+from the holds' (so that a replay, or two replicas draining one entry, books them once). A
+received packet's entry names its receiver, which is settled once the money is booked (an
+incoming payment that the packet paid in full becomes COMPLETED). An entry the ledger refuses
+(say the peer's liquidity went to other packets meanwhile) stays in the list, logged, and
+counted by ``kiungo_posts_owed``, for the operator to fund and let drain.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -49,24 +51,32 @@ def late_transfer_id(hold_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(_LATE_NAMESPACE, str(hold_id))
 
 
-def _entry(legs: Sequence[Leg]) -> str:
+def _entry(legs: Sequence[Leg], receiver: str | None) -> str:
     return json.dumps(
-        [
-            {
-                "id": str(leg.id),
-                "debit": str(leg.debit_account_id),
-                "credit": str(leg.credit_account_id),
-                "amount": str(leg.amount),
-                "credit_limit": None if leg.credit_limit is None else str(leg.credit_limit),
-            }
-            for leg in legs
-        ],
+        {
+            "legs": [
+                {
+                    "id": str(leg.id),
+                    "debit": str(leg.debit_account_id),
+                    "credit": str(leg.credit_account_id),
+                    "amount": str(leg.amount),
+                    "credit_limit": None if leg.credit_limit is None else str(leg.credit_limit),
+                }
+                for leg in legs
+            ],
+            "receiver": receiver,
+        },
         separators=(",", ":"),
     )
 
 
-def _legs(entry: str) -> list[Leg]:
-    return [
+def _parse(entry: str) -> tuple[list[Leg], str | None]:
+    """An entry's legs and receiver tag (entries owed before receivers were named are lists)."""
+    data = json.loads(entry)
+    items, receiver = (data, None) if isinstance(data, list) else (data["legs"], data["receiver"])
+    if receiver is not None and not isinstance(receiver, str):
+        raise TypeError("the receiver is not a tag")
+    legs = [
         Leg(
             uuid.UUID(item["id"]),
             uuid.UUID(item["debit"]),
@@ -74,8 +84,9 @@ def _legs(entry: str) -> list[Leg]:
             int(item["amount"]),
             None if item["credit_limit"] is None else int(item["credit_limit"]),
         )
-        for item in json.loads(entry)
+        for item in items
     ]
+    return legs, receiver
 
 
 class OwedPosts:
@@ -85,13 +96,18 @@ class OwedPosts:
     def __init__(self, ledger: Ledger, redis: Redis, prefix: str) -> None:
         self._ledger = ledger
         self._redis = redis
+        # Awaited with the tag of the receiver an entry names, once the entry is booked.
+        self.on_booked: Callable[[str], Awaitable[None]] | None = None
         self.key = prefix + OWED_POSTS_KEY
         self.owed = 0  # entries in the list at the last drain
 
-    async def post(self, legs: Sequence[Leg], deadline: datetime) -> bool:
+    async def post(
+        self, legs: Sequence[Leg], deadline: datetime, *, receiver: str | None = None
+    ) -> bool:
         """Post the holds of ``legs`` (one packet's), retrying while the ledger is unavailable
-        until ``deadline``; then owe the post. True once posted (also by an earlier attempt
-        whose answer was lost), False when it is owed or could not be made at all (logged)."""
+        until ``deadline``; then owe the post, naming ``receiver`` (the tag of the receiver a
+        received packet paid). True once posted (also by an earlier attempt whose answer was
+        lost), False when it is owed or could not be made at all (logged)."""
         ids = [leg.id for leg in legs]
         wait = _RETRY_WAIT_SECONDS
         while True:
@@ -103,7 +119,7 @@ class OwedPosts:
             except LedgerUnavailable as exc:
                 left = (deadline - datetime.now(UTC)).total_seconds()
                 if left <= 0:
-                    await self.owe(legs, exc)
+                    await self.owe(legs, exc, receiver=receiver)
                     return False
                 log.warning("posting %s failed (%r); retrying", ids, exc)
                 await asyncio.sleep(min(wait, left))
@@ -112,8 +128,10 @@ class OwedPosts:
                 log.error("could not post the fulfilled packet's holds %s: %r", ids, exc)
                 return False
 
-    async def owe(self, legs: Sequence[Leg], reason: Exception) -> None:
-        entry = _entry(legs)
+    async def owe(
+        self, legs: Sequence[Leg], reason: Exception, *, receiver: str | None = None
+    ) -> None:
+        entry = _entry(legs, receiver)
         try:
             await self._redis.rpush(self.key, entry)
         except (RedisError, OSError) as exc:
@@ -133,7 +151,7 @@ class OwedPosts:
         for raw in entries:
             entry = raw.decode() if isinstance(raw, bytes) else str(raw)
             try:
-                legs = _legs(entry)
+                legs, receiver = _parse(entry)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("dropping an unreadable owed post %r: %r", entry, exc)
                 await self._redis.lrem(self.key, 1, entry)
@@ -148,6 +166,13 @@ class OwedPosts:
             await self._redis.lrem(self.key, 1, entry)
             booked += 1
             log.warning("booked an owed post: %s", entry)
+            if receiver is not None and self.on_booked is not None:
+                try:
+                    await self.on_booked(receiver)
+                except Exception:
+                    # The money is booked; the receiver's state catches up with its next
+                    # packet (or completeReceiver).
+                    log.exception("updating receiver %s after its owed post failed", receiver)
         self.owed = int(await self._redis.llen(self.key))
         return booked
 

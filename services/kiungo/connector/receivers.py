@@ -9,6 +9,7 @@ the ledger's credit limit, its expiry by the time stored with it.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ import asyncpg
 
 from kiungo.config import Settings
 from kiungo.events import EventType, incoming_payment_data, insert_event
-from kiungo.ledger import AccountKind, account_id_for
+from kiungo.ledger import AccountKind, Ledger, account_id_for
 
 __all__ = ["Receiver", "ReceiverDirectory", "ReceiverKind", "incoming_payment_tag", "wallet_tag"]
+
+log = logging.getLogger("kiungo.connector.receivers")
 
 _CACHE_SECONDS = 1.0
 
@@ -161,6 +164,21 @@ class ReceiverDirectory:
             state=row["state"],
             created_at=row["created_at"],
         )
+
+    async def settle(self, receiver: Receiver, ledger: Ledger) -> None:
+        """Once money to ``receiver`` is booked: an incoming payment whose account has been
+        credited its incoming amount is COMPLETED (with its event); one still PENDING is
+        PROCESSING. A wallet address has nothing to update."""
+        if receiver.kind is not ReceiverKind.INCOMING_PAYMENT:
+            return
+        if receiver.incoming_amount is not None:
+            balance = await ledger.balance(receiver.account_id)
+            if balance.credits_posted >= receiver.incoming_amount:
+                if await self.complete(receiver):
+                    log.info("incoming payment %s completed", receiver.id)
+                return
+        if receiver.state == "PENDING":
+            await self.mark_processing(receiver)
 
     async def mark_processing(self, receiver: Receiver) -> None:
         """A PENDING incoming payment that received its first money is PROCESSING (Rafiki's)."""

@@ -703,15 +703,8 @@ class OutgoingPaymentWorker:
         if receiver is None or receiver.kind is not ReceiverKind.INCOMING_PAYMENT:
             return
         fresh = await node.receivers.incoming_payment(receiver.id)
-        if fresh is None:
-            return
-        if fresh.incoming_amount is not None:
-            balance = await node.ledger.balance(fresh.account_id)
-            if balance.credits_posted >= fresh.incoming_amount:
-                await node.receivers.complete(fresh)
-                return
-        if fresh.state == "PENDING":
-            await node.receivers.mark_processing(fresh)
+        if fresh is not None:
+            await node.receivers.settle(fresh, node.ledger)
 
     # -- remote receivers ------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ ledger refuses.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,7 @@ from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline.accounting import ledger_errors_as_ilp, packet_legs
 from kiungo.connector.pipeline.exchange import exchange
-from kiungo.connector.receivers import Receiver, ReceiverKind
+from kiungo.connector.receivers import Receiver
 from kiungo.ilp.packet import Prepare, encode_packet
 from kiungo.ledger import CreditLimitExceeded
 from kiungo.stream.receiver import IncomingMoney
@@ -30,7 +29,6 @@ AfterReply = Callable[[], Awaitable[None]]
 # How long a received packet's money is held while its Fulfill is being sent.
 RECEIVE_HOLD = timedelta(seconds=5)
 
-log = logging.getLogger("kiungo.connector.receive")
 
 
 async def receive_locally(
@@ -72,7 +70,7 @@ async def receive_locally(
             await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
     except CreditLimitExceeded:
         await node.totals.undo(result.connection_id, arriving.amount)
-        await _complete_if_paid(node, receiver)
+        await node.receivers.settle(receiver, node.ledger)
         return encode_packet(result.decline_finally()), None
     except BaseException:
         await node.totals.undo(result.connection_id, arriving.amount)
@@ -83,14 +81,12 @@ async def receive_locally(
     async def post_after_reply() -> None:
         # Posted once the Fulfill is on its way, so a crash before that leaves a hold that
         # expires: a receiver never shows money whose fulfillment was not sent. Retried
-        # through a database outage up to the hold's expiry, and owed after that.
-        if not await node.owed.post(legs, hold_until):
+        # through a database outage up to the hold's expiry, and owed after that (the
+        # receiver is settled once the owed post is booked).
+        if not await node.owed.post(legs, hold_until, receiver=receiver.tag):
             return
         node.metrics.amount.labels("received").inc(prepare.amount)
-        if receiver.incoming_amount is not None:
-            await _complete_if_paid(node, receiver)
-        if receiver.kind is ReceiverKind.INCOMING_PAYMENT and receiver.state == "PENDING":
-            await node.receivers.mark_processing(receiver)
+        await node.receivers.settle(receiver, node.ledger)
 
     return reply, post_after_reply
 
@@ -99,13 +95,3 @@ async def _ensure_account(node: Node, receiver: Receiver) -> None:
     if receiver.account_id not in node.accounts_ready:
         await node.ledger.ensure_account(receiver.account_kind, receiver.id, receiver.asset_id)
         node.accounts_ready.add(receiver.account_id)
-
-
-async def _complete_if_paid(node: Node, receiver: Receiver) -> None:
-    if receiver.kind is not ReceiverKind.INCOMING_PAYMENT or receiver.incoming_amount is None:
-        return
-    balance = await node.ledger.balance(receiver.account_id)
-    if balance.credits_posted >= receiver.incoming_amount and await node.receivers.complete(
-        receiver
-    ):
-        log.info("incoming payment %s completed", receiver.id)
