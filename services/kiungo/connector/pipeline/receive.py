@@ -30,7 +30,6 @@ AfterReply = Callable[[], Awaitable[None]]
 RECEIVE_HOLD = timedelta(seconds=5)
 
 
-
 async def receive_locally(
     node: Node, peer: PeerInfo, prepare: Prepare, now: datetime
 ) -> tuple[bytes, AfterReply | None]:
