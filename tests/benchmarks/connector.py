@@ -7,9 +7,12 @@
 (c) the ceiling: the sink alone (a bare Starlette app answering every POST with a fixed Fulfill);
 (d) forwarding again with two replicas behind the same port (`kiungo connector --processes 2`),
     and its ratio to one process's.
-Each figure is packets/s with p50/p99 latency, measured by one load generator process (httpx,
-keep-alive) on this machine. Uses DATABASE_URL/REDIS_URL (scratch database and key prefix) or
-embedded engines. Not a test: it never fails on speed.
+Each figure is packets/s with p50/p99 latency, measured by one load generator process (plain
+keep-alive HTTP/1.1 connections) on this machine, and (on Linux) the CPU µs each process spent
+per packet meanwhile: load generator, sink, connector, Postgres, Redis, with the machine's busy
+and steal share. The last line compares the CPU a packet costs at the ceiling and forwarded:
+when every core is busy, the ratio of packets/s cannot exceed it. Uses DATABASE_URL/REDIS_URL
+(scratch database and key prefix) or embedded engines. Not a test: it never fails on speed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from tests.benchmarks.cpu import CpuMeter
 from tests.benchmarks.sink import PREIMAGE
 from tests.connector.harness import ADDRESS, WALLET_BASE, create_incoming_payment, seed
 from tests.stores import create_database, drop_database
@@ -53,7 +57,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def process(args: list[str], env: dict[str, str], health: str) -> AsyncIterator[None]:
+async def process(
+    args: list[str], env: dict[str, str], health: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
     proc = await asyncio.create_subprocess_exec(*args, env=env, stdout=asyncio.subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient() as client:
@@ -65,7 +71,7 @@ async def process(args: list[str], env: dict[str, str], health: str) -> AsyncIte
                     if response.status_code < 500:
                         break
                 await asyncio.sleep(0.05)
-        yield
+        yield proc
     finally:
         proc.terminate()
         await proc.wait()
@@ -162,19 +168,28 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
         "LOG_LEVEL": "WARNING",
     }
     expires = datetime.now(UTC) + timedelta(hours=1)
+    meter = CpuMeter()
+
+    async def measured(url: str, make: Callable[[int], bytes]) -> dict[str, object]:
+        before = await meter.sample()
+        figures = await load(url, make, seconds, concurrency)
+        after = await meter.sample()
+        return {**figures, **CpuMeter.per_packet(before, after, int(str(figures["packets"])))}
 
     def forward_packet(i: int) -> bytes:
         return encode_packet(Prepare(1, expires, CONDITION, f"test.bob.{i % 100}", b""))
 
     sink_cmd = [sys.executable, "-m", "tests.benchmarks.sink", "--port", str(sink_port)]
-    async with process(sink_cmd, env, sink):
-        ceiling = await load(sink, forward_packet, seconds, concurrency)
+    async with process(sink_cmd, env, sink) as sink_process:
+        meter.watch("sink", sink_process.pid)
+        ceiling = await measured(sink, forward_packet)
         print(
             json.dumps({"benchmark": "connector", "figure": "bare_starlette_ceiling", **ceiling}),
             flush=True,
         )
-        async with process([KIUNGO, "connector"], env, f"{connector}/healthz"):
-            forwarded = await load(f"{connector}/ilp", forward_packet, seconds, concurrency)
+        async with process([KIUNGO, "connector"], env, f"{connector}/healthz") as one:
+            meter.watch("connector", one.pid)
+            forwarded = await measured(f"{connector}/ilp", forward_packet)
             print(
                 json.dumps({"benchmark": "connector", "figure": "forwarded", **forwarded}),
                 flush=True,
@@ -200,7 +215,7 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
                     Prepare(1, expires, keys.condition(data), credentials.destination_account, data)
                 )
 
-            received = await load(f"{connector}/ilp", stream_packet, seconds, concurrency)
+            received = await measured(f"{connector}/ilp", stream_packet)
             print(
                 json.dumps(
                     {
@@ -212,8 +227,9 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
                 flush=True,
             )
         two_replicas = [KIUNGO, "connector", "--processes", "2"]
-        async with process(two_replicas, env, f"{connector}/healthz"):
-            replicated = await load(f"{connector}/ilp", forward_packet, seconds, concurrency)
+        async with process(two_replicas, env, f"{connector}/healthz") as two:
+            meter.watch("connector", two.pid)
+            replicated = await measured(f"{connector}/ilp", forward_packet)
             print(
                 json.dumps(
                     {"benchmark": "connector", "figure": "forwarded_two_replicas", **replicated}
@@ -222,18 +238,25 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
             )
     ratio = int(str(forwarded["per_second"])) / max(1, int(str(ceiling["per_second"])))
     scaling = int(str(replicated["per_second"])) / max(1, int(str(forwarded["per_second"])))
-    print(
-        json.dumps(
-            {
-                "benchmark": "connector",
-                "figure": "forwarded_over_ceiling",
-                "ratio": round(ratio, 3),
-                "two_replicas_over_one": round(scaling, 3),
-                "cpus": os.cpu_count(),
-            }
-        ),
-        flush=True,
-    )
+    summary: dict[str, object] = {
+        "benchmark": "connector",
+        "figure": "forwarded_over_ceiling",
+        "ratio": round(ratio, 3),
+        "two_replicas_over_one": round(scaling, 3),
+        "cpus": os.cpu_count(),
+    }
+    ceiling_cpu, forwarded_cpu = _cpu_total(ceiling), _cpu_total(forwarded)
+    if ceiling_cpu and forwarded_cpu:
+        # All processes' CPU per packet: at the ceiling, and forwarded.
+        summary["cpu_us_per_packet_ceiling"] = round(ceiling_cpu, 1)
+        summary["cpu_us_per_packet_forwarded"] = round(forwarded_cpu, 1)
+        summary["cpu_bound_ratio"] = round(ceiling_cpu / forwarded_cpu, 3)
+    print(json.dumps(summary), flush=True)
+
+
+def _cpu_total(figures: dict[str, object]) -> float:
+    groups = figures.get("cpu_us_per_packet")
+    return sum(groups.values()) if isinstance(groups, dict) else 0.0
 
 
 async def main() -> None:

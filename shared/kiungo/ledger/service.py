@@ -167,6 +167,7 @@ class Ledger:
         self._queue: list[_Request] = []
         self._wakeup = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._writer_count = writers
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
         self.batches = 0
@@ -183,6 +184,8 @@ class Ledger:
         # Two writers overlap one batch's Python work with the other's time in Postgres; row
         # locks taken in one order keep their batches serial where they share accounts.
         if not self._writers:
+            # Kept: asking for the running loop on every submit was a getpid() system call each.
+            self._loop = asyncio.get_running_loop()
             self._writers = [
                 asyncio.create_task(self._write_loop(), name=f"ledger-writer-{i}")
                 for i in range(self._writer_count)
@@ -333,9 +336,10 @@ class Ledger:
 
     async def submit(self, operation: Operation) -> list[Transfer]:
         """Queue ``operation`` for the next batch and wait for its own result."""
-        if not self._writers:
+        loop = self._loop
+        if loop is None or not self._writers:
             raise RuntimeError("the ledger is not started")
-        future: asyncio.Future[list[Transfer]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Transfer]] = loop.create_future()
         self._queue.append(_Request(operation, future))
         self._wakeup.set()
         return await future
@@ -523,9 +527,8 @@ class _WriterConnection:
 
 def _write_arguments(outcome: Any) -> list[list[Any]]:
     created: list[Transfer] = outcome.created
-    moved: list[Transfer] = [
-        t for t in outcome.state_changed.values() if t.id not in {c.id for c in created}
-    ]
+    created_ids = {c.id for c in created}
+    moved: list[Transfer] = [t for t in outcome.state_changed.values() if t.id not in created_ids]
     changed: list[Account] = list(outcome.accounts_changed.values())
     return [
         [t.id for t in created],
