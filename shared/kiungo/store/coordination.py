@@ -253,7 +253,10 @@ class StreamTotals:
         """
         _check_amount(amount)
         key = self._prefix + connection_id
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # One round trip, without MULTI/EXEC (which cost a third more CPU per packet): INCRBY
+        # is the atomic step; EXPIRE only moves the key's end, whoever runs in between. (Not a
+        # Lua script: Lua holds integers as doubles, and totals go up to 2^63 - 1.)
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.incrby(key, amount)
             pipe.expire(key, self._ttl)
             total, _ = await pipe.execute(raise_on_error=False)
