@@ -199,6 +199,50 @@ async def test_stream_totals_are_atomic_across_replicas(
     assert await totals[0].total("conn") == 1000
 
 
+async def test_stream_totals_of_adds_sent_together_are_each_adds_step(
+    redis: Redis, redis_prefix: str
+) -> None:
+    totals = StreamTotals(redis, redis_prefix)
+    await totals.add("conn", 100)
+    # Added in one tick, so sent as one INCRBY: each gets the total its own add reached.
+    assert await asyncio.gather(*(totals.add("conn", n) for n in (1, 2, 3))) == [101, 103, 106]
+    assert await totals.total("conn") == 106
+
+
+async def test_stream_totals_sent_together_that_overflow_are_refused_one_by_one(
+    redis: Redis, redis_prefix: str
+) -> None:
+    totals = StreamTotals(redis, redis_prefix)
+    await totals.add("near", 2**63 - 10)
+    results = await asyncio.gather(
+        *(totals.add("near", n) for n in (5, 10, 3)), return_exceptions=True
+    )
+    assert results[0] == 2**63 - 5
+    assert isinstance(results[1], TotalOverflow)
+    assert results[2] == 2**63 - 2
+    assert await totals.total("near") == 2**63 - 2
+    # A sum that no INCRBY can take (past int64) is split the same way.
+    results = await asyncio.gather(
+        *(totals.add("big", 2**62) for _ in range(3)), return_exceptions=True
+    )
+    assert results[0] == 2**62
+    assert all(isinstance(r, TotalOverflow) for r in results[1:])
+    assert await totals.total("big") == 2**62
+
+
+async def test_a_stream_total_add_given_up_before_it_is_sent_is_not_counted(
+    redis: Redis, redis_prefix: str
+) -> None:
+    totals = StreamTotals(redis, redis_prefix)
+    gone = asyncio.create_task(totals.add("conn", 5))
+    kept = asyncio.create_task(totals.add("conn", 7))
+    await asyncio.sleep(0)  # both are waiting for the round trip that has not started yet
+    gone.cancel()
+    assert await kept == 7
+    assert await totals.total("conn") == 7
+    assert gone.cancelled()
+
+
 async def test_stream_totals_undo_an_add(redis: Redis, redis_prefix: str) -> None:
     totals = StreamTotals(redis, redis_prefix)
     await totals.add("conn", 100)

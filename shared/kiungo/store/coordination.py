@@ -16,6 +16,7 @@ Number limits, because Redis Lua numbers are IEEE doubles and Redis integers are
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 
@@ -236,6 +237,12 @@ class StreamTotals:
     """What each STREAM connection has received so far, for its receipts.
 
     Key: ``<prefix>stream-total:<connection_id>``, expiring ``ttl_seconds`` after the last add.
+
+    Adds are coalesced: those that arrive while a round trip to Redis is under way go together
+    in the next one, as one INCRBY per connection (with its EXPIRE), in one pipeline. The
+    INCRBY is the atomic step; the packets of a connection that went together get the running
+    totals that INCRBY passed through, in the order they were added. redis-py costs tens of
+    microseconds of CPU per command round trip, which was a third of a received packet's.
     """
 
     def __init__(self, redis: Redis, prefix: str, ttl_seconds: int = 86_400) -> None:
@@ -245,6 +252,8 @@ class StreamTotals:
         self._prefix = f"{prefix}stream-total:"
         self._ttl = ttl_seconds
         self._undo = redis.register_script(_UNDO)
+        self._waiting: dict[str, list[tuple[int, asyncio.Future[int]]]] = {}
+        self._sender: asyncio.Task[None] | None = None
 
     async def add(self, connection_id: str, amount: int) -> int:
         """Add ``amount`` and return the new total, atomically across replicas.
@@ -252,20 +261,88 @@ class StreamTotals:
         Raises ``TotalOverflow`` (and stores nothing) when the total would pass 2^63 - 1.
         """
         _check_amount(amount)
-        key = self._prefix + connection_id
-        # One round trip, without MULTI/EXEC (which cost a third more CPU per packet): INCRBY
-        # is the atomic step; EXPIRE only moves the key's end, whoever runs in between. (Not a
-        # Lua script: Lua holds integers as doubles, and totals go up to 2^63 - 1.)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incrby(key, amount)
-            pipe.expire(key, self._ttl)
-            total, _ = await pipe.execute(raise_on_error=False)
-        if isinstance(total, ResponseError):
-            # Redis refuses an INCRBY that would overflow int64 and leaves the value unchanged.
-            if "overflow" in str(total):
-                raise TotalOverflow(f"the total of {connection_id} would pass 2^63 - 1")
-            raise total
-        return int(total)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(self._prefix + connection_id, []).append((amount, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_waiting())
+        return await future
+
+    async def _send_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                await self._send(batch)
+        finally:
+            self._sender = None
+            # Left only when this was cancelled (the loop is closing): nobody will send them.
+            waiting, self._waiting = self._waiting, {}
+            for adds in waiting.values():
+                for _, future in adds:
+                    if not future.done():
+                        future.set_exception(ConnectionError("STREAM totals are shutting down"))
+
+    async def _send(self, batch: dict[str, list[tuple[int, asyncio.Future[int]]]]) -> None:
+        # A packet that gave up before its add was sent is not counted.
+        live = {key: [a for a in adds if not a[1].done()] for key, adds in batch.items()}
+        batch = {}
+        for key, adds in live.items():
+            if sum(amount for amount, _ in adds) > MAX_TOTAL:
+                await self._one_by_one(key, adds)  # no INCRBY takes the sum
+            elif adds:
+                batch[key] = adds
+        if not batch:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, adds in batch.items():
+                    pipe.incrby(key, sum(amount for amount, _ in adds))
+                    pipe.expire(key, self._ttl)
+                replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            for adds in batch.values():
+                for _, future in adds:
+                    # Sent or not, nobody knows: as with any failed command.
+                    if future.done():
+                        continue
+                    if cancelled:
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if cancelled:
+                raise
+            return
+        for (key, adds), total in zip(batch.items(), replies[::2], strict=True):
+            if isinstance(total, ResponseError):
+                # Refused, and nothing added (say the sum would overflow int64): each on its
+                # own, so that those that still fit are counted and the others refused.
+                await self._one_by_one(key, adds)
+                continue
+            # The INCRBY took the total from total - sum to total; each add gets its step.
+            running = int(total) - sum(amount for amount, _ in adds)
+            for amount, future in adds:
+                running += amount
+                if not future.done():
+                    future.set_result(running)
+
+    async def _one_by_one(self, key: str, adds: list[tuple[int, asyncio.Future[int]]]) -> None:
+        for amount, future in adds:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.incrby(key, amount)
+                    pipe.expire(key, self._ttl)
+                    total, _ = await pipe.execute(raise_on_error=False)
+                if isinstance(total, ResponseError):
+                    if "overflow" in str(total):
+                        connection_id = key.removeprefix(self._prefix)
+                        raise TotalOverflow(f"the total of {connection_id} would pass 2^63 - 1")
+                    raise total
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(int(total))
 
     async def undo(self, connection_id: str, amount: int) -> None:
         """Take back an ``add`` whose money the ledger refused."""
