@@ -325,6 +325,23 @@ async def running_connector(
         await pool.close()
 
 
+async def incoming_payment_state(
+    pool: asyncpg.Pool, payment: uuid.UUID, until: str = "COMPLETED", seconds: float = 7.5
+) -> str | None:
+    """The incoming payment's state once it is ``until``, or after ``seconds`` of waiting
+    (a completion is recorded just after the packet that completes it is posted)."""
+    state = None
+    for _ in range(int(seconds / 0.05)):
+        async with pool.acquire() as conn:
+            state = await conn.fetchval(
+                "SELECT state FROM incoming_payments WHERE id = $1", payment
+            )
+        if state == until:
+            break
+        await asyncio.sleep(0.05)
+    return state
+
+
 async def gather_replies(
     connector: Connector, prepares: list[Prepare], token: str = "alice-token"
 ) -> list[Fulfill | Reject]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -14,7 +13,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from tests.connector.harness import Connector, create_incoming_payment, running_connector
+from tests.connector.harness import (
+    Connector,
+    create_incoming_payment,
+    incoming_payment_state,
+    running_connector,
+)
 from tests.interop.node import node_script, run_script
 from tests.loopback import serve
 
@@ -93,15 +97,7 @@ async def test_pay_completes_an_incoming_payment(connector: Connector) -> None:
     assert result["amountDelivered"] == "700"
     await connector.settled()
     assert await connector.balance(AccountKind.INCOMING_PAYMENT, payment) == 700
-    for _ in range(100):  # completion is recorded just after the last packet posts
-        async with connector.pool.acquire() as conn:
-            state = await conn.fetchval(
-                "SELECT state FROM incoming_payments WHERE id = $1", payment
-            )
-        if state == "COMPLETED":
-            break
-        await asyncio.sleep(0.05)
-    assert state == "COMPLETED"
+    assert await incoming_payment_state(connector.pool, payment) == "COMPLETED"
     again = await connector.client.get(
         f"{connector.url}/carol/incoming-payments/{payment}",
         headers={"Accept": "application/spsp4+json"},

@@ -35,6 +35,7 @@ from tests.connector.harness import (
     create_peer,
     create_wallet,
     free_port,
+    incoming_payment_state,
     node_settings,
     process_env,
     running_connector,
@@ -365,15 +366,7 @@ async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
         assert await balance(bob.pool, AccountKind.PEER_LIQUIDITY, bob.kiungo) == 1_000_000 - 700
         assert await balance(pool, AccountKind.PEER_LIQUIDITY, seeded.peers["bob"]) == 700
         assert await balance(pool, AccountKind.OUTGOING_PAYMENT, payment) == 0
-        for _ in range(50):
-            async with bob.pool.acquire() as conn:
-                state = await conn.fetchval(
-                    "SELECT state FROM incoming_payments WHERE id = $1", incoming
-                )
-            if state == "COMPLETED":
-                break
-            await asyncio.sleep(0.05)
-        assert state == "COMPLETED"
+        assert await incoming_payment_state(bob.pool, incoming) == "COMPLETED"
         [event] = await events_of(pool, payment)
         assert event["type"] == "outgoing_payment.completed"
         assert json.loads(event["data"])["sentAmount"]["value"] == "700"

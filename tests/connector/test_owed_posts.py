@@ -5,7 +5,6 @@ received packet's receiver is brought up to date once its money is booked."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from redis.asyncio import Redis
-from tests.connector.harness import create_incoming_payment, running_connector
+from tests.connector.harness import (
+    create_incoming_payment,
+    incoming_payment_state,
+    running_connector,
+)
 from tests.ledger.schema import create_asset, schema_pool
 
 from kiungo.connector.owed import LATE_POST_CODE, OwedPosts, late_transfer_id
@@ -218,15 +221,8 @@ async def test_an_incoming_payment_paid_in_full_by_a_late_booked_packet_complete
         await node.ledger.create_transfers(legs, hold_for=timedelta(milliseconds=1))
         await node.owed.owe(legs, LedgerUnavailable("out"), receiver=receiver.tag)
         assert receiver.tag == incoming_payment_tag(payment)
-        for _ in range(150):  # the node drains every second
-            async with connector.pool.acquire() as conn:
-                state = await conn.fetchval(
-                    "SELECT state FROM incoming_payments WHERE id = $1", payment
-                )
-            if state == "COMPLETED":
-                break
-            await asyncio.sleep(0.05)
-        assert state == "COMPLETED"
+        # The node drains every second.
+        assert await incoming_payment_state(connector.pool, payment) == "COMPLETED"
         assert await connector.balance(AccountKind.INCOMING_PAYMENT, payment) == 10
         async with connector.pool.acquire() as conn:
             events = await conn.fetch(
