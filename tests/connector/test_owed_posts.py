@@ -150,6 +150,24 @@ async def test_an_owed_post_the_ledger_refuses_stays_until_it_can_be_booked(
     await assert_books(pool)
 
 
+async def test_a_received_packet_booked_late_is_booked_past_the_payments_amount(
+    ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis, clock: Clock
+) -> None:
+    """Its hold expired, and other packets filled the incoming payment meanwhile: the packet
+    was fulfilled all the same, so its money is booked rather than refused for ever."""
+    alice, payment = await accounts(ledger, pool, 100)
+    legs = [Leg(uuid.uuid4(), alice, payment, 6, 10)]
+    await ledger.create_transfers(legs, hold_for=HOLD)
+    await owed.owe(legs, LedgerUnavailable("the database is out"))
+    clock.now += HOLD + timedelta(seconds=1)
+    await ledger.expire_pending()
+    await ledger.create_transfers([Leg(uuid.uuid4(), alice, payment, 10, 10)])
+    assert await owed.drain() == 1
+    assert owed.owed == 0
+    assert (await ledger.balance(payment)).posted == 16
+    await assert_books(pool)
+
+
 async def test_an_unreadable_entry_is_dropped(
     ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis
 ) -> None:

@@ -182,13 +182,15 @@ class OwedPosts:
         except AlreadyPosted:
             return
         except TransferExpired:
+            # Without the credit limit: an incoming payment's limit decided whether to take
+            # the packet, and it was taken (its Fulfill went out), so its money is booked even
+            # if other packets filled the payment once the hold had expired.
             late = [
                 Leg(
                     late_transfer_id(leg.id),
                     leg.debit_account_id,
                     leg.credit_account_id,
                     leg.amount,
-                    leg.credit_limit,
                 )
                 for leg in legs
             ]
