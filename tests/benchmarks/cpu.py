@@ -58,9 +58,6 @@ class CpuMeter:
         """Count ``pid`` and its descendants as ``group``."""
         self._roots[group] = pid
 
-    def forget(self, group: str) -> None:
-        self._roots.pop(group, None)
-
     def _sample(self) -> dict[str, float]:
         table = _processes()
         children: dict[int, list[int]] = {}
