@@ -286,7 +286,7 @@ class StreamTotals:
         live = {key: [a for a in adds if not a[1].done()] for key, adds in batch.items()}
         batch = {}
         for key, adds in live.items():
-            if sum(amount for amount, _ in adds) > MAX_TOTAL:
+            if len(adds) > 1 and sum(amount for amount, _ in adds) > MAX_TOTAL:
                 await self._one_by_one(key, adds)  # no INCRBY takes the sum
             elif adds:
                 batch[key] = adds
@@ -316,7 +316,14 @@ class StreamTotals:
             if isinstance(total, ResponseError):
                 # Refused, and nothing added (say the sum would overflow int64): each on its
                 # own, so that those that still fit are counted and the others refused.
-                await self._one_by_one(key, adds)
+                if len(adds) > 1:
+                    await self._one_by_one(key, adds)
+                elif not adds[0][1].done():
+                    error: Exception = total
+                    if "overflow" in str(total):
+                        connection_id = key.removeprefix(self._prefix)
+                        error = TotalOverflow(f"the total of {connection_id} would pass 2^63 - 1")
+                    adds[0][1].set_exception(error)
                 continue
             # The INCRBY took the total from total - sum to total; each add gets its step.
             running = int(total) - sum(amount for amount, _ in adds)
@@ -326,23 +333,8 @@ class StreamTotals:
                     future.set_result(running)
 
     async def _one_by_one(self, key: str, adds: list[tuple[int, asyncio.Future[int]]]) -> None:
-        for amount, future in adds:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.incrby(key, amount)
-                    pipe.expire(key, self._ttl)
-                    total, _ = await pipe.execute(raise_on_error=False)
-                if isinstance(total, ResponseError):
-                    if "overflow" in str(total):
-                        connection_id = key.removeprefix(self._prefix)
-                        raise TotalOverflow(f"the total of {connection_id} would pass 2^63 - 1")
-                    raise total
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(int(total))
+        for add in adds:
+            await self._send({key: [add]})
 
     async def undo(self, connection_id: str, amount: int) -> None:
         """Take back an ``add`` whose money the ledger refused."""
