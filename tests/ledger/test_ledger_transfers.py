@@ -22,6 +22,7 @@ from kiungo.ledger import (
     InvalidAmount,
     Ledger,
     Leg,
+    PartialGroup,
     SameAccounts,
     TransferExists,
     TransferExpired,
@@ -217,6 +218,14 @@ async def test_multi_leg_transfers_succeed_or_fail_together(
     await ledger.deposit(uuid.uuid4(), pool_eur, 50)
     created = await ledger.create_transfers(legs, hold_for=timedelta(minutes=1))
     assert len({t.group_id for t in created}) == 1
+    # One leg alone is neither posted nor voided: the legs happen or are released together.
+    for leg in created:
+        with pytest.raises(PartialGroup):
+            await ledger.post(leg.id)
+        with pytest.raises(PartialGroup):
+            await ledger.void(leg.id)
+        held = await ledger.transfer(leg.id)
+        assert held is not None and held.state is TransferState.PENDING
     await ledger.post(*(t.id for t in created))
     assert (await ledger.balance(wallet_eur)).posted == 90
     assert (await ledger.balance(pool_usd)).posted == 100

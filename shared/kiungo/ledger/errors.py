@@ -48,6 +48,11 @@ class UnknownTransfer(LedgerError):
     pass
 
 
+class PartialGroup(LedgerError):
+    """A post or void named some legs of a multi-leg transfer but not all: its legs happen or
+    are released together."""
+
+
 class TransferExists(LedgerError):
     """The id is taken by a transfer with other parameters."""
 

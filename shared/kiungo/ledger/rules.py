@@ -32,6 +32,7 @@ from kiungo.ledger.errors import (
     InsufficientLiquidity,
     InvalidAmount,
     LedgerError,
+    PartialGroup,
     SameAccounts,
     TransferExists,
     TransferExpired,
@@ -139,6 +140,11 @@ def apply_batch(
     outcome = BatchOutcome([], [], {}, {})
     changed_accounts = outcome.accounts_changed
     state_changed = outcome.state_changed
+    # The legs of each multi-leg transfer among those loaded (and those this batch creates).
+    groups: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for transfer in transfers.values():
+        if transfer.group_id is not None:
+            groups.setdefault(transfer.group_id, set()).add(transfer.id)
 
     # Holds past their timeout release themselves before anything else looks at a balance.
     for transfer in transfers.values():
@@ -157,9 +163,9 @@ def apply_batch(
     for operation in operations:
         try:
             if isinstance(operation, CreateTransfers):
-                result = _create(operation, accounts, transfers, now, outcome)
+                result = _create(operation, accounts, transfers, now, outcome, groups)
             else:
-                _resolve(operation, accounts, transfers, now, outcome)
+                _resolve(operation, accounts, transfers, now, outcome, groups)
                 result = [transfers[i] for i in operation.ids]
         except LedgerError as error:
             outcome.results.append(error)
@@ -174,6 +180,7 @@ def _create(
     transfers: dict[uuid.UUID, Transfer],
     now: datetime,
     outcome: BatchOutcome,
+    groups: dict[uuid.UUID, set[uuid.UUID]],
 ) -> list[Transfer]:
     legs = operation.legs
     if not legs:
@@ -256,6 +263,8 @@ def _create(
         transfers[leg.id] = transfer
         outcome.created.append(transfer)
         created.append(transfer)
+    if group_id is not None:
+        groups[group_id] = {leg.id for leg in legs}
     return created
 
 
@@ -265,6 +274,7 @@ def _resolve(
     transfers: dict[uuid.UUID, Transfer],
     now: datetime,
     outcome: BatchOutcome,
+    groups: dict[uuid.UUID, set[uuid.UUID]],
 ) -> None:
     posting = isinstance(operation, PostTransfers)
     if not operation.ids:
@@ -285,8 +295,12 @@ def _resolve(
         if transfer.debit_account_id not in accounts or transfer.credit_account_id not in accounts:
             raise UnknownAccount(f"accounts of transfer {transfer_id} are not loaded")
         targets.append(transfer)
-    if len({t.id for t in targets}) != len(targets):
+    named = {t.id for t in targets}
+    if len(named) != len(targets):
         raise UnknownTransfer("a transfer is named twice")
+    for transfer in targets:
+        if transfer.group_id is not None and not groups.get(transfer.group_id, set()) <= named:
+            raise PartialGroup(f"transfer {transfer.id} is one leg of several: name them all")
     for transfer in targets:
         debit = accounts[transfer.debit_account_id]
         credit = accounts[transfer.credit_account_id]

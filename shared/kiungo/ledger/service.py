@@ -55,10 +55,22 @@ log = logging.getLogger(__name__)
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4f0e-9d7c-5b2a1e0f3c4d")
 _RETRIES = 3
 
+# The named transfers, with every leg of the multi-leg ones among them (a post or void must
+# name them all, which the rules can only tell with all of them loaded).
 _LOCK_TRANSFERS = """
 SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
        code
-FROM ledger_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+FROM ledger_transfers
+WHERE id = ANY(ARRAY(
+    SELECT unnest($1::uuid[])
+    UNION
+    SELECT leg.id FROM ledger_transfers AS leg
+    WHERE leg.group_id = ANY(ARRAY(
+        SELECT named.group_id FROM ledger_transfers AS named
+        WHERE named.id = ANY($1::uuid[]) AND named.group_id IS NOT NULL
+    ))
+))
+ORDER BY id FOR UPDATE
 """
 
 # Holds past their timeout on accounts that came up short. Taken after the account locks, so
