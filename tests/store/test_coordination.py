@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
 
 from kiungo.store.coordination import (
     MAX_BUCKET_VALUE,
@@ -228,6 +229,18 @@ async def test_stream_totals_sent_together_that_overflow_are_refused_one_by_one(
     assert results[0] == 2**62
     assert all(isinstance(r, TotalOverflow) for r in results[1:])
     assert await totals.total("big") == 2**62
+
+
+async def test_a_total_redis_refuses_fails_its_own_adds_only(
+    redis: Redis, redis_prefix: str
+) -> None:
+    totals = StreamTotals(redis, redis_prefix)
+    await redis.set(f"{redis_prefix}stream-total:bad", "not a number")
+    results = await asyncio.gather(
+        totals.add("bad", 1), totals.add("good", 3), totals.add("bad", 2), return_exceptions=True
+    )
+    assert isinstance(results[0], ResponseError) and isinstance(results[2], ResponseError)
+    assert results[1] == 3
 
 
 async def test_a_stream_total_add_given_up_before_it_is_sent_is_not_counted(

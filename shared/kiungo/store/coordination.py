@@ -271,7 +271,15 @@ class StreamTotals:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, {}
-                await self._send(batch)
+                try:
+                    await self._send(batch)
+                except Exception as exc:
+                    # Not a Redis failure (those are the adds' own errors): no add may be left
+                    # waiting for an answer that will not come.
+                    for adds in batch.values():
+                        for _, future in adds:
+                            if not future.done():
+                                future.set_exception(exc)
         finally:
             self._sender = None
             # Left only when this was cancelled (the loop is closing): nobody will send them.
