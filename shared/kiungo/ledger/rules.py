@@ -142,12 +142,11 @@ def apply_batch(
     state_changed = outcome.state_changed
     # The legs of each multi-leg transfer among those loaded (and those this batch creates).
     groups: dict[uuid.UUID, set[uuid.UUID]] = {}
-    for transfer in transfers.values():
-        if transfer.group_id is not None:
-            groups.setdefault(transfer.group_id, set()).add(transfer.id)
 
     # Holds past their timeout release themselves before anything else looks at a balance.
     for transfer in transfers.values():
+        if transfer.group_id is not None:
+            groups.setdefault(transfer.group_id, set()).add(transfer.id)
         if (
             transfer.state is TransferState.PENDING
             and transfer.expires_at is not None

@@ -276,50 +276,38 @@ class StreamTotals:
                 except Exception as exc:
                     # Not a Redis failure (those are the adds' own errors): no add may be left
                     # waiting for an answer that will not come.
-                    for adds in batch.values():
-                        for _, future in adds:
-                            if not future.done():
-                                future.set_exception(exc)
+                    _fail(batch, exc)
         finally:
             self._sender = None
             # Left only when this was cancelled (the loop is closing): nobody will send them.
             waiting, self._waiting = self._waiting, {}
-            for adds in waiting.values():
-                for _, future in adds:
-                    if not future.done():
-                        future.set_exception(ConnectionError("STREAM totals are shutting down"))
+            _fail(waiting, ConnectionError("STREAM totals are shutting down"))
 
     async def _send(self, batch: dict[str, list[tuple[int, asyncio.Future[int]]]]) -> None:
         # A packet that gave up before its add was sent is not counted.
         live = {key: [a for a in adds if not a[1].done()] for key, adds in batch.items()}
         batch = {}
+        sums: dict[str, int] = {}
         for key, adds in live.items():
-            if len(adds) > 1 and sum(amount for amount, _ in adds) > MAX_TOTAL:
+            added = sum(amount for amount, _ in adds)
+            if len(adds) > 1 and added > MAX_TOTAL:
                 await self._one_by_one(key, adds)  # no INCRBY takes the sum
             elif adds:
-                batch[key] = adds
+                batch[key], sums[key] = adds, added
         if not batch:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key, adds in batch.items():
-                    pipe.incrby(key, sum(amount for amount, _ in adds))
+                for key in batch:
+                    pipe.incrby(key, sums[key])
                     pipe.expire(key, self._ttl)
                 replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            for adds in batch.values():
-                for _, future in adds:
-                    # Sent or not, nobody knows: as with any failed command.
-                    if future.done():
-                        continue
-                    if cancelled:
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-            if cancelled:
-                raise
+        except Exception as exc:
+            _fail(batch, exc)  # sent or not, nobody knows: as with any failed command
             return
+        except asyncio.CancelledError:
+            _fail(batch, None)
+            raise
         for (key, adds), total in zip(batch.items(), replies[::2], strict=True):
             if isinstance(total, ResponseError):
                 # Refused, and nothing added (say the sum would overflow int64): each on its
@@ -334,7 +322,7 @@ class StreamTotals:
                     adds[0][1].set_exception(error)
                 continue
             # The INCRBY took the total from total - sum to total; each add gets its step.
-            running = int(total) - sum(amount for amount, _ in adds)
+            running = int(total) - sums[key]
             for amount, future in adds:
                 running += amount
                 if not future.done():
@@ -353,6 +341,18 @@ class StreamTotals:
         """The connection's total so far (0 when it has none, or it expired)."""
         value = await self._redis.get(self._prefix + connection_id)
         return int(value) if value is not None else 0
+
+
+def _fail(batch: dict[str, list[tuple[int, asyncio.Future[int]]]], error: Exception | None) -> None:
+    """Answer every add of ``batch`` still waiting with ``error`` (None: cancel them)."""
+    for adds in batch.values():
+        for _, future in adds:
+            if future.done():
+                continue
+            if error is None:
+                future.cancel()
+            else:
+                future.set_exception(error)
 
 
 def _check_amount(amount: int) -> None:
