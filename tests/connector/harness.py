@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tests.loopback import serve
+from tests.process_output import CapturedOutput
 
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
@@ -268,25 +269,36 @@ def process_env(settings: Settings, database_url: str, redis_url: str, port: int
 async def connector_process(
     env: dict[str, str], url: str, *args: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`kiungo connector [args]` as a real process, yielded once its /healthz answers."""
+    """`kiungo connector [args]` as a real process, yielded once its /healthz answers. Its
+    stderr is read as it is written, and shown when the process had to be killed or failed."""
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "connector", *args, env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    stderr = CapturedOutput(process.stderr)
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(400):
+                if process.returncode is not None:
+                    break
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{url}/healthz")).status_code == 200:
                         break
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("connector did not start")
+        if process.returncode is not None:
+            raise AssertionError(f"connector exited with status {process.returncode}")
         yield process
     finally:
-        if process.returncode is None:
+        killed = process.returncode is None
+        if killed:
             process.kill()
         await process.wait()
+        await stderr.finish()
+        if killed or process.returncode != 0:
+            command = " ".join(("kiungo connector", *args))
+            stderr.show(f"{command}: stderr, exit status {process.returncode}")
 
 
 @contextlib.asynccontextmanager

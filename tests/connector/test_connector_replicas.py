@@ -205,8 +205,12 @@ async def test_two_replicas_behind_one_address_come_out_as_one(
                     assert len(_children(process.pid)) == 2
                 outcomes.append(await _load(connector, client))
                 # Each replica counts what it answered: both served, 240 fulfilled in all.
+                # Replicas that answered as many show as one count (40 new connections all
+                # reaching one of two replicas is a chance of 2^-39).
                 counts = {await _fulfilled(client, connector.url) for _ in range(40)}
-                assert len(counts) == processes and sum(counts) == 240, counts
+                assert counts == {240 // processes} or (
+                    len(counts) == processes and sum(counts) == 240
+                ), counts
                 process.send_signal(signal.SIGTERM)
                 async with asyncio.timeout(20):
                     assert await process.wait() == 0

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.loopback import serve
+from tests.process_output import CapturedOutput
 from tests.stores import create_database
 
 from kiungo.migrations.run import upgrade
@@ -85,6 +86,7 @@ class FullNode:
     secret: str
     client: httpx.AsyncClient
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    stderr: dict[str, CapturedOutput] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -186,11 +188,12 @@ class FullNode:
         return process.returncode or 0, out.decode()
 
 
-async def _wait_healthy(client: httpx.AsyncClient, url: str, process: Any) -> None:
+async def _wait_healthy(
+    client: httpx.AsyncClient, url: str, process: Any, stderr: CapturedOutput
+) -> None:
     for _ in range(400):
         if process.returncode is not None:
-            _, err = await process.communicate()
-            raise AssertionError(f"{url} exited: {err.decode()[-2000:]}")
+            raise AssertionError(f"{url} exited: {(await stderr.finish())[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if (await client.get(f"{url}/healthz")).status_code == 200:
                 return
@@ -237,25 +240,26 @@ async def full_node(
         client, env=env,
     )  # fmt: skip
     try:
-        for service, url in (("connector", connector_url), ("backend", node.admin_url)):
-            process = await asyncio.create_subprocess_exec(
-                KIUNGO, service, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            node.processes[service] = process
-            await _wait_healthy(client, url, process)
+        for service in ("connector", "backend"):
+            await start_service(node, service)
         yield node
     finally:
         for process in node.processes.values():
             if process.returncode is None:
                 process.terminate()
-        for process in node.processes.values():
+        for service, process in node.processes.items():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await process.wait()
-            if process.returncode is None:
+            killed = process.returncode is None
+            if killed:
                 process.kill()
                 await process.wait()
+            await node.stderr[service].finish()
+            if killed:
+                node.stderr[service].show(
+                    f"{name}'s {service} (killed: no exit 10 s after SIGTERM)"
+                )
         from tests.stores import drop_database
 
         await drop_database(database)
@@ -294,7 +298,8 @@ async def start_service(node: FullNode, service: str) -> None:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     node.processes[service] = process
-    await _wait_healthy(node.client, _service_url(node, service), process)
+    node.stderr[service] = CapturedOutput(process.stderr)
+    await _wait_healthy(node.client, _service_url(node, service), process, node.stderr[service])
 
 
 def money(value: int, code: str, scale: int = 2) -> dict[str, Any]:

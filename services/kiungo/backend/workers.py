@@ -31,6 +31,7 @@ from kiungo.events import EventType, amount_json, incoming_payment_data, insert_
 from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.signatures import signature_header
+from kiungo.tasks import stop_tasks
 
 __all__ = [
     "Workers",
@@ -422,9 +423,7 @@ class Workers:
                 await asyncio.sleep(max(0.0, idle - (time.monotonic() - started)))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks = []
         if self._client is not None:
             await self._client.close()

@@ -31,6 +31,7 @@ from kiungo.rates import RatesClient
 from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
+from kiungo.tasks import stop_tasks
 
 __all__ = ["PEERS_CHANGED_CHANNEL", "Node"]
 
@@ -190,11 +191,7 @@ class Node:
         await self.listen(RECEIVERS_CHANGED_CHANNEL, forget, idle=60)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         await self.ledger.close()
         await self.http.aclose()
         await self.links.close()

@@ -110,6 +110,7 @@ from kiungo.stream.crypto import DecryptionError, StreamKeys
 from kiungo.stream.packet import decode_stream_packet
 from kiungo.stream.sender import PaymentError, RateProbe, StreamSender
 from kiungo.stream.server import Asset
+from kiungo.tasks import stop_tasks
 
 __all__ = ["LEASE", "MAX_IN_FLIGHT", "OutgoingPaymentWorker"]
 
@@ -470,12 +471,7 @@ class OutgoingPaymentWorker:
                         await asyncio.wait_for(wake.wait(), self._poll.total_seconds())
                     wake.clear()
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
-            for task in self._running:
-                task.cancel()
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+            await stop_tasks([listener, *self._running])
 
     async def _claim(self, limit: int) -> int:
         async with self._node.pool.acquire() as conn:

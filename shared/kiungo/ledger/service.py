@@ -47,6 +47,7 @@ from kiungo.ledger.rules import (
     VoidTransfers,
     apply_batch,
 )
+from kiungo.tasks import stop_tasks
 
 __all__ = ["Ledger", "account_id_for"]
 
@@ -210,9 +211,7 @@ class Ledger:
         while self._queue:
             self._wakeup.set()
             await asyncio.sleep(0.001)
-        for task in self._writers:
-            task.cancel()
-        await asyncio.gather(*self._writers, return_exceptions=True)
+        await stop_tasks(self._writers)
         self._writers = []
 
     # -- accounts ------------------------------------------------------------------------------
