@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["stop_tasks"]
+__all__ = ["raise_if_cancelled", "stop_tasks"]
 
 log = logging.getLogger("kiungo.tasks")
 
@@ -18,11 +18,14 @@ async def stop_tasks(
     """Cancel ``tasks`` and wait until they have finished.
 
     A task still running ``every`` seconds later is cancelled again: a cancellation can be
-    swallowed on its way through library code (redis-py's asyncio client, cancelled in the
-    middle of reading a reply, was seen to carry on and read the next one), which leaves a
-    loop waiting for its next round instead of stopping, and a service that never exits on
-    SIGTERM. After ``limit`` seconds the tasks still running are logged by name and left, so
-    that the stop goes on. What the tasks raised is not re-raised (they are being stopped)."""
+    lost on its way through library code, which leaves a loop waiting for its next round
+    instead of stopping, and a service that never exits on SIGTERM. redis-py's asyncio client
+    sends every command under ``asyncio.wait_for`` (its socket timeout, 5 s by default), and
+    Python 3.11's ``wait_for`` returns the result and drops the cancellation when both arrive
+    in one turn of the loop (fixed in 3.12): most cancellations that land while a command is
+    being sent are lost that way. After ``limit`` seconds the tasks still running are logged by
+    name and left, so that the stop goes on. What the tasks raised is not re-raised (they are
+    being stopped)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     tasks = list(tasks)
@@ -41,3 +44,14 @@ async def stop_tasks(
     for task in stopped:
         if not task.cancelled():
             task.exception()  # retrieved, so that asyncio does not warn of it at exit
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and is still running: the
+    cancellation was lost on its way (see :func:`stop_tasks`). Called at the top of every
+    round of a background loop that runs Redis commands, so that the loop stops at its next
+    round rather than at :func:`stop_tasks`' next try (which a loop that is always sending a
+    command would mostly lose too)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

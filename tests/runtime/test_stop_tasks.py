@@ -7,8 +7,9 @@ import contextlib
 import logging
 
 import pytest
+from redis.asyncio import Redis
 
-from kiungo.tasks import stop_tasks
+from kiungo.tasks import raise_if_cancelled, stop_tasks
 
 
 async def _swallows_first_cancel(rounds: list[int]) -> None:
@@ -74,3 +75,29 @@ async def test_a_task_that_never_stops_is_named_and_left_after_the_limit(
     task.cancel()
     await asyncio.wait([task], timeout=1)
     assert task.done()
+
+
+async def test_a_loop_of_redis_commands_stops_at_its_next_round(
+    redis_server_url: str, redis_prefix: str
+) -> None:
+    """The case that hung a connector on SIGTERM: a task sending Redis commands one after the
+    other. On Python 3.11 most cancellations of it are lost inside redis-py (see
+    kiungo.tasks): such a loop checks at every round, and stops at the first try."""
+    redis = Redis.from_url(redis_server_url)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(20):
+
+            async def poll() -> None:
+                while True:
+                    raise_if_cancelled()
+                    await redis.llen(redis_prefix + "list")
+
+            task = asyncio.create_task(poll())
+            await asyncio.sleep(0.01)
+            started = loop.time()
+            await stop_tasks([task], every=30, limit=60)
+            assert task.cancelled()
+            assert loop.time() - started < 1  # not the 30 s of a second try
+    finally:
+        await redis.aclose()

@@ -31,7 +31,7 @@ from kiungo.events import EventType, amount_json, incoming_payment_data, insert_
 from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.signatures import signature_header
-from kiungo.tasks import stop_tasks
+from kiungo.tasks import raise_if_cancelled, stop_tasks
 
 __all__ = [
     "Workers",
@@ -411,6 +411,7 @@ class Workers:
         self, name: str, job: Callable[[], Awaitable[int]], full: int, idle: float
     ) -> None:
         while True:
+            raise_if_cancelled()
             started = time.monotonic()
             try:
                 done = await job()

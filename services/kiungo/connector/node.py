@@ -31,7 +31,7 @@ from kiungo.rates import RatesClient
 from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
-from kiungo.tasks import stop_tasks
+from kiungo.tasks import raise_if_cancelled, stop_tasks
 
 __all__ = ["PEERS_CHANGED_CHANNEL", "Node"]
 
@@ -156,10 +156,12 @@ class Node:
         Runs until cancelled."""
         name = self.settings.redis_key_prefix + channel
         while True:
+            raise_if_cancelled()
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(name)
                     while True:
+                        raise_if_cancelled()
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=idle
                         )

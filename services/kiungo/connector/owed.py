@@ -34,6 +34,7 @@ from kiungo.ledger import (
     Leg,
     TransferExpired,
 )
+from kiungo.tasks import raise_if_cancelled
 
 __all__ = ["OWED_POSTS_KEY", "OwedPosts", "late_transfer_id"]
 
@@ -199,6 +200,7 @@ class OwedPosts:
     async def run(self) -> None:
         """Drain every second until cancelled."""
         while True:
+            raise_if_cancelled()
             try:
                 await self.drain()
             except asyncio.CancelledError:

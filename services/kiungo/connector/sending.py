@@ -333,7 +333,8 @@ class _Lease:
         interval = LEASE.total_seconds() / 3
         while not self.lost:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: see kiungo.tasks
+                    await stop.wait()
             if stop.is_set():
                 return
             await self.renew()
@@ -468,7 +469,8 @@ class OutgoingPaymentWorker:
                     log.exception("claiming outgoing payments failed")
                 if claimed == 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self._poll.total_seconds())
+                        async with asyncio.timeout(self._poll.total_seconds()):
+                            await wake.wait()
                     wake.clear()
         finally:
             await stop_tasks([listener, *self._running])
