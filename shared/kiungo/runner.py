@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -57,12 +59,24 @@ def run_processes(
     count: int,
     host: str,
     port: int,
-    serve: Callable[[socket.socket], Coroutine[Any, Any, None]],
+    serve: Callable[[socket.socket, Path], Coroutine[Any, Any, None]],
 ) -> int:
     """Serve from ``count`` forked processes, each with a listening socket of its own on
     ``host:port`` (SO_REUSEPORT: the kernel spreads connections over them, where one shared
-    socket let the first to accept take every keep-alive connection). SIGINT/SIGTERM reach every
-    child; returns 1 when one of them failed."""
+    socket let the first to accept take every keep-alive connection), and a directory shared by
+    all of them for their metrics (:mod:`kiungo.group_metrics`; removed once they have exited).
+    SIGINT/SIGTERM reach every child; returns 1 when one of them failed."""
+    with tempfile.TemporaryDirectory(prefix="kiungo-metrics-") as group:
+        return _fork_and_wait(count, host, port, serve, Path(group))
+
+
+def _fork_and_wait(
+    count: int,
+    host: str,
+    port: int,
+    serve: Callable[[socket.socket, Path], Coroutine[Any, Any, None]],
+    group: Path,
+) -> int:
     children: list[int] = []
     for _ in range(count):
         pid = os.fork()
@@ -76,7 +90,7 @@ def run_processes(
                     reuse_port=True,
                 )
                 with contextlib.suppress(KeyboardInterrupt):
-                    run_service(serve(listener))
+                    run_service(serve(listener, group))
             except BaseException:
                 log.exception("serving process failed")
                 status = 1

@@ -9,6 +9,7 @@ import os
 import signal
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from tests.backend.harness import SECRET
 from tests.connector.harness import KIUNGO, free_port
@@ -93,3 +94,57 @@ async def test_kiungo_backend_will_not_listen_publicly_without_a_secret() -> Non
     assert len(lines) == 1, lines
     assert lines[0].startswith("kiungo: error: ") and "ADMIN_API_SECRET" in lines[0], lines
     assert stdout == b""
+
+
+async def test_kiungo_backend_processes_answer_metrics_for_all_of_them(
+    migrated_database: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """`kiungo backend --processes 2`: requests spread over both processes (one connection
+    each), and /metrics, whichever process answers it, counts every one of them."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = backend_env(
+        DATABASE_URL=migrated_database,
+        REDIS_URL=redis_server_url,
+        REDIS_KEY_PREFIX=redis_prefix,
+        ADMIN_PORT=str(port),
+        ADMIN_API_SECRET=SECRET,
+    )
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "backend", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=30, limits=fresh) as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            for n in range(30):  # a signature is good once: each body its own
+                body = {"query": "{ assets { edges { cursor } } }", "extensions": {"n": n}}
+                headers = {"signature": signature_header(SECRET, body)}
+                answer = await client.post(f"{url}/graphql", json=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+
+            async def counted() -> tuple[int, int]:
+                families = text_string_to_metric_families((await client.get(f"{url}/metrics")).text)
+                samples = {s.name + str(s.labels): s.value for f in families for s in f.samples}
+                return (
+                    int(samples.get("kiungo_graphql_requests_total{'outcome': 'ok'}", 0)),
+                    int(samples.get("kiungo_metrics_processes{}", 0)),
+                )
+
+            for _ in range(50):  # each process publishes what it counted every second
+                if await counted() == (30, 2):
+                    break
+                await asyncio.sleep(0.1)
+            assert [await counted() for _ in range(20)] == [(30, 2)] * 20
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await process.wait() == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()

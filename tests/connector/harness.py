@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 import sys
 import uuid
@@ -270,10 +271,12 @@ async def connector_process(
     env: dict[str, str], url: str, *args: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`kiungo connector [args]` as a real process, yielded once its /healthz answers. Its
-    stderr is read as it is written, and shown when the process had to be killed or failed."""
+    stderr is read as it is written, and shown when the process had to be killed or failed.
+    In a session of its own: whatever it forked (``--processes N``) is killed with it, not
+    left serving (and holding connections to the test's servers) after a failed test."""
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "connector", *args, env=env, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     stderr = CapturedOutput(process.stderr)
     try:
@@ -292,8 +295,8 @@ async def connector_process(
         yield process
     finally:
         killed = process.returncode is None
-        if killed:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         await stderr.finish()
         if killed or process.returncode != 0:

@@ -232,7 +232,7 @@ def create_app(backend: Backend, metrics: BackendMetrics | None = None) -> Starl
         return JSONResponse({"status": "ok"})
 
     async def render_metrics(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(await metrics.scrape(), media_type="text/plain; version=0.0.4")
 
     return Starlette(
         routes=[

@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         args.processes,
         args.host,
         settings.admin_port,
-        lambda listener: _serve(settings, args.host, listener),
+        lambda listener, group: _serve(settings, args.host, listener, group),
     )
 
 
@@ -120,10 +120,12 @@ def _announce(settings: Settings, where: str) -> None:
         )
 
 
-async def _serve(settings: Settings, host: str, listener: socket.socket | None) -> None:
+async def _serve(
+    settings: Settings, host: str, listener: socket.socket | None, group: Path | None = None
+) -> None:
     async with (
         postgres_url(settings) as database,
         redis_url(settings) as redis,
-        serve_backend(settings, database, redis) as (_, app),
+        serve_backend(settings, database, redis, group=group) as (_, app),
     ):
         await serve_until_stopped(http_server(app, host, settings.admin_port), listener)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kiungo.group_metrics import ServedMetrics
 
 __all__ = ["LIQUIDITY_KINDS", "BackendMetrics"]
 
@@ -18,7 +20,7 @@ __all__ = ["LIQUIDITY_KINDS", "BackendMetrics"]
 LIQUIDITY_KINDS = ("asset", "peer")
 
 
-class BackendMetrics:
+class BackendMetrics(ServedMetrics):
     """One registry per backend, so tests can run several in one process."""
 
     def __init__(self) -> None:
@@ -77,6 +79,3 @@ class BackendMetrics:
     def set_pending_holds(self, count: int, oldest_overdue_seconds: float) -> None:
         self.pending_holds.set(count)
         self.oldest_pending_hold.set(oldest_overdue_seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

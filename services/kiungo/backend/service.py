@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from redis.asyncio import Redis
@@ -18,15 +19,22 @@ from kiungo.backend.workers import Workers
 from kiungo.config import Settings
 from kiungo.db import create_pool
 from kiungo.ledger import Ledger
+from kiungo.tasks import stop_tasks
 
 __all__ = ["RunningBackend", "backend_server", "serve_backend"]
 
 
 @contextlib.asynccontextmanager
 async def serve_backend(
-    settings: Settings, database_url: str, redis_url: str, *, workers: bool = True
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    *,
+    workers: bool = True,
+    group: Path | None = None,
 ) -> AsyncIterator[tuple[Backend, Starlette]]:
-    """A backend's resources and app, with its workers running unless told otherwise."""
+    """A backend's resources and app, with its workers running unless told otherwise; with
+    ``group`` (``--processes N``), its metrics served merged with the other processes'."""
     pool = await create_pool(database_url, min_size=2, max_size=20)
     # A plain pool: the admin API has far fewer requests in flight than the connector, and the
     # blocking pool's wait machinery cost a tenth of each request's CPU.
@@ -36,11 +44,15 @@ async def serve_backend(
     metrics = BackendMetrics()
     backend = Backend(settings=settings, pool=pool, ledger=ledger, redis=redis)
     running = Workers(backend, metrics)
+    publishing = []
+    if group is not None:
+        publishing.append(asyncio.create_task(metrics.join(group).run(), name="group-metrics"))
     try:
         if workers:
             running.start()
         yield backend, create_app(backend, metrics)
     finally:
+        await stop_tasks(publishing)
         await running.stop()
         await backend.close()
         await ledger.close()

@@ -44,7 +44,7 @@ def create_app(node: Node) -> ASGIApp:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(await node.metrics.scrape(), media_type="text/plain; version=0.0.4")
 
     async def spsp(request: Request) -> Response:
         return await spsp_endpoint(node, request)

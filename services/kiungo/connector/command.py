@@ -9,6 +9,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
@@ -118,15 +119,19 @@ def _run(args: argparse.Namespace) -> int:
         args.processes,
         args.host,
         settings.connector_port,
-        lambda listener: _serve(settings, args.host, listener),
+        lambda listener, group: _serve(settings, args.host, listener, group),
     )
 
 
-async def _serve(settings: Settings, host: str, listener: socket.socket | None) -> None:
+async def _serve(
+    settings: Settings, host: str, listener: socket.socket | None, group: Path | None = None
+) -> None:
     async with (
         postgres_url(settings) as database,
         redis_url(settings) as redis,
         serve_node(settings, database, redis) as node,
     ):
+        if group is not None:  # --processes N: /metrics answers for all N
+            node.spawn(node.metrics.join(group).run(), name="group-metrics")
         # Stopping lets the outgoing payments' packets finish and hands the payments back.
         await serve_until_stopped(http_server(node, host, settings.connector_port), listener)

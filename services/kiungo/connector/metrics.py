@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kiungo.group_metrics import ServedMetrics
 
 __all__ = ["Metrics"]
 
 
-class Metrics:
+class Metrics(ServedMetrics):
     """One registry per node, so tests can run several nodes in one process."""
 
     def __init__(self) -> None:
@@ -36,6 +38,3 @@ class Metrics:
             "Fulfilled packets whose post the ledger has not taken yet (kept in Redis)",
             registry=self.registry,
         )
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
