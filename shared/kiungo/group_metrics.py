@@ -21,9 +21,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["GroupMetrics", "ServedMetrics", "merge_metrics"]
+__all__ = ["PROCESSES_METRIC", "GroupMetrics", "ServedMetrics", "merge_metrics"]
 
 _PUBLISH_SECONDS = 1.0
+# A gauge of the merged answer alone: how many processes it merges.
+PROCESSES_METRIC = "kiungo_metrics_processes"
 
 
 class GroupMetrics:
@@ -49,9 +51,10 @@ class GroupMetrics:
         for path in sorted(self._directory.glob("*.prom")):
             with contextlib.suppress(FileNotFoundError):
                 texts.append(path.read_text())
+        name = PROCESSES_METRIC
         texts.append(
-            "# HELP kiungo_metrics_processes Processes whose metrics this answer merges\n"
-            f"# TYPE kiungo_metrics_processes gauge\nkiungo_metrics_processes {len(texts)}\n"
+            f"# HELP {name} Processes whose metrics this answer merges\n"
+            f"# TYPE {name} gauge\n{name} {len(texts)}\n"
         )
         return merge_metrics(texts)
 
