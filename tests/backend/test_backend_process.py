@@ -26,18 +26,27 @@ def backend_env(**values: str) -> dict[str, str]:
     return {**env, **values}
 
 
+def serving_env(
+    database: str, redis_url: str, prefix: str, port: int, **more: str
+) -> dict[str, str]:
+    """The environment of a signed backend on ``port`` with the test's stores, plus ``more``."""
+    return backend_env(
+        DATABASE_URL=database,
+        REDIS_URL=redis_url,
+        REDIS_KEY_PREFIX=prefix,
+        ADMIN_PORT=str(port),
+        ADMIN_API_SECRET=SECRET,
+        **more,
+    )
+
+
 async def test_kiungo_backend_serves_and_stops_on_sigterm(
     migrated_database: str, redis_server_url: str, redis_prefix: str, redis: Redis
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = backend_env(
-        DATABASE_URL=migrated_database,
-        REDIS_URL=redis_server_url,
-        REDIS_KEY_PREFIX=redis_prefix,
-        ADMIN_PORT=str(port),
-        ADMIN_API_SECRET=SECRET,
-        WORKER_INTERVAL_MS="100",
+    env = serving_env(
+        migrated_database, redis_server_url, redis_prefix, port, WORKER_INTERVAL_MS="100"
     )
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "backend", env=env, stdout=asyncio.subprocess.PIPE,
@@ -103,13 +112,7 @@ async def test_kiungo_backend_processes_answer_metrics_for_all_of_them(
     each), and /metrics, whichever process answers it, counts every one of them."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = backend_env(
-        DATABASE_URL=migrated_database,
-        REDIS_URL=redis_server_url,
-        REDIS_KEY_PREFIX=redis_prefix,
-        ADMIN_PORT=str(port),
-        ADMIN_API_SECRET=SECRET,
-    )
+    env = serving_env(migrated_database, redis_server_url, redis_prefix, port)
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "backend", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
