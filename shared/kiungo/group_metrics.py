@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["PROCESSES_METRIC", "GroupMetrics", "ServedMetrics", "merge_metrics"]
+
+log = logging.getLogger("kiungo.group_metrics")
 
 _PUBLISH_SECONDS = 1.0
 # A gauge of the merged answer alone: how many processes it merges.
@@ -36,12 +40,14 @@ class GroupMetrics:
         self._directory = directory
         self._render_own = render_own
         self._path = directory / f"{os.getpid()}.prom"
+        self._writing = threading.Lock()  # the periodic publish and a scrape's, in two threads
 
     def publish(self) -> None:
         """Write this process's metrics (whole: written aside, then renamed)."""
-        aside = self._path.with_suffix(".tmp")
-        aside.write_bytes(self._render_own())
-        aside.replace(self._path)
+        with self._writing:
+            aside = self._path.with_suffix(".tmp")
+            aside.write_bytes(self._render_own())
+            aside.replace(self._path)
 
     def render(self) -> bytes:
         """Every process's metrics, merged (this one's as of now). Blocking file I/O: call it
@@ -61,7 +67,10 @@ class GroupMetrics:
     async def run(self) -> None:
         """Publish every second until cancelled."""
         while True:
-            await asyncio.to_thread(self.publish)
+            try:
+                await asyncio.to_thread(self.publish)
+            except OSError as exc:
+                log.warning("could not publish this process's metrics: %r", exc)
             await asyncio.sleep(_PUBLISH_SECONDS)
 
 
@@ -86,7 +95,11 @@ class ServedMetrics:
         """What ``GET /metrics`` answers."""
         if self.group is None:
             return self.render()
-        return await asyncio.to_thread(self.group.render)
+        try:
+            return await asyncio.to_thread(self.group.render)
+        except OSError as exc:  # the directory is gone (stopping): this process's alone
+            log.warning("could not merge the processes' metrics: %r", exc)
+            return self.render()
 
 
 def merge_metrics(texts: Iterable[str]) -> bytes:

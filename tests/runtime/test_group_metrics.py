@@ -7,6 +7,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiungo.connector.metrics import Metrics
 from kiungo.group_metrics import GroupMetrics, merge_metrics
 
 
@@ -60,3 +61,14 @@ def test_a_group_serves_every_published_process_and_says_how_many(tmp_path: Path
     assert merged[("kiungo_metrics_processes", ())] == 2
     assert len(list(tmp_path.glob("*.prom"))) == 2  # this one's published too
     assert not list(tmp_path.glob("*.tmp"))
+
+
+async def test_a_scrape_once_the_directory_is_gone_answers_for_this_process(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    metrics.packets.labels("fulfilled").inc(3)
+    metrics.join(tmp_path / "gone")  # never created: as after the parent removed it
+    merged = _samples(await metrics.scrape())
+    assert merged[("kiungo_ilp_packets_total", (("outcome", "fulfilled"),))] == 3
+    assert ("kiungo_metrics_processes", ()) not in merged
