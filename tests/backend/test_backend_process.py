@@ -40,6 +40,21 @@ def serving_env(
     )
 
 
+async def _until_healthy(
+    client: httpx.AsyncClient, url: str, process: asyncio.subprocess.Process
+) -> None:
+    """Return once the backend at ``url`` answers /healthz; fail if it exits or never does."""
+    for _ in range(400):
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(f"{url}/healthz")).status_code == 200:
+                return
+        if process.returncode is not None:
+            _, stderr = await process.communicate()
+            raise AssertionError(f"kiungo backend exited: {(stderr or b'').decode()}")
+        await asyncio.sleep(0.05)
+    raise AssertionError("kiungo backend did not start")
+
+
 async def test_kiungo_backend_serves_and_stops_on_sigterm(
     migrated_database: str, redis_server_url: str, redis_prefix: str, redis: Redis
 ) -> None:
@@ -54,16 +69,7 @@ async def test_kiungo_backend_serves_and_stops_on_sigterm(
     )  # fmt: skip
     try:
         async with httpx.AsyncClient(timeout=30) as client:
-            for _ in range(400):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/healthz")).status_code == 200:
-                        break
-                if process.returncode is not None:
-                    _, stderr = await process.communicate()
-                    raise AssertionError(f"kiungo backend exited: {stderr.decode()}")
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("kiungo backend did not start")
+            await _until_healthy(client, url, process)
 
             body = {"query": CREATE, "variables": {"input": {"code": "USD", "scale": 2}}}
             unsigned = await client.post(f"{url}/graphql", json=body)
@@ -120,11 +126,7 @@ async def test_kiungo_backend_processes_answer_metrics_for_all_of_them(
     try:
         fresh = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=30, limits=fresh) as client:
-            for _ in range(400):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
+            await _until_healthy(client, url, process)
             for n in range(30):  # a signature is good once: each body its own
                 body = {"query": "{ assets { edges { cursor } } }", "extensions": {"n": n}}
                 headers = {"signature": signature_header(SECRET, body)}
