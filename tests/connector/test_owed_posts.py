@@ -94,6 +94,37 @@ async def test_a_post_that_succeeds_owes_nothing(
     assert (await ledger.balance(bob)).posted == 7
 
 
+async def test_a_post_whose_hold_expired_is_booked_late_at_once(
+    ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis, clock: Clock
+) -> None:
+    alice, bob = await accounts(ledger, pool, 100)
+    legs = await hold(ledger, alice, bob, 7)
+    clock.now += HOLD + timedelta(seconds=1)  # the Fulfill went out; the writer was behind
+    assert await owed.post(legs, datetime.now(UTC) + HOLD)
+    assert await owed.post(legs, datetime.now(UTC) + HOLD)  # a retry books nothing more
+    late = await ledger.transfer(late_transfer_id(legs[0].id))
+    assert late is not None and (late.state, late.code) == (TransferState.POSTED, LATE_POST_CODE)
+    assert ((await ledger.balance(alice)).posted, (await ledger.balance(bob)).posted) == (93, 7)
+    assert await redis.llen(owed.key) == 0
+    await assert_books(pool)
+
+
+async def test_a_post_whose_late_booking_is_refused_is_owed_until_it_can_be_booked(
+    ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis, clock: Clock
+) -> None:
+    alice, bob = await accounts(ledger, pool, 10)
+    legs = await hold(ledger, alice, bob, 10)
+    clock.now += HOLD + timedelta(seconds=1)
+    await ledger.expire_pending()
+    await ledger.create_transfer(uuid.uuid4(), alice, bob, 5)  # the released money, spent
+    assert not await owed.post(legs, datetime.now(UTC) + HOLD)
+    assert await redis.llen(owed.key) == 1
+    await ledger.deposit(uuid.uuid4(), alice, 5)
+    assert await owed.drain() == 1
+    assert ((await ledger.balance(alice)).posted, (await ledger.balance(bob)).posted) == (0, 15)
+    await assert_books(pool)
+
+
 async def test_an_owed_post_of_a_pending_hold_posts_it(
     ledger: Ledger, pool: asyncpg.Pool, owed: OwedPosts, redis: Redis
 ) -> None:
@@ -210,9 +241,10 @@ async def test_the_receiver_an_entry_names_is_settled_once_it_is_booked(
     await owed.owe(refused, LedgerUnavailable("out"), receiver="i" + "1" * 32)
     await owed.owe(received, LedgerUnavailable("out"), receiver="i" + "2" * 32)
     await owed.owe(forwarded, LedgerUnavailable("out"))
-    await ledger.void(refused[0].id)  # a voided hold cannot be posted: the entry stays
     clock.now += HOLD + timedelta(seconds=1)
     await ledger.expire_pending()
+    # The released money went to another packet meanwhile: the 90 cannot be booked yet.
+    await ledger.create_transfer(uuid.uuid4(), alice, bob, 85)
     assert await owed.drain() == 2
     assert owed.owed == 1
     # Only the booked received packet's receiver: not the refused one, not the forwarded one.

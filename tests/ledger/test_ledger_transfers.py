@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import asyncpg
 import pytest
 from tests.ledger.schema import create_asset, schema_pool
 
+import kiungo.ledger.service as ledger_service
 from kiungo.ledger import (
     AccountKind,
     AlreadyPosted,
@@ -136,6 +137,36 @@ async def test_expired_holds_are_released_by_the_sweep(pool: asyncpg.Pool) -> No
             )
         assert pending == 0
         await assert_invariants(pool)
+
+
+async def test_a_replica_whose_clock_runs_ahead_does_not_expire_a_hold_another_may_still_post(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holds time out on the database's clock: a replica whose own clock is five minutes ahead
+    neither sweeps nor takes the money of a hold the replica that made it is about to post."""
+    async with Ledger(pool) as maker:
+        _, source, target = await funded_pair(maker, pool, 100)
+        hold = await maker.create_transfer(
+            uuid.uuid4(), source, target, 60, hold_for=timedelta(seconds=30)
+        )
+
+        class Ahead(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> Ahead:
+                real = datetime.now(tz) + timedelta(minutes=5)
+                return cls.fromtimestamp(real.timestamp(), tz)
+
+        monkeypatch.setattr(ledger_service, "datetime", Ahead)
+        async with Ledger(pool) as ahead:
+            assert await ahead.expire_pending() == 0
+            assert (await ahead.balance(source)).available == 40
+            with pytest.raises(InsufficientBalance):  # nor does a short account release it
+                await ahead.create_transfer(uuid.uuid4(), source, target, 50)
+        monkeypatch.undo()
+        [posted] = await maker.post(hold.id)
+        assert posted.state is TransferState.POSTED
+        assert (await maker.balance(target)).posted == 60
+    await assert_invariants(pool)
 
 
 async def test_posting_twice_voiding_twice_and_posting_a_voided_transfer_fail(

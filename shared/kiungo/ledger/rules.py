@@ -12,6 +12,9 @@ Invariants (TigerBeetle's, DESIGN §4):
   ``debits_posted + debits_pending > credits_posted`` (and the mirror rule for settlement);
 * a transfer id names one transfer forever; replaying it returns the original;
 * a pending transfer past its timeout is expired: its hold is released and it cannot be posted.
+
+``now`` is the database's clock as the batch read it (:mod:`kiungo.ledger.service`): a hold's
+timeout is set and judged on that one clock, whichever replica creates, posts or sweeps it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from kiungo.ledger.errors import (
 __all__ = [
     "BatchOutcome",
     "CreateTransfers",
+    "ExpireTransfers",
     "Leg",
     "Operation",
     "PostTransfers",
@@ -91,7 +95,16 @@ class VoidTransfers:
     ids: tuple[uuid.UUID, ...]
 
 
-Operation = CreateTransfers | PostTransfers | VoidTransfers
+@dataclass(frozen=True, slots=True)
+class ExpireTransfers:
+    """Release these holds if they are past their timeout, and nothing else: the sweep's
+    operation. (A void would release a hold that is not due, say one whose Fulfill is on its
+    way back, as VOIDED.)"""
+
+    ids: tuple[uuid.UUID, ...]
+
+
+Operation = CreateTransfers | PostTransfers | VoidTransfers | ExpireTransfers
 
 
 @dataclass(slots=True)
@@ -163,6 +176,9 @@ def apply_batch(
         try:
             if isinstance(operation, CreateTransfers):
                 result = _create(operation, accounts, transfers, now, outcome, groups)
+            elif isinstance(operation, ExpireTransfers):
+                # Loaded, so released above if they are due: what they are now.
+                result = [transfers[i] for i in operation.ids if i in transfers]
             else:
                 _resolve(operation, accounts, transfers, now, outcome, groups)
                 result = [transfers[i] for i in operation.ids]

@@ -12,6 +12,17 @@ Each caller gets its own result. Throughput on a hot account therefore grows wit
 size instead of being capped by one row lock per transfer, and all money stays in Postgres.
 A batch that fails as a whole (deadlock, lost connection) is retried or reported as
 :class:`LedgerUnavailable`; transfer ids make the caller's retry safe.
+
+**Time.** Every decision about a hold's timeout is made on the database's clock: a batch takes
+``clock_timestamp()`` with its account locks and sets new holds' ``expires_at`` from it, posts
+and releases against it; the sweep (:meth:`Ledger.expire_pending`) and :meth:`Ledger.balance`
+compare with it in SQL. No replica's own clock enters, so a replica whose clock runs ahead
+cannot expire another's hold while that one may still post it, and a hold lives its full
+timeout however far the clocks of the replicas drift apart. (Callers' deadlines for retrying,
+such as how long to retry a post through an outage, stay on their own clocks: they decide
+only how long to wait, never what the books say.) The sweep releases with
+:class:`~kiungo.ledger.rules.ExpireTransfers`, never a void: a hold not yet due when its batch
+runs stays pending.
 """
 
 from __future__ import annotations
@@ -34,11 +45,11 @@ from kiungo.ledger.errors import (
     InsufficientBalance,
     LedgerError,
     LedgerUnavailable,
-    TransferExpired,
     UnknownAccount,
 )
 from kiungo.ledger.rules import (
     CreateTransfers,
+    ExpireTransfers,
     Leg,
     Operation,
     PostTransfers,
@@ -87,8 +98,11 @@ ORDER BY id
 FOR UPDATE SKIP LOCKED
 """
 
+# With the database's clock: the batch's ``now`` (module docstring), read with the locks
+# instead of in a statement of its own.
 _LOCK_ACCOUNTS = """
-SELECT id, asset_id, kind, debits_posted, credits_posted, debits_pending, credits_pending
+SELECT id, asset_id, kind, debits_posted, credits_posted, debits_pending, credits_pending,
+       clock_timestamp() AS now
 FROM ledger_accounts
 WHERE id = ANY($1::uuid[])
 ORDER BY id
@@ -160,6 +174,8 @@ def _transfer_from_row(row: asyncpg.Record) -> Transfer:
 class Ledger:
     """Transfers, balances and accounts over an asyncpg pool. Use as an async context manager.
 
+    ``clock`` is for tests: it replaces the database's clock, by which holds time out.
+
     Each writer keeps one connection of the pool while the ledger runs, so the pool needs more
     than ``writers`` connections for reads and for its other users.
     """
@@ -176,7 +192,8 @@ class Ledger:
             raise ValueError(f"the pool needs more than {writers} connections for the ledger")
         self._pool = pool
         self._max_batch = max_batch
-        self._clock = clock or (lambda: datetime.now(UTC))
+        # Tests only: stands in for the database's clock (the module docstring's "Time").
+        self._clock = clock
         self._queue: list[_Request] = []
         self._wakeup = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
@@ -254,15 +271,17 @@ class Ledger:
                 """
                 SELECT a.kind, a.debits_posted, a.credits_posted,
                        a.debits_pending - COALESCE((SELECT sum(amount) FROM ledger_transfers
-                           WHERE state = 'PENDING' AND expires_at <= $2
+                           WHERE state = 'PENDING' AND expires_at <= now.t
                              AND debit_account_id = a.id), 0) AS debits_pending,
                        a.credits_pending - COALESCE((SELECT sum(amount) FROM ledger_transfers
-                           WHERE state = 'PENDING' AND expires_at <= $2
+                           WHERE state = 'PENDING' AND expires_at <= now.t
                              AND credit_account_id = a.id), 0) AS credits_pending
-                FROM ledger_accounts a WHERE a.id = $1
+                FROM ledger_accounts a,
+                     (SELECT coalesce($2::timestamptz, statement_timestamp()) AS t) AS now
+                WHERE a.id = $1
                 """,
                 account_id,
-                self._clock(),
+                self._test_now(),
             )
         if row is None:
             raise UnknownAccount(f"account {account_id} does not exist")
@@ -274,6 +293,11 @@ class Ledger:
             int(row["debits_pending"]),
             int(row["credits_pending"]),
         )
+
+    def _test_now(self) -> datetime | None:
+        """``$n`` of a statement's ``coalesce($n, statement_timestamp())``: NULL (the
+        database's clock) but in tests."""
+        return None if self._clock is None else self._clock()
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
         async with self._pool.acquire() as conn:
@@ -360,19 +384,22 @@ class Ledger:
         transfers (or multi-leg groups) it released. Legs of one transfer go together."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT array_agg(id) AS ids FROM ledger_transfers "
-                "WHERE state = 'PENDING' AND expires_at <= $1 "
+                "SELECT array_agg(id) AS ids FROM ledger_transfers WHERE state = 'PENDING' "
+                "AND expires_at <= coalesce($1::timestamptz, statement_timestamp()) "
                 "GROUP BY coalesce(group_id, id) LIMIT $2",
-                self._clock(),
+                self._test_now(),
                 limit,
             )
         if not rows:
             return 0
-        # Voiding an expired transfer answers TransferExpired, after the batch released it.
         results = await asyncio.gather(
-            *(self.submit(VoidTransfers(tuple(r["ids"]))) for r in rows), return_exceptions=True
+            *(self.submit(ExpireTransfers(tuple(r["ids"]))) for r in rows), return_exceptions=True
         )
-        return sum(1 for r in results if isinstance(r, TransferExpired))
+        return sum(
+            1
+            for r in results
+            if isinstance(r, list) and r and all(t.state is TransferState.EXPIRED for t in r)
+        )
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -436,7 +463,6 @@ class Ledger:
     async def _commit_batch(
         self, writer: _WriterConnection, operations: list[Operation]
     ) -> list[list[Transfer] | LedgerError]:
-        now = self._clock()
         named: set[uuid.UUID] = set()
         created_accounts: set[uuid.UUID] = set()
         for op in operations:
@@ -458,6 +484,13 @@ class Ledger:
                 account_ids.add(t.debit_account_id)
                 account_ids.add(t.credit_account_id)
             account_rows = list(await conn.fetch(_LOCK_ACCOUNTS, list(account_ids)))
+            if self._clock is not None:
+                now = self._clock()
+            elif account_rows:
+                now = max(r["now"] for r in account_rows)
+            else:
+                # No account: every operation fails for that, whatever the time.
+                now = datetime.now(UTC)
             accounts = _accounts_from_rows(account_rows)
             outcome = apply_batch(operations, accounts, transfers, now)
             short = {

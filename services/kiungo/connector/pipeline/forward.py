@@ -72,6 +72,7 @@ async def forward(
     outgoing = rewrite_prepare(raw, amount=amount, expires_at=expires_at)
     transfer_ids: list[uuid.UUID] = []
     legs: list[Leg] = []
+    hold_until = expires_at + HOLD_MARGIN
     # A source without an account (a rate probe) sends only unfulfillable packets: no hold.
     if prepare.amount > 0 and source.account_kind is not None:
         legs = packet_legs(
@@ -81,7 +82,6 @@ async def forward(
             target.asset_id,
             amount,
         )
-        hold_until = expires_at + HOLD_MARGIN
         with ledger_errors_as_ilp():
             held = await node.ledger.create_transfers(legs, hold_for=hold_until - now)
         transfer_ids = [t.id for t in held]
@@ -103,9 +103,10 @@ async def forward(
     if transfer_ids:
         if isinstance(reply, Fulfill):
             # The next hop has been paid and our peer owes us: the Fulfill is relayed once
-            # this is booked, retried through a database outage while the sender can still
-            # take the Fulfill, and owed after that.
-            await node.owed.post(legs, prepare.expires_at - FULFILL_MARGIN)
+            # this is booked (late if the hold expired first), retried through a database
+            # outage while the sender can still take the Fulfill and the hold lives (a packet
+            # an hour from expiry must not hold its Fulfill back for the hour), and owed after.
+            await node.owed.post(legs, min(prepare.expires_at - FULFILL_MARGIN, hold_until))
         else:
             await _void(node, transfer_ids)
     if isinstance(reply, Fulfill) and prepare.amount:

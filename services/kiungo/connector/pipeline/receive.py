@@ -63,7 +63,6 @@ async def receive_locally(
         credit_limit=receiver.incoming_amount,
     )
     total = await node.totals.add(result.connection_id, arriving.amount)
-    hold_until = datetime.now(UTC) + RECEIVE_HOLD
     try:
         with ledger_errors_as_ilp():
             await node.ledger.create_transfers(legs, hold_for=RECEIVE_HOLD)
@@ -74,14 +73,16 @@ async def receive_locally(
     except BaseException:
         await node.totals.undo(result.connection_id, arriving.amount)
         raise
+    # From when the hold exists (the writer may have been behind), not from before asking.
+    hold_until = datetime.now(UTC) + RECEIVE_HOLD
     receipts = connection is not None and connection.receipt_setup is not None
     reply = encode_packet(result.accept(total if receipts else None))
 
     async def post_after_reply() -> None:
         # Posted once the Fulfill is on its way, so a crash before that leaves a hold that
-        # expires: a receiver never shows money whose fulfillment was not sent. Retried
-        # through a database outage up to the hold's expiry, and owed after that (the
-        # receiver is settled once the owed post is booked).
+        # expires: a receiver never shows money whose fulfillment was not sent. Booked late
+        # if the hold expired first; retried through a database outage up to the hold's
+        # expiry, and owed after that (the receiver is settled once the owed post is booked).
         if not await node.owed.post(legs, hold_until, receiver=receiver.tag):
             return
         node.metrics.amount.labels("received").inc(prepare.amount)
