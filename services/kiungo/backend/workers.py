@@ -145,27 +145,45 @@ async def deliver_webhooks(
 
 _DUE_INCOMING_PAYMENTS = """
 SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.expires_at, p.metadata,
-       p.client, p.created_at, a.code AS asset_code, a.scale AS asset_scale,
-       l.credits_posted, l.credits_pending
+       p.client, p.created_at, a.code AS asset_code, a.scale AS asset_scale
 FROM incoming_payments p
 JOIN assets a ON a.id = p.asset_id
-LEFT JOIN ledger_accounts l ON l.kind = 'INCOMING_PAYMENT' AND l.owner_id = p.id
 WHERE p.state IN ('PENDING', 'PROCESSING') AND p.expires_at <= now()
 ORDER BY p.expires_at
 LIMIT $1
 FOR UPDATE OF p SKIP LOCKED
 """
 
+# The ledger writer's own lock on the account (kiungo.ledger.service): a batch crediting it
+# commits before this reads, or runs after this transaction and, its clock being past the
+# payment's expiry, is refused (the packet's leg has the expiry as its ``credit_until``).
+# In id order, as the writer locks them, so that the two never deadlock.
+_LOCK_INCOMING_ACCOUNTS = """
+SELECT owner_id, credits_posted, credits_pending FROM ledger_accounts
+WHERE kind = 'INCOMING_PAYMENT' AND owner_id = ANY($1::uuid[])
+ORDER BY id
+FOR UPDATE
+"""
+
 
 async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH) -> int:
     """Expire due incoming payments; returns how many. One whose money is still in flight (a
-    packet held but not yet posted) waits for the next round."""
+    packet held but not yet posted) waits for the next round. What it received is read under
+    the ledger's lock on its account, so no packet lands after the EXPIRED event."""
     expired = 0
     async with backend.pool.acquire() as conn, conn.transaction():
-        for row in await conn.fetch(_DUE_INCOMING_PAYMENTS, limit):
-            if row["credits_pending"] is not None and row["credits_pending"] > 0:
+        due = await conn.fetch(_DUE_INCOMING_PAYMENTS, limit)
+        if not due:
+            return 0
+        accounts = {
+            r["owner_id"]: r
+            for r in await conn.fetch(_LOCK_INCOMING_ACCOUNTS, [row["id"] for row in due])
+        }
+        for row in due:
+            account = accounts.get(row["id"])
+            if account is not None and account["credits_pending"] > 0:
                 continue
-            received = int(row["credits_posted"] or 0)
+            received = 0 if account is None else int(account["credits_posted"])
             await conn.execute(
                 "UPDATE incoming_payments SET state = 'EXPIRED', received_amount = $2, "
                 "updated_at = now() WHERE id = $1",
@@ -182,13 +200,16 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
                 received=received,
                 state="EXPIRED",
             )
-            account = account_id_for(AccountKind.INCOMING_PAYMENT, row["id"])
             await insert_event(
                 conn,
                 EventType.INCOMING_PAYMENT_EXPIRED,
                 row["id"],
                 data,
-                withdrawal=(account, row["asset_id"], received),
+                withdrawal=(
+                    account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]),
+                    row["asset_id"],
+                    received,
+                ),
             )
     return expired
 

@@ -67,13 +67,17 @@ class TransferState(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Leg:
     """One debit and credit. ``credit_limit`` caps what the credit account may have received
-    (posted and pending), checked atomically with the transfer: an incoming payment's amount."""
+    (posted and pending), checked atomically with the transfer: an incoming payment's amount.
+    ``credit_until`` is when the credit account stops taking it (on the batch's clock, the
+    database's): an incoming payment's expiry, so that no packet lands after the payment's
+    expiry worker has read what it received."""
 
     id: uuid.UUID
     debit_account_id: uuid.UUID
     credit_account_id: uuid.UUID
     amount: int
     credit_limit: int | None = None
+    credit_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +259,8 @@ def _create(
             and credit.credits_posted + credit.credits_pending > leg.credit_limit
         ):
             raise CreditLimitExceeded(f"account {credit.id} would exceed {leg.credit_limit}")
+        if leg.credit_until is not None and now >= leg.credit_until:
+            raise CreditLimitExceeded(f"account {credit.id} takes nothing after {leg.credit_until}")
 
     for account_id, account in scratch.items():
         accounts[account_id] = account

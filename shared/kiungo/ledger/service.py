@@ -491,6 +491,16 @@ class Ledger:
             else:
                 # No account: every operation fails for that, whatever the time.
                 now = datetime.now(UTC)
+            if self._clock is None and any(
+                leg.credit_until is not None
+                for op in operations
+                if isinstance(op, CreateTransfers)
+                for leg in op.legs
+            ):
+                # Read again now that the locks are held (the statement's clock may be from
+                # before it waited for them): a deadline is judged against whoever held the
+                # account before, such as the incoming-payment expiry worker.
+                now = await conn.fetchval("SELECT clock_timestamp()")
             accounts = _accounts_from_rows(account_rows)
             outcome = apply_batch(operations, accounts, transfers, now)
             short = {

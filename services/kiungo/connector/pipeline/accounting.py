@@ -12,11 +12,13 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from kiungo.connector.peers import PeerInfo
 from kiungo.ilp.errors import InsufficientLiquidityError, InternalError
 from kiungo.ledger import (
     AccountKind,
+    CreditLimitExceeded,
     InsufficientBalance,
     LedgerError,
     Leg,
@@ -36,12 +38,22 @@ def packet_legs(
     destination_amount: int,
     *,
     credit_limit: int | None = None,
+    credit_until: datetime | None = None,
 ) -> list[Leg]:
     source_account = source.account_id
     if source_account is None:
         raise InternalError("a source without an account cannot pay")
     if source.asset_id == destination_asset:
-        return [Leg(uuid.uuid4(), source_account, destination_account, source_amount, credit_limit)]
+        return [
+            Leg(
+                uuid.uuid4(),
+                source_account,
+                destination_account,
+                source_amount,
+                credit_limit,
+                credit_until,
+            )
+        ]
     return [
         Leg(
             uuid.uuid4(),
@@ -55,15 +67,20 @@ def packet_legs(
             destination_account,
             destination_amount,
             credit_limit,
+            credit_until,
         ),
     ]
 
 
 @contextmanager
 def ledger_errors_as_ilp() -> Iterator[None]:
-    """Shortfalls are T04 (retry later); anything else the ledger refuses is our fault, T00."""
+    """Shortfalls are T04 (retry later); a credit limit (an incoming payment's amount or expiry)
+    passes through for the receiver to answer; anything else the ledger refuses is our fault,
+    T00."""
     try:
         yield
+    except CreditLimitExceeded:
+        raise  # the receiver's answer to give (a final decline), not the ledger's failure
     except InsufficientBalance as exc:
         raise InsufficientLiquidityError(str(exc)) from None
     except LedgerError as exc:

@@ -61,6 +61,7 @@ async def receive_locally(
         receiver.asset_id,
         arriving.amount,
         credit_limit=receiver.incoming_amount,
+        credit_until=receiver.expires_at,
     )
     total = await node.totals.add(result.connection_id, arriving.amount)
     try:
