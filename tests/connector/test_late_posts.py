@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import Redis
 from starlette.requests import Request
@@ -18,12 +20,23 @@ from tests.connector.harness import (
     PREIMAGE,
     Connector,
     NextHop,
+    create_incoming_payment,
     next_hop,
     prepare_to,
     running_connector,
 )
+from tests.connector.test_connector_send import (
+    balance,
+    create_payment,
+    events_of,
+    other_node,
+    sender_wallet,
+    wait_for_state,
+)
 from tests.ledger.test_ledger_check_cli import ledger_check
+from tests.stores import DatabaseFactory
 
+from kiungo.config import Settings
 from kiungo.connector.owed import LATE_POST_CODE, late_transfer_id
 from kiungo.ilp.packet import Fulfill, Prepare, encode_packet
 from kiungo.ledger import AccountKind, TransferState
@@ -35,6 +48,7 @@ from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_p
 forward_step = importlib.import_module("kiungo.connector.pipeline.forward")
 receive_step = importlib.import_module("kiungo.connector.pipeline.receive")
 
+OCTETS = "application/octet-stream"
 HOP_DELAY = 1.0  # how long the next hop takes to fulfill: longer than the shortened holds
 
 
@@ -133,3 +147,58 @@ async def assert_booked_late_once_at(
     status, output = await ledger_check(database_url)
     assert status == 0, output
     assert "FAIL" not in output
+
+
+async def test_an_outgoing_payment_whose_holds_expire_before_the_fulfills_offers_none_of_it_back(
+    make_database: DatabaseFactory,
+    redis_server_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its packets' holds (on the payment's account) expire while bob's node takes its time to
+    fulfill: the money they paid out is booked all the same, so the payment's end offers none
+    of it for withdrawal (a refund of money already paid to the receiver)."""
+    monkeypatch.setattr(forward_step, "HOLD_MARGIN", timedelta(seconds=-1.2))  # 0.3 s holds
+    async with other_node(await make_database(), redis_server_url, redis_prefix) as bob:
+
+        async def slow_bob(request: Request) -> Response:
+            body = await request.body()
+            await asyncio.sleep(0.6)
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(
+                    f"{bob.url}/ilp",
+                    content=body,
+                    headers={"Authorization": "Bearer out-token", "Content-Type": OCTETS},
+                )
+            return Response(answer.content, answer.status_code, media_type=OCTETS)
+
+        settings = replace(Settings(), packet_timeout_ms=1500)
+        database_url = await make_database()
+        async with (
+            next_hop(slow_bob) as hop,
+            running_connector(
+                database_url, redis_server_url, redis_prefix, hop_endpoint=hop, settings=settings
+            ) as connector,
+        ):
+            async with bob.pool.acquire() as conn:
+                incoming = await create_incoming_payment(conn, bob.rita, bob.usd, 200)
+            sam = await sender_wallet(connector.pool, connector.seeded.usd)
+            payment = await create_payment(
+                connector.pool, wallet=sam, asset=connector.seeded.usd,
+                receiver=f"{bob.url}/rita/incoming-payments/{incoming}", debit=200, receive=200,
+                max_packet=100,
+            )  # fmt: skip
+            row = await wait_for_state(connector.pool, payment, "COMPLETED", "FAILED")
+            assert row["state"] == "COMPLETED", row["error"]
+            paid_out = await connector.pool.fetchval(
+                "SELECT count(*) FROM ledger_transfers WHERE code = $1", LATE_POST_CODE
+            )
+            assert paid_out > 0  # the holds did expire before their Fulfills
+            assert await balance(connector.pool, AccountKind.OUTGOING_PAYMENT, payment) == 0
+            peer_bob = connector.seeded.peers["bob"]
+            assert await balance(connector.pool, AccountKind.PEER_LIQUIDITY, peer_bob) == 200
+            [event] = await events_of(connector.pool, payment)
+            assert event["type"] == "outgoing_payment.completed"
+            assert event["withdrawal_amount"] is None
+            status, output = await ledger_check(database_url)
+            assert status == 0, output

@@ -39,8 +39,9 @@ probing again; the receiver's first reply is checked for the quote's asset.
 **Progress and crashes.** ``sent_amount`` and ``delivered_amount`` are written as packets are
 fulfilled (one write at a time, each with the latest totals, which also renews the lease) and
 at the end. Resuming, the worker first waits until the account has no pending holds (a crashed
-worker's packets resolve by their expiry), then takes what was sent from the ledger (posted
-debits of the account, the truth for every packet whose fulfillment we saw) and what was
+worker's packets resolve by their expiry) and no owed post (:mod:`kiungo.connector.owed`)
+debits it (nor does a payment end while one does), then takes what was sent from the ledger
+(posted debits of the account, the truth for every packet whose fulfillment we saw) and what was
 delivered from the row, adding for packets posted after the last progress write the least
 they can have delivered (their amount at the minimum rate). The bound: a resumed payment never
 re-sends a packet whose Fulfill this node posted. Packets that were in flight when the worker
@@ -533,11 +534,14 @@ class OutgoingPaymentWorker:
 
     async def _attempt(self, payment: _Payment, lease: _Lease) -> _Outcome:
         ledger = self._node.ledger
+        sent, delivered = payment.sent_amount, payment.delivered_amount
+        if await self._node.owed.book_debits_of(payment.account_id):
+            # A fulfilled packet not yet booked: what was sent is not in the ledger yet.
+            return _Later(PENDING_RECHECK, sent, delivered)
         try:
             balance = await ledger.balance(payment.account_id)
         except UnknownAccount:
             return _Failed("the outgoing payment has no ledger account: never funded", False, 0, 0)
-        sent, delivered = payment.sent_amount, payment.delivered_amount
         if balance.debits_pending > 0:
             # Packets of a worker that died are still held: wait for them to resolve.
             return _Later(PENDING_RECHECK, sent, delivered)
@@ -798,6 +802,15 @@ class OutgoingPaymentWorker:
     async def _record(self, payment: _Payment, lease: _Lease, outcome: _Outcome) -> None:
         node = self._node
         withdrawal = None
+        if not isinstance(outcome, _Later) and await node.owed.book_debits_of(payment.account_id):
+            # A packet's post is owed (kiungo.connector.owed): the leftover would include money
+            # already paid out, offered for withdrawal before the owed post could book it. The
+            # payment ends once it is booked (the next attempt finds it done).
+            outcome = _Later(
+                PENDING_RECHECK,
+                payment.sent_amount if outcome.sent is None else outcome.sent,
+                payment.delivered_amount if outcome.delivered is None else outcome.delivered,
+            )
         if not isinstance(outcome, _Later):
             balance = await node.ledger.balance(payment.account_id)
             if balance.available > 0:
