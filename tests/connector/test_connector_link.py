@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import pytest
+import uvloop
 
 from kiungo.connector.link import LinkError, PeerLinks
 from kiungo.http1 import MAX_HEAD, MAX_REPLY
@@ -326,3 +329,27 @@ async def test_malformed_replies_are_link_errors(answer: bytes) -> None:
     async with raw_server(malformed) as (url, _):
         with pytest.raises(LinkError):
             await post_within(PeerLinks(), url)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        test_keep_alive_connections_are_reused_and_headers_sent,
+        test_chunked_replies_are_read,
+        test_a_reply_delimited_by_the_end_of_the_connection_is_read_to_the_end,
+        functools.partial(test_interim_1xx_replies_are_skipped_for_the_final_one, True),
+        functools.partial(test_bodiless_replies_without_a_length_end_at_their_headers, b"204 OK"),
+        functools.partial(test_a_connection_with_bytes_after_the_reply_is_not_reused, b"XY", True),
+        functools.partial(test_a_reply_cut_short_by_the_server_closing_is_a_link_error, b"HTTP/1"),
+        functools.partial(
+            test_a_reply_larger_than_the_bound_is_a_link_error,
+            b"HTTP/1.1 200 OK\r\n\r\n" + bytes(MAX_REPLY + 1),
+        ),
+    ],
+)
+def test_the_link_works_on_uvloop_as_the_services_run_it(
+    scenario: Callable[[], Coroutine[Any, Any, None]],
+) -> None:
+    """The services run on uvloop (kiungo.runner), whose transports are not asyncio's classes;
+    the other tests run on asyncio's loop."""
+    uvloop.run(scenario())
