@@ -118,7 +118,12 @@ class _Connection(asyncio.Protocol):
         if name == b"content-length":
             self._framed = True
             value = value.strip()
-            if value.isdigit() and int(value) > MAX_REPLY:
+            # A 304 may state the length of a body it does not send.
+            if (
+                value.isdigit()
+                and int(value) > MAX_REPLY
+                and self._parser.get_status_code() not in (204, 304)
+            ):
                 raise LinkError("reply too large")
         elif name == b"transfer-encoding" and value.lower().rstrip().endswith(b"chunked"):
             self._framed = True
