@@ -287,6 +287,54 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(
         release.set()
 
 
+async def test_a_receiver_answering_204_without_a_length_gets_its_events(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
+) -> None:
+    """Starlette (hence FastAPI) on uvicorn answers 204 with no Content-Length, as Express
+    does: the reply ends at its headers. It was read as a body until the timeout, so every
+    event to such a receiver failed and was given up after its retries."""
+
+    async def respond(_body: dict[str, Any], _attempt: int) -> int:
+        return 204
+
+    async with (
+        receiving(respond) as receiver,
+        backend(
+            migrated_database, redis_server_url, redis_prefix, webhook_url=receiver.url
+        ) as admin,
+    ):
+        head = await _raw_reply_head(receiver.url, b'{"id": "probe"}')
+        assert head.startswith(b"HTTP/1.1 204 "), head
+        assert b"content-length" not in head.lower(), head
+        receiver.deliveries.clear()
+        receiver.attempts.clear()
+
+        started = time.monotonic()
+        ids = [await event(admin) for _ in range(5)]
+        await eventually(lambda: delivered(admin, *ids), within=5)
+        # Well inside one WEBHOOK_TIMEOUT (2 s): no delivery waited for a body.
+        assert time.monotonic() - started < admin.backend.settings.webhook_timeout_ms / 1000
+        for event_id in ids:
+            assert [d.status for d in receiver.of(event_id)] == [204]
+            stored = await row(admin, event_id)
+            assert (stored["attempts"], stored["status_code"]) == (1, 204)
+
+
+async def _raw_reply_head(url: str, body: bytes) -> bytes:
+    """The status line and headers a server at ``url`` answers a POST of ``body`` with."""
+    host, port = url.split("/")[2].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (url.split("/", 3)[3].encode(), host.encode(), len(body), body)
+        )
+        async with asyncio.timeout(5):
+            return await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+
+
 async def test_two_replicas_deliver_every_event_once(
     migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
 ) -> None:

@@ -22,6 +22,12 @@ Why exactly unchanged, and not "unchanged once holds resolve": no input can be f
   so nothing is pending when a run ends; ``Connector.settled`` waits anyway (a received packet
   would post just after its reply).
 
+Hostile-peer mode (issue 14): bob's endpoint is a raw socket server that answers forwarded
+packets with garbage, truncated, close-delimited, chunked, HTTP/1.0, oversized, 1xx-prefixed,
+stray-byte-suffixed, trickled or stalled replies. There a real Fulfill does move money: the
+check is that it moves exactly when the next hop fulfilled in a valid framing (see
+``test_a_hostile_next_hop_never_costs_a_fulfill_or_leaves_a_hold``).
+
 A NUL (``%00``) in an SPSP path was a 500 when the fuzzer first ran; it is in the search, and
 has a regression test at the end of this file.
 
@@ -37,8 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -48,12 +56,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from tests.connector.harness import (
     ADDRESS,
     CONDITION,
+    PREIMAGE,
     Connector,
     create_incoming_payment,
     fulfilling_hop,
@@ -64,6 +73,7 @@ from tests.connector.harness import (
 from tests.ledger.schema import Balances, ledger_balances
 
 from kiungo.connector.app import MAX_BODY
+from kiungo.http1 import MAX_REPLY
 from kiungo.ilp.oer import encode_length, encode_var_octets
 from kiungo.ilp.packet import (
     PEER_PROTOCOL_CONDITION,
@@ -71,10 +81,12 @@ from kiungo.ilp.packet import (
     Fulfill,
     Prepare,
     Reject,
+    decode_prepare,
     decode_reply,
     encode_expiry,
     encode_packet,
 )
+from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger.check import run_checks
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspResponse
 
@@ -536,6 +548,264 @@ async def test_content_length_and_framing_lies_get_no_5xx(node: Node) -> None:
 
     await run_in_thread(check)
     await assert_no_money_moved(connector, before)
+
+
+# -- a hostile next hop --------------------------------------------------------------------------
+
+STALL_PATIENCE = 2.3  # a Prepare's expiry (s) when the hop stalls: about 1.3 s to answer
+HOSTILE = settings(max_examples=max(EXAMPLES // 5, 10), deadline=None)
+HOP_REJECT = encode_packet(Reject("F99", "test.bob", "from the next hop", b"hop"))
+INTERIM = (
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+)
+
+
+@dataclass
+class HopReply:
+    """What the hostile next hop writes to one forwarded packet, and what the sender must get:
+    ``fulfilled`` (the hop's Fulfill relayed, the hold posted), ``relayed`` (the hop's Reject
+    relayed, the hold voided) or ``rejected`` (a Reject of the connector's, the hold voided)."""
+
+    pieces: list[tuple[float, bytes]]  # (seconds to wait first, bytes), written in turn
+    close: bool  # the hop closes the connection once written
+    stall: bool  # ... or stays silent until the connector hangs up
+    outcome: str
+    label: str  # shown when an example fails
+    patience: float = 10.0  # the Prepare's expiry, in seconds from now
+
+
+def _chunked(draw: st.DrawFn, body: bytes) -> bytes:
+    cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=3)))
+    out = b""
+    for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+        if end > start:
+            extension = draw(st.sampled_from([b"", b";name=value"]))
+            out += b"%x%s\r\n%s\r\n" % (end - start, extension, body[start:end])
+    return out + b"0\r\n" + draw(st.sampled_from([b"", b"X-Trailer: 1\r\n"])) + b"\r\n"
+
+
+@st.composite
+def hop_replies(draw: st.DrawFn) -> HopReply:
+    """An HTTP reply to a forwarded packet in any framing HTTP allows (Content-Length, chunked,
+    the end of the connection, HTTP/1.0), after interim 1xx replies, followed by stray bytes,
+    written in segments with pauses; or a faulty one: cut short, not HTTP, oversized, a 101."""
+    kind = draw(st.sampled_from(["fulfill"] * 4 + ["reject", "wrong", "garbage"]))
+    if kind == "fulfill":
+        payload = encode_packet(Fulfill(PREIMAGE, draw(st.binary(max_size=40))))
+    elif kind == "reject":
+        payload = HOP_REJECT
+    elif kind == "wrong":  # a Fulfill whose preimage is not the condition's
+        payload = encode_packet(Fulfill(draw(st.binary(min_size=32, max_size=32)), b""))
+    else:
+        payload = draw(st.binary(max_size=60))
+    status = draw(st.sampled_from([200] * 8 + [202, 204, 400, 500]))
+    framing = draw(st.sampled_from(["length", "chunked", "close", "http/1.0"]))
+    fault = draw(st.sampled_from([None] * 8 + ["truncated", "not-http", "oversize", "switching"]))
+    if fault == "oversize":
+        payload += bytes(MAX_REPLY + 1 - len(payload))
+    version = b"HTTP/1.0" if framing == "http/1.0" else b"HTTP/1.1"
+    head = [b"%s %d %s" % (version, status, draw(st.sampled_from([b"OK", b"", b"Whatever"])))]
+    head += draw(
+        st.lists(
+            st.sampled_from([b"Content-Type: application/octet-stream", b"Server: hostile"]),
+            max_size=2,
+        )
+    )
+    close = framing in ("close", "http/1.0") or draw(st.booleans())
+    if close and framing != "http/1.0" and draw(st.booleans()):
+        head.append(b"Connection: close")
+    body = payload
+    if framing == "length":
+        head.append(b"Content-Length: %d" % len(payload))
+    elif framing == "chunked":
+        head.append(b"Transfer-Encoding: chunked")
+        body = _chunked(draw, payload)
+    interim = b"".join(draw(st.lists(st.sampled_from(INTERIM), max_size=3)))
+    if fault == "switching":
+        interim += (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+        )
+    reply = interim + b"\r\n".join(head) + b"\r\n\r\n" + body
+    stray = b""
+    if fault == "truncated":
+        reply, close = reply[: draw(st.integers(0, len(reply) - 1))], True
+    elif fault == "not-http":
+        reply = draw(st.binary(min_size=1, max_size=80).filter(lambda b: not b.startswith(b"H")))
+        close = True
+    elif framing in ("length", "chunked"):
+        # After a framed reply: what a proxy or a confused server sends, a whole second reply
+        # among them (the next packet's reply, if the connection were reused).
+        stray = draw(
+            st.sampled_from(
+                [
+                    b"",
+                    b"",
+                    b"\r\n",
+                    b"\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(HOP_REJECT), HOP_REJECT),
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno",
+                ]
+            )
+            | st.binary(min_size=1, max_size=20)
+        )
+    cuts = sorted(draw(st.lists(st.integers(0, len(reply)), max_size=4)))
+    delays = st.sampled_from([0.0, 0.0, 0.002, 0.02])
+    pieces = [
+        (draw(delays), reply[start:end])
+        for start, end in zip([0, *cuts], [*cuts, len(reply)], strict=True)
+    ]
+    if stray:
+        # With the reply's last segment, or once the connector has its reply.
+        pieces.append((draw(st.sampled_from([0.0, 0.02])), stray))
+    if fault is not None or status != 200 or kind in ("wrong", "garbage"):
+        outcome = "rejected"
+    else:
+        outcome = "fulfilled" if kind == "fulfill" else "relayed"
+    label = f"{kind} {status} {framing} {fault} interim={len(interim)} stray={stray[:30]!r}"
+    return HopReply(pieces, close, False, outcome, label)
+
+
+# A hop that sends half of a valid reply, then nothing: the packet's time runs out.
+_STALLING = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(HOP_REJECT) + HOP_REJECT[:5]
+STALL = HopReply([(0.0, _STALLING)], False, True, "rejected", "stall", STALL_PATIENCE)
+_FULFILL = encode_packet(Fulfill(PREIMAGE, b"plain"))
+_PLAIN = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_FULFILL), _FULFILL)
+PLAIN = HopReply([(0.0, _PLAIN)], False, False, "fulfilled", "the plain reply after")
+
+
+class HostileHop:
+    """A raw socket server for bob's endpoint: it reads each forwarded packet and answers it
+    as the test says, byte for byte."""
+
+    def __init__(self) -> None:
+        self.reply: HopReply | None = None
+        self.forwarded: list[Prepare] = []
+        self.done = threading.Event()  # the hop has written (or given up on) its reply
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
+        try:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/ilp"
+        finally:
+            server.close()
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.partition(b":")[2])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                self.forwarded.append(decode_prepare(await reader.readexactly(length)))
+                reply = self.reply
+                assert reply is not None
+                try:
+                    for delay, piece in reply.pieces:
+                        if delay:
+                            await asyncio.sleep(delay)
+                        writer.write(piece)
+                        await writer.drain()
+                    if reply.stall:
+                        await reader.read()  # until the connector hangs up
+                finally:
+                    self.done.set()
+                if reply.close or reply.stall:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the connector hung up: on a reply it refused, or an idle connection
+        finally:
+            writer.close()
+
+
+async def test_a_hostile_next_hop_never_costs_a_fulfill_or_leaves_a_hold(
+    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
+) -> None:
+    """Hostile-peer mode: bob's endpoint answers forwarded packets with every framing HTTP
+    allows and with faults (see ``hop_replies``), through the real connector. Every reply to
+    the sender is a valid ILP packet (never T00); a real Fulfill in a valid framing is relayed
+    and its hold posted; anything else is a Reject and the hold is voided. Checked after each
+    packet (alice's and bob's balances), and for the whole ledger at the end. Connections to
+    the hop live across examples, so a reply read from a connection reused after stray bytes
+    shows up as a wrong outcome of the next example."""
+    hop = HostileHop()
+    loop = asyncio.get_running_loop()
+    async with (
+        hop.serving() as hop_url,
+        running_connector(
+            database_url, redis_server_url, redis_prefix, hop_endpoint=hop_url,
+            alice_liquidity=10**9,
+        ) as connector,
+    ):  # fmt: skip
+        before = await ledger_balances(connector.pool)
+        alice = account_id_for(AccountKind.PEER_LIQUIDITY, connector.seeded.peers["alice"])
+        bob = account_id_for(AccountKind.PEER_LIQUIDITY, connector.seeded.peers["bob"])
+        moved = [0]
+
+        async def posted() -> tuple[int, int, int, int]:
+            # Fulfilled packets are posted before they are relayed, but the check allows a
+            # post that lands just after (an owed post drained later).
+            expected = (before[alice][0] + moved[0], before[bob][1] + moved[0], 0, 0)
+            for _ in range(100):
+                now = await ledger_balances(connector.pool)
+                found = (now[alice][0], now[bob][1], now[alice][2], now[bob][3])
+                if found == expected:
+                    break
+                await asyncio.sleep(0.02)
+            return found
+
+        def exchange(client: httpx.Client, reply: HopReply, amount: int) -> None:
+            hop.reply = reply
+            hop.done.clear()
+            forwarded = len(hop.forwarded)
+            prepare = prepare_to("test.bob.x", amount, expires_in=reply.patience)
+            response = send(
+                client, "POST", f"{connector.url}/ilp", content=encode_packet(prepare),
+                headers={"Authorization": "Bearer alice-token", "Content-Type": OCTETS},
+            )  # fmt: skip
+            assert response.status_code == 200, (reply.label, response.text)
+            answer = decode_reply(response.content)  # a DecodeError fails the example
+            assert hop.done.wait(TIMEOUT), reply.label
+            assert len(hop.forwarded) == forwarded + 1, reply.label
+            if reply.outcome == "fulfilled":
+                assert isinstance(answer, Fulfill), (reply.label, answer)
+                assert answer.fulfillment == PREIMAGE, reply.label
+                moved[0] += amount
+            elif reply.outcome == "relayed":
+                assert answer == decode_reply(HOP_REJECT), (reply.label, answer)
+            else:
+                assert isinstance(answer, Reject), (reply.label, answer)
+                assert answer.code != "T00", (reply.label, answer)
+                assert answer.triggered_by == ADDRESS, (reply.label, answer)
+            found = asyncio.run_coroutine_threadsafe(posted(), loop).result(TIMEOUT)
+            expected = (before[alice][0] + moved[0], before[bob][1] + moved[0], 0, 0)
+            assert found == expected, (reply.label, found, expected)
+
+        @HOSTILE
+        @given(reply=hop_replies(), amount=st.integers(1, 1_000))
+        @example(reply=STALL, amount=7)
+        def check(client: httpx.Client, reply: HopReply, amount: int) -> None:
+            event(reply.outcome)
+            exchange(client, reply, amount)
+            # Then a plain Fulfill, on the connection the hop left if the connector kept it:
+            # what was left on it must not be taken for this reply.
+            exchange(client, PLAIN, 1)
+
+        await run_in_thread(check)
+        assert moved[0] > 0, "no example was fulfilled"
+        await connector.settled()
+        after = await ledger_balances(connector.pool)
+        for account, balances in before.items():
+            if account not in (alice, bob):
+                assert after[account] == balances, account
+        async with connector.pool.acquire() as conn:
+            failed = [result for result in await run_checks(conn) if not result.ok]
+        assert not failed, failed
 
 
 # -- SPSP ----------------------------------------------------------------------------------------
