@@ -256,21 +256,6 @@ async def test_a_stream_total_add_given_up_before_it_is_sent_is_not_counted(
     assert gone.cancelled()
 
 
-async def test_stream_totals_undo_an_add(redis: Redis, redis_prefix: str) -> None:
-    totals = StreamTotals(redis, redis_prefix)
-    await totals.add("conn", 100)
-    await totals.add("conn", 25)
-    await totals.undo("conn", 25)
-    assert await totals.total("conn") == 100
-
-
-async def test_undo_after_expiry_leaves_no_negative_total(redis: Redis, redis_prefix: str) -> None:
-    totals = StreamTotals(redis, redis_prefix)
-    await totals.undo("gone", 5)
-    assert await redis.exists(f"{redis_prefix}stream-total:gone") == 0
-    assert await totals.total("gone") == 0
-
-
 async def test_stream_totals_expire(redis: Redis, redis_prefix: str) -> None:
     totals = StreamTotals(redis, redis_prefix, ttl_seconds=600)
     await totals.add("conn", 1)

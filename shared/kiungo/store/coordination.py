@@ -223,16 +223,6 @@ class TotalOverflow(Exception):
     """A STREAM total would pass 2^63 - 1, the largest integer Redis stores."""
 
 
-# Takes back an add, unless the key expired in between: a DECRBY then would leave a negative
-# total behind with no expiry. The amount stays a string, so no double ever holds it.
-_UNDO = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('DECRBY', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
-
 class StreamTotals:
     """What each STREAM connection has received so far, for its receipts.
 
@@ -251,7 +241,6 @@ class StreamTotals:
         self._redis = redis
         self._prefix = f"{prefix}stream-total:"
         self._ttl = ttl_seconds
-        self._undo = redis.register_script(_UNDO)
         self._waiting: dict[str, list[tuple[int, asyncio.Future[int]]]] = {}
         self._sender: asyncio.Task[None] | None = None
 
@@ -331,11 +320,6 @@ class StreamTotals:
     async def _one_by_one(self, key: str, adds: list[tuple[int, asyncio.Future[int]]]) -> None:
         for add in adds:
             await self._send({key: [add]})
-
-    async def undo(self, connection_id: str, amount: int) -> None:
-        """Take back an ``add`` whose money the ledger refused."""
-        _check_amount(amount)
-        await self._undo(keys=[self._prefix + connection_id], args=[amount])
 
     async def total(self, connection_id: str) -> int:
         """The connection's total so far (0 when it has none, or it expired)."""
