@@ -141,6 +141,26 @@ async def test_throughput_counts_amounts(redis: Redis, redis_prefix: str) -> Non
     assert not await limiter.allow("peer", 1, capacity=1000, refill_per_second=100, now_ms=1000)
 
 
+async def test_a_throughput_refund_gives_back_up_to_the_capacity(
+    redis: Redis, redis_prefix: str
+) -> None:
+    limiter = ThroughputLimiter(redis, redis_prefix)
+    limits = {"capacity": 1000, "refill_per_second": 100}
+    assert await limiter.allow("peer", 700, **limits, now_ms=0)
+    await limiter.refund("peer", 300, **limits, now_ms=0)
+    assert await limiter.allow("peer", 600, **limits, now_ms=0)
+    assert not await limiter.allow("peer", 1, **limits, now_ms=0)
+    # Never past the capacity, also for a refund of more than was taken, or than it holds.
+    await limiter.refund("peer", 2**64 - 1, **limits, now_ms=0)
+    assert not await limiter.allow("peer", 1001, **limits, now_ms=0)
+    assert await limiter.allow("peer", 1000, **limits, now_ms=0)
+    # A bucket that expired (full again) stays full.
+    await limiter.refund("idle", 5, **limits, now_ms=0)
+    assert await limiter.allow("idle", 1000, **limits, now_ms=0)
+    with pytest.raises(ValueError, match="negative"):
+        await limiter.refund("peer", -1, **limits)
+
+
 async def test_throughput_refuses_amounts_above_capacity_even_u64(
     redis: Redis, redis_prefix: str
 ) -> None:

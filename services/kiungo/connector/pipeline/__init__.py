@@ -19,7 +19,12 @@ from datetime import UTC, datetime
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.checks import check_expiry, check_limits, check_max_packet
+from kiungo.connector.pipeline.checks import (
+    check_expiry,
+    check_limits,
+    check_max_packet,
+    refund_throughput,
+)
 from kiungo.connector.pipeline.forward import forward
 from kiungo.connector.pipeline.ildcp import answer_peer_protocol
 from kiungo.connector.pipeline.receive import Acceptance, receive_locally
@@ -38,6 +43,7 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Accep
     Fulfill :meth:`Acceptance.finish` builds, or declines it when the peer is gone)."""
     started = time.perf_counter()
     condition = ""
+    taken = 0  # from the peer's throughput limit
     try:
         try:
             prepare = decode_prepare(raw)
@@ -48,7 +54,7 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Accep
         check_expiry(prepare, now)
         check_max_packet(prepare, peer, node.settings.max_packet_amount)
         if not peer.internal:  # our own sources are not limited as peers are
-            await check_limits(node, peer, prepare)
+            taken = await check_limits(node, peer, prepare)
         if prepare.destination.startswith("peer."):
             if peer.internal:
                 raise UnreachableError(f"no route to {prepare.destination}")
@@ -56,7 +62,7 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Accep
         elif node.stream_server.token_segment(prepare.destination) is not None:
             received = await receive_locally(node, peer, prepare, now)
             if isinstance(received, Acceptance):
-                received.ended = functools.partial(_ended, node, started)
+                received.ended = functools.partial(_ended, node, peer, started, taken)
                 return received
             reply = received
         else:
@@ -73,15 +79,20 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Accep
         )
         reply = encode_packet(Reject("T00", node.address, "internal error", b""))
         _log_reject(peer, condition, "T00", "internal error")
-    await _ended(node, started, reply)
+    await _ended(node, peer, started, taken, reply)
     return reply
 
 
-async def _ended(node: Node, started: float, reply: bytes | None) -> None:
-    """Count the packet's reply (None: it got none, its peer being gone)."""
+async def _ended(
+    node: Node, peer: PeerInfo, started: float, taken: int, reply: bytes | None
+) -> None:
+    """Count the packet's reply (None: it got none, its peer being gone), and give back what a
+    packet that was not fulfilled took from its peer's throughput limit."""
+    fulfilled = reply is not None and reply[0] == PacketType.FULFILL
+    if taken and not fulfilled:
+        await refund_throughput(node, peer, taken)
     if reply is None:
         return
-    fulfilled = reply[0] == PacketType.FULFILL
     node.metrics.packets.labels("fulfilled" if fulfilled else _reject_code(reply)).inc()
     node.metrics.latency.observe(time.perf_counter() - started)
 
