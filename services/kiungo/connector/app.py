@@ -92,7 +92,7 @@ class IlpEndpoint:
         scheme, _, token = authorization.partition(b" ")
         peer = None
         if scheme.lower() == b"bearer" and token:
-            peer = self._node.peers.authenticate(token.decode("latin-1"))
+            peer = self._node.peers.authenticate(token)
         if peer is None:
             await _respond(send, 401, b"unauthorized", b"text/plain", b"Bearer")
             return
