@@ -96,7 +96,8 @@ class Settings:
     unset, no limit. Shared by all replicas through Redis."""
     peer_throughput_limit: int | None = None
     """``PEER_THROUGHPUT_LIMIT`` (Kiungo's own): amount per second each peer may send, in its
-    asset's units (T04 beyond); unset, no limit."""
+    asset's units (T04 beyond); unset, no limit. Only fulfilled packets count: a rejected one
+    gives its amount back."""
     packet_timeout_ms: int = 30_000
     """``PACKET_TIMEOUT_MS`` (Kiungo's own): the longest a forwarded Prepare may be held."""
 

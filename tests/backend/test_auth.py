@@ -3,6 +3,7 @@ body gets a request to GraphQL; everything else is a 401 before anything runs.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -139,6 +140,63 @@ async def test_the_same_body_signed_at_another_time_is_not_a_replay(admin: Admin
     for timestamp in (t, t - 1):
         header = signature_header(SECRET, body, timestamp_ms=timestamp)
         assert (await post_body(admin, body, {"signature": header})).status_code == 200
+
+
+DEPOSIT = (
+    "mutation($input: DepositAssetLiquidityInput!) { depositAssetLiquidity(input: $input) {"
+    " success } }"
+)
+
+
+async def test_twins_signed_in_the_same_millisecond_are_one_request_and_its_replay(
+    admin: Admin,
+) -> None:
+    """As the README says: the replay guard keys on the signature (the nonce is not signed),
+    and with one shared secret two clients that sign the same body in the same millisecond
+    send the very bytes a replay would, so one of them is refused. A field of its own in what
+    is signed (here each client's idempotencyKey) makes them two requests."""
+    asset_id = await admin.create_asset("TWN")
+    transfer = str(uuid.uuid4())
+
+    def deposit(key: str) -> dict[str, Any]:
+        variables = {"assetId": asset_id, "amount": "100", "id": transfer, "idempotencyKey": key}
+        return {"query": DEPOSIT, "variables": {"input": variables}}
+
+    async def twins(bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+        t = now_ms()
+        async with httpx.AsyncClient() as one, httpx.AsyncClient() as two:
+            return list(
+                await asyncio.gather(
+                    *(
+                        client.post(
+                            f"{admin.url}/graphql",
+                            json=body,
+                            headers={"signature": f"t={t}, v1={sign(SECRET, t, body)}, n={n}"},
+                        )
+                        for n, (client, body) in enumerate(zip((one, two), bodies, strict=True))
+                    )
+                )
+            )
+
+    same = deposit("shared-key")
+    replies = await twins([same, same])
+    refused = [r for r in replies if r.status_code == 401]
+    assert len(refused) == 1, [r.text for r in replies]
+    assert_unauthenticated(refused[0])
+    assert "already used" in refused[0].json()["errors"][0]["message"]
+
+    replies = await twins([deposit("client-one"), deposit("client-two")])
+    assert [r.status_code for r in replies] == [200, 200], [r.text for r in replies]
+    # A query made distinct by a variable it does not even declare.
+    query = "{ assets { edges { node { id } } } }"
+    replies = await twins([{"query": query, "variables": {"client": n}} for n in ("1", "2")])
+    assert [r.status_code for r in replies] == [200, 200], [r.text for r in replies]
+    assert not any(r.json().get("errors") for r in replies), [r.text for r in replies]
+    # The deposit's id still makes it happen once.
+    data = await admin.data(
+        "query($id: String!) { asset(id: $id) { liquidity } }", {"id": asset_id}
+    )
+    assert data["asset"]["liquidity"] == "100"
 
 
 async def test_a_nonce_and_a_tenant_id_are_accepted(admin: Admin) -> None:

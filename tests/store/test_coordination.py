@@ -141,6 +141,26 @@ async def test_throughput_counts_amounts(redis: Redis, redis_prefix: str) -> Non
     assert not await limiter.allow("peer", 1, capacity=1000, refill_per_second=100, now_ms=1000)
 
 
+async def test_a_throughput_refund_gives_back_up_to_the_capacity(
+    redis: Redis, redis_prefix: str
+) -> None:
+    limiter = ThroughputLimiter(redis, redis_prefix)
+    limits = {"capacity": 1000, "refill_per_second": 100}
+    assert await limiter.allow("peer", 700, **limits, now_ms=0)
+    await limiter.refund("peer", 300, **limits, now_ms=0)
+    assert await limiter.allow("peer", 600, **limits, now_ms=0)
+    assert not await limiter.allow("peer", 1, **limits, now_ms=0)
+    # Never past the capacity, also for a refund of more than was taken, or than it holds.
+    await limiter.refund("peer", 2**64 - 1, **limits, now_ms=0)
+    assert not await limiter.allow("peer", 1001, **limits, now_ms=0)
+    assert await limiter.allow("peer", 1000, **limits, now_ms=0)
+    # A bucket that expired (full again) stays full.
+    await limiter.refund("idle", 5, **limits, now_ms=0)
+    assert await limiter.allow("idle", 1000, **limits, now_ms=0)
+    with pytest.raises(ValueError, match="negative"):
+        await limiter.refund("peer", -1, **limits)
+
+
 async def test_throughput_refuses_amounts_above_capacity_even_u64(
     redis: Redis, redis_prefix: str
 ) -> None:
@@ -254,21 +274,6 @@ async def test_a_stream_total_add_given_up_before_it_is_sent_is_not_counted(
     assert await kept == 7
     assert await totals.total("conn") == 7
     assert gone.cancelled()
-
-
-async def test_stream_totals_undo_an_add(redis: Redis, redis_prefix: str) -> None:
-    totals = StreamTotals(redis, redis_prefix)
-    await totals.add("conn", 100)
-    await totals.add("conn", 25)
-    await totals.undo("conn", 25)
-    assert await totals.total("conn") == 100
-
-
-async def test_undo_after_expiry_leaves_no_negative_total(redis: Redis, redis_prefix: str) -> None:
-    totals = StreamTotals(redis, redis_prefix)
-    await totals.undo("gone", 5)
-    assert await redis.exists(f"{redis_prefix}stream-total:gone") == 0
-    assert await totals.total("gone") == 0
 
 
 async def test_stream_totals_expire(redis: Redis, redis_prefix: str) -> None:

@@ -210,6 +210,8 @@ class GraphQLEndpoint:
         except SignatureError as exc:
             return str(exc)
         # One use per signature: a captured request cannot be sent again while still fresh.
+        # Keyed on the digest alone, since the nonce is not signed: so identical twins signed
+        # in the same millisecond are refused too (documented in the README, "Signatures").
         first = await self._backend.redis.set(
             self._replay_prefix + signature.digest, b"1", nx=True, ex=2 * self._ttl + 1
         )

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kiungo.config import Settings
 from kiungo.connector.node import Node
-from kiungo.connector.pipeline import handle_packet
+from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
 from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
@@ -92,7 +92,7 @@ class IlpEndpoint:
         scheme, _, token = authorization.partition(b" ")
         peer = None
         if scheme.lower() == b"bearer" and token:
-            peer = self._node.peers.authenticate(token.decode("latin-1"))
+            peer = self._node.peers.authenticate(token)
         if peer is None:
             await _respond(send, 401, b"unauthorized", b"text/plain", b"Bearer")
             return
@@ -103,16 +103,22 @@ class IlpEndpoint:
         if body is None:
             await _respond(send, 413, b"packet too large", b"text/plain")
             return
-        reply, after_reply = await handle_packet(self._node, peer, body)
-        if after_reply is not None and await _client_gone(receive):
-            # The peer hung up (crashed, or gave up) before its Fulfill could be sent: the
-            # money is not posted, so that the hold expires and the receiver does not count
-            # what the sender never heard was delivered; the sender pays it again.
-            log.warning("peer %s went away before its reply; the hold will expire", peer.id)
+        handled = await handle_packet(self._node, peer, body)
+        if not isinstance(handled, Acceptance):
+            await _respond(send, 200, handled, _OCTETS)
             return
-        await _respond(send, 200, reply, _OCTETS)
-        if after_reply is not None:  # after the reply is sent, as Starlette's background tasks
-            await after_reply()
+        if await _client_gone(receive):
+            # The peer hung up (crashed, or gave up) before its Fulfill could be sent: the
+            # hold is voided and the packet counts in no receipt, so that the receiver does not
+            # count what the sender never heard was delivered; the sender pays it again.
+            log.warning("peer %s went away before its reply; its hold is voided", peer.id)
+            await handled.decline()
+            return
+        reply = await handled.finish()  # counted: from here the money is posted whatever happens
+        try:
+            await _respond(send, 200, reply, _OCTETS)
+        finally:  # after the reply is sent, as Starlette's background tasks
+            await handled.after_reply()
 
 
 _OCTETS = OCTETS.encode()

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline import handle_packet
+from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.receivers import Receiver
 from kiungo.connector.spsp import find_receiver
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_reply, encode_packet
@@ -77,10 +77,17 @@ class PipelineLink:
     async def _one(self, source: PeerInfo, prepare: Prepare) -> Fulfill | Reject:
         reply: Fulfill | Reject
         try:
-            raw, after_reply = await handle_packet(self._node, source, encode_packet(prepare))
-            if after_reply is not None:  # a packet this node received itself: post its money
-                await after_reply()
-            reply = decode_reply(raw)
+            handled = await handle_packet(self._node, source, encode_packet(prepare))
+            if isinstance(handled, Acceptance):  # a packet this node received itself
+                # Past finish the packet is counted in its receipts: its Fulfill is the reply,
+                # whatever its post does (posts that fail are owed, or logged).
+                reply = decode_reply(await handled.finish())
+                try:
+                    await handled.after_reply()
+                except Exception:
+                    log.exception("posting an internal packet from %s failed", source.id)
+            else:
+                reply = decode_reply(handled)
         except Exception:
             log.exception("internal packet from %s failed", source.id)
             reply = Reject("T00", self._node.address, "internal error", b"")

@@ -19,7 +19,9 @@ class PeerLinks:
 
         Cancellation (the packet's timer) closes the connection in use.
         """
-        headers = b"Authorization: Bearer " + token.encode("latin-1") + b"\r\n" + _ILP_HEADERS
+        # UTF-8, as the digest of an incoming token is: the same bytes as ASCII for every token
+        # the admin API takes, and no token can fail to encode.
+        headers = b"Authorization: Bearer " + token.encode("utf-8") + b"\r\n" + _ILP_HEADERS
         return await self._client.post(url, body, headers)
 
     async def close(self) -> None:

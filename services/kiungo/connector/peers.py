@@ -76,8 +76,11 @@ def internal_source(
     )
 
 
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+def token_hash(token: bytes) -> bytes:
+    """The digest the admin API stored for a token, of the token's bytes as they come in the
+    ``Authorization`` header: no decoding, so no encoding to agree on (the API takes printable
+    ASCII only, whose bytes are the same in UTF-8 and Latin-1)."""
+    return hashlib.sha256(token).digest()
 
 
 _LOAD_PEERS = """
@@ -128,7 +131,7 @@ class PeerRegistry:
         # Swap whole tables, so a packet never sees half a reload.
         self.by_id, self._by_token, self._by_prefix = peers, by_token, by_prefix
 
-    def authenticate(self, token: str) -> PeerInfo | None:
+    def authenticate(self, token: bytes) -> PeerInfo | None:
         return self._by_token.get(token_hash(token))
 
     def route(self, destination: str) -> PeerInfo | None:

@@ -51,8 +51,9 @@ _MAX_BUCKET_IDLE_MS = 7 * 24 * 3600 * 1000
 # `cost` tokens or is refused and takes none. State: whole tokens, the refill's remainder in
 # thousandths of a token (so 3 tokens/s over 333 ms is 0.999 kept, not lost), and the time of the
 # last update. All arithmetic is on integers below 2^53, so doubles hold it exactly.
-# KEYS[1] bucket. ARGV: capacity, refill per second, cost, now in ms ('' = Redis's own clock,
-# one clock for all replicas), max idle ms. Returns 1 when allowed, 0 when refused.
+# KEYS[1] bucket. ARGV: capacity, refill per second, cost (negative: a refund), now in ms
+# ('' = Redis's own clock, one clock for all replicas), max idle ms. Returns 1 when allowed, 0
+# when refused.
 _BUCKET = """
 local function idiv(a, b)
   -- floor(a / b) for integers 0 <= a, b < 2^53; the float quotient may be off by one.
@@ -121,7 +122,16 @@ if now > at then
 end
 
 local allowed = 0
-if tokens >= cost then
+if cost < 0 then
+  -- A refund: what an earlier request took comes back, up to the capacity. A sum past 2^53
+  -- only happens when the true sum is past the capacity, so the comparison stays right.
+  tokens = tokens - cost
+  if tokens >= capacity then
+    tokens = capacity
+    rem = 0
+  end
+  allowed = 1
+elseif tokens >= cost then
   tokens = tokens - cost
   allowed = 1
 end
@@ -160,6 +170,22 @@ class _Bucket:
             # Never allowed, however long the account waits; refused without asking Redis, which
             # also keeps u64 amounts beyond 2^53 out of the script.
             return False
+        return await self._run(key, cost, capacity, refill_per_second, now_ms)
+
+    async def _give_back(
+        self, key: str, amount: int, capacity: int, refill_per_second: int, now_ms: int | None
+    ) -> None:
+        _check_bucket_value("capacity", capacity, minimum=1)
+        _check_bucket_value("refill rate", refill_per_second, minimum=1)
+        if amount < 0:
+            raise ValueError(f"a refund cannot be negative, not {amount}")
+        if amount > 0:
+            # (An amount above the capacity was never taken: at most the capacity comes back.)
+            await self._run(key, -min(amount, capacity), capacity, refill_per_second, now_ms)
+
+    async def _run(
+        self, key: str, cost: int, capacity: int, refill_per_second: int, now_ms: int | None
+    ) -> bool:
         if now_ms is not None and not 0 <= now_ms <= MAX_BUCKET_VALUE:
             raise ValueError(f"now_ms out of range: {now_ms}")
         result = await self._script(
@@ -218,19 +244,22 @@ class ThroughputLimiter(_Bucket):
         """Take ``amount`` units from ``account_id``'s bucket, all or nothing."""
         return await self._take(account_id, amount, capacity, refill_per_second, now_ms)
 
+    async def refund(
+        self,
+        account_id: str,
+        amount: int,
+        *,
+        capacity: int,
+        refill_per_second: int,
+        now_ms: int | None = None,
+    ) -> None:
+        """Give back ``amount`` units that ``allow`` took (the packet was not fulfilled), up to
+        the bucket's capacity."""
+        await self._give_back(account_id, amount, capacity, refill_per_second, now_ms)
+
 
 class TotalOverflow(Exception):
     """A STREAM total would pass 2^63 - 1, the largest integer Redis stores."""
-
-
-# Takes back an add, unless the key expired in between: a DECRBY then would leave a negative
-# total behind with no expiry. The amount stays a string, so no double ever holds it.
-_UNDO = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('DECRBY', KEYS[1], ARGV[1])
-end
-return 0
-"""
 
 
 class StreamTotals:
@@ -251,7 +280,6 @@ class StreamTotals:
         self._redis = redis
         self._prefix = f"{prefix}stream-total:"
         self._ttl = ttl_seconds
-        self._undo = redis.register_script(_UNDO)
         self._waiting: dict[str, list[tuple[int, asyncio.Future[int]]]] = {}
         self._sender: asyncio.Task[None] | None = None
 
@@ -331,11 +359,6 @@ class StreamTotals:
     async def _one_by_one(self, key: str, adds: list[tuple[int, asyncio.Future[int]]]) -> None:
         for add in adds:
             await self._send({key: [add]})
-
-    async def undo(self, connection_id: str, amount: int) -> None:
-        """Take back an ``add`` whose money the ledger refused."""
-        _check_amount(amount)
-        await self._undo(keys=[self._prefix + connection_id], args=[amount])
 
     async def total(self, connection_id: str) -> int:
         """The connection's total so far (0 when it has none, or it expired)."""

@@ -52,7 +52,8 @@ _MASK_MIN_LENGTH = 16
 
 
 def token_hash(token: str) -> bytes:
-    """What ``peer_incoming_tokens.token_hash`` holds (the connector computes the same)."""
+    """What ``peer_incoming_tokens.token_hash`` holds: the SHA-256 of the token's bytes as a
+    peer sends them (the connector hashes the header's bytes)."""
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
@@ -204,13 +205,18 @@ class PeerQuery:
 @strawberry.input
 class HttpIncomingInput:
     auth_tokens: list[str] = strawberry.field(
-        description="The tokens the peer may send us; kept only as their SHA-256."
+        description=(
+            "The tokens the peer may send us (1 to 1024 printable ASCII characters each); kept "
+            "only as their SHA-256."
+        )
     )
 
 
 @strawberry.input
 class HttpOutgoingInput:
-    auth_token: str = strawberry.field(description="The token we send to the peer.")
+    auth_token: str = strawberry.field(
+        description="The token we send to the peer (1 to 1024 printable ASCII characters)."
+    )
     endpoint: str = strawberry.field(description="The peer's ILP-over-HTTP URL (http or https).")
 
 
@@ -325,11 +331,18 @@ def _endpoint(url: str) -> str:
     return url
 
 
-def _outgoing_token(token: str) -> str:
+def _check_token(token: str, name: str) -> None:
+    """Tokens, both ways, are 1 to 1024 printable ASCII characters: HTTP implementations agree
+    on a header's bytes only within ASCII (Node, so Rafiki, reads and writes other bytes as
+    Latin-1, where the digest is of UTF-8), and a control character could end the header."""
     if not token or len(token) > _MAX_TOKEN:
-        raise bad_input(f"authToken must be 1 to {_MAX_TOKEN} characters", field="authToken")
+        raise bad_input(f"{name} must be 1 to {_MAX_TOKEN} characters", field=name)
     if not (token.isascii() and token.isprintable()):
-        raise bad_input("authToken must be printable ASCII", field="authToken")
+        raise bad_input(f"{name} must be printable ASCII", field=name)
+
+
+def _outgoing_token(token: str) -> str:
+    _check_token(token, "authToken")
     return token
 
 
@@ -338,10 +351,7 @@ def _incoming_tokens(incoming: HttpIncomingInput | None) -> list[bytes] | None:
     if incoming is None:
         return None
     for token in incoming.auth_tokens:
-        if not token or len(token) > _MAX_TOKEN:
-            raise bad_input(
-                f"incoming authTokens must be 1 to {_MAX_TOKEN} characters", field="authTokens"
-            )
+        _check_token(token, "authTokens")
     digests = [token_hash(token) for token in incoming.auth_tokens]
     if len(set(digests)) != len(digests):
         raise ApiError(ErrorCode.DUPLICATE, "an incoming authToken is given twice")

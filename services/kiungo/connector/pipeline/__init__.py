@@ -12,30 +12,38 @@ at the edge; anything unexpected is a T00, logged once with the packet's conditi
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import UTC, datetime
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
-from kiungo.connector.pipeline.checks import check_expiry, check_limits, check_max_packet
+from kiungo.connector.pipeline.checks import (
+    check_expiry,
+    check_limits,
+    check_max_packet,
+    refund_throughput,
+)
 from kiungo.connector.pipeline.forward import forward
 from kiungo.connector.pipeline.ildcp import answer_peer_protocol
-from kiungo.connector.pipeline.receive import AfterReply, receive_locally
+from kiungo.connector.pipeline.receive import Acceptance, receive_locally
 from kiungo.ilp.errors import IlpError, UnreachableError
 from kiungo.ilp.oer import DecodeError
-from kiungo.ilp.packet import Reject, decode_prepare, encode_packet
+from kiungo.ilp.packet import PacketType, Reject, decode_prepare, encode_packet
 
-__all__ = ["AfterReply", "handle_packet"]
+__all__ = ["Acceptance", "handle_packet"]
 
 log = logging.getLogger("kiungo.connector.packets")
 
 
-async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> tuple[bytes, AfterReply | None]:
-    """The encoded reply to ``raw`` from ``peer``, and what to do once it is sent; never raises."""
+async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Acceptance:
+    """The encoded reply to ``raw`` from ``peer``; never raises. Money received for one of our
+    own receivers comes back held, as an :class:`Acceptance` whose caller ends it (sends the
+    Fulfill :meth:`Acceptance.finish` builds, or declines it when the peer is gone)."""
     started = time.perf_counter()
     condition = ""
-    after: AfterReply | None = None
+    taken = 0  # from the peer's throughput limit
     try:
         try:
             prepare = decode_prepare(raw)
@@ -46,13 +54,17 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> tuple[bytes, 
         check_expiry(prepare, now)
         check_max_packet(prepare, peer, node.settings.max_packet_amount)
         if not peer.internal:  # our own sources are not limited as peers are
-            await check_limits(node, peer, prepare)
+            taken = await check_limits(node, peer, prepare)
         if prepare.destination.startswith("peer."):
             if peer.internal:
                 raise UnreachableError(f"no route to {prepare.destination}")
             reply = answer_peer_protocol(node, peer, prepare, now)
         elif node.stream_server.token_segment(prepare.destination) is not None:
-            reply, after = await receive_locally(node, peer, prepare, now)
+            received = await receive_locally(node, peer, prepare, now)
+            if isinstance(received, Acceptance):
+                received.ended = functools.partial(_ended, node, peer, started, taken)
+                return received
+            reply = received
         else:
             target = node.peers.route(prepare.destination)
             if target is None or target.id == peer.id:
@@ -67,10 +79,22 @@ async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> tuple[bytes, 
         )
         reply = encode_packet(Reject("T00", node.address, "internal error", b""))
         _log_reject(peer, condition, "T00", "internal error")
-    outcome = "fulfilled" if reply[0] == 13 else _reject_code(reply)
-    node.metrics.packets.labels(outcome).inc()
+    await _ended(node, peer, started, taken, reply)
+    return reply
+
+
+async def _ended(
+    node: Node, peer: PeerInfo, started: float, taken: int, reply: bytes | None
+) -> None:
+    """Count the packet's reply (None: it got none, its peer being gone), and give back what a
+    packet that was not fulfilled took from its peer's throughput limit."""
+    fulfilled = reply is not None and reply[0] == PacketType.FULFILL
+    if taken and not fulfilled:
+        await refund_throughput(node, peer, taken)
+    if reply is None:
+        return
+    node.metrics.packets.labels("fulfilled" if fulfilled else _reject_code(reply)).inc()
     node.metrics.latency.observe(time.perf_counter() - started)
-    return reply, after
 
 
 def _reject_code(reply: bytes) -> str:
