@@ -23,20 +23,11 @@ from kiungo.migrations.run import upgrade
 from kiungo.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["register"]
+__all__ = ["run"]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "up",
-        help="run the whole node, with embedded Postgres and Redis when none are configured",
-        description=__doc__,
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address the services listen on")
-    parser.set_defaults(handler=_up)
-
-
-def _up(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """kiungo up (its arguments: kiungo.commands)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     check_bind(settings, args.host)
