@@ -38,10 +38,10 @@ def _connector(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run the connector",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=paragraphs(
-            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /healthz "
-            "and /metrics on CONNECTOR_PORT (3002 by default). Uses DATABASE_URL and REDIS_URL, "
-            "or embedded servers in KIUNGO_DATA_DIR when unset. The database must be migrated "
-            "first (kiungo migrate).",
+            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /livez, "
+            "/readyz, /healthz and /metrics on CONNECTOR_PORT (3002 by default). Uses "
+            "DATABASE_URL and REDIS_URL, or embedded servers in KIUNGO_DATA_DIR when unset. The "
+            "database must be migrated first (kiungo migrate).",
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -68,10 +68,10 @@ def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the GraphQL admin API and its workers",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=paragraphs(
-            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /healthz "
-            "and /metrics on ADMIN_PORT (3001 by default), and run the webhook, expiry and "
-            "event workers. Requests must be signed with ADMIN_API_SECRET; without one the API "
-            "listens on loopback only.",
+            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /livez, "
+            "/readyz, /healthz and /metrics on ADMIN_PORT (3001 by default), and run the "
+            "webhook, expiry and event workers. Requests must be signed with "
+            "ADMIN_API_SECRET; without one the API listens on loopback only.",
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
                     "Kiungo is up\n"
                     f"  ILP address  {settings.ilp_address}\n"
                     f"  connector    http://{args.host}:{settings.connector_port}"
-                    "  (POST /ilp, SPSP, /healthz, /metrics)\n"
+                    "  (POST /ilp, SPSP, /livez, /readyz, /metrics)\n"
                     f"  admin API    http://{args.host}:{settings.admin_port}/graphql"
-                    f"  ({signed}; /healthz, /metrics)\n"
+                    f"  ({signed}; /livez, /readyz, /metrics)\n"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
                     "Ctrl-C stops everything.",

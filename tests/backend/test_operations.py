@@ -8,12 +8,16 @@ import asyncio
 import base64
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 from tests.backend.harness import SECRET
 from tests.connector.harness import KIUNGO, free_port
+from tests.faults.test_store_restarts import StoppableRedis
 from tests.process_output import CapturedOutput
 
 # Every variable of the node's own, so the test's environment decides alone.
@@ -38,10 +42,11 @@ def node_env(database: str, redis_url: str, prefix: str, **more: str) -> dict[st
 
 @contextlib.asynccontextmanager
 async def service(
-    env: dict[str, str], url: str, *args: str, ready: str = "/healthz"
+    env: dict[str, str], url: str, *args: str, ready: str = "/healthz", clean_exit: bool = True
 ) -> AsyncIterator[CapturedOutput]:
     """`kiungo <args>` as a process, yielded (its stderr, read as it is written) once ``url``
-    answers ``ready`` with 200; stopped with SIGTERM after, and required to exit 0."""
+    answers ``ready`` with 200; stopped with SIGTERM after, and required to exit 0 unless
+    ``clean_exit`` is false."""
     process = await asyncio.create_subprocess_exec(
         KIUNGO, *args, env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -63,7 +68,7 @@ async def service(
         async with asyncio.timeout(15):
             await process.wait()
         await stderr.finish()
-        assert process.returncode == 0, stderr.text()
+        assert process.returncode == 0 or not clean_exit, stderr.text()
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -93,3 +98,53 @@ async def test_port_option_overrides_the_environment(
                 pass
             else:
                 raise AssertionError(f"kiungo {command} also listens on {variable}")
+
+
+@contextlib.asynccontextmanager
+async def own_redis() -> AsyncIterator[StoppableRedis]:
+    """A redis-server only this test uses (so that it may stop it), on a free port."""
+    directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kiungo-ops-"))
+    redis = StoppableRedis(directory, free_port())
+    try:
+        await redis.start()
+        yield redis
+    finally:
+        await redis.stop()
+        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+
+
+async def test_livez_and_readyz_apart_on_both_services(
+    migrated_database: str, redis_prefix: str
+) -> None:
+    """Both services answer /livez and /readyz with 200 while their stores answer. Once their
+    Redis is gone, /readyz answers 503 naming Redis (and only Redis) on both, while /livez still
+    answers 200: the process serves, and restarting it would not bring Redis back."""
+    ports = {"connector": free_port(), "backend": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    async with own_redis() as redis:
+        env = node_env(
+            migrated_database, redis.url, redis_prefix,
+            CONNECTOR_PORT=str(ports["connector"]), ADMIN_PORT=str(ports["backend"]),
+        )  # fmt: skip
+        async with (
+            service(env, urls["connector"], "connector", ready="/readyz", clean_exit=False),
+            service(env, urls["backend"], "backend", ready="/readyz", clean_exit=False),
+            httpx.AsyncClient(timeout=10) as client,
+        ):
+            for url in urls.values():
+                for path in ("/livez", "/readyz", "/healthz"):
+                    response = await client.get(f"{url}{path}")
+                    assert response.status_code == 200, (url, path, response.text)
+                    assert response.json() == {"status": "ok"}
+
+            await redis.stop()
+
+            for name, url in urls.items():
+                ready = await client.get(f"{url}/readyz")
+                assert ready.status_code == 503, (name, ready.text)
+                body = ready.json()
+                assert body["status"] == "unavailable"
+                assert set(body["reason"]) == {"redis"}, (name, body)
+                live = await client.get(f"{url}/livez")
+                assert live.status_code == 200, (name, live.text)
+                assert live.json() == {"status": "ok"}

@@ -162,7 +162,7 @@ def test_compose_commands_health_and_order() -> None:
         for part, port in PORTS.items():
             service = services[f"{node}-{part}"]
             assert service["command"] == [part, "--host", "0.0.0.0"]
-            assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+            assert f"http://127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
             assert any(p.endswith(f":{port}") for p in service["ports"])
             depends = service["depends_on"]
             assert depends[f"{node}-migrate"]["condition"] == "service_completed_successfully"
@@ -240,7 +240,7 @@ def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None
         Settings.from_env({**config, **secrets})
 
 
-def test_k8s_deployments_probe_healthz_as_non_root() -> None:
+def test_k8s_deployments_probe_livez_and_readyz_as_non_root() -> None:
     objects = _k8s()
     deployments = {doc["metadata"]["name"]: doc for doc in _of_kind("Deployment")}
     assert set(deployments) == {f"kiungo-{part}" for part in PORTS}
@@ -255,9 +255,10 @@ def test_k8s_deployments_probe_healthz_as_non_root() -> None:
         (container,) = pod["containers"]
         assert container["args"] == [part, "--host", "0.0.0.0"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for probe in ("readinessProbe", "livenessProbe"):
+        # Liveness must not depend on the stores: restarting a replica cures no store outage.
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
             get = container[probe]["httpGet"]
-            assert get["path"] == "/healthz"
+            assert get["path"] == path
             assert ports.get(get["port"], get["port"]) == port
         (service,) = [
             doc for doc in _of_kind("Service") if doc["spec"]["selector"].items() <= labels.items()
