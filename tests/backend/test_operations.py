@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -148,3 +149,65 @@ async def test_livez_and_readyz_apart_on_both_services(
                 live = await client.get(f"{url}/livez")
                 assert live.status_code == 200, (name, live.text)
                 assert live.json() == {"status": "ok"}
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """Every line of ``text`` as a JSON object; fails naming the first line that is not one."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\n{text}") from None
+        assert isinstance(entry, dict), line
+        entries.append(entry)
+    return entries
+
+
+async def test_json_logs_carry_uvicorn_records_too(
+    migrated_database: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """With LOG_FORMAT=json every line either service writes to stderr is a JSON object,
+    uvicorn's own records included: its start-up line, and its warning about a request that is
+    not HTTP."""
+    for command, variable in (("connector", "CONNECTOR_PORT"), ("backend", "ADMIN_PORT")):
+        port = free_port()
+        env = node_env(
+            migrated_database, redis_server_url, redis_prefix,
+            LOG_FORMAT="json", LOG_LEVEL="info", **{variable: str(port)},
+        )  # fmt: skip
+        async with service(env, f"http://127.0.0.1:{port}", command) as stderr:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(10):
+                assert b" 400 " in await reader.readline()
+            writer.close()
+        entries = json_lines(stderr.text(1 << 20))
+        uvicorn = [e for e in entries if str(e["logger"]).startswith("uvicorn")]
+        assert any("Uvicorn running on" in str(e["msg"]) for e in uvicorn), entries
+        assert any("Invalid HTTP request" in str(e["msg"]) for e in uvicorn), entries
+
+
+async def test_json_logs_carry_the_traceback_that_stops_a_service(
+    database_url: str, redis_server_url: str
+) -> None:
+    """A connector on a database that was never migrated stops at start with status 1, and says
+    why in JSON lines: the traceback is a field of a record, not lines of text."""
+    env = node_env(
+        database_url, redis_server_url, "ops:", LOG_FORMAT="json", CONNECTOR_PORT=str(free_port())
+    )
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "connector", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(60):
+            _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 1
+    entries = json_lines(stderr.decode())
+    assert any("UndefinedTableError" in str(e.get("exc", "")) for e in entries), entries

@@ -49,7 +49,10 @@ def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
         create_app(node),
         host=host,
         port=port,
-        log_level="warning",
+        # uvicorn's records go through kiungo.log's handler (JSON with LOG_FORMAT=json), at
+        # LOG_LEVEL, rather than through handlers of its own that print plain text.
+        log_config=None,
+        log_level=None,
         lifespan="off",
         access_log=False,
         # Nothing here reads the client's address or the request's scheme and host (SPSP
