@@ -15,7 +15,7 @@ import contextlib
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import http_server as backend_http_server
 from kiungo.backend.service import serve_backend
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server
 from kiungo.log import configure_logging
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """kiungo up (its arguments: kiungo.commands)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables()
     check_bind(settings, args.host)
 
     async def run() -> None:

@@ -21,6 +21,8 @@ from tests.connector.harness import KIUNGO, free_port
 from tests.faults.test_store_restarts import StoppableRedis
 from tests.process_output import CapturedOutput
 
+from kiungo.config import RAFIKI_VARIABLES
+
 # Every variable of the node's own, so the test's environment decides alone.
 _NODE = (
     "NODE_ENV", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "ADMIN_PORT", "CONNECTOR_PORT",
@@ -29,7 +31,7 @@ _NODE = (
 
 
 def node_env(database: str, redis_url: str, prefix: str, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _NODE}
+    env = {k: v for k, v in os.environ.items() if k not in _NODE and k not in RAFIKI_VARIABLES}
     return {
         **env,
         "DATABASE_URL": database,
@@ -211,3 +213,21 @@ async def test_json_logs_carry_the_traceback_that_stops_a_service(
     assert process.returncode == 1
     entries = json_lines(stderr.decode())
     assert any("UndefinedTableError" in str(e.get("exc", "")) for e in entries), entries
+
+
+async def test_unused_rafiki_variables_are_warned_at_start(
+    migrated_database: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """A connector started from a Rafiki environment logs one warning per Rafiki variable that
+    means nothing here, and none for the Rafiki names it implements."""
+    port = free_port()
+    env = node_env(
+        migrated_database, redis_server_url, redis_prefix, LOG_FORMAT="json",
+        CONNECTOR_PORT=str(port), USE_TIGERBEETLE="true", COOKIE_KEY="secret", KEY_ID="",
+        WEBHOOK_TIMEOUT="2000", SLIPPAGE="0.01",
+    )  # fmt: skip
+    async with service(env, f"http://127.0.0.1:{port}", "connector") as stderr:
+        pass
+    entries = json_lines(stderr.text(1 << 20))
+    warned = [str(e["variable"]) for e in entries if e["logger"] == "kiungo.config"]
+    assert sorted(warned) == ["COOKIE_KEY", "USE_TIGERBEETLE"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from kiungo.backend.schema import build_schema
 from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.log import configure_logging
 from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         environ["ADMIN_PORT"] = str(args.port)
     settings = Settings.from_env(environ)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
     check_bind(settings, args.host)
     check_processes(args.processes, settings)
     url = f"http://{args.host}:{settings.admin_port}/graphql"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         environ["CONNECTOR_PORT"] = str(args.port)
     settings = Settings.from_env(environ)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
     check_processes(args.processes, settings)
     where = f"http://{args.host}:{settings.connector_port}"
     if args.processes == 1:
