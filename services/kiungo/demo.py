@@ -1,4 +1,4 @@
-"""``kiungo demo``: two nodes on this machine, one payment between them, everything shown.
+"""kiungo demo: two nodes on this machine, one payment between them, everything shown.
 
 Starts two complete nodes on loopback (connector and backend each; their own databases on one
 Postgres and their own key prefixes on one Redis: the machine's from DATABASE_URL/REDIS_URL, or
@@ -54,27 +54,11 @@ from kiungo.runner import run_service
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["register"]
+__all__ = ["run"]
 
 USD_TO_EUR = Decimal("0.9")
 # Small packets, so that a payment of a few dollars takes a hundred or so STREAM packets.
 MAX_PACKET = 10
-PAYMENT = 1_000  # bob's incoming payment, in EUR cents
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run two nodes on this machine and pay from one to the other",
-        description=__doc__,
-    )
-    parser.add_argument(
-        "--amount",
-        type=int,
-        default=PAYMENT,
-        help=f"what bob's incoming payment asks for, in EUR cents (default {PAYMENT})",
-    )
-    parser.set_defaults(handler=_demo)
 
 
 def _free_port() -> int:
@@ -426,7 +410,8 @@ async def run_demo(settings: Settings, amount: int, console: Console) -> dict[st
     }
 
 
-def _demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """kiungo demo (its arguments: kiungo.commands)."""
     settings = Settings.from_env()
     configure_logging("WARNING")
     console = Console(stderr=True)

@@ -15,7 +15,7 @@ import contextlib
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import http_server as backend_http_server
 from kiungo.backend.service import serve_backend
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server
 from kiungo.log import configure_logging
@@ -23,22 +23,14 @@ from kiungo.migrations.run import upgrade
 from kiungo.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["register"]
+__all__ = ["run"]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "up",
-        help="run the whole node, with embedded Postgres and Redis when none are configured",
-        description=__doc__,
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address the services listen on")
-    parser.set_defaults(handler=_up)
-
-
-def _up(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """kiungo up (its arguments: kiungo.commands)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables()
     check_bind(settings, args.host)
 
     async def run() -> None:
@@ -55,9 +47,9 @@ def _up(args: argparse.Namespace) -> int:
                     "Kiungo is up\n"
                     f"  ILP address  {settings.ilp_address}\n"
                     f"  connector    http://{args.host}:{settings.connector_port}"
-                    "  (POST /ilp, SPSP, /healthz, /metrics)\n"
+                    "  (POST /ilp, SPSP, /livez, /readyz, /metrics)\n"
                     f"  admin API    http://{args.host}:{settings.admin_port}/graphql"
-                    f"  ({signed}; /healthz, /metrics)\n"
+                    f"  ({signed}; /livez, /readyz, /metrics)\n"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
                     "Ctrl-C stops everything.",

@@ -12,6 +12,8 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -22,12 +24,64 @@ from urllib.parse import urlsplit
 
 from kiungo.ilp.address import is_valid_address
 
-__all__ = ["ConfigError", "Environment", "Settings"]
+__all__ = [
+    "RAFIKI_VARIABLES",
+    "ConfigError",
+    "Environment",
+    "Settings",
+    "unused_rafiki_variables",
+    "warn_unused_rafiki_variables",
+]
+
+log = logging.getLogger("kiungo.config")
 
 _T = TypeVar("_T")
 
 U64_MAX = 2**64 - 1
 _INTEGER = re.compile(r"-?[0-9]+")
+
+
+# Every variable Rafiki's backend and auth server read (packages/backend/src/config/app.ts and
+# packages/auth/src/config/app.ts; JEST_WORKER_ID, a test runner's, left out). The ones Settings
+# does not read are ignored here, and a service says so at start (warn_unused_rafiki_variables):
+# an operator moving a Rafiki environment file sees what no longer has an effect.
+RAFIKI_VARIABLES = frozenset(
+    {
+        "ACCESS_TOKEN_DELETION_DAYS", "ACCESS_TOKEN_EXPIRY_SECONDS", "ADMIN_API_SECRET",
+        "ADMIN_API_SIGNATURE_TTL_SECONDS", "ADMIN_API_SIGNATURE_VERSION", "ADMIN_PORT",
+        "AUTH_DATABASE_URL", "AUTH_PORT", "AUTH_SERVER_GRANT_URL",
+        "AUTH_SERVER_INTROSPECTION_URL", "AUTH_SERVER_URL", "AUTH_SERVICE_API_URL",
+        "AUTO_PEERING_SERVER_PORT", "CONNECTOR_PORT", "COOKIE_KEY", "DATABASE_CLEANUP_WORKERS",
+        "DATABASE_URL", "DB_ENCRYPTION_SECRET", "ENABLE_AUTO_PEERING",
+        "ENABLE_ILP_TIMING_TELEMETRY", "ENABLE_MANUAL_MIGRATIONS",
+        "ENABLE_PARTIAL_PAYMENT_DECISION", "ENABLE_SPSP_PAYMENT_POINTERS", "ENABLE_TELEMETRY",
+        "ENABLE_TELEMETRY_TRACES", "ENV_FILE", "EXCHANGE_RATES_LIFETIME", "EXCHANGE_RATES_URL",
+        "GRAPHQL_IDEMPOTENCY_KEY_LOCK_MS", "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS",
+        "IDENTITY_SERVER_SECRET", "IDENTITY_SERVER_URL", "ILP_ADDRESS", "ILP_CONNECTOR_URL",
+        "INCOMING_PAYMENT_CREATED_POLL_FREQUENCY_MS", "INCOMING_PAYMENT_CREATED_POLL_TIMEOUT_MS",
+        "INCOMING_PAYMENT_EXPIRY_MAX_MS", "INCOMING_PAYMENT_INTERACTION",
+        "INCOMING_PAYMENT_WORKERS", "INCOMING_PAYMENT_WORKER_IDLE", "INSTANCE_NAME",
+        "INTERACTION_COOKIE_SAME_SITE", "INTERACTION_EXPIRY_SECONDS", "INTERACTION_PORT",
+        "INTROSPECTION_PORT", "KEY_ID", "LIST_ALL_ACCESS_INTERACTION", "LIVENET",
+        "LOCAL_CACHE_DURATION_MS", "LOG_LEVEL", "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS",
+        "NODE_ENV", "OPEN_PAYMENTS_PORT", "OPEN_PAYMENTS_URL", "OPEN_TELEMETRY_COLLECTOR_URLS",
+        "OPEN_TELEMETRY_EXPORT_INTERVAL", "OPEN_TELEMETRY_TRACE_COLLECTOR_URLS",
+        "OPERATOR_TENANT_ID", "OUTGOING_PAYMENT_WORKERS", "OUTGOING_PAYMENT_WORKER_IDLE",
+        "PARTIAL_PAYMENT_DECISION_MAX_WAIT_MS", "PARTIAL_PAYMENT_DECISION_SAFETY_MARGIN_MS",
+        "POLL_INCOMING_PAYMENT_CREATED_WEBHOOK", "PRIVATE_KEY_FILE", "QUOTE_INTERACTION",
+        "QUOTE_LIFESPAN", "REDIS_TLS_CA_FILE_PATH", "REDIS_TLS_CERT_FILE_PATH",
+        "REDIS_TLS_KEY_FILE_PATH", "REDIS_URL", "SEND_TENANT_WEBHOOKS_TO_OPERATOR",
+        "SERVICE_API_PORT", "SIGNATURE_SECRET", "SIGNATURE_VERSION", "SLIPPAGE", "STREAM_SECRET",
+        "TELEMETRY_EXCHANGE_RATES_LIFETIME", "TELEMETRY_EXCHANGE_RATES_URL",
+        "TIGERBEETLE_CLUSTER_ID", "TIGERBEETLE_REPLICA_ADDRESSES",
+        "TIGERBEETLE_TWO_PHASE_TIMEOUT_SECONDS", "TRUST_PROXY", "USE_TIGERBEETLE", "WAIT_SECONDS",
+        "WALLET_ADDRESS_DEACTIVATION_PAYMENT_GRACE_PERIOD_MS", "WALLET_ADDRESS_LOOKUP_TIMEOUT_MS",
+        "WALLET_ADDRESS_NOT_FOUND_POLLING_ENABLED", "WALLET_ADDRESS_POLLING_FREQUENCY_MS",
+        "WALLET_ADDRESS_REDIRECT_HTML_PAGE", "WALLET_ADDRESS_URL", "WALLET_ADDRESS_WORKERS",
+        "WALLET_ADDRESS_WORKER_IDLE", "WEBHOOK_MAX_RETRY", "WEBHOOK_TIMEOUT", "WEBHOOK_URL",
+        "WEBHOOK_WORKERS", "WEBHOOK_WORKER_IDLE", "WITHDRAWAL_THROTTLE_DELAY",
+    }
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -231,6 +285,49 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+
+def unused_rafiki_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The Rafiki variables set (not empty) in ``environ`` that Kiungo does not read, sorted."""
+    env_vars = os.environ if environ is None else environ
+    return sorted(
+        name for name in RAFIKI_VARIABLES - _variables_read() if env_vars.get(name, "").strip()
+    )
+
+
+def warn_unused_rafiki_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Log one warning for each of :func:`unused_rafiki_variables`; a service calls it once at
+    start, after logging is configured. Returns the names."""
+    names = unused_rafiki_variables(environ)
+    for name in names:
+        log.warning(
+            "%s is set but means nothing to Kiungo (a Rafiki setting it does not implement): "
+            "ignored",
+            name,
+            extra={"variable": name},
+        )
+    return names
+
+
+class _Recording(dict[str, str]):
+    """An empty environment that notes every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.names.add(name)
+        return default
+
+
+@functools.cache
+def _variables_read() -> frozenset[str]:
+    # Found by reading the settings from an environment that records the names asked for, so
+    # a setting added to from_env stops being reported as ignored without another list to edit.
+    environ = _Recording()
+    Settings.from_env(environ, serving=False)
+    return frozenset(environ.names)
 
 
 class _Reader:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 __all__ = ["JsonFormatter", "configure_logging"]
@@ -21,6 +23,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+# uvicorn's records carry their message again with terminal colour codes.
+_SKIPPED = frozenset({"color_message"})
+
+
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "msg", ...extra fields, "exc"?}`` on one line."""
 
@@ -32,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _SKIPPED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -48,3 +54,19 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for name in _CHATTY:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Every line on stderr is then a record in the chosen format: a library's warnings and a
+    # traceback that ends the process too, not only what our loggers and uvicorn's say.
+    logging.captureWarnings(True)
+    if log_format == "json":
+        sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("kiungo").critical(
+        "stopped by an uncaught exception", exc_info=(kind, error, traceback)
+    )

@@ -162,7 +162,7 @@ def test_compose_commands_health_and_order() -> None:
         for part, port in PORTS.items():
             service = services[f"{node}-{part}"]
             assert service["command"] == [part, "--host", "0.0.0.0"]
-            assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+            assert f"http://127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
             assert any(p.endswith(f":{port}") for p in service["ports"])
             depends = service["depends_on"]
             assert depends[f"{node}-migrate"]["condition"] == "service_completed_successfully"
@@ -207,6 +207,42 @@ def _of_kind(kind: str) -> list[dict[str, Any]]:
     return [doc for (k, _), doc in _k8s().items() if k == kind]
 
 
+def _append_only(args: list[str]) -> bool:
+    """Whether redis-server's command-line ``args`` turn on append-only persistence, synced to
+    disk at least each second (``no`` leaves it to the kernel: tens of seconds)."""
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    return options.get("--appendonly") == "yes" and options.get("--appendfsync") in (
+        "everysec",
+        "always",
+    )
+
+
+def test_compose_redis_is_append_only() -> None:
+    redis = _compose()["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert _append_only(command[1:]), command
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_k8s_redis_is_append_only_on_a_volume() -> None:
+    objects = _k8s()
+    redis = objects[("StatefulSet", "kiungo-redis")]["spec"]
+    pod = redis["template"]["spec"]
+    _check_pod(pod, objects)
+    (container,) = pod["containers"]
+    assert _append_only(container["args"]), container["args"]
+    (claim,) = redis["volumeClaimTemplates"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
+    (service,) = [
+        doc
+        for doc in _of_kind("Service")
+        if doc["spec"]["selector"].items() <= redis["template"]["metadata"]["labels"].items()
+    ]
+    url = _k8s()[("Secret", "kiungo-secrets")]["stringData"]["REDIS_URL"]
+    assert f"@{service['metadata']['name']}:6379/" in url
+
+
 def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any]]) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -215,7 +251,7 @@ def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any
         assert security["allowPrivilegeEscalation"] is False
         assert security["readOnlyRootFilesystem"] is True
         assert container["resources"]["requests"] and container["resources"]["limits"]
-        for source in container["envFrom"]:
+        for source in container.get("envFrom", []):
             if "configMapRef" in source:
                 assert ("ConfigMap", source["configMapRef"]["name"]) in objects
             else:
@@ -224,12 +260,15 @@ def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any
 
 def test_k8s_objects() -> None:
     kinds = sorted(kind for kind, _ in _k8s())
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Job", "Secret", "Service", "Service"]
+    assert kinds == [
+        "ConfigMap", "Deployment", "Deployment", "Job", "Secret", "Secret", "Service", "Service",
+        "Service", "StatefulSet",
+    ]  # fmt: skip
 
 
 def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None:
     (config_map,) = _of_kind("ConfigMap")
-    (secret,) = _of_kind("Secret")
+    secret = _k8s()[("Secret", "kiungo-secrets")]
     config, secrets = config_map["data"], secret["stringData"]
     assert set(config) <= SETTINGS, set(config) - SETTINGS
     assert set(secrets) <= SETTINGS, set(secrets) - SETTINGS
@@ -240,7 +279,7 @@ def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None
         Settings.from_env({**config, **secrets})
 
 
-def test_k8s_deployments_probe_healthz_as_non_root() -> None:
+def test_k8s_deployments_probe_livez_and_readyz_as_non_root() -> None:
     objects = _k8s()
     deployments = {doc["metadata"]["name"]: doc for doc in _of_kind("Deployment")}
     assert set(deployments) == {f"kiungo-{part}" for part in PORTS}
@@ -255,9 +294,10 @@ def test_k8s_deployments_probe_healthz_as_non_root() -> None:
         (container,) = pod["containers"]
         assert container["args"] == [part, "--host", "0.0.0.0"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for probe in ("readinessProbe", "livenessProbe"):
+        # Liveness must not depend on the stores: restarting a replica cures no store outage.
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
             get = container[probe]["httpGet"]
-            assert get["path"] == "/healthz"
+            assert get["path"] == path
             assert ports.get(get["port"], get["port"]) == port
         (service,) = [
             doc for doc in _of_kind("Service") if doc["spec"]["selector"].items() <= labels.items()

@@ -6,6 +6,9 @@ which otherwise uses the machine's servers, still runs the embedded ones.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +89,53 @@ async def test_embedded_redis_keeps_its_data_across_a_restart(engine_directory: 
             assert await client.get("greeting") == b"jambo"
         finally:
             await client.aclose()
+
+
+async def test_embedded_redis_is_append_only_and_keeps_a_write_through_a_kill(
+    engine_directory: Path,
+) -> None:
+    """Append-only, synced each second: a write answered before the server is killed (no
+    snapshot on SIGKILL) is there after a restart, as an owed post must be."""
+    async with EmbeddedRedis(engine_directory) as redis:
+        client = Redis.from_url(redis.url)
+        try:
+            assert await client.config_get("appendonly") == {"appendonly": "yes"}
+            assert await client.config_get("appendfsync") == {"appendfsync": "everysec"}
+            await client.rpush("kiungo:posts-owed", "an owed post")
+            pid = int((await client.info("server"))["process_id"])
+        finally:
+            await client.aclose()
+        os.kill(pid, signal.SIGKILL)
+
+    async with EmbeddedRedis(engine_directory) as redis:
+        client = Redis.from_url(redis.url)
+        try:
+            assert await client.lrange("kiungo:posts-owed", 0, -1) == [b"an owed post"]
+        finally:
+            await client.aclose()
+
+
+async def test_embedded_redis_from_before_append_only_keeps_its_snapshot(
+    engine_directory: Path,
+) -> None:
+    """A data directory written without append-only persistence (a snapshot, no AOF) keeps its
+    data when the embedded Redis starts append-only, and is append-only from then on."""
+    async with EmbeddedRedis(engine_directory) as redis:
+        client = Redis.from_url(redis.url)
+        try:
+            await client.config_set("appendonly", "no")
+            await client.rpush("kiungo:posts-owed", "an owed post")
+            await client.save()
+        finally:
+            await client.aclose()
+    for aof in (engine_directory / "redis").glob("appendonly*"):
+        shutil.rmtree(aof) if aof.is_dir() else aof.unlink()
+
+    for _ in range(2):  # the first start turns it on, the second reads the AOF
+        async with EmbeddedRedis(engine_directory) as redis:
+            client = Redis.from_url(redis.url)
+            try:
+                assert await client.config_get("appendonly") == {"appendonly": "yes"}
+                assert await client.lrange("kiungo:posts-owed", 0, -1) == [b"an owed post"]
+            finally:
+                await client.aclose()

@@ -1,5 +1,5 @@
 """The backend's HTTP face: ``POST /graphql`` (signed), GraphiQL outside production,
-``/healthz`` and ``/metrics``.
+``/livez``, ``/readyz``, ``/healthz`` and ``/metrics``.
 
 Requests are authenticated before GraphQL sees them: with ``ADMIN_API_SECRET`` set, every
 request needs a fresh, unused signature over its body (``kiungo.signatures``), else 401.
@@ -27,6 +27,7 @@ from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.schema import MAX_TOKENS, RULES, build_schema
+from kiungo.health import health_routes
 from kiungo.signatures import SignatureError, verify
 
 __all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]
@@ -240,6 +241,7 @@ def create_app(backend: Backend, metrics: BackendMetrics | None = None) -> Starl
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *health_routes(backend.pool, backend.redis),
             Route("/metrics", render_metrics, methods=["GET"]),
         ]
     )

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -13,53 +14,22 @@ from pathlib import Path
 from kiungo.backend.schema import build_schema
 from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.log import configure_logging
 from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
-__all__ = ["check_bind", "register", "schema_sdl"]
+__all__ = ["check_bind", "print_schema", "run", "schema_sdl"]
 
 log = logging.getLogger("kiungo.backend")
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "backend",
-        help="run the GraphQL admin API and its workers",
-        description=(
-            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /healthz and "
-            "/metrics on ADMIN_PORT, and run the webhook, expiry and event workers. Requests "
-            "must be signed with ADMIN_API_SECRET; without one the API listens on loopback only."
-        ),
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
-    )
-    parser.set_defaults(handler=_run)
-
-    schema = subparsers.add_parser(
-        "schema",
-        help="print the admin API's GraphQL schema (SDL)",
-        description="Print the schema, or write it to a file, or check a file is current.",
-    )
-    schema.add_argument("--output", "-o", type=Path, help="write the schema to this file")
-    schema.add_argument(
-        "--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the schema"
-    )
-    schema.set_defaults(handler=_schema)
 
 
 def schema_sdl() -> str:
     return str(build_schema()).rstrip("\n") + "\n"
 
 
-def _schema(args: argparse.Namespace) -> int:
+def print_schema(args: argparse.Namespace) -> int:
+    """kiungo schema (its arguments: kiungo.commands)."""
     sdl = schema_sdl()
     if args.check is not None:
         current = args.check.read_text() if args.check.exists() else ""
@@ -90,9 +60,14 @@ def check_bind(settings: Settings, host: str) -> None:
         )
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+def run(args: argparse.Namespace) -> int:
+    """kiungo backend (its arguments: kiungo.commands)."""
+    environ = dict(os.environ)
+    if args.port is not None:
+        environ["ADMIN_PORT"] = str(args.port)
+    settings = Settings.from_env(environ)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
     check_bind(settings, args.host)
     check_processes(args.processes, settings)
     url = f"http://{args.host}:{settings.admin_port}/graphql"

@@ -72,8 +72,15 @@ class RunningBackend:
 
 
 def http_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
+    # uvicorn logs through kiungo.log's handler, as the connector's server does.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=None,
+        lifespan="off",
+        access_log=False,
     )
     return uvicorn.Server(config)
 

@@ -20,6 +20,7 @@ from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
 from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
+from kiungo.health import health_routes
 
 __all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
 
@@ -32,7 +33,7 @@ MAX_BODY = 40_000
 
 def create_app(node: Node) -> ASGIApp:
     """``POST /ilp`` on a bare ASGI handler (the hot path: no routing, no Request object), and
-    everything else (SPSP, /healthz, /metrics, /internal/quote) on Starlette."""
+    everything else (SPSP, /livez, /readyz, /healthz, /metrics, /internal/quote) on Starlette."""
 
     async def healthz(request: Request) -> Response:
         try:
@@ -55,6 +56,7 @@ def create_app(node: Node) -> ASGIApp:
     rest = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *health_routes(node.pool, node.redis),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/internal/quote", quote, methods=["POST"]),
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),

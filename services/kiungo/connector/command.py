@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
 from kiungo.log import configure_logging
@@ -24,34 +25,11 @@ __all__ = [
     "RunningConnector",
     "connector_server",
     "http_server",
-    "register",
+    "run",
     "run_service",
 ]
 
 log = logging.getLogger("kiungo.connector")
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "connector",
-        help="run the connector",
-        description=(
-            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /healthz "
-            "and /metrics on CONNECTOR_PORT. Uses DATABASE_URL and REDIS_URL, or embedded "
-            "servers in KIUNGO_DATA_DIR when unset. The database must be migrated "
-            "(kiungo migrate)."
-        ),
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the port, each a replica with its own pools and "
-        "workers (needs DATABASE_URL and REDIS_URL)",
-    )
-    parser.set_defaults(handler=_run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +49,10 @@ def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
         create_app(node),
         host=host,
         port=port,
-        log_level="warning",
+        # uvicorn's records go through kiungo.log's handler (JSON with LOG_FORMAT=json), at
+        # LOG_LEVEL, rather than through handlers of its own that print plain text.
+        log_config=None,
+        log_level=None,
         lifespan="off",
         access_log=False,
         # Nothing here reads the client's address or the request's scheme and host (SPSP
@@ -101,9 +82,14 @@ async def connector_server(
             await task
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+def run(args: argparse.Namespace) -> int:
+    """kiungo connector (its arguments: kiungo.commands)."""
+    environ = dict(os.environ)
+    if args.port is not None:  # through the environment, so that ILP_CONNECTOR_URL follows it
+        environ["CONNECTOR_PORT"] = str(args.port)
+    settings = Settings.from_env(environ)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
     check_processes(args.processes, settings)
     where = f"http://{args.host}:{settings.connector_port}"
     if args.processes == 1:

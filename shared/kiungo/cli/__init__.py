@@ -2,13 +2,16 @@
 
 Each group module exposes ``register(subparsers)``, which adds its parser and sets a ``handler``
 (see :mod:`kiungo.cli.arguments`). To add a group, write ``kiungo/cli/<group>.py`` and list its
-``register`` in ``_GROUPS`` below.
+``register`` in ``_GROUPS`` below. Building the parser imports no more than argparse needs: a
+handler that needs the database drivers, the web servers or a service imports them when it runs
+(:func:`kiungo.cli.arguments.lazy_handler`), so ``kiungo --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 from kiungo.cli import ledger, migrate, packet, receipt
@@ -19,20 +22,19 @@ __all__ = ["build_parser", "main"]
 
 _GROUPS = (packet.register, receipt.register, migrate.register, ledger.register)
 
-# The services' commands. Imported by name when the parser is built, so this shared package
-# does not depend on the services at import time (DESIGN §2: services depend on shared).
-_SERVICE_COMMANDS = (
-    "kiungo.connector.command",
-    "kiungo.backend.command",
-    "kiungo.up",
-    "kiungo.demo",
-)
+# The services' commands (connector, backend, schema, up, demo): their parsers only. Imported by
+# name when the parser is built, so this shared package does not depend on the services at import
+# time (DESIGN §2: services depend on shared).
+_SERVICE_COMMANDS = ("kiungo.commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiungo",
         description="Kiungo, an Interledger node.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('kiungo')}"
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for register in _GROUPS:

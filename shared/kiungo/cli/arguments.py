@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import importlib
 import json
 import re
 import sys
@@ -22,6 +23,7 @@ __all__ = [
     "Handler",
     "bytes_from_base64",
     "bytes_from_hex",
+    "lazy_handler",
     "paragraphs",
     "print_json",
     "read_argument",
@@ -30,6 +32,20 @@ __all__ = [
 
 Handler = Callable[[argparse.Namespace], int]
 """A subcommand's function (``parser.set_defaults(handler=...)``); returns the exit status."""
+
+
+def lazy_handler(module: str, name: str) -> Handler:
+    """A handler that imports ``module`` only when the command runs and calls its ``name``.
+
+    The services pull in the web servers, the database drivers and the GraphQL schema (about
+    two seconds); building the parser must not, so that ``kiungo --help`` answers at once."""
+
+    def handler(args: argparse.Namespace) -> int:
+        run: Handler = getattr(importlib.import_module(module), name)
+        return run(args)
+
+    return handler
+
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
 

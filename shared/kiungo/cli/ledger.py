@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 from kiungo.cli.arguments import paragraphs
 from kiungo.config import Settings
-from kiungo.db import create_pool
-from kiungo.ledger.check import CheckResult, run_checks
-from kiungo.store.local import postgres_url
+
+if TYPE_CHECKING:
+    from kiungo.ledger.check import CheckResult
 
 __all__ = ["register"]
 
@@ -34,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _check(args: argparse.Namespace) -> int:
+    # SQLAlchemy and asyncpg take a third of a second to import: only when checking.
+    from kiungo.db import create_pool  # noqa: PLC0415
+    from kiungo.ledger.check import run_checks  # noqa: PLC0415
+    from kiungo.store.local import postgres_url  # noqa: PLC0415
+
     async def run() -> list[CheckResult]:
         async with postgres_url(Settings.from_env(serving=False)) as url:
             pool = await create_pool(url, min_size=1, max_size=1)

