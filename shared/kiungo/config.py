@@ -182,6 +182,17 @@ class Settings:
     """``INCOMING_PAYMENT_EXPIRY_MAX_MS``: the latest expiry an incoming payment may ask for."""
     max_outgoing_payment_retry_attempts: int = 5
     """``MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS``: tries before an outgoing payment ends FAILED."""
+    outgoing_payment_attempt_timeout_ms: int = 120_000
+    """``OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS`` (Kiungo's own): the longest one attempt of an
+    outgoing payment may send (resolving the receiver, probing, paying); then it stops, its
+    packets in flight finish, and it is retried or FAILED like any failed attempt."""
+    receiver_fetch_timeout_ms: int = 5_000
+    """``RECEIVER_FETCH_TIMEOUT_MS`` (Kiungo's own): the longest one read of a receiver (its
+    SPSP answer, its incoming payment's JSON) may take in total, however it trickles."""
+    refuse_private_receivers: bool = False
+    """``REFUSE_PRIVATE_RECEIVERS`` (Kiungo's own): ``true`` refuses receivers whose host
+    resolves to a loopback, private, link-local (cloud metadata) or otherwise non-public
+    address, checked on the address connected to; on by default in production only."""
 
     webhook_url: str | None = None
     """``WEBHOOK_URL``: where webhook events are POSTed; unset, events are kept but not sent."""
@@ -267,6 +278,17 @@ class Settings:
                 "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS",
                 _non_negative_int,
                 cls.max_outgoing_payment_retry_attempts,
+            ),
+            outgoing_payment_attempt_timeout_ms=read.value(
+                "OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS",
+                _positive_int,
+                cls.outgoing_payment_attempt_timeout_ms,
+            ),
+            receiver_fetch_timeout_ms=read.value(
+                "RECEIVER_FETCH_TIMEOUT_MS", _positive_int, cls.receiver_fetch_timeout_ms
+            ),
+            refuse_private_receivers=read.value(
+                "REFUSE_PRIVATE_RECEIVERS", _boolean, env is Environment.PRODUCTION
             ),
             webhook_url=read.value("WEBHOOK_URL", _http_url, None),
             webhook_timeout_ms=read.value("WEBHOOK_TIMEOUT", _positive_int, cls.webhook_timeout_ms),
@@ -399,6 +421,15 @@ def _non_negative_int(raw: str) -> int:
     if value < 0:
         raise ValueError(f"expected 0 or more, got {raw!r}")
     return value
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
 
 
 def _port(raw: str) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from kiungo.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, fetch
 from kiungo.spsp.pointer import InvalidPaymentPointer, resolve_receiver
 
 __all__ = [
@@ -40,7 +41,6 @@ INCOMING_PAYMENT_PATH = re.compile(
 """``<wallet address URL>/incoming-payments/<uuid>``."""
 _MAX_U64 = (1 << 64) - 1
 _MAX_BODY = 16 * 1024
-_TIMEOUT_SECONDS = 5.0
 
 
 class ReceiverUnreadable(Exception):
@@ -164,9 +164,13 @@ def wants_json(accept: str | None) -> bool:
     return False
 
 
-async def fetch_incoming_payment(client: httpx.AsyncClient, url: str) -> IncomingPaymentView | None:
-    """Read the incoming payment at ``url``; None when its node answers 404 (unknown there).
-    Raises :class:`ReceiverUnreadable` for anything else that is not a view of that URL."""
+async def fetch_incoming_payment(
+    client: httpx.AsyncClient, url: str, *, max_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> IncomingPaymentView | None:
+    """Read the incoming payment at ``url`` (within ``max_seconds`` seconds, at most
+    :data:`_MAX_BODY` bytes: :mod:`kiungo.receiver_fetch`); None when its node answers 404
+    (unknown there). Raises :class:`ReceiverUnreadable` for anything else that is not a view
+    of that URL."""
     if INCOMING_PAYMENT_PATH.match(url) is None:
         raise ReceiverUnreadable(f"{url} is not an incoming payment URL")
     try:
@@ -174,21 +178,21 @@ async def fetch_incoming_payment(client: httpx.AsyncClient, url: str) -> Incomin
     except InvalidPaymentPointer as exc:
         raise ReceiverUnreadable(str(exc)) from None
     try:
-        response = await client.get(
-            target, headers={"Accept": "application/json"}, timeout=_TIMEOUT_SECONDS
+        response = await fetch(
+            client, target, accept="application/json", max_bytes=_MAX_BODY, max_seconds=max_seconds
         )
-    except httpx.HTTPError as exc:
-        raise ReceiverUnreadable(f"reading {url} failed: {type(exc).__name__}") from None
+    except ReceiverFetchError as exc:
+        raise ReceiverUnreadable(f"reading {url}: {exc}") from None
     if response.status_code == 404:
         return None
     if response.status_code != 200:
         raise ReceiverUnreadable(f"reading {url} answered HTTP {response.status_code}")
-    if len(response.content) > _MAX_BODY:
-        raise ReceiverUnreadable(f"{url} answered more than {_MAX_BODY} bytes")
+    if not response.is_json:
+        raise ReceiverUnreadable(f"{url} did not answer JSON")
     try:
-        view = IncomingPaymentView.from_json(json.loads(response.content))
+        view = IncomingPaymentView.from_json(json.loads(response.body))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReceiverUnreadable(f"{url} did not answer an incoming payment: {exc}") from None
     if not _same_payment(view.id, url):
-        raise ReceiverUnreadable(f"{url} answered for another incoming payment ({view.id})")
+        raise ReceiverUnreadable(f"{url} answered for another incoming payment")
     return view

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.backend.harness import WALLET_BASE, Admin, create_wallet_address, credit
+from tests.backend.harness import (
+    WALLET_BASE,
+    Admin,
+    backend_settings,
+    create_wallet_address,
+    credit,
+    running_backend,
+)
+from tests.hostile_http import complete, hostile_server, trickled_head
 
 FIELDS = (
     "id walletAddressUrl completed expiresAt metadata createdAt "
@@ -310,3 +319,43 @@ async def test_idempotent_create_and_complete(admin: Admin) -> None:
     assert done["completeReceiver"]["receiver"]["receivedAmount"]["value"] == "7"
     kinds = [kind for kind, _ in await events_of(admin, payment)]
     assert kinds == ["incoming_payment.created", "incoming_payment.completed"]
+
+
+async def test_with_private_receivers_refused_an_internal_service_cannot_be_probed(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
+) -> None:
+    """Reading another node's receiver fetches its URL: with REFUSE_PRIVATE_RECEIVERS a URL on
+    a loopback or private address is never fetched, and the error tells nothing of what the
+    internal service would have answered."""
+    internal = complete(b'{"token": "internal-secret"}', status=418)
+    settings = backend_settings(redis_prefix, refuse_private_receivers=True)
+    async with (
+        hostile_server(internal) as service,
+        running_backend(migrated_database, redis_server_url, settings) as admin,
+    ):
+        port = service.url.rsplit(":", 1)[1]
+        hosts = ("http://127.0.0.1", "http://localhost", "https://[::1]", "https://10.0.0.7")
+        for host in (*hosts, "https://169.254.169.254"):
+            url = f"{host}:{port}/bob/incoming-payments/{uuid.uuid4()}"
+            failure = await admin.error(READ, {"id": url})
+            assert failure.code == "BAD_USER_INPUT", failure.errors
+            message = failure.errors[0]["message"]
+            assert "non-public address" in message
+            assert "418" not in message and "internal-secret" not in message
+        assert service.requests == []
+
+
+async def test_a_receiver_read_is_bounded_in_time(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
+) -> None:
+    settings = backend_settings(redis_prefix, receiver_fetch_timeout_ms=500)
+    async with (
+        hostile_server(trickled_head(0.05)) as slow,
+        running_backend(migrated_database, redis_server_url, settings) as admin,
+    ):
+        started = time.monotonic()
+        url = f"{slow.url}/bob/incoming-payments/{uuid.uuid4()}"
+        failure = await admin.error(READ, {"id": url})
+        assert failure.code == "BAD_USER_INPUT"
+        assert "did not answer within 0.5 s" in failure.errors[0]["message"]
+        assert time.monotonic() - started < 2

@@ -94,6 +94,7 @@ def test_rafiki_variable_names_are_read() -> None:
         quote_lifespan_ms=120_000,
         incoming_payment_expiry_max_ms=86_400_000,
         max_outgoing_payment_retry_attempts=3,
+        refuse_private_receivers=True,  # production's default
         webhook_url="https://hooks.example.com/kiungo",
         webhook_timeout_ms=5000,
         webhook_max_retry=7,
@@ -136,6 +137,9 @@ def test_rafiki_variable_names_are_read() -> None:
         ("WEBHOOK_URL", "hooks"),
         ("WEBHOOK_TIMEOUT", "2s"),
         ("WEBHOOK_MAX_RETRY", "ten"),
+        ("OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS", "0"),
+        ("RECEIVER_FETCH_TIMEOUT_MS", "5s"),
+        ("REFUSE_PRIVATE_RECEIVERS", "maybe"),
     ],
 )
 def test_a_malformed_value_raises_one_line_naming_the_variable(name: str, value: str) -> None:
@@ -153,6 +157,26 @@ def test_an_empty_variable_counts_as_unset() -> None:
     assert settings.connector_port == 3002
     assert settings.database_url is None
     assert settings.slippage == Decimal("0.01")
+
+
+def test_private_receivers_are_refused_by_default_in_production_only() -> None:
+    assert not Settings.from_env({}).refuse_private_receivers
+    assert not Settings.from_env({"NODE_ENV": "test"}).refuse_private_receivers
+    production = {"NODE_ENV": "production", "STREAM_SECRET": SECRET_B64}
+    assert Settings.from_env(production).refuse_private_receivers
+    off = Settings.from_env({**production, "REFUSE_PRIVATE_RECEIVERS": "false"})
+    assert not off.refuse_private_receivers
+    assert Settings.from_env({"REFUSE_PRIVATE_RECEIVERS": "TRUE"}).refuse_private_receivers
+
+
+def test_receiver_reads_and_payment_attempts_are_bounded_in_time() -> None:
+    assert Settings.from_env({}).receiver_fetch_timeout_ms == 5_000
+    assert Settings.from_env({}).outgoing_payment_attempt_timeout_ms == 120_000
+    settings = Settings.from_env(
+        {"RECEIVER_FETCH_TIMEOUT_MS": "750", "OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS": "3000"}
+    )
+    assert settings.receiver_fetch_timeout_ms == 750
+    assert settings.outgoing_payment_attempt_timeout_ms == 3_000
 
 
 def test_production_refuses_to_start_without_a_stream_secret() -> None:

@@ -3,17 +3,29 @@ what a reader refuses."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.hostile_http import complete, endless, hostile_server, trickled
 
-from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
+from kiungo.open_payments import (
+    INCOMING_PAYMENT_PATH,
+    IncomingPaymentView,
+    ReceiverUnreadable,
+    fetch_incoming_payment,
+    wants_json,
+)
+from kiungo.receiver_fetch import receiver_client
 
 URL = "https://wallet.example/alice/incoming-payments/4f1c2a56-0d8e-4b7a-9c3f-2e5d6a7b8c9d"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+PATH = "/alice/incoming-payments/4f1c2a56-0d8e-4b7a-9c3f-2e5d6a7b8c9d"
 
 views = st.builds(
     IncomingPaymentView,
@@ -116,3 +128,49 @@ def test_incoming_payment_urls() -> None:
     assert INCOMING_PAYMENT_PATH.match(URL[:-36] + URL[-36:].replace("-", "")) is not None
     assert INCOMING_PAYMENT_PATH.match("https://wallet.example/alice/incoming-payments/1") is None
     assert INCOMING_PAYMENT_PATH.match("/incoming-payments/" + URL[-36:]) is None
+
+
+# -- reading another node's incoming payment from a hostile server ------------------------------
+
+
+def _view_body(url: str) -> bytes:
+    view = IncomingPaymentView(url, "w", "USD", 2, 500, 120, False, None, NOW)
+    return json.dumps(view.to_json()).encode()
+
+
+async def test_a_trickled_incoming_payment_fails_within_the_time_limit() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(hostile_server(trickled(b"{}" * 100, 0.05)))
+        client = await stack.enter_async_context(receiver_client(refuse_private=False))
+        started = time.monotonic()
+        with pytest.raises(ReceiverUnreadable, match=r"did not answer within 0\.5 s"):
+            await fetch_incoming_payment(client, f"{server.url}{PATH}", max_seconds=0.5)
+        assert time.monotonic() - started < 1.5
+
+
+async def test_an_oversized_incoming_payment_is_refused_as_it_streams() -> None:
+    async with hostile_server(endless()) as server, receiver_client(refuse_private=False) as c:
+        started = time.monotonic()
+        with pytest.raises(ReceiverUnreadable, match="more than"):
+            await fetch_incoming_payment(c, f"{server.url}{PATH}")
+        assert time.monotonic() - started < 2
+
+
+async def test_an_incoming_payment_is_read_only_as_json_and_only_from_public_hosts() -> None:
+    async with hostile_server(complete(b"")) as placeholder:
+        good = _view_body(f"{placeholder.url}{PATH}")  # any host: the id's path is what counts
+    async with hostile_server(complete(good)) as honest:
+        async with receiver_client(refuse_private=False) as client:
+            view = await fetch_incoming_payment(client, f"{honest.url}{PATH}")
+        assert view is not None and view.received_amount == 120
+        async with receiver_client(refuse_private=True) as client:
+            with pytest.raises(ReceiverUnreadable, match="non-public") as raised:
+                await fetch_incoming_payment(client, f"{honest.url}{PATH}")
+        assert "120" not in str(raised.value)
+        assert len(honest.requests) == 1  # the refusing client never connected
+    async with (
+        hostile_server(complete(good, "text/plain")) as mislabelled,
+        receiver_client(refuse_private=False) as client,
+    ):
+        with pytest.raises(ReceiverUnreadable, match="JSON"):
+            await fetch_incoming_payment(client, f"{mislabelled.url}{PATH}")

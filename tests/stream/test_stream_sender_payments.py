@@ -11,11 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import pytest
+
 from kiungo.ilp.errors import AmountTooLargeError
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.stream.receipt import verify_receipt
 from kiungo.stream.receiver import IncomingMoney, StreamReceiver
-from kiungo.stream.sender import PaymentError, RateProbe, StreamSender, minimum_exchange_rate
+from kiungo.stream.sender import (
+    MAX_F08_REDUCTIONS,
+    PROBE_AMOUNTS,
+    PaymentError,
+    RateProbe,
+    StreamSender,
+    minimum_exchange_rate,
+)
 from kiungo.stream.server import Asset, ReceiptSetup, StreamServer
 
 CONNECTOR = "test.connector"
@@ -200,3 +209,79 @@ async def test_close_is_answered_with_f99_by_the_receiver() -> None:
     await sender.close()
     assert sender.closed
     assert path.prepares == 1
+
+
+@dataclass
+class ShrinkingPath:
+    """A receiver that answers every packet F08(received=a, max=a - 1): each answer names a
+    size one unit below the packet's. It gives up (F06, final) after ``limit`` packets so that
+    a sender that does not converge fails this test instead of running for hours."""
+
+    limit: int = 5_000
+    prepares: int = 0
+
+    async def send(self, prepare: Prepare) -> Fulfill | Reject:
+        self.prepares += 1
+        if self.prepares > self.limit:
+            return Reject("F06", RECEIVER, "test limit reached", b"")
+        return AmountTooLargeError(prepare.amount, prepare.amount - 1).to_reject(RECEIVER)
+
+
+def _shrinking_sender(path: ShrinkingPath) -> StreamSender:
+    return StreamSender(
+        path.send,
+        destination=f"{RECEIVER}.x",
+        shared_secret=os.urandom(32),
+        source_address="test.sender",
+        source_asset=Asset("USD", 2),
+        sleep=_no_sleep,
+    )
+
+
+async def test_a_receiver_shrinking_every_packet_by_one_unit_fails_the_payment_quickly() -> None:
+    path = ShrinkingPath()
+    sender = _shrinking_sender(path)
+    sender.assume(RateProbe(Fraction(1), Fraction(2), 10**9, Asset("USD", 2)))
+    result = await sender.pay(delivery_amount=10**9)
+    assert result.error is not None and result.error.code == "F08"
+    assert "no progress" in str(result.error)
+    assert path.prepares <= MAX_F08_REDUCTIONS + 1
+    assert result.amount_sent == 0
+
+
+async def test_a_probe_shrunk_by_one_unit_at_a_time_gives_up_quickly() -> None:
+    path = ShrinkingPath()
+    sender = _shrinking_sender(path)
+    with pytest.raises(PaymentError, match="no progress"):
+        await sender.probe()
+    assert path.prepares <= len(PROBE_AMOUNTS) + 1 + MAX_F08_REDUCTIONS
+
+
+async def test_f08_reductions_are_counted_only_until_a_packet_gets_through() -> None:
+    # More reductions in all than the limit, but a packet gets through after each one.
+    sizes = [10**k for k in range(18, 0, -1)]
+    assert len(sizes) > MAX_F08_REDUCTIONS + 1
+    path, server = make_path(max_packet=sizes[0])
+    credentials = server.generate_credentials()
+    shrinking = iter(sizes[1:])
+
+    async def hop(prepare: Prepare) -> Fulfill | Reject:
+        reply = await path.send(prepare)
+        if isinstance(reply, Fulfill):
+            path.max_packet = next(shrinking, path.max_packet)  # the next one meets less
+        return reply
+
+    sender = StreamSender(
+        hop,
+        destination=credentials.destination_account,
+        shared_secret=credentials.shared_secret,
+        source_address="test.sender",
+        source_asset=Asset("USD", 2),
+        max_in_flight=1,
+        sleep=_no_sleep,
+    )
+    sender.assume(RateProbe(Fraction(1), Fraction(2), sizes[0], Asset("USD", 2)))
+    result = await sender.pay(source_amount=sum(sizes))
+    assert result.error is None, result.error
+    assert result.amount_sent == sum(sizes)
+    assert path.prepares < 2 * len(sizes)  # each size: at most one F08, then a Fulfill

@@ -21,6 +21,7 @@ from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
 from kiungo.rates import RatesClient
+from kiungo.receiver_fetch import receiver_client
 from kiungo.store.coordination import (
     Conflict,
     Finished,
@@ -61,11 +62,15 @@ class Backend:
     # One client for the rates service and the connector's internal routes: a client per
     # request would build a TLS context (tens of milliseconds) each time.
     http: httpx.AsyncClient = field(init=False)
+    # Another node's receivers are read with their own client: bounded, and kept off private
+    # addresses with REFUSE_PRIVATE_RECEIVERS (the connector and the rates service are private).
+    receiver_http: httpx.AsyncClient = field(init=False)
     rates: RatesClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.idempotency = IdempotencyStore(self.redis, self.settings.redis_key_prefix)
         self.http = httpx.AsyncClient(timeout=15)
+        self.receiver_http = receiver_client(refuse_private=self.settings.refuse_private_receivers)
         self.rates = RatesClient(
             self.settings.exchange_rates_url,
             client=self.http,
@@ -74,6 +79,7 @@ class Backend:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.receiver_http.aclose()
 
     async def receiver_changed(self, owner_id: uuid.UUID) -> None:
         """Tell every connector replica to forget what it cached of a wallet address or incoming

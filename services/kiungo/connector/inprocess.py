@@ -150,7 +150,11 @@ async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
             credentials.destination_account, credentials.shared_secret, local=found
         )
     try:
-        answer = await query(receiver, client=node.http)
+        answer = await query(
+            receiver,
+            client=node.receiver_http,
+            max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
+        )
     except SpspQueryError as exc:
         raise InvalidReceiver(str(exc)) from None
     return ResolvedReceiver(answer.destination_account, answer.shared_secret)

@@ -28,6 +28,7 @@ from kiungo.connector.receivers import ReceiverDirectory
 from kiungo.db import create_pool
 from kiungo.ledger import Ledger
 from kiungo.rates import RatesClient
+from kiungo.receiver_fetch import receiver_client
 from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
@@ -51,6 +52,9 @@ class Node:
     redis: Redis
     ledger: Ledger
     http: httpx.AsyncClient
+    receiver_http: httpx.AsyncClient
+    """Reads receivers (SPSP, incoming payments): no proxy, no redirects, and with
+    REFUSE_PRIVATE_RECEIVERS no private addresses (:mod:`kiungo.receiver_fetch`)."""
     links: PeerLinks
     rates: RatesClient
     stream_server: StreamServer
@@ -94,6 +98,7 @@ class Node:
             redis=redis,
             ledger=ledger,
             http=http,
+            receiver_http=receiver_client(refuse_private=settings.refuse_private_receivers),
             links=PeerLinks(),
             rates=RatesClient(
                 settings.exchange_rates_url,
@@ -196,6 +201,7 @@ class Node:
         await stop_tasks(self._tasks)
         await self.ledger.close()
         await self.http.aclose()
+        await self.receiver_http.aclose()
         await self.links.close()
         await self.redis.aclose()
         await self.pool.close()

@@ -149,7 +149,9 @@ async def _read_incoming_payment(node: Node, receiver: str) -> IncomingPaymentVi
     if INCOMING_PAYMENT_PATH.match(receiver) is None:
         return None
     try:
-        view = await fetch_incoming_payment(node.http, receiver)
+        view = await fetch_incoming_payment(
+            node.receiver_http, receiver, max_seconds=node.settings.receiver_fetch_timeout_ms / 1000
+        )
     except ReceiverUnreadable as exc:
         log.info("no amounts for %s: %s", receiver, exc)
         return None

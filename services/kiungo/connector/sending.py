@@ -55,6 +55,15 @@ the difference is this operator's, never the sender's nor the receiver's. To a r
 does not tell (a wallet address, another implementation), those packets can be paid twice.
 (Within one process nothing is lost: a stopping worker lets its packets finish.)
 
+**Deadline.** An attempt sends for at most OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS (resolving the
+receiver over SPSP, reading its incoming payment, probing, paying): a receiver that trickles
+its answers or keeps the sender busy without progress would otherwise hold one of this
+replica's MAX_CONCURRENT_PAYMENTS slots, and the lease that keeps every other replica off the
+payment, for as long as it liked. At the deadline the sender stops; packets already handed to
+the pipeline finish (each within PACKET_LIFETIME), and the attempt fails like any other
+(retried with backoff, or FAILED). The lease is renewed no later than the deadline plus one
+packet lifetime: past that the worker lets it run out, as a crashed worker's would.
+
 **Outcome.** COMPLETED, or on failure a retry with backoff (``state_attempts + 1``,
 ``process_at = now + backoff``), at most MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS times, then FAILED
 with ``error``. The state change and its ``outgoing_payment.completed|failed`` event are written
@@ -129,6 +138,8 @@ RETRY_BACKOFF = timedelta(seconds=1)
 MAX_RETRY_BACKOFF = timedelta(seconds=60)
 PENDING_RECHECK = timedelta(seconds=1)
 _CLOSE_SECONDS = 2.0
+_LEASE_GRACE = timedelta(seconds=2)
+"""Past an attempt's deadline and its packets' lifetime, what recording the outcome may take."""
 # A backend publishes here when a payment becomes SENDING (kiungo.backend.context).
 PAYMENTS_DUE_CHANNEL = "payments-due"
 # Namespace of the ids of a local payment's transfer legs (uuid5 of "<payment id>:<leg>").
@@ -294,13 +305,23 @@ class _Lease:
     """Our hold on one payment row: its ``process_at`` as we last wrote it."""
 
     def __init__(
-        self, pool: asyncpg.Pool, payment_id: uuid.UUID, token: datetime, *, resumed: bool
+        self,
+        pool: asyncpg.Pool,
+        payment_id: uuid.UUID,
+        token: datetime,
+        *,
+        resumed: bool,
+        attempt_timeout: timedelta,
     ) -> None:
         self._pool = pool
         self.payment_id = payment_id
         self.token = token
         self.resumed = resumed
         """Claimed before (a crash, a retry, a stop): packets may have gone out unseen."""
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + attempt_timeout.total_seconds()
+        """The event loop time at which this attempt stops sending."""
+        self._renew_until = self.deadline + (PACKET_LIFETIME + _LEASE_GRACE).total_seconds()
         self.lost = False
         self._lock = asyncio.Lock()
         self._extra = _extra(payment_id)
@@ -311,6 +332,15 @@ class _Lease:
         """Extend the lease (and write progress); False once it is lost."""
         async with self._lock:
             if self.lost:
+                return False
+            if asyncio.get_running_loop().time() > self._renew_until:
+                # The attempt overran its deadline and its packets' lifetime: let the lease run
+                # out so that another replica (or this one, later) can take the payment over.
+                self.lost = True
+                log.warning(
+                    "outgoing payment %s: attempt overran its deadline, letting the lease go",
+                    self.payment_id, extra=self._extra,
+                )  # fmt: skip
                 return False
             try:
                 token = await self._pool.fetchval(
@@ -442,6 +472,9 @@ class OutgoingPaymentWorker:
             else timedelta(milliseconds=node.settings.worker_interval_ms)
         )
         self._running: set[asyncio.Task[None]] = set()
+        self._attempt_timeout = timedelta(
+            milliseconds=node.settings.outgoing_payment_attempt_timeout_ms
+        )
 
     async def _listen(self, wake: asyncio.Event) -> None:
         """Set ``wake`` on every payments-due message from a backend (polling goes on
@@ -480,7 +513,13 @@ class OutgoingPaymentWorker:
         async with self._node.pool.acquire() as conn:
             rows = await conn.fetch(_CLAIM, limit, LEASE)
         for row in rows:
-            lease = _Lease(self._node.pool, row["id"], row["process_at"], resumed=row["resumed"])
+            lease = _Lease(
+                self._node.pool,
+                row["id"],
+                row["process_at"],
+                resumed=row["resumed"],
+                attempt_timeout=self._attempt_timeout,
+            )
             self._spawn(self._process(lease), f"outgoing-payment-{row['id']}")
         return len(rows)
 
@@ -588,7 +627,11 @@ class OutgoingPaymentWorker:
         if INCOMING_PAYMENT_PATH.match(payment.receiver) is None:
             return delivered
         try:
-            view = await fetch_incoming_payment(self._node.http, payment.receiver)
+            view = await fetch_incoming_payment(
+                self._node.receiver_http,
+                payment.receiver,
+                max_seconds=self._node.settings.receiver_fetch_timeout_ms / 1000,
+            )
         except ReceiverUnreadable as exc:
             log.info(
                 "outgoing payment %s: the receiver's amounts are not known (%s)",
@@ -719,9 +762,12 @@ class OutgoingPaymentWorker:
             resolved = payment.credentials
         else:
             try:
-                resolved = await resolve_receiver(node, payment.receiver)
+                async with asyncio.timeout_at(lease.deadline):
+                    resolved = await resolve_receiver(node, payment.receiver)
             except InvalidReceiver as exc:
                 return _Failed(f"invalid receiver: {exc}", True, sent, delivered)
+            except TimeoutError:
+                return _Failed(self._overran(), True, sent, delivered)
         progress = _Progress(payment, lease, StreamKeys(resolved.shared_secret), sent, delivered)
         link = _PaymentLink(node, payment, progress, lease)
         sender = StreamSender(
@@ -737,26 +783,29 @@ class OutgoingPaymentWorker:
         error: str | None = None
         retryable = True
         try:
-            if payment.rate > 0 and payment.max_packet_amount:
-                # The quote probed this path moments ago: pay on what it learned.
-                sender.assume(
-                    RateProbe(
-                        payment.rate,
-                        max(payment.high_rate, payment.rate),
-                        payment.max_packet_amount,
-                        payment.receive_asset,
+            async with asyncio.timeout_at(lease.deadline):
+                if payment.rate > 0 and payment.max_packet_amount:
+                    # The quote probed this path moments ago: pay on what it learned.
+                    sender.assume(
+                        RateProbe(
+                            payment.rate,
+                            max(payment.high_rate, payment.rate),
+                            payment.max_packet_amount,
+                            payment.receive_asset,
+                        )
                     )
-                )
-            else:
-                error, retryable = await self._probe(sender, payment)
-            if error is None:
-                link.start_paying()
-                result = await sender.pay(
-                    delivery_amount=payment.receive_amount - delivered,
-                    min_exchange_rate=payment.min_rate,
-                )
-                if result.error is not None:
-                    error = str(result.error)
+                else:
+                    error, retryable = await self._probe(sender, payment)
+                if error is None:
+                    link.start_paying()
+                    result = await sender.pay(
+                        delivery_amount=payment.receive_amount - delivered,
+                        min_exchange_rate=payment.min_rate,
+                    )
+                    if result.error is not None:
+                        error = str(result.error)
+        except TimeoutError:
+            error = self._overran()
         finally:
             # Every packet given to the pipeline is posted or voided before anything is decided.
             await link.pipeline.drain()
@@ -769,6 +818,12 @@ class OutgoingPaymentWorker:
         if payment.done(sent, delivered):
             return _Completed(sent, delivered)
         return _Failed(error or "the payment stopped short", retryable, sent, delivered)
+
+    def _overran(self) -> str:
+        seconds = self._attempt_timeout.total_seconds()
+        return (
+            f"the attempt did not finish within {seconds:g} s (OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS)"
+        )
 
     @staticmethod
     async def _close(sender: StreamSender, link: _PaymentLink) -> None:

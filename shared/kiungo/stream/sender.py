@@ -11,9 +11,13 @@ backoff are passed in. The algorithm follows what @interledger/pay does, in its 
   receiver answers with its asset.
 * **Pay**: a fixed source amount, or a fixed delivery amount sized from the probed lower-bound
   rate, in packets of at most the maximum packet amount; each packet asks the receiver to refuse
-  less than ``ceil(amount × minimum rate)``. T errors back off exponentially; F08 shrinks packets;
-  F99 and R01 are retried a few times; every other F/R code, a ConnectionClose, or a StreamClose
-  of our stream ends the payment. Receipts in fulfills are collected.
+  less than ``ceil(amount × minimum rate)``. T errors back off exponentially; F08 shrinks packets
+  to the size its data names (by half without data), at most ``MAX_F08_REDUCTIONS`` times in a
+  row without a packet getting through: a path that keeps naming a size just below the last one
+  (an F08 saying "received a, max a − 1" for ever) would otherwise be sent a packet per unit
+  of the packet size. F99 and R01 are retried a few times; every other F/R code, a
+  ConnectionClose, or a StreamClose of our stream ends the payment. Receipts in fulfills are
+  collected.
 * **Close**: a zero-amount ConnectionClose packet that the receiver rejects with F99.
 """
 
@@ -59,6 +63,10 @@ STREAM_ID = 1
 PROBE_AMOUNTS = (10**12, 10**9, 10**6, 10**3)
 """The first probe volley (below the known maximum packet). An F08 with its data tells the
 path's maximum exactly, so every third decade is enough; every packet costs both ends CPU."""
+MAX_F08_REDUCTIONS = 16
+"""Packet size reductions (F08) in a row without any packet getting through before the payment
+fails. An honest path needs one per hop whose maximum is below ours, and a few more when its
+rate moves between packets."""
 _INITIAL_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 
@@ -158,6 +166,7 @@ class StreamSender:
         self.lower_rate: Fraction | None = None
         self.upper_rate: Fraction | None = None
         self._max_packet_verified = False
+        self._f08_reductions = 0
         self._expected_asset: Asset | None = None
         self.closed = False
 
@@ -238,22 +247,32 @@ class StreamSender:
         if self.upper_rate <= self.lower_rate:  # the rate moved between probes
             self.upper_rate = self.lower_rate + Fraction(1, sent)
 
-    def _note_f08(self, sent: int, reject: Reject) -> bool:
-        """Shrink the packet size from F08 data; False when the data is unusable."""
+    def _note_f08(self, sent: int, reject: Reject) -> None:
+        """Shrink the packet size from F08 data; PaymentError when nothing is left or the path
+        has refused :data:`MAX_F08_REDUCTIONS` sizes in a row without taking any packet."""
         try:
             received, maximum = decode_amount_too_large_data(reject.data)
         except DecodeError:
             received, maximum = 0, 0
-        if received > 0 and maximum < received:
-            new_max = sent * maximum // received
-        else:
-            new_max = sent - 1 if sent > 1 else 0
+        # The size the data names, scaled to our units; without data, half.
+        usable = received > 0 and maximum < received
+        new_max = sent * maximum // received if usable else sent // 2
         if new_max <= 0:
-            return False
+            raise PaymentError("path refuses every packet size (F08)", "F08")
         if new_max < self.max_packet_amount:
             self.max_packet_amount = new_max
             self._max_packet_verified = False
-        return True
+            self._f08_reductions += 1
+            if self._f08_reductions > MAX_F08_REDUCTIONS:
+                raise PaymentError(
+                    f"the path refused {self._f08_reductions} packet sizes in a row as too large "
+                    "(F08) without taking any packet: no progress",
+                    "F08",
+                )
+
+    def _got_through(self) -> None:
+        """A packet reached the receiver: the packet size is no longer shrinking blind."""
+        self._f08_reductions = 0
 
     async def probe(self) -> RateProbe:
         """Discover the rate bounds and the largest packet the path carries.
@@ -272,12 +291,12 @@ class StreamSender:
             for amount, reply in zip(amounts, results, strict=True):
                 if reply.delivered is not None:
                     self._note_rate(amount, reply.delivered)
+                    self._got_through()
                     largest_ok = max(largest_ok, amount)
                     continue
                 ilp = reply.ilp
                 if isinstance(ilp, Reject) and ilp.code == "F08":
-                    if not self._note_f08(amount, ilp):
-                        raise PaymentError("path refuses every packet size (F08)", "F08")
+                    self._note_f08(amount, ilp)
                 elif isinstance(ilp, Reject) and ilp.code[0] == "T":
                     temporary = True
                 elif isinstance(ilp, Reject):
@@ -442,7 +461,8 @@ class StreamSender:
         return least
 
     def _settle(self, result: PaymentResult, reply: _Reply, amount: int, min_rate: Fraction) -> str:
-        """Book one reply into the result: "ok", "retry", or raise PaymentError."""
+        """Book one reply into the result: "ok", "shrunk" (F08), "retry", or raise
+        PaymentError."""
         expected, told = self._expected_asset, self.destination_asset
         if expected is not None and told is not None and told != expected:
             if isinstance(reply.ilp, Fulfill):
@@ -472,9 +492,9 @@ class StreamSender:
         result.packets_rejected += 1
         code = ilp.code
         if code == "F08":
-            if not self._note_f08(amount, ilp):
-                raise PaymentError("path refuses every packet size (F08)", "F08")
-            return "ok"
+            # Not "ok": an F08 is no progress, and must not reset the failures in a row.
+            self._note_f08(amount, ilp)
+            return "shrunk"
         if code[0] == "T":
             return "retry"
         if code == "F99" and stream is not None:
@@ -492,6 +512,7 @@ class StreamSender:
     def _book_fulfill(
         self, result: PaymentResult, reply: _Reply, amount: int, assumed_delivery: int
     ) -> None:
+        self._got_through()
         result.packets_fulfilled += 1
         result.amount_sent += amount
         delivered = reply.delivered

@@ -181,7 +181,11 @@ def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
 async def _load_remote(ctx: Context, url: str) -> Receiver:
     """Another node's incoming payment, read from that node (:mod:`kiungo.open_payments`)."""
     try:
-        view = await fetch_incoming_payment(ctx.backend.http, url)
+        view = await fetch_incoming_payment(
+            ctx.backend.receiver_http,
+            url,
+            max_seconds=ctx.backend.settings.receiver_fetch_timeout_ms / 1000,
+        )
     except ReceiverUnreadable as exc:
         message = f"id: the receiver's node does not tell its amounts: {exc}"
         raise bad_input(message, field="id") from None
