@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from kiungo.models import IncomingPaymentState
+
 __all__ = [
     "OUTGOING_PAYMENT_EVENT_ROW",
     "EventType",
@@ -66,7 +68,7 @@ def incoming_payment_data(
         "id": str(payment["id"]),
         "walletAddressId": str(payment["wallet_address_id"]),
         "state": state,
-        "completed": state == "COMPLETED",
+        "completed": state == IncomingPaymentState.COMPLETED,
         "receivedAmount": amount_json(received, asset_code, asset_scale),
         "createdAt": iso_time(payment["created_at"]),
         "expiresAt": iso_time(payment["expires_at"]),

@@ -359,3 +359,32 @@ async def test_a_receiver_read_is_bounded_in_time(
         assert failure.code == "BAD_USER_INPUT"
         assert "did not answer within 0.5 s" in failure.errors[0]["message"]
         assert time.monotonic() - started < 2
+
+
+async def test_a_pointer_with_a_bare_slash_names_the_nodes_well_known_wallet_address(
+    admin: Admin,
+) -> None:
+    """``$wallet.example/`` is ``https://wallet.example/.well-known/pay`` (RFC 26: an empty path
+    or ``/``), so it is this node's wallet address there, for receivers as for quotes; it once
+    read as ``https://wallet.example``, another node's."""
+    asset = await admin.create_asset("USD", 2)
+    sender = await create_wallet_address(admin, asset, "/sender")
+    await create_wallet_address(admin, asset, "/.well-known/pay")
+    data = await admin.data(CREATE, {"input": {"walletAddressUrl": "$wallet.example/"}})
+    receiver = data["createReceiver"]["receiver"]
+    assert receiver["walletAddressUrl"] == WALLET_BASE + "/.well-known/pay"
+    assert receiver["id"].startswith(WALLET_BASE + "/.well-known/pay/incoming-payments/")
+
+    quoted = await admin.data(
+        "mutation($input: CreateQuoteInput!) { createQuote(input: $input) {"
+        " quote { receiver receiveAmount { value } } } }",
+        {
+            "input": {
+                "walletAddressId": sender,
+                "receiver": "$wallet.example/",
+                "receiveAmount": {"value": "10", **USD},
+            }
+        },
+    )
+    quote = quoted["createQuote"]["quote"]
+    assert quote == {"receiver": WALLET_BASE + "/.well-known/pay", "receiveAmount": {"value": "10"}}

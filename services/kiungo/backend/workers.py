@@ -27,9 +27,11 @@ import asyncpg
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
-from kiungo.events import EventType, amount_json, incoming_payment_data, insert_event, iso_time
+from kiungo.events import EventType, amount_json, insert_event, iso_time
 from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.payments.incoming import OPEN, sql_list
+from kiungo.payments.incoming import store as incoming_store
 from kiungo.signatures import signature_header
 from kiungo.tasks import raise_if_cancelled, stop_tasks
 
@@ -143,12 +145,11 @@ async def deliver_webhooks(
     return len(rows)
 
 
-_DUE_INCOMING_PAYMENTS = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.expires_at, p.metadata,
-       p.client, p.created_at, a.code AS asset_code, a.scale AS asset_scale
+_DUE_INCOMING_PAYMENTS = f"""
+SELECT p.id, a.code AS asset_code, a.scale AS asset_scale
 FROM incoming_payments p
 JOIN assets a ON a.id = p.asset_id
-WHERE p.state IN ('PENDING', 'PROCESSING') AND p.expires_at <= now()
+WHERE p.state IN {sql_list(OPEN)} AND p.expires_at <= now()
 ORDER BY p.expires_at
 LIMIT $1
 FOR UPDATE OF p SKIP LOCKED
@@ -184,33 +185,14 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
             if account is not None and account["credits_pending"] > 0:
                 continue
             received = 0 if account is None else int(account["credits_posted"])
-            await conn.execute(
-                "UPDATE incoming_payments SET state = 'EXPIRED', received_amount = $2, "
-                "updated_at = now() WHERE id = $1",
+            if await incoming_store.expire(
+                conn,
                 row["id"],
                 received,
-            )
-            expired += 1
-            if received == 0:
-                continue  # nothing arrived: nothing to withdraw, nothing to say
-            data = incoming_payment_data(
-                row,
                 asset_code=row["asset_code"],
                 asset_scale=row["asset_scale"],
-                received=received,
-                state="EXPIRED",
-            )
-            await insert_event(
-                conn,
-                EventType.INCOMING_PAYMENT_EXPIRED,
-                row["id"],
-                data,
-                withdrawal=(
-                    account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]),
-                    row["asset_id"],
-                    received,
-                ),
-            )
+            ):
+                expired += 1
     return expired
 
 

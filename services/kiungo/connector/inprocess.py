@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
@@ -27,7 +26,8 @@ from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.receivers import Receiver
 from kiungo.connector.spsp import find_receiver
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_reply, encode_packet
-from kiungo.spsp import InvalidPaymentPointer, SpspQueryError, parse_payment_pointer, query
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+from kiungo.spsp import SpspQueryError, query
 from kiungo.stream.crypto import random_condition
 from kiungo.stream.server import Asset
 
@@ -117,28 +117,12 @@ class ResolvedReceiver:
     """This node's own receiver, when the receiver is one (resolved without HTTP)."""
 
 
-def local_receiver_url(open_payments_url: str, receiver: str) -> str | None:
-    """``receiver`` as a URL under this node's OPEN_PAYMENTS_URL (no trailing slash), or None
-    when it names something elsewhere. A ``$pointer`` reads as its ``https://`` URL."""
-    text = receiver.strip()
-    if text.startswith("$"):
-        try:
-            text = parse_payment_pointer(text)
-        except InvalidPaymentPointer:
-            return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        return None
-    url = f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
-    base = open_payments_url.rstrip("/")
-    if not url.startswith(base + "/"):
-        return None
-    return url
-
-
 async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
     """STREAM credentials for ``receiver``; raises :class:`InvalidReceiver`."""
-    url = local_receiver_url(node.settings.open_payments_url, receiver)
+    try:
+        url = local_receiver_url(node.settings.open_payments_url, receiver)
+    except InvalidReceiverUrl as exc:
+        raise InvalidReceiver(str(exc)) from None
     if url is not None:
         found = await find_receiver(node, url)
         if found is None or not found.open_at(datetime.now(UTC)):

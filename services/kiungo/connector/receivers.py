@@ -1,14 +1,13 @@
 """Local receivers: the wallet addresses and incoming payments STREAM money can be paid into.
 
-A connection's payment tag names its receiver (``w<hex>`` a wallet address, ``i<hex>`` an
-incoming payment). Lookups are cached for a moment, since a STREAM payment sends many packets
-to one receiver; what must not be stale is enforced elsewhere: an incoming payment's amount by
-the ledger's credit limit, its expiry by the time stored with it.
+A connection's payment tag names its receiver (:mod:`kiungo.payments.receivers`: ``w<hex>`` a
+wallet address, ``i<hex>`` an incoming payment). Lookups are cached for a moment, since a STREAM
+payment sends many packets to one receiver; what must not be stale is enforced elsewhere: an
+incoming payment's amount by the ledger's credit limit, its expiry by the time stored with it.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 import uuid
@@ -18,19 +17,23 @@ from datetime import datetime
 import asyncpg
 
 from kiungo.config import Settings
-from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, Ledger, account_id_for
+from kiungo.models import WalletAddressStatus
+from kiungo.payments.incoming import States, store
+from kiungo.payments.receivers import (
+    INCOMING_PAYMENT_RECEIVER,
+    WALLET_ADDRESS_RECEIVER,
+    ReceiverKind,
+    incoming_payment_tag,
+    receiver_open,
+    wallet_tag,
+)
 
 __all__ = ["Receiver", "ReceiverDirectory", "ReceiverKind", "incoming_payment_tag", "wallet_tag"]
 
 log = logging.getLogger("kiungo.connector.receivers")
 
 _CACHE_SECONDS = 1.0
-
-
-class ReceiverKind(enum.StrEnum):
-    WALLET_ADDRESS = "w"
-    INCOMING_PAYMENT = "i"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Receiver:
     asset_scale: int
     incoming_amount: int | None = None
     expires_at: datetime | None = None
-    state: str = "ACTIVE"
+    state: str = WalletAddressStatus.ACTIVE.value
     created_at: datetime | None = None
 
     @property
@@ -63,34 +66,7 @@ class Receiver:
 
     def open_at(self, now: datetime) -> bool:
         """Still accepting money: active wallet address, or pending incoming payment in time."""
-        if self.kind is ReceiverKind.WALLET_ADDRESS:
-            return self.state == "ACTIVE"
-        if self.state not in ("PENDING", "PROCESSING"):
-            return False
-        return self.expires_at is None or now < self.expires_at
-
-
-def wallet_tag(wallet_address_id: uuid.UUID) -> str:
-    return f"{ReceiverKind.WALLET_ADDRESS.value}{wallet_address_id.hex}"
-
-
-def incoming_payment_tag(incoming_payment_id: uuid.UUID) -> str:
-    return f"{ReceiverKind.INCOMING_PAYMENT.value}{incoming_payment_id.hex}"
-
-
-_WALLET_COLUMNS = """
-w.id, w.url, w.status, w.asset_id, a.code AS asset_code, a.scale AS asset_scale
-FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
-"""
-
-_INCOMING_PAYMENT = """
-SELECT p.id, p.wallet_address_id, w.url, p.asset_id, a.code AS asset_code,
-       a.scale AS asset_scale, p.incoming_amount, p.expires_at, p.state, p.created_at
-FROM incoming_payments p
-JOIN wallet_addresses w ON w.id = p.wallet_address_id
-JOIN assets a ON a.id = p.asset_id
-WHERE p.id = $1
-"""
+        return receiver_open(self.kind, self.state, self.expires_at, now)
 
 
 class ReceiverDirectory:
@@ -132,7 +108,7 @@ class ReceiverDirectory:
 
     async def _wallet_address(self, where: str, value: object) -> Receiver | None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(f"SELECT {_WALLET_COLUMNS} WHERE {where}", value)
+            row = await conn.fetchrow(f"{WALLET_ADDRESS_RECEIVER} WHERE {where}", value)
         if row is None:
             return None
         return Receiver(
@@ -148,7 +124,7 @@ class ReceiverDirectory:
 
     async def incoming_payment(self, incoming_payment_id: uuid.UUID) -> Receiver | None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_INCOMING_PAYMENT, incoming_payment_id)
+            row = await conn.fetchrow(INCOMING_PAYMENT_RECEIVER, incoming_payment_id)
         if row is None:
             return None
         return Receiver(
@@ -177,46 +153,27 @@ class ReceiverDirectory:
                 if await self.complete(receiver):
                     log.info("incoming payment %s completed", receiver.id)
                 return
-        if receiver.state == "PENDING":
+        if receiver.state == States.PENDING:
             await self.mark_processing(receiver)
 
     async def mark_processing(self, receiver: Receiver) -> None:
         """A PENDING incoming payment that received its first money is PROCESSING (Rafiki's)."""
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE incoming_payments SET state = 'PROCESSING', updated_at = now() "
-                "WHERE id = $1 AND state = 'PENDING'",
-                receiver.id,
-            )
+            await store.mark_processing(conn, receiver.id)
         self.forget(receiver.tag)
 
     async def complete(self, receiver: Receiver) -> bool:
-        """Mark an incoming payment COMPLETED (once), with its incoming_payment.completed event
-        in the same transaction; True when this call did it."""
-        received = receiver.incoming_amount
+        """Mark an incoming payment that received its incoming amount COMPLETED (once), with
+        its incoming_payment.completed event; True when this call did it."""
+        if receiver.incoming_amount is None:
+            return False
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
-                "updated_at = now() WHERE id = $1 AND state IN ('PENDING', 'PROCESSING') "
-                "RETURNING id, wallet_address_id, incoming_amount, expires_at, metadata, client, "
-                "created_at",
+            moved = await store.complete(
+                conn,
                 receiver.id,
-                received,
+                receiver.incoming_amount,
+                asset_code=receiver.asset_code,
+                asset_scale=receiver.asset_scale,
             )
-            if row is not None and received is not None:
-                data = incoming_payment_data(
-                    row,
-                    asset_code=receiver.asset_code,
-                    asset_scale=receiver.asset_scale,
-                    received=received,
-                    state="COMPLETED",
-                )
-                await insert_event(
-                    conn,
-                    EventType.INCOMING_PAYMENT_COMPLETED,
-                    receiver.id,
-                    data,
-                    withdrawal=(receiver.account_id, receiver.asset_id, received),
-                )
         self.forget(receiver.tag)
-        return row is not None
+        return moved

@@ -21,6 +21,7 @@ from kiungo.connector.node import Node
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.ledger import UnknownAccount
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
+from kiungo.payments.incoming import States
 from kiungo.spsp import (
     SPSP_CONTENT_TYPE,
     InvalidReceiptHeaders,
@@ -95,7 +96,7 @@ async def _incoming_payment_view(node: Node, receiver: Receiver) -> Response:
         asset_scale=receiver.asset_scale,
         incoming_amount=receiver.incoming_amount,
         received_amount=received,
-        completed=receiver.state == "COMPLETED",
+        completed=receiver.state == States.COMPLETED,
         expires_at=receiver.expires_at,
         created_at=receiver.created_at,
     )

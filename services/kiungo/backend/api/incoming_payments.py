@@ -3,8 +3,6 @@ connector (by SPSP on the payment's URL), completed, expired, cancelled and with
 
 from __future__ import annotations
 
-import enum
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,8 +33,10 @@ from kiungo.backend.api.liquidity import (
 from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.events import EventType, incoming_payment_data
+from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.models import WalletAddressStatus
+from kiungo.payments.incoming import ENDED, InvalidExpiry, States, expiry, store
 
 __all__ = [
     "IncomingPayment",
@@ -50,16 +50,6 @@ _WALLET_AND_ASSET = """
 SELECT w.status, w.asset_id, a.code, a.scale
 FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
 """
-_INSERT_WITH_EVENT = """
-WITH payment AS (
-    INSERT INTO incoming_payments (id, wallet_address_id, asset_id, incoming_amount, expires_at,
-                                   metadata, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7)
-    RETURNING id
-)
-INSERT INTO webhook_events (id, type, resource_id, data, process_at, created_at, updated_at)
-SELECT $8, $9, payment.id, $10::jsonb, $7, $7, $7 FROM payment
-"""
 _SELECT = """
 SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
        p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
@@ -68,12 +58,8 @@ FROM incoming_payments p JOIN assets a ON a.id = p.asset_id
 """
 
 
-@strawberry.enum
-class IncomingPaymentState(enum.Enum):
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    EXPIRED = "EXPIRED"
+# The models' states are the GraphQL enum: fields typed States show as IncomingPaymentState.
+strawberry.enum(States, name="IncomingPaymentState")
 
 
 @strawberry.type
@@ -81,7 +67,7 @@ class IncomingPayment:
     id: strawberry.ID
     wallet_address_id: strawberry.ID
     client: str | None
-    state: IncomingPaymentState
+    state: States
     expires_at: str
     incoming_amount: Amount | None
     metadata: JSONObject | None
@@ -98,7 +84,7 @@ class IncomingPayment:
             id=strawberry.ID(str(row["id"])),
             wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
             client=row["client"],
-            state=IncomingPaymentState(row["state"]),
+            state=States(row["state"]),
             expires_at=iso(row["expires_at"]),
             incoming_amount=(
                 None
@@ -201,7 +187,7 @@ class IncomingPaymentQuery:
     ) -> IncomingPaymentConnection:
         states = None
         if filter is not None and filter.state is not None:
-            known = {s.value for s in IncomingPaymentState}
+            known = {s.value for s in States}
             states = list(filter.state.in_)
             if not set(states) <= known:
                 raise bad_input(f"state must be one of {', '.join(sorted(known))}")
@@ -254,29 +240,6 @@ class CancelIncomingPaymentResponse:
     payment: IncomingPayment | None
 
 
-def _expiry(ctx: Context, expires_at: str | None, now: datetime) -> datetime:
-    longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
-    if expires_at is None:
-        return now + longest
-    try:
-        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_input(
-            "expiresAt must be an ISO 8601 date-time, such as 2030-01-01T00:00:00Z",
-            field="expiresAt",
-        ) from None
-    if moment.tzinfo is None:
-        raise bad_input("expiresAt needs a time zone, such as Z", field="expiresAt")
-    if moment <= now:
-        raise bad_input("expiresAt must be in the future", field="expiresAt")
-    if moment > now + longest:
-        raise bad_input(
-            f"expiresAt may be at most {longest.days} days ahead (INCOMING_PAYMENT_EXPIRY_MAX_MS)",
-            field="expiresAt",
-        )
-    return moment
-
-
 async def _reload(ctx: Context, record: dict[str, Any]) -> IncomingPayment:
     return IncomingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
 
@@ -293,8 +256,12 @@ class IncomingPaymentMutation:
         ctx = info.context
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
         now = datetime.now(UTC)
-        expires_at = _expiry(ctx, input.expires_at, now)
-        metadata = metadata_json(input.metadata)
+        longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
+        try:
+            expires_at = expiry(input.expires_at, now, longest)
+        except InvalidExpiry as exc:
+            raise bad_input(str(exc), field="expiresAt") from None
+        metadata_json(input.metadata)  # BAD_USER_INPUT before anything is written
         if input.incoming_amount is not None and input.incoming_amount.value <= 0:
             raise bad_input("incomingAmount must be above zero", field="incomingAmount")
 
@@ -302,7 +269,7 @@ class IncomingPaymentMutation:
             wallet = await ctx.pool.fetchrow(_WALLET_AND_ASSET, wallet_id)
             if wallet is None:
                 raise not_found("wallet address")
-            if wallet["status"] != "ACTIVE":
+            if wallet["status"] != WalletAddressStatus.ACTIVE:
                 raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
             code, scale = wallet["code"], wallet["scale"]
             amount = input.incoming_amount
@@ -312,36 +279,17 @@ class IncomingPaymentMutation:
                     f"{code} at scale {scale}",
                     field="incomingAmount",
                 )
-            row = {
-                "id": uuid.uuid4(),
-                "wallet_address_id": wallet_id,
-                "asset_id": wallet["asset_id"],
-                "incoming_amount": None if amount is None else amount.value,
-                "received_amount": 0,
-                "state": "PENDING",
-                "expires_at": expires_at,
-                "metadata": input.metadata,
-                "client": None,
-                "created_at": now,
-                "asset_code": code,
-                "asset_scale": scale,
-            }
-            data = incoming_payment_data(
-                row, asset_code=code, asset_scale=scale, received=0, state="PENDING"
-            )
-            # One statement, so one round trip: the payment and its event commit together.
-            await ctx.pool.execute(
-                _INSERT_WITH_EVENT,
-                row["id"],
-                wallet_id,
-                wallet["asset_id"],
-                row["incoming_amount"],
-                expires_at,
-                metadata,
-                now,
-                uuid.uuid4(),
-                EventType.INCOMING_PAYMENT_CREATED.value,
-                json.dumps(data),
+            row = await store.create(
+                ctx.pool,
+                payment_id=uuid.uuid4(),
+                wallet_address_id=wallet_id,
+                asset_id=wallet["asset_id"],
+                asset_code=code,
+                asset_scale=scale,
+                incoming_amount=None if amount is None else amount.value,
+                expires_at=expires_at,
+                metadata=input.metadata,
+                created_at=now,
             )
             return {"id": str(row["id"])}, IncomingPaymentResponse(
                 payment=IncomingPayment.from_row(row)
@@ -398,7 +346,7 @@ class IncomingPaymentMutation:
                 )
                 if state is None:
                     raise not_found("incoming payment")
-                if state != "PENDING":
+                if state != States.PENDING:
                     raise ApiError(
                         ErrorCode.CONFLICT,
                         f"only a PENDING incoming payment can be cancelled; this one is {state}",
@@ -412,11 +360,7 @@ class IncomingPaymentMutation:
                     raise ApiError(
                         ErrorCode.CONFLICT, "the incoming payment has already received money"
                     )
-                await conn.execute(
-                    "UPDATE incoming_payments SET state = 'EXPIRED', expires_at = now(), "
-                    "updated_at = now() WHERE id = $1",
-                    payment_id,
-                )
+                await store.cancel(conn, payment_id)
             await ctx.backend.receiver_changed(payment_id)
             record = {"id": str(payment_id)}
             return record, CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
@@ -439,7 +383,7 @@ class IncomingPaymentMutation:
 
         async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
             row = await _load(ctx, payment_id)
-            if row["state"] not in ("COMPLETED", "EXPIRED"):
+            if row["state"] not in ENDED:
                 raise ApiError(
                     ErrorCode.FORBIDDEN,
                     "the incoming payment is still receiving; withdraw once it is "

@@ -56,6 +56,7 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.open_payments import INCOMING_PAYMENT_PATH
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
 from kiungo.rates import RatesError
 from kiungo.signatures import signature_header
 
@@ -66,7 +67,6 @@ __all__ = [
     "QuoteQuery",
     "SendingFee",
     "create_quote",
-    "local_receiver_url",
 ]
 
 # How long the connector may take to probe a remote receiver.
@@ -204,26 +204,6 @@ class _Receiver:
 
 def _invalid_receiver(detail: str) -> ApiError:
     return bad_input(f"invalid receiver: {detail}", field="receiver", quoteError="InvalidReceiver")
-
-
-def local_receiver_url(open_payments_url: str, receiver: str) -> str | None:
-    """``receiver`` as the URL of this node it names, or None when it is not under
-    OPEN_PAYMENTS_URL (a remote receiver). A ``$pointer`` reads as ``https://``."""
-    text = receiver.strip()
-    if text.startswith("$"):
-        text = "https://" + text[1:]
-        if "/" not in text[len("https://") :]:
-            text += "/.well-known/pay"
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    url = f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
-    base = open_payments_url.rstrip("/")
-    if not url.startswith(base + "/"):
-        return None
-    if parts.query or parts.fragment:
-        raise _invalid_receiver("a receiver URL has no query or fragment")
-    return url
 
 
 def _scaled(rate: Fraction, source_scale: int, destination_scale: int) -> Fraction:
@@ -452,7 +432,10 @@ async def create_quote(
         )
 
     now = datetime.now(UTC)
-    local = local_receiver_url(ctx.backend.settings.open_payments_url, receiver)
+    try:
+        local = local_receiver_url(ctx.backend.settings.open_payments_url, receiver)
+    except InvalidReceiverUrl as exc:
+        raise _invalid_receiver(str(exc)) from None
     if local is not None:
         target = await _local_receiver(ctx, local, sender, now)
     elif receiver.startswith("$") or urlsplit(receiver).scheme in ("http", "https"):

@@ -17,9 +17,8 @@ payable: quote its wallet address or incoming payment URL directly.
 
 from __future__ import annotations
 
-import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,13 +33,18 @@ from kiungo.backend.api.common import (
     metadata_json,
     metadata_value,
 )
-from kiungo.backend.api.incoming_payments import _INSERT_WITH_EVENT, _expiry
-from kiungo.backend.api.quotes import local_receiver_url
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
-from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.models import WalletAddressStatus
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, ReceiverUnreadable, fetch_incoming_payment
+from kiungo.payments.incoming import OPEN, InvalidExpiry, States, expiry, store
+from kiungo.payments.receivers import (
+    INCOMING_PAYMENT_RECEIVER,
+    WALLET_ADDRESS_RECEIVER,
+    InvalidReceiverUrl,
+    local_receiver_url,
+)
 
 __all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery", "incoming_payment_url"]
 
@@ -50,18 +54,8 @@ _NO_OPEN_PAYMENTS = (
     "Payments, which this node does not speak; pay such a receiver by quoting its wallet "
     "address or incoming payment URL directly (createQuote)"
 )
-_WALLET_BY_URL = """
-SELECT w.id, w.url, w.status, w.asset_id, a.code, a.scale
-FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.url = $1
-"""
-_SELECT = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.state, p.expires_at,
-       p.metadata, p.client, p.created_at, w.url, a.code AS asset_code, a.scale AS asset_scale
-FROM incoming_payments p
-JOIN wallet_addresses w ON w.id = p.wallet_address_id
-JOIN assets a ON a.id = p.asset_id
-WHERE p.id = $1
-"""
+_WALLET_BY_URL = WALLET_ADDRESS_RECEIVER + "WHERE w.url = $1"
+_SELECT = INCOMING_PAYMENT_RECEIVER
 _RECEIVED = """
 SELECT id, credits_posted, credits_pending FROM ledger_accounts
 WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1
@@ -82,7 +76,7 @@ def _local_url(ctx: Context, given: str, field: str) -> str:
     try:
         local = local_receiver_url(ctx.backend.settings.open_payments_url, text)
         parts = urlsplit("https://" + text[1:] if text.startswith("$") else text)
-    except ApiError:
+    except InvalidReceiverUrl:
         raise bad_input(f"{field} must be a URL without query or fragment", field=field) from None
     except ValueError:
         raise bad_input(f"{field} is not a URL: {given!r}", field=field) from None
@@ -129,7 +123,7 @@ class Receiver:
         return cls(
             id=incoming_payment_url(row["url"], row["id"]),
             wallet_address_url=row["url"],
-            completed=row["state"] == "COMPLETED",
+            completed=row["state"] == States.COMPLETED,
             incoming_amount=(
                 None
                 if incoming is None
@@ -173,7 +167,7 @@ def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
     try:
         if local_receiver_url(ctx.backend.settings.open_payments_url, text) is not None:
             return None
-    except ApiError:
+    except InvalidReceiverUrl:
         return None
     return url if INCOMING_PAYMENT_PATH.match(url) else None
 
@@ -266,8 +260,12 @@ class ReceiverMutation:
         ctx = info.context
         wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
         now = datetime.now(UTC)
-        expires_at = _expiry(ctx, input.expires_at, now)
-        metadata = metadata_json(input.metadata)
+        longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
+        try:
+            expires_at = expiry(input.expires_at, now, longest)
+        except InvalidExpiry as exc:
+            raise bad_input(str(exc), field="expiresAt") from None
+        metadata_json(input.metadata)  # BAD_USER_INPUT before anything is written
         if input.incoming_amount is not None and input.incoming_amount.value <= 0:
             raise bad_input("incomingAmount must be above zero", field="incomingAmount")
 
@@ -282,9 +280,9 @@ class ReceiverMutation:
                 raise ApiError(
                     ErrorCode.NOT_FOUND, f"wallet address not found: no {wallet_url} on this node"
                 )
-            if wallet["status"] != "ACTIVE":
+            if wallet["status"] != WalletAddressStatus.ACTIVE:
                 raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
-            code, scale = wallet["code"], wallet["scale"]
+            code, scale = wallet["asset_code"], wallet["asset_scale"]
             amount = input.incoming_amount
             if amount is not None and (amount.asset_code, amount.asset_scale) != (code, scale):
                 raise bad_input(
@@ -292,38 +290,20 @@ class ReceiverMutation:
                     f"{code} at scale {scale}",
                     field="incomingAmount",
                 )
-            row = {
-                "id": uuid.uuid4(),
-                "wallet_address_id": wallet["id"],
-                "incoming_amount": None if amount is None else amount.value,
-                "state": "PENDING",
-                "expires_at": expires_at,
-                "metadata": input.metadata,
-                "client": None,
-                "created_at": now,
-                "url": wallet["url"],
-                "asset_code": code,
-                "asset_scale": scale,
-            }
-            data = incoming_payment_data(
-                row, asset_code=code, asset_scale=scale, received=0, state="PENDING"
-            )
-            # One statement: the payment and its incoming_payment.created event commit together.
-            await ctx.pool.execute(
-                _INSERT_WITH_EVENT,
-                row["id"],
-                wallet["id"],
-                wallet["asset_id"],
-                row["incoming_amount"],
-                expires_at,
-                metadata,
-                now,
-                uuid.uuid4(),
-                EventType.INCOMING_PAYMENT_CREATED.value,
-                json.dumps(data),
+            row = await store.create(
+                ctx.pool,
+                payment_id=uuid.uuid4(),
+                wallet_address_id=wallet["id"],
+                asset_id=wallet["asset_id"],
+                asset_code=code,
+                asset_scale=scale,
+                incoming_amount=None if amount is None else amount.value,
+                expires_at=expires_at,
+                metadata=input.metadata,
+                created_at=now,
             )
             return {"id": str(row["id"])}, CreateReceiverResponse(
-                receiver=Receiver.from_row(row, 0)
+                receiver=Receiver.from_row({**row, "url": wallet["url"]}, 0)
             )
 
         async def replay(record: dict[str, Any]) -> CreateReceiverResponse:
@@ -348,7 +328,7 @@ class ReceiverMutation:
                 if row is None or row["url"] != wallet_url:
                     raise _unknown(incoming_payment_url(wallet_url, payment_id))
                 state = row["state"]
-                if state not in ("PENDING", "PROCESSING"):
+                if state not in OPEN:
                     raise ApiError(
                         ErrorCode.CONFLICT,
                         f"only a PENDING or PROCESSING receiver can be completed; this one is "
@@ -363,32 +343,15 @@ class ReceiverMutation:
                         "money is on its way to the receiver; retry in a moment",
                     )
                 received = 0 if account is None else int(account["credits_posted"])
-                await conn.execute(
-                    "UPDATE incoming_payments SET state = 'COMPLETED', received_amount = $2, "
-                    "updated_at = now() WHERE id = $1",
+                await store.complete(
+                    conn,
                     payment_id,
                     received,
-                )
-                data = incoming_payment_data(
-                    row,
                     asset_code=row["asset_code"],
                     asset_scale=row["asset_scale"],
-                    received=received,
-                    state="COMPLETED",
-                )
-                await insert_event(
-                    conn,
-                    EventType.INCOMING_PAYMENT_COMPLETED,
-                    payment_id,
-                    data,
-                    withdrawal=(
-                        None
-                        if account is None or received == 0
-                        else (account["id"], row["asset_id"], received)
-                    ),
                 )
             await ctx.backend.receiver_changed(payment_id)
-            completed = Receiver.from_row({**dict(row), "state": "COMPLETED"}, received)
+            completed = Receiver.from_row({**dict(row), "state": States.COMPLETED.value}, received)
             return {"id": str(payment_id)}, CompleteReceiverResponse(receiver=completed)
 
         async def replay(record: dict[str, Any]) -> CompleteReceiverResponse:

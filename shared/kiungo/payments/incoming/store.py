@@ -1,0 +1,209 @@
+"""Every change of an incoming payment's state, each with its webhook event.
+
+One function per transition of :data:`~kiungo.payments.incoming.states.LIFECYCLE`: an
+``UPDATE`` guarded by ``state IN (<the states it may come from>)``, so a payment another writer
+has moved on is left alone, and the event in the same transaction. Each returns whether the
+payment moved. They run in the caller's transaction (the caller may hold locks, such as the
+expiry worker's on the ledger account, that must cover the change); outside one they refuse.
+
+Raw SQL: the connector completes payments on its packet path. tests/payments/
+test_incoming_lifecycle.py prepares every statement against the schema the models define.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from kiungo.events import EventType, incoming_payment_data, insert_event
+from kiungo.ledger import AccountKind, account_id_for
+from kiungo.payments.incoming.states import LIFECYCLE, States, sql_list
+
+__all__ = ["STATEMENTS", "cancel", "complete", "create", "expire", "mark_processing"]
+
+# What an event needs of the payment, besides its asset's code and scale.
+_RETURNING = (
+    "RETURNING id, wallet_address_id, asset_id, incoming_amount, expires_at, metadata, "
+    "client, created_at"
+)
+
+
+def _guard(new: States) -> str:
+    return f"WHERE id = $1 AND state IN {sql_list(LIFECYCLE.sources(new))}"
+
+
+_CREATE = """
+WITH payment AS (
+    INSERT INTO incoming_payments (id, wallet_address_id, asset_id, incoming_amount, expires_at,
+                                   metadata, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7)
+    RETURNING id
+)
+INSERT INTO webhook_events (id, type, resource_id, data, process_at, created_at, updated_at)
+SELECT $8, $9, payment.id, $10::jsonb, $7, $7, $7 FROM payment
+"""
+# Built once from the states' names, never from input: hence the S608 noqa.
+_MARK_PROCESSING = (
+    f"UPDATE incoming_payments SET state = '{States.PROCESSING.value}', updated_at = now() "  # noqa: S608
+    f"{_guard(States.PROCESSING)}"
+)
+_COMPLETE = (
+    f"UPDATE incoming_payments SET state = '{States.COMPLETED.value}', received_amount = $2, "  # noqa: S608
+    f"updated_at = now() {_guard(States.COMPLETED)} {_RETURNING}"
+)
+_EXPIRE = (
+    f"UPDATE incoming_payments SET state = '{States.EXPIRED.value}', received_amount = $2, "  # noqa: S608
+    f"updated_at = now() {_guard(States.EXPIRED)} {_RETURNING}"
+)
+# Cancelling is expiring now, and only a payment that has received nothing: PENDING.
+LIFECYCLE.check(States.PENDING, States.EXPIRED)
+_CANCEL = (
+    f"UPDATE incoming_payments SET state = '{States.EXPIRED.value}', expires_at = now(), "  # noqa: S608
+    f"updated_at = now() WHERE id = $1 AND state IN {sql_list([States.PENDING])}"
+)
+
+STATEMENTS = (_CREATE, _MARK_PROCESSING, _COMPLETE, _EXPIRE, _CANCEL)
+"""Every statement of this module, for the test that checks them against the models."""
+
+
+def _in_transaction(conn: asyncpg.Connection) -> None:
+    if not conn.is_in_transaction():
+        raise RuntimeError("an incoming payment changes state inside its caller's transaction")
+
+
+async def create(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_address_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    asset_code: str,
+    asset_scale: int,
+    incoming_amount: int | None,
+    expires_at: datetime,
+    metadata: dict[str, Any] | None,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """Create a PENDING incoming payment with its ``incoming_payment.created`` event, in one
+    statement (one round trip, so no transaction is needed); returns it as a row."""
+    row: dict[str, Any] = {
+        "id": payment_id,
+        "wallet_address_id": wallet_address_id,
+        "asset_id": asset_id,
+        "incoming_amount": incoming_amount,
+        "received_amount": 0,
+        "state": States.PENDING.value,
+        "expires_at": expires_at,
+        "metadata": metadata,
+        "client": None,
+        "created_at": created_at,
+        "asset_code": asset_code,
+        "asset_scale": asset_scale,
+    }
+    data = incoming_payment_data(
+        row, asset_code=asset_code, asset_scale=asset_scale, received=0, state=States.PENDING.value
+    )
+    await conn.execute(
+        _CREATE,
+        payment_id,
+        wallet_address_id,
+        asset_id,
+        incoming_amount,
+        expires_at,
+        None if metadata is None else json.dumps(metadata, allow_nan=False),
+        created_at,
+        uuid.uuid4(),
+        EventType.INCOMING_PAYMENT_CREATED.value,
+        json.dumps(data),
+    )
+    return row
+
+
+async def mark_processing(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
+    """A PENDING payment that received its first money is PROCESSING (no event, as Rafiki)."""
+    result: str = await conn.execute(_MARK_PROCESSING, payment_id)
+    return result == "UPDATE 1"
+
+
+async def complete(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    received: int,
+    *,
+    asset_code: str,
+    asset_scale: int,
+) -> bool:
+    """An open payment is COMPLETED, having received ``received``; its
+    ``incoming_payment.completed`` event offers that for withdrawal (nothing when 0)."""
+    _in_transaction(conn)
+    row = await conn.fetchrow(_COMPLETE, payment_id, received)
+    if row is None:
+        return False
+    await _event(
+        conn,
+        EventType.INCOMING_PAYMENT_COMPLETED,
+        row,
+        States.COMPLETED,
+        received,
+        asset_code,
+        asset_scale,
+    )
+    return True
+
+
+async def expire(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    received: int,
+    *,
+    asset_code: str,
+    asset_scale: int,
+) -> bool:
+    """An open payment past its expiry is EXPIRED, having received ``received``; with
+    anything received, its ``incoming_payment.expired`` event offers it for withdrawal (with
+    nothing, there is nothing to say)."""
+    _in_transaction(conn)
+    row = await conn.fetchrow(_EXPIRE, payment_id, received)
+    if row is None:
+        return False
+    if received > 0:
+        await _event(
+            conn,
+            EventType.INCOMING_PAYMENT_EXPIRED,
+            row,
+            States.EXPIRED,
+            received,
+            asset_code,
+            asset_scale,
+        )
+    return True
+
+
+async def cancel(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
+    """A PENDING payment is cancelled: EXPIRED now (no event: it received nothing)."""
+    result: str = await conn.execute(_CANCEL, payment_id)
+    return result == "UPDATE 1"
+
+
+async def _event(
+    conn: asyncpg.Connection,
+    event_type: EventType,
+    row: asyncpg.Record,
+    state: States,
+    received: int,
+    asset_code: str,
+    asset_scale: int,
+) -> None:
+    data = incoming_payment_data(
+        row, asset_code=asset_code, asset_scale=asset_scale, received=received, state=state.value
+    )
+    withdrawal = (
+        None
+        if received == 0
+        else (account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]), row["asset_id"], received)
+    )
+    await insert_event(conn, event_type, row["id"], data, withdrawal=withdrawal)

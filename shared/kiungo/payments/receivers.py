@@ -1,0 +1,110 @@
+"""Receivers: where money paid to this node lands, and the rules both services apply to them.
+
+A receiver is a wallet address of this node or one of its incoming payments. Whether a
+receiver string names one (:func:`local_receiver_url`), whether it still accepts money
+(:func:`receiver_open`) and how a STREAM connection names it (its payment tag: ``w<hex>`` a
+wallet address, ``i<hex>`` an incoming payment) are decided here only: the backend quotes
+and creates receivers by these rules and the connector pays into them by the same ones.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from kiungo.models import WalletAddressStatus
+from kiungo.payments.incoming.states import OPEN
+from kiungo.spsp.pointer import parse_payment_pointer
+
+__all__ = [
+    "INCOMING_PAYMENT_RECEIVER",
+    "WALLET_ADDRESS_RECEIVER",
+    "InvalidReceiverUrl",
+    "ReceiverKind",
+    "incoming_payment_open",
+    "incoming_payment_tag",
+    "local_receiver_url",
+    "receiver_open",
+    "wallet_tag",
+]
+
+
+class InvalidReceiverUrl(ValueError):
+    """A URL under this node's OPEN_PAYMENTS_URL that cannot name a receiver."""
+
+
+def local_receiver_url(open_payments_url: str, receiver: str) -> str | None:
+    """``receiver`` as the URL of this node it names (no trailing slash), or None when it
+    names something elsewhere (a remote receiver, or not a receiver at all).
+
+    A ``$pointer`` reads as payment pointers do (RFC 26): ``https://`` and its path, an empty
+    path or ``/`` being ``/.well-known/pay``; a string that is no valid pointer names nothing
+    here. A URL under OPEN_PAYMENTS_URL with a query or fragment raises
+    :class:`InvalidReceiverUrl`: it is this node's, and no receiver of it has one."""
+    text = receiver.strip()
+    try:
+        if text.startswith("$"):
+            text = parse_payment_pointer(text)
+        parts = urlsplit(text)
+    except ValueError:  # InvalidPaymentPointer, or no URL at all (``http://[``)
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    url = f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+    if not url.startswith(open_payments_url.rstrip("/") + "/"):
+        return None
+    if parts.query or parts.fragment:
+        raise InvalidReceiverUrl("a receiver URL has no query or fragment")
+    return url
+
+
+class ReceiverKind(enum.StrEnum):
+    """The first character of a payment tag."""
+
+    WALLET_ADDRESS = "w"
+    INCOMING_PAYMENT = "i"
+
+
+def wallet_tag(wallet_address_id: uuid.UUID) -> str:
+    return f"{ReceiverKind.WALLET_ADDRESS.value}{wallet_address_id.hex}"
+
+
+def incoming_payment_tag(incoming_payment_id: uuid.UUID) -> str:
+    return f"{ReceiverKind.INCOMING_PAYMENT.value}{incoming_payment_id.hex}"
+
+
+def incoming_payment_open(state: str, expires_at: datetime | None, now: datetime) -> bool:
+    """An incoming payment accepts money while it is PENDING or PROCESSING and not expired."""
+    return state in OPEN and (expires_at is None or now < expires_at)
+
+
+def receiver_open(
+    kind: ReceiverKind, state: str, expires_at: datetime | None, now: datetime
+) -> bool:
+    """Still accepting money: an active wallet address (``state`` its status), or an open
+    incoming payment (:func:`incoming_payment_open`)."""
+    if kind is ReceiverKind.WALLET_ADDRESS:
+        return state == WalletAddressStatus.ACTIVE
+    return incoming_payment_open(state, expires_at, now)
+
+
+# What a receiver is, read for paying or completing it. Raw SQL on the packet path (a
+# receiver is looked up per connection); tests/payments/test_receivers.py prepares it
+# against the models' schema.
+WALLET_ADDRESS_RECEIVER = """
+SELECT w.id, w.url, w.status, w.asset_id, a.code AS asset_code, a.scale AS asset_scale
+FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
+"""
+"""A wallet address with its asset; the caller adds ``WHERE w.id = $1`` or ``w.url = $1``."""
+
+INCOMING_PAYMENT_RECEIVER = """
+SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.state, p.expires_at,
+       p.metadata, p.client, p.created_at, w.url, a.code AS asset_code, a.scale AS asset_scale
+FROM incoming_payments p
+JOIN wallet_addresses w ON w.id = p.wallet_address_id
+JOIN assets a ON a.id = p.asset_id
+WHERE p.id = $1
+"""
+"""One incoming payment (``$1``, its id) with its wallet address's URL and its asset."""
