@@ -22,6 +22,8 @@ from kiungo.payments.incoming import ENDED, LIFECYCLE, OPEN, States, store
 from kiungo.payments.lifecycle import IllegalTransition
 from kiungo.payments.receivers import INCOMING_PAYMENT_RECEIVER, WALLET_ADDRESS_RECEIVER
 
+USD = ("USD", 2)
+
 # Rafiki's incoming payment lifecycle, written out here rather than read from the module.
 EXPECTED = {
     (States.PENDING, States.PROCESSING),
@@ -80,7 +82,7 @@ async def test_every_statement_prepares_against_the_models_schema(
 
 
 async def _payment(conn: asyncpg.Connection, incoming_amount: int | None = 500) -> uuid.UUID:
-    asset_id, wallet_id, payment_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    asset_id, wallet_id = uuid.uuid4(), uuid.uuid4()
     # One asset per payment: an asset is unique by code and scale, so each gets a code of its own.
     await conn.execute(
         "INSERT INTO assets (id, code, scale) VALUES ($1, $2, 2)", asset_id, asset_id.hex[:8]
@@ -91,19 +93,18 @@ async def _payment(conn: asyncpg.Connection, incoming_amount: int | None = 500) 
         f"https://wallet.example/{wallet_id}",
         asset_id,
     )
+    wallet = await conn.fetchrow(WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1", wallet_id)
+    assert wallet is not None
     now = datetime.now(UTC)
-    await store.create(
+    row = await store.create(
         conn,
-        payment_id=payment_id,
-        wallet_address_id=wallet_id,
-        asset_id=asset_id,
-        asset_code=asset_id.hex[:8],
-        asset_scale=2,
+        wallet,
         incoming_amount=incoming_amount,
         expires_at=now + timedelta(hours=1),
         metadata={"order": 7},
         created_at=now,
     )
+    payment_id: uuid.UUID = row["id"]
     return payment_id
 
 
@@ -159,10 +160,10 @@ async def test_complete_moves_an_open_payment_once_with_its_withdrawable_event(
     payment = await _payment(conn)
     await store.mark_processing(conn, payment)
     async with conn.transaction():
-        assert await store.complete(conn, payment, 500, asset_code="USD", asset_scale=2)
+        assert await store.complete(conn, payment, 500, USD)
     async with conn.transaction():
-        assert not await store.complete(conn, payment, 700, asset_code="USD", asset_scale=2)
-        assert not await store.expire(conn, payment, 700, asset_code="USD", asset_scale=2)
+        assert not await store.complete(conn, payment, 700, USD)
+        assert not await store.expire(conn, payment, 700, USD)
     assert await _state(conn, payment) == (States.COMPLETED, 500)
     _, completed = await _events(conn, payment)
     assert completed["type"] == EventType.INCOMING_PAYMENT_COMPLETED.value
@@ -177,7 +178,7 @@ async def test_completing_with_nothing_received_offers_nothing_to_withdraw(
 ) -> None:
     payment = await _payment(conn, incoming_amount=None)
     async with conn.transaction():
-        assert await store.complete(conn, payment, 0, asset_code="USD", asset_scale=2)
+        assert await store.complete(conn, payment, 0, USD)
     _, completed = await _events(conn, payment)
     assert completed["account"] is None and completed["amount"] is None
     assert "withdrawal" not in completed["data"]
@@ -187,10 +188,10 @@ async def test_expire_raises_an_event_only_when_money_arrived(conn: asyncpg.Conn
     empty, paid = await _payment(conn), await _payment(conn)
     await store.mark_processing(conn, paid)
     async with conn.transaction():
-        assert await store.expire(conn, empty, 0, asset_code="USD", asset_scale=2)
-        assert await store.expire(conn, paid, 120, asset_code="USD", asset_scale=2)
-        assert not await store.expire(conn, paid, 120, asset_code="USD", asset_scale=2)
-        assert not await store.complete(conn, paid, 120, asset_code="USD", asset_scale=2)
+        assert await store.expire(conn, empty, 0, USD)
+        assert await store.expire(conn, paid, 120, USD)
+        assert not await store.expire(conn, paid, 120, USD)
+        assert not await store.complete(conn, paid, 120, USD)
     assert await _state(conn, empty) == (States.EXPIRED, 0)
     assert await _state(conn, paid) == (States.EXPIRED, 120)
     assert [e["type"] for e in await _events(conn, empty)] == ["incoming_payment.created"]
@@ -217,7 +218,7 @@ async def test_a_change_with_an_event_refuses_to_run_outside_a_transaction(
 ) -> None:
     payment = await _payment(conn)
     with pytest.raises(RuntimeError, match="transaction"):
-        await store.complete(conn, payment, 500, asset_code="USD", asset_scale=2)
+        await store.complete(conn, payment, 500, USD)
     with pytest.raises(RuntimeError, match="transaction"):
-        await store.expire(conn, payment, 0, asset_code="USD", asset_scale=2)
+        await store.expire(conn, payment, 0, USD)
     assert await _state(conn, payment) == (States.PENDING, 0)

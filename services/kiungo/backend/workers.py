@@ -189,8 +189,7 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
                 conn,
                 row["id"],
                 received,
-                asset_code=row["asset_code"],
-                asset_scale=row["asset_scale"],
+                (row["asset_code"], row["asset_scale"]),
             ):
                 expired += 1
     return expired

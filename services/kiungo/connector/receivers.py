@@ -172,8 +172,7 @@ class ReceiverDirectory:
                 conn,
                 receiver.id,
                 receiver.incoming_amount,
-                asset_code=receiver.asset_code,
-                asset_scale=receiver.asset_scale,
+                (receiver.asset_code, receiver.asset_scale),
             )
         self.forget(receiver.tag)
         return moved

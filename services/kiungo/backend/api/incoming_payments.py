@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -24,6 +23,10 @@ from kiungo.backend.api.common import (
     metadata_value,
     parse_uuid,
 )
+from kiungo.backend.api.incoming_payment_creation import (
+    create_incoming_payment,
+    new_incoming_payment,
+)
 from kiungo.backend.api.liquidity import (
     LiquidityMutationResponse,
     replay_success,
@@ -35,8 +38,8 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
-from kiungo.models import WalletAddressStatus
-from kiungo.payments.incoming import ENDED, InvalidExpiry, States, expiry, store
+from kiungo.payments.incoming import ENDED, States, store
+from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER
 
 __all__ = [
     "IncomingPayment",
@@ -46,10 +49,7 @@ __all__ = [
     "page_incoming_payments",
 ]
 
-_WALLET_AND_ASSET = """
-SELECT w.status, w.asset_id, a.code, a.scale
-FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
-"""
+_WALLET = WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1"
 _SELECT = """
 SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
        p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
@@ -255,42 +255,13 @@ class IncomingPaymentMutation:
     ) -> IncomingPaymentResponse:
         ctx = info.context
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
-        now = datetime.now(UTC)
-        longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
-        try:
-            expires_at = expiry(input.expires_at, now, longest)
-        except InvalidExpiry as exc:
-            raise bad_input(str(exc), field="expiresAt") from None
-        metadata_json(input.metadata)  # BAD_USER_INPUT before anything is written
-        if input.incoming_amount is not None and input.incoming_amount.value <= 0:
-            raise bad_input("incomingAmount must be above zero", field="incomingAmount")
+        new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
-            wallet = await ctx.pool.fetchrow(_WALLET_AND_ASSET, wallet_id)
+            wallet = await ctx.pool.fetchrow(_WALLET, wallet_id)
             if wallet is None:
                 raise not_found("wallet address")
-            if wallet["status"] != WalletAddressStatus.ACTIVE:
-                raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
-            code, scale = wallet["code"], wallet["scale"]
-            amount = input.incoming_amount
-            if amount is not None and (amount.asset_code, amount.asset_scale) != (code, scale):
-                raise bad_input(
-                    f"incomingAmount must be in the wallet address's asset, "
-                    f"{code} at scale {scale}",
-                    field="incomingAmount",
-                )
-            row = await store.create(
-                ctx.pool,
-                payment_id=uuid.uuid4(),
-                wallet_address_id=wallet_id,
-                asset_id=wallet["asset_id"],
-                asset_code=code,
-                asset_scale=scale,
-                incoming_amount=None if amount is None else amount.value,
-                expires_at=expires_at,
-                metadata=input.metadata,
-                created_at=now,
-            )
+            row = await create_incoming_payment(ctx, wallet, new)
             return {"id": str(row["id"])}, IncomingPaymentResponse(
                 payment=IncomingPayment.from_row(row)
             )

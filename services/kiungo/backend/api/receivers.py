@@ -18,7 +18,7 @@ payable: quote its wallet address or incoming payment URL directly.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,15 +30,17 @@ from kiungo.backend.api.common import (
     AmountInput,
     JSONObject,
     iso,
-    metadata_json,
     metadata_value,
+)
+from kiungo.backend.api.incoming_payment_creation import (
+    create_incoming_payment,
+    new_incoming_payment,
 )
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
-from kiungo.models import WalletAddressStatus
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, ReceiverUnreadable, fetch_incoming_payment
-from kiungo.payments.incoming import OPEN, InvalidExpiry, States, expiry, store
+from kiungo.payments.incoming import OPEN, States, store
 from kiungo.payments.receivers import (
     INCOMING_PAYMENT_RECEIVER,
     WALLET_ADDRESS_RECEIVER,
@@ -259,15 +261,7 @@ class ReceiverMutation:
     ) -> CreateReceiverResponse:
         ctx = info.context
         wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
-        now = datetime.now(UTC)
-        longest = timedelta(milliseconds=ctx.backend.settings.incoming_payment_expiry_max_ms)
-        try:
-            expires_at = expiry(input.expires_at, now, longest)
-        except InvalidExpiry as exc:
-            raise bad_input(str(exc), field="expiresAt") from None
-        metadata_json(input.metadata)  # BAD_USER_INPUT before anything is written
-        if input.incoming_amount is not None and input.incoming_amount.value <= 0:
-            raise bad_input("incomingAmount must be above zero", field="incomingAmount")
+        new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
 
         async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
             wallet = await ctx.pool.fetchrow(_WALLET_BY_URL, wallet_url)
@@ -280,28 +274,7 @@ class ReceiverMutation:
                 raise ApiError(
                     ErrorCode.NOT_FOUND, f"wallet address not found: no {wallet_url} on this node"
                 )
-            if wallet["status"] != WalletAddressStatus.ACTIVE:
-                raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
-            code, scale = wallet["asset_code"], wallet["asset_scale"]
-            amount = input.incoming_amount
-            if amount is not None and (amount.asset_code, amount.asset_scale) != (code, scale):
-                raise bad_input(
-                    f"incomingAmount must be in the wallet address's asset, "
-                    f"{code} at scale {scale}",
-                    field="incomingAmount",
-                )
-            row = await store.create(
-                ctx.pool,
-                payment_id=uuid.uuid4(),
-                wallet_address_id=wallet["id"],
-                asset_id=wallet["asset_id"],
-                asset_code=code,
-                asset_scale=scale,
-                incoming_amount=None if amount is None else amount.value,
-                expires_at=expires_at,
-                metadata=input.metadata,
-                created_at=now,
-            )
+            row = await create_incoming_payment(ctx, wallet, new)
             return {"id": str(row["id"])}, CreateReceiverResponse(
                 receiver=Receiver.from_row({**row, "url": wallet["url"]}, 0)
             )
@@ -347,8 +320,7 @@ class ReceiverMutation:
                     conn,
                     payment_id,
                     received,
-                    asset_code=row["asset_code"],
-                    asset_scale=row["asset_scale"],
+                    (row["asset_code"], row["asset_scale"]),
                 )
             await ctx.backend.receiver_changed(payment_id)
             completed = Receiver.from_row({**dict(row), "state": States.COMPLETED.value}, received)

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg import Connection
 
 from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.payments.incoming.states import LIFECYCLE, States, sql_list
 
-__all__ = ["STATEMENTS", "cancel", "complete", "create", "expire", "mark_processing"]
+__all__ = ["STATEMENTS", "Asset", "cancel", "complete", "create", "expire", "mark_processing"]
+
+Asset = tuple[str, int]
+"""An asset's code and scale, as the events write amounts in it."""
 
 # What an event needs of the payment, besides its asset's code and scale.
 _RETURNING = (
@@ -70,30 +75,24 @@ STATEMENTS = (_CREATE, _MARK_PROCESSING, _COMPLETE, _EXPIRE, _CANCEL)
 """Every statement of this module, for the test that checks them against the models."""
 
 
-def _in_transaction(conn: asyncpg.Connection) -> None:
-    if not conn.is_in_transaction():
-        raise RuntimeError("an incoming payment changes state inside its caller's transaction")
-
-
 async def create(
     conn: asyncpg.Pool | asyncpg.Connection,
+    wallet: Mapping[str, Any],
     *,
-    payment_id: uuid.UUID,
-    wallet_address_id: uuid.UUID,
-    asset_id: uuid.UUID,
-    asset_code: str,
-    asset_scale: int,
     incoming_amount: int | None,
     expires_at: datetime,
     metadata: dict[str, Any] | None,
     created_at: datetime,
 ) -> dict[str, Any]:
-    """Create a PENDING incoming payment with its ``incoming_payment.created`` event, in one
-    statement (one round trip, so no transaction is needed); returns it as a row."""
+    """Create a PENDING incoming payment of ``wallet`` (a row of
+    :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER`) with its
+    ``incoming_payment.created`` event, in one statement (one round trip, so no transaction is
+    needed); returns it as a row."""
+    code, scale = wallet["asset_code"], wallet["asset_scale"]
     row: dict[str, Any] = {
-        "id": payment_id,
-        "wallet_address_id": wallet_address_id,
-        "asset_id": asset_id,
+        "id": uuid.uuid4(),
+        "wallet_address_id": wallet["id"],
+        "asset_id": wallet["asset_id"],
         "incoming_amount": incoming_amount,
         "received_amount": 0,
         "state": States.PENDING.value,
@@ -101,17 +100,17 @@ async def create(
         "metadata": metadata,
         "client": None,
         "created_at": created_at,
-        "asset_code": asset_code,
-        "asset_scale": asset_scale,
+        "asset_code": code,
+        "asset_scale": scale,
     }
     data = incoming_payment_data(
-        row, asset_code=asset_code, asset_scale=asset_scale, received=0, state=States.PENDING.value
+        row, asset_code=code, asset_scale=scale, received=0, state=States.PENDING.value
     )
     await conn.execute(
         _CREATE,
-        payment_id,
-        wallet_address_id,
-        asset_id,
+        row["id"],
+        row["wallet_address_id"],
+        row["asset_id"],
         incoming_amount,
         expires_at,
         None if metadata is None else json.dumps(metadata, allow_nan=False),
@@ -129,58 +128,17 @@ async def mark_processing(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bo
     return result == "UPDATE 1"
 
 
-async def complete(
-    conn: asyncpg.Connection,
-    payment_id: uuid.UUID,
-    received: int,
-    *,
-    asset_code: str,
-    asset_scale: int,
-) -> bool:
+async def complete(conn: Connection, payment_id: uuid.UUID, received: int, asset: Asset) -> bool:
     """An open payment is COMPLETED, having received ``received``; its
     ``incoming_payment.completed`` event offers that for withdrawal (nothing when 0)."""
-    _in_transaction(conn)
-    row = await conn.fetchrow(_COMPLETE, payment_id, received)
-    if row is None:
-        return False
-    await _event(
-        conn,
-        EventType.INCOMING_PAYMENT_COMPLETED,
-        row,
-        States.COMPLETED,
-        received,
-        asset_code,
-        asset_scale,
-    )
-    return True
+    return await _end(conn, States.COMPLETED, payment_id, received, asset)
 
 
-async def expire(
-    conn: asyncpg.Connection,
-    payment_id: uuid.UUID,
-    received: int,
-    *,
-    asset_code: str,
-    asset_scale: int,
-) -> bool:
+async def expire(conn: Connection, payment_id: uuid.UUID, received: int, asset: Asset) -> bool:
     """An open payment past its expiry is EXPIRED, having received ``received``; with
     anything received, its ``incoming_payment.expired`` event offers it for withdrawal (with
     nothing, there is nothing to say)."""
-    _in_transaction(conn)
-    row = await conn.fetchrow(_EXPIRE, payment_id, received)
-    if row is None:
-        return False
-    if received > 0:
-        await _event(
-            conn,
-            EventType.INCOMING_PAYMENT_EXPIRED,
-            row,
-            States.EXPIRED,
-            received,
-            asset_code,
-            asset_scale,
-        )
-    return True
+    return await _end(conn, States.EXPIRED, payment_id, received, asset)
 
 
 async def cancel(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
@@ -189,17 +147,31 @@ async def cancel(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
     return result == "UPDATE 1"
 
 
-async def _event(
+_ENDINGS = {
+    States.COMPLETED: (_COMPLETE, EventType.INCOMING_PAYMENT_COMPLETED, True),
+    States.EXPIRED: (_EXPIRE, EventType.INCOMING_PAYMENT_EXPIRED, False),
+}
+"""Per final state: its statement, its event, and whether the event is raised with nothing
+received (a completion is news; an expiry with nothing to withdraw is not)."""
+
+
+async def _end(
     conn: asyncpg.Connection,
-    event_type: EventType,
-    row: asyncpg.Record,
     state: States,
+    payment_id: uuid.UUID,
     received: int,
-    asset_code: str,
-    asset_scale: int,
-) -> None:
+    asset: Asset,
+) -> bool:
+    if not conn.is_in_transaction():
+        raise RuntimeError("an incoming payment changes state inside its caller's transaction")
+    statement, event_type, even_empty = _ENDINGS[state]
+    row = await conn.fetchrow(statement, payment_id, received)
+    if row is None:
+        return False
+    if received == 0 and not even_empty:
+        return True
     data = incoming_payment_data(
-        row, asset_code=asset_code, asset_scale=asset_scale, received=received, state=state.value
+        row, asset_code=asset[0], asset_scale=asset[1], received=received, state=state.value
     )
     withdrawal = (
         None
@@ -207,3 +179,4 @@ async def _event(
         else (account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]), row["asset_id"], received)
     )
     await insert_event(conn, event_type, row["id"], data, withdrawal=withdrawal)
+    return True
