@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from tests.connector.harness import create_asset, create_wallet
+from tests.ledger.schema import schema_pool
 
 from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW, EventType
 from kiungo.ledger import Ledger
-from kiungo.migrations.run import upgrade
 from kiungo.models import OutgoingPaymentState
 from kiungo.payments.lifecycle import IllegalTransition
 from kiungo.payments.outgoing import ENDED, LIFECYCLE, States, store
@@ -58,12 +58,9 @@ def test_a_payment_ends_completed_failed_or_cancelled() -> None:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await upgrade(database_url)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    try:
+    # The tables as kiungo.models defines them: the store's SQL is checked against the models.
+    async with schema_pool(database_url) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def _new_payment(pool: asyncpg.Pool) -> uuid.UUID:
@@ -88,6 +85,18 @@ async def _new_payment(pool: asyncpg.Pool) -> uuid.UUID:
 
 async def _set_state(pool: asyncpg.Pool, payment: uuid.UUID, state: States) -> None:
     await pool.execute("UPDATE outgoing_payments SET state = $2 WHERE id = $1", payment, state)
+
+
+async def _sending_payment(pool: asyncpg.Pool, **columns: object) -> uuid.UUID:
+    """A new payment set SENDING, with ``columns`` as given."""
+    payment = await _new_payment(pool)
+    names = ["state", *columns]
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    await pool.execute(
+        f"UPDATE outgoing_payments SET {sets} WHERE id = $1",
+        payment, States.SENDING, *columns.values(),
+    )  # fmt: skip
+    return payment
 
 
 async def _row(pool: asyncpg.Pool, payment: uuid.UUID) -> asyncpg.Record:
@@ -214,12 +223,7 @@ async def test_cancelling_keeps_the_metadata_and_offers_the_withdrawal(
 async def test_completing_writes_the_final_amounts_and_clears_the_error(
     pool: asyncpg.Pool,
 ) -> None:
-    payment = await _new_payment(pool)
-    await pool.execute(
-        "UPDATE outgoing_payments SET state = $2, error = 'earlier', process_at = now()"
-        " WHERE id = $1",
-        payment, States.SENDING,
-    )  # fmt: skip
+    payment = await _sending_payment(pool, error="earlier", process_at=datetime.now(UTC))
     async with pool.acquire() as conn:
         assert await store.complete(conn, payment, 480, 470, withdrawal=None)
     row = await _row(pool, payment)
@@ -232,12 +236,7 @@ async def test_completing_writes_the_final_amounts_and_clears_the_error(
 
 
 async def test_failing_counts_the_attempt_and_keeps_unknown_amounts(pool: asyncpg.Pool) -> None:
-    payment = await _new_payment(pool)
-    await pool.execute(
-        "UPDATE outgoing_payments SET state = $2, sent_amount = 30, delivered_amount = 29,"
-        " state_attempts = 2 WHERE id = $1",
-        payment, States.SENDING,
-    )  # fmt: skip
+    payment = await _sending_payment(pool, sent_amount=30, delivered_amount=29, state_attempts=2)
     async with pool.acquire() as conn:
         assert await store.fail(conn, payment, "no route", None, None, withdrawal=None)
     row = await _row(pool, payment)

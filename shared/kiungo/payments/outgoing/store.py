@@ -8,8 +8,8 @@ The event (:func:`kiungo.events.insert_event`) is written only then, in the same
 the caller's when it has one open, else one of the function's own.
 
 The SQL is written out for asyncpg (the worker's outcome is on the payment path); the tests
-run every statement against the schema the migrations build, which a test checks against
-:mod:`kiungo.models`.
+(tests/payments/test_outgoing_lifecycle.py) run every statement against the tables
+:mod:`kiungo.models` creates.
 """
 
 from __future__ import annotations
@@ -187,19 +187,7 @@ async def complete(
     withdrawal: Withdrawal | None,
 ) -> bool:
     """SENDING → COMPLETED with its final amounts and its ``outgoing_payment.completed`` event."""
-    async with _atomic(conn):
-        status = await conn.execute(
-            _COMPLETE,
-            payment_id,
-            States.COMPLETED.value,
-            sent,
-            delivered,
-            _sources(States.COMPLETED),
-        )
-        if not _moved(status):
-            return False
-        await _event(conn, EventType.OUTGOING_PAYMENT_COMPLETED, payment_id, withdrawal)
-    return True
+    return await _end(conn, payment_id, States.COMPLETED, _COMPLETE, (sent, delivered), withdrawal)
 
 
 async def fail(
@@ -213,19 +201,30 @@ async def fail(
 ) -> bool:
     """SENDING → FAILED with ``error``, its last attempt counted, and its
     ``outgoing_payment.failed`` event; a None amount keeps the row's."""
+    return await _end(conn, payment_id, States.FAILED, _FAIL, (error, sent, delivered), withdrawal)
+
+
+_ENDING_EVENTS = {
+    States.COMPLETED: EventType.OUTGOING_PAYMENT_COMPLETED,
+    States.FAILED: EventType.OUTGOING_PAYMENT_FAILED,
+}
+
+
+async def _end(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    new: States,
+    statement: str,
+    values: tuple[object, ...],
+    withdrawal: Withdrawal | None,
+) -> bool:
+    """The worker's ending of a payment: ``statement`` takes the id, the new state, ``values``
+    and the guard's source states, in that order."""
     async with _atomic(conn):
-        status = await conn.execute(
-            _FAIL,
-            payment_id,
-            States.FAILED.value,
-            error,
-            sent,
-            delivered,
-            _sources(States.FAILED),
-        )
+        status = await conn.execute(statement, payment_id, new.value, *values, _sources(new))
         if not _moved(status):
             return False
-        await _event(conn, EventType.OUTGOING_PAYMENT_FAILED, payment_id, withdrawal)
+        await _event(conn, _ENDING_EVENTS[new], payment_id, withdrawal)
     return True
 
 
