@@ -22,6 +22,7 @@ from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.ledger import UnknownAccount
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
 from kiungo.payments.incoming import States
+from kiungo.payments.receivers import incoming_payment_url
 from kiungo.spsp import (
     SPSP_CONTENT_TYPE,
     InvalidReceiptHeaders,
@@ -90,7 +91,7 @@ async def _incoming_payment_view(node: Node, receiver: Receiver) -> Response:
     except UnknownAccount:
         received = 0
     view = IncomingPaymentView(
-        id=f"{receiver.url}/incoming-payments/{receiver.id}",
+        id=incoming_payment_url(receiver.url, receiver.id),
         wallet_address=receiver.url,
         asset_code=receiver.asset_code,
         asset_scale=receiver.asset_scale,

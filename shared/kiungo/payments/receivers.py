@@ -25,6 +25,7 @@ __all__ = [
     "ReceiverKind",
     "incoming_payment_open",
     "incoming_payment_tag",
+    "incoming_payment_url",
     "local_receiver_url",
     "receiver_open",
     "wallet_tag",
@@ -58,6 +59,12 @@ def local_receiver_url(open_payments_url: str, receiver: str) -> str | None:
     if parts.query or parts.fragment:
         raise InvalidReceiverUrl("a receiver URL has no query or fragment")
     return url
+
+
+def incoming_payment_url(wallet_address_url: str, payment_id: uuid.UUID) -> str:
+    """An incoming payment's URL, its receiver id (read back by
+    :data:`kiungo.open_payments.INCOMING_PAYMENT_PATH`)."""
+    return f"{wallet_address_url}/incoming-payments/{payment_id}"
 
 
 class ReceiverKind(enum.StrEnum):
@@ -100,8 +107,9 @@ FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
 """A wallet address with its asset; the caller adds ``WHERE w.id = $1`` or ``w.url = $1``."""
 
 INCOMING_PAYMENT_RECEIVER = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.state, p.expires_at,
-       p.metadata, p.client, p.created_at, w.url, a.code AS asset_code, a.scale AS asset_scale
+SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
+       p.expires_at, p.metadata, p.client, p.created_at, w.url, w.status AS wallet_status,
+       a.code AS asset_code, a.scale AS asset_scale
 FROM incoming_payments p
 JOIN wallet_addresses w ON w.id = p.wallet_address_id
 JOIN assets a ON a.id = p.asset_id

@@ -45,10 +45,11 @@ from kiungo.payments.receivers import (
     INCOMING_PAYMENT_RECEIVER,
     WALLET_ADDRESS_RECEIVER,
     InvalidReceiverUrl,
+    incoming_payment_url,
     local_receiver_url,
 )
 
-__all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery", "incoming_payment_url"]
+__all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery"]
 
 _MAX_URL_LENGTH = 2048
 _NO_OPEN_PAYMENTS = (
@@ -62,11 +63,6 @@ _RECEIVED = """
 SELECT id, credits_posted, credits_pending FROM ledger_accounts
 WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1
 """
-
-
-def incoming_payment_url(wallet_address_url: str, payment_id: uuid.UUID) -> str:
-    """An incoming payment's URL: its receiver id."""
-    return f"{wallet_address_url}/incoming-payments/{payment_id}"
 
 
 def _local_url(ctx: Context, given: str, field: str) -> str:
