@@ -116,6 +116,7 @@ from kiungo.open_payments import (
     ReceiverUnreadable,
     fetch_incoming_payment,
 )
+from kiungo.store.channels import PAYMENTS_DUE_CHANNEL
 from kiungo.stream.crypto import DecryptionError, StreamKeys
 from kiungo.stream.packet import decode_stream_packet
 from kiungo.stream.sender import PaymentError, RateProbe, StreamSender
@@ -140,8 +141,6 @@ PENDING_RECHECK = timedelta(seconds=1)
 _CLOSE_SECONDS = 2.0
 _LEASE_GRACE = timedelta(seconds=2)
 """Past an attempt's deadline and its packets' lifetime, what recording the outcome may take."""
-# A backend publishes here when a payment becomes SENDING (kiungo.backend.context).
-PAYMENTS_DUE_CHANNEL = "payments-due"
 # Namespace of the ids of a local payment's transfer legs (uuid5 of "<payment id>:<leg>").
 _LOCAL_TRANSFERS = uuid.UUID("9b0a6c1e-3f5d-4e7a-b2c8-1d4e6f8a0b3c")
 
