@@ -35,12 +35,12 @@ from kiungo.backend.api.common import (
     metadata_value,
 )
 from kiungo.backend.api.incoming_payments import _INSERT_WITH_EVENT, _expiry
-from kiungo.backend.api.quotes import local_receiver_url
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, ReceiverUnreadable, fetch_incoming_payment
+from kiungo.payments.quotes import InvalidReceiver, local_receiver_url
 
 __all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery", "incoming_payment_url"]
 
@@ -82,7 +82,7 @@ def _local_url(ctx: Context, given: str, field: str) -> str:
     try:
         local = local_receiver_url(ctx.backend.settings.open_payments_url, text)
         parts = urlsplit("https://" + text[1:] if text.startswith("$") else text)
-    except ApiError:
+    except InvalidReceiver:
         raise bad_input(f"{field} must be a URL without query or fragment", field=field) from None
     except ValueError:
         raise bad_input(f"{field} is not a URL: {given!r}", field=field) from None
@@ -173,7 +173,7 @@ def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
     try:
         if local_receiver_url(ctx.backend.settings.open_payments_url, text) is not None:
             return None
-    except ApiError:
+    except InvalidReceiver:
         return None
     return url if INCOMING_PAYMENT_PATH.match(url) else None
 
