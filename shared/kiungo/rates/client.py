@@ -43,7 +43,9 @@ class RatesUnavailable(RatesError):
 def scaled_rate(rate: Fraction, source_scale: int, destination_scale: int) -> Fraction:
     """A whole-unit rate (destination units per source unit) as a rate between the assets'
     smallest units."""
-    return rate * Fraction(10) ** (destination_scale - source_scale)
+    shift = destination_scale - source_scale
+    # Most pairs share a scale; the power is then 1 and the packet path skips its arithmetic.
+    return rate if shift == 0 else rate * Fraction(10) ** shift
 
 
 def _scaled(amount: int, rate: Fraction, source_scale: int, destination_scale: int) -> Fraction:
