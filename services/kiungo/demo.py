@@ -50,6 +50,7 @@ from kiungo.connector.command import http_server as connector_http_server
 from kiungo.db import plain_url
 from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
+from kiungo.models import OutgoingPaymentState
 from kiungo.runner import run_service
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url
@@ -303,7 +304,7 @@ async def _pay(
         {"i": {"outgoingPaymentId": outgoing, "idempotencyKey": str(uuid.uuid4())}},
     )
     debit = int(quote["debitAmount"]["value"])
-    state = "SENDING"
+    state: str = OutgoingPaymentState.SENDING
     sent = 0
     with Progress(
         TextColumn("[bold]paying bob[/bold]"),
@@ -315,7 +316,8 @@ async def _pay(
     ) as progress:
         task = progress.add_task("pay", total=debit)
         deadline = time.monotonic() + 120
-        while state in ("FUNDING", "SENDING") and time.monotonic() < deadline:
+        unfinished = (OutgoingPaymentState.FUNDING, OutgoingPaymentState.SENDING)
+        while state in unfinished and time.monotonic() < deadline:
             view = (
                 await a.gql(
                     "query($id: String!) { outgoingPayment(id: $id) { state error"
@@ -325,7 +327,7 @@ async def _pay(
             )["outgoingPayment"]
             state, sent = view["state"], int(view["sentAmount"]["value"])
             progress.update(task, completed=sent)
-            if view["error"] and state == "FAILED":
+            if view["error"] and state == OutgoingPaymentState.FAILED:
                 raise DemoError(f"the payment failed: {view['error']}")
             await asyncio.sleep(0.05)
     seconds = time.perf_counter() - started
@@ -395,7 +397,7 @@ async def run_demo(settings: Settings, amount: int, console: Console) -> dict[st
     )
     for name, value in balances.items():
         console.print(f"  {name:<20} {value}")
-    ok = result["state"] == "COMPLETED" and result["delivered"] == amount
+    ok = result["state"] == OutgoingPaymentState.COMPLETED and result["delivered"] == amount
     return {
         "demo": "kiungo",
         "ok": ok,

@@ -13,7 +13,6 @@ payment has ended.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -46,13 +45,9 @@ from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.events import (
-    OUTGOING_PAYMENT_EVENT_ROW,
-    EventType,
-    insert_event,
-    outgoing_payment_data,
-)
+from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW, EventType
 from kiungo.ledger import AccountKind, TransferExists, account_id_for
+from kiungo.payments.outgoing import ENDED, States, store
 
 __all__ = [
     "OutgoingPayment",
@@ -65,7 +60,6 @@ __all__ = [
 # Namespaces of the ids derived from a payment's: its one deposit, and a withdrawal without an
 # event to take the id of.
 _DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
-_ENDED = ("COMPLETED", "FAILED", "CANCELLED")
 
 _SELECT = """
 SELECT p.id, p.wallet_address_id, p.quote_id, p.state, p.error, p.state_attempts,
@@ -80,13 +74,8 @@ JOIN assets a ON a.id = q.asset_id
 """
 
 
-@strawberry.enum
-class OutgoingPaymentState(enum.Enum):
-    FUNDING = "FUNDING"
-    SENDING = "SENDING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
+# The models' enum, registered as the schema's OutgoingPaymentState.
+strawberry.enum(States, name="OutgoingPaymentState")
 
 
 @strawberry.type
@@ -94,7 +83,7 @@ class OutgoingPayment:
     id: strawberry.ID
     wallet_address_id: strawberry.ID
     client: str | None
-    state: OutgoingPaymentState
+    state: States
     error: str | None
     state_attempts: int
     debit_amount: Amount = strawberry.field(description="What the payment debits, fee included.")
@@ -122,7 +111,7 @@ class OutgoingPayment:
             id=strawberry.ID(str(row["id"])),
             wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
             client=row["client"],
-            state=OutgoingPaymentState(row["state"]),
+            state=States(row["state"]),
             error=row["error"],
             state_attempts=int(row["state_attempts"]),
             debit_amount=quote.debit_amount,
@@ -219,7 +208,7 @@ class OutgoingPaymentQuery:
         states = wallets = receivers = None
         if filter is not None:
             if filter.state is not None:
-                known = {s.value for s in OutgoingPaymentState}
+                known = {s.value for s in States}
                 states = list(filter.state.in_)
                 if not set(states) <= known:
                     raise bad_input(f"state must be one of {', '.join(sorted(known))}")
@@ -304,25 +293,11 @@ async def _create_payment(
         if await conn.fetchval("SELECT 1 FROM outgoing_payments WHERE quote_id = $1", quote_id):
             raise ApiError(ErrorCode.DUPLICATE, "the quote already has an outgoing payment")
         try:
-            await conn.execute(
-                "INSERT INTO outgoing_payments (id, wallet_address_id, quote_id, state, metadata, "
-                "created_at, updated_at) VALUES ($1, $2, $3, 'FUNDING', $4::jsonb, $5, $5)",
-                payment_id,
-                wallet_id,
-                quote_id,
-                metadata,
-                now,
-            )
+            await store.create(conn, payment_id, wallet_id, quote_id, metadata, now)
         except asyncpg.UniqueViolationError:
             raise ApiError(
                 ErrorCode.DUPLICATE, "the quote already has an outgoing payment"
             ) from None
-        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW, payment_id)
-        assert row is not None
-        # The debit amount in the event is what depositOutgoingPaymentLiquidity will fund.
-        await insert_event(
-            conn, EventType.OUTGOING_PAYMENT_CREATED, payment_id, outgoing_payment_data(row)
-        )
     await ctx.ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
     return payment_id
 
@@ -398,7 +373,7 @@ class OutgoingPaymentMutation:
                 )
                 if row is None:
                     raise not_found("outgoing payment")
-                if row["state"] != "FUNDING":
+                if row["state"] != States.FUNDING:
                     raise ApiError(
                         ErrorCode.CONFLICT,
                         "only a FUNDING outgoing payment can be cancelled; this one is "
@@ -408,12 +383,6 @@ class OutgoingPaymentMutation:
                 if input.reason is not None:
                     metadata = {**(metadata or {}), "cancellationReason": input.reason}
                 text = metadata_json(metadata)
-                await conn.execute(
-                    "UPDATE outgoing_payments SET state = 'CANCELLED', metadata = $2::jsonb, "
-                    "updated_at = now() WHERE id = $1",
-                    payment_id,
-                    text,
-                )
                 # Nothing is funded before SENDING, but say so if a deposit raced the cancel.
                 available = await ctx.backend.available(AccountKind.OUTGOING_PAYMENT, payment_id)
                 withdrawal = (
@@ -425,13 +394,7 @@ class OutgoingPaymentMutation:
                     if available > 0
                     else None
                 )
-                await insert_event(
-                    conn,
-                    EventType.OUTGOING_PAYMENT_CANCELLED,
-                    payment_id,
-                    outgoing_payment_data({**dict(row), "metadata": metadata}, state="CANCELLED"),
-                    withdrawal=withdrawal,
-                )
+                await store.cancel(conn, row, text, withdrawal=withdrawal)
             record = {"id": str(payment_id)}
             return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
 
@@ -463,7 +426,7 @@ class OutgoingPaymentMutation:
                 )
                 if row is None:
                     raise not_found("outgoing payment")
-                if row["state"] != "FUNDING":
+                if row["state"] != States.FUNDING:
                     if await ctx.ledger.transfer(transfer) is not None:
                         raise ApiError(
                             ErrorCode.DUPLICATE,
@@ -490,11 +453,7 @@ class OutgoingPaymentMutation:
                             amount,
                         ):
                             raise
-                await conn.execute(
-                    "UPDATE outgoing_payments SET state = 'SENDING', process_at = NULL, "
-                    "updated_at = now() WHERE id = $1",
-                    payment_id,
-                )
+                await store.fund(conn, payment_id)
             await ctx.backend.payments_due()
             return success_response()
 
@@ -513,7 +472,7 @@ class OutgoingPaymentMutation:
 
         async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
             row = await _load(ctx, payment_id)
-            if row["state"] not in _ENDED:
+            if row["state"] not in ENDED:
                 raise ApiError(
                     ErrorCode.FORBIDDEN,
                     "the outgoing payment has not ended; withdraw once it is COMPLETED, "
