@@ -128,6 +128,11 @@ def _check_bucket_value(name: str, value: int, *, minimum: int) -> None:
         raise ValueError(f"bucket {name} must be between {minimum} and 2^53 - 1, not {value}")
 
 
+def _check_limits(capacity: int, refill_per_second: int) -> None:
+    _check_bucket_value("capacity", capacity, minimum=1)
+    _check_bucket_value("refill rate", refill_per_second, minimum=1)
+
+
 class _Bucket:
     """The token bucket both limiters share; ``kind`` keeps their keys apart."""
 
@@ -138,8 +143,7 @@ class _Bucket:
     async def _take(
         self, key: str, cost: int, capacity: int, refill_per_second: int, now_ms: int | None
     ) -> bool:
-        _check_bucket_value("capacity", capacity, minimum=1)
-        _check_bucket_value("refill rate", refill_per_second, minimum=1)
+        _check_limits(capacity, refill_per_second)
         if cost < 0:
             raise ValueError(f"a bucket cost cannot be negative, not {cost}")
         if cost > capacity:
@@ -151,8 +155,7 @@ class _Bucket:
     async def _give_back(
         self, key: str, amount: int, capacity: int, refill_per_second: int, now_ms: int | None
     ) -> None:
-        _check_bucket_value("capacity", capacity, minimum=1)
-        _check_bucket_value("refill rate", refill_per_second, minimum=1)
+        _check_limits(capacity, refill_per_second)
         if amount < 0:
             raise ValueError(f"a refund cannot be negative, not {amount}")
         if amount > 0:
