@@ -30,13 +30,13 @@ from tests.backend.harness import (
 )
 from tests.loopback import serve
 
-from kiungo.backend.api.quotes import SendingFee
 from kiungo.events import (
     OUTGOING_PAYMENT_EVENT_ROW,
     EventType,
     insert_event,
     outgoing_payment_data,
 )
+from kiungo.payments.quotes import SendingFee
 from kiungo.signatures import SignatureError, verify
 
 AMOUNT = "{ value assetCode assetScale }"
@@ -546,6 +546,11 @@ async def test_bad_quotes_are_typed_and_change_nothing(node: Node) -> None:
         {"input": {"walletAddressId": w.alice, "debitAmount": amount(5), "receiver": done}},
     )
     assert invalid.errors[0]["message"].startswith("invalid receiver")
+    assert invalid.errors[0]["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "receiver",
+        "quoteError": "InvalidReceiver",
+    }
     assert await admin.pool.fetchval("SELECT count(*) FROM quotes") == 0
     assert await admin.pool.fetchval("SELECT count(*) FROM outgoing_payments") == 0
     assert await admin.pool.fetchval("SELECT count(*) FROM webhook_events") == 0

@@ -9,6 +9,8 @@ from typing import Any
 
 from tests.backend.harness import Admin, GraphQLFailure
 
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL
+
 PEER_FIELDS = (
     "id maxPacketAmount http { outgoing { authToken endpoint } } asset { id code } "
     "staticIlpAddress name liquidityThreshold liquidityThresholdHigh routes liquidity createdAt"
@@ -739,7 +741,7 @@ async def test_concurrent_deposits_of_one_transfer_with_different_keys_move_mone
 
 async def test_peer_changes_are_announced(admin: Admin) -> None:
     asset_id = await admin.create_asset()
-    channel = admin.backend.settings.redis_key_prefix + "peers-changed"
+    channel = admin.backend.settings.redis_key_prefix + PEERS_CHANGED_CHANNEL
     async with admin.backend.redis.pubsub() as pubsub:
         await pubsub.subscribe(channel)
 

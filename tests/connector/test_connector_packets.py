@@ -30,6 +30,7 @@ from kiungo.ilp.ildcp import build_request, parse_response
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, encode_packet
 from kiungo.ledger import AccountKind
 from kiungo.spsp import SpspResponse
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL
 from kiungo.stream.crypto import StreamKeys, random_condition
 from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
 
@@ -94,7 +95,7 @@ async def test_amount_above_what_the_next_peer_accepts_is_f08_and_moves_nothing(
     await connector.pool.execute(
         "UPDATE peers SET max_packet_amount = 40 WHERE id = $1", connector.seeded.peers["bob"]
     )
-    await redis.publish(redis_prefix + "peers-changed", "1")
+    await redis.publish(redis_prefix + PEERS_CHANGED_CHANNEL, "1")
     reply: Fulfill | Reject = await connector.send(prepare_to("test.bob.x", 41))
     for _ in range(100):
         if isinstance(reply, Reject):

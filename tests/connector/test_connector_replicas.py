@@ -28,10 +28,10 @@ from tests.connector.harness import (
 from tests.stores import DatabaseFactory
 
 from kiungo.config import Settings
-from kiungo.connector.node import PEERS_CHANGED_CHANNEL
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.spsp import SpspResponse
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL
 from kiungo.stream.crypto import StreamKeys
 from kiungo.stream.packet import (
     StreamMoneyFrame,

@@ -17,10 +17,10 @@ from tests.connector.harness import (
     running_connector,
 )
 
-from kiungo.backend.context import PEERS_CHANGED_CHANNEL
 from kiungo.config import Settings
 from kiungo.ilp.packet import Fulfill, Reject
 from kiungo.ledger import Ledger
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL
 
 LIMIT = 1000  # units per second, and the bucket's capacity; alice's largest packet too
 

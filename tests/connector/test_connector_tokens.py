@@ -28,10 +28,10 @@ from tests.connector.harness import (
     running_connector,
 )
 
-from kiungo.backend.context import PEERS_CHANGED_CHANNEL
 from kiungo.ilp.ildcp import build_request, parse_response
 from kiungo.ilp.packet import Fulfill, decode_reply, encode_packet
 from kiungo.ledger import Ledger
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL
 
 CREATE_PEER = """
 mutation($input: CreatePeerInput!) { createPeer(input: $input) { peer { id } } }

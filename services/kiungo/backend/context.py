@@ -22,28 +22,19 @@ from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
 from kiungo.rates import RatesClient
 from kiungo.receiver_fetch import receiver_client
-from kiungo.store.coordination import (
-    Conflict,
-    Finished,
-    IdempotencyStore,
-    InProgress,
-    Started,
+from kiungo.store.channels import (
+    PAYMENTS_DUE_CHANNEL,
+    PEERS_CHANGED_CHANNEL,
+    RECEIVERS_CHANGED_CHANNEL,
 )
+from kiungo.store.idempotency import Conflict, Finished, IdempotencyStore, InProgress, Started
 
-__all__ = ["PAYMENTS_DUE_CHANNEL", "PEERS_CHANGED_CHANNEL", "Backend", "Context"]
+__all__ = ["Backend", "Context"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("kiungo.backend")
 
-# The connector's peer table reloads on a message here (kiungo.connector.node).
-PEERS_CHANGED_CHANNEL = "peers-changed"
-# The connectors' receiver caches (kiungo.connector.node reads it): the id of a wallet address or
-# incoming payment to forget.
-RECEIVERS_CHANGED_CHANNEL = "receivers-changed"
-# The connector's sending worker looks for work at once on a message here (its poll is the
-# fallback).
-PAYMENTS_DUE_CHANNEL = "payments-due"
 # A running idempotent mutation holds its key this long if its process dies mid-way.
 _IDEMPOTENCY_LEASE_SECONDS = 30
 # How long a second call with the same key waits for the first to finish.

@@ -35,7 +35,6 @@ __all__ = [
     "InvalidReceiver",
     "PipelineLink",
     "ResolvedReceiver",
-    "local_receiver_url",
     "resolve_receiver",
 ]
 

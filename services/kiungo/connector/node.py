@@ -29,18 +29,17 @@ from kiungo.db import create_pool
 from kiungo.ledger import Ledger
 from kiungo.rates import RatesClient
 from kiungo.receiver_fetch import receiver_client
-from kiungo.store.coordination import RateLimiter, StreamTotals, ThroughputLimiter
+from kiungo.store.buckets import RateLimiter, ThroughputLimiter
+from kiungo.store.channels import PEERS_CHANGED_CHANNEL, RECEIVERS_CHANGED_CHANNEL
+from kiungo.store.stream_totals import StreamTotals
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
 from kiungo.tasks import raise_if_cancelled, stop_tasks
 
-__all__ = ["PEERS_CHANGED_CHANNEL", "Node"]
+__all__ = ["Node"]
 
 log = logging.getLogger("kiungo.connector")
 
-PEERS_CHANGED_CHANNEL = "peers-changed"
-# A backend publishes a wallet address's or incoming payment's id here when its state changed.
-RECEIVERS_CHANGED_CHANNEL = "receivers-changed"
 _PEER_RELOAD_SECONDS = 30.0
 _HOLD_SWEEP_SECONDS = 1.0
 

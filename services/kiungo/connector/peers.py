@@ -12,15 +12,15 @@ nothing about the token through its timing.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
 
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.models.peer import token_hash
 
-__all__ = ["PeerInfo", "PeerRegistry", "internal_source", "token_hash"]
+__all__ = ["PeerInfo", "PeerRegistry", "internal_source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +74,6 @@ def internal_source(
         account_kind=account_kind,
         internal=True,
     )
-
-
-def token_hash(token: bytes) -> bytes:
-    """The digest the admin API stored for a token, of the token's bytes as they come in the
-    ``Authorization`` header: no decoding, so no encoding to agree on (the API takes printable
-    ASCII only, whose bytes are the same in UTF-8 and Latin-1)."""
-    return hashlib.sha256(token).digest()
 
 
 _LOAD_PEERS = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kiungo.models.base import U64, Base, TimestampMixin, UuidPrimaryKeyMixin
 
-__all__ = ["Peer", "PeerIncomingToken"]
+__all__ = ["Peer", "PeerIncomingToken", "token_hash"]
 
 
 class Peer(UuidPrimaryKeyMixin, TimestampMixin, Base):
@@ -32,6 +33,14 @@ class Peer(UuidPrimaryKeyMixin, TimestampMixin, Base):
     liquidity_alert: Mapped[str | None] = mapped_column(String(8))
     # ILP address prefixes routed to this peer besides its static address.
     routes: Mapped[list[str]] = mapped_column(ARRAY(String(1023)), server_default="{}")
+
+
+def token_hash(token: bytes | str) -> bytes:
+    """What ``PeerIncomingToken.token_hash`` holds: the SHA-256 of the token's bytes as a peer
+    sends them. The connector hashes the ``Authorization`` header's bytes undecoded, so there is
+    no encoding to agree on; the admin API takes printable ASCII only, whose UTF-8 is those
+    bytes."""
+    return hashlib.sha256(token.encode("utf-8") if isinstance(token, str) else token).digest()
 
 
 class PeerIncomingToken(UuidPrimaryKeyMixin, TimestampMixin, Base):

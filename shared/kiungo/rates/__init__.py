@@ -6,6 +6,14 @@ from kiungo.rates.client import (
     RatesUnavailable,
     convert,
     convert_ceil,
+    scaled_rate,
 )
 
-__all__ = ["RatesClient", "RatesError", "RatesUnavailable", "convert", "convert_ceil"]
+__all__ = [
+    "RatesClient",
+    "RatesError",
+    "RatesUnavailable",
+    "convert",
+    "convert_ceil",
+    "scaled_rate",
+]

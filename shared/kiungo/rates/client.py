@@ -22,7 +22,14 @@ from fractions import Fraction
 
 import httpx
 
-__all__ = ["RatesClient", "RatesError", "RatesUnavailable", "convert", "convert_ceil"]
+__all__ = [
+    "RatesClient",
+    "RatesError",
+    "RatesUnavailable",
+    "convert",
+    "convert_ceil",
+    "scaled_rate",
+]
 
 
 class RatesError(Exception):
@@ -33,10 +40,18 @@ class RatesUnavailable(RatesError):
     """The rates service could not be asked, answered badly, or has no rate for the pair."""
 
 
+def scaled_rate(rate: Fraction, source_scale: int, destination_scale: int) -> Fraction:
+    """A whole-unit rate (destination units per source unit) as a rate between the assets'
+    smallest units."""
+    shift = destination_scale - source_scale
+    # Most pairs share a scale; the power is then 1 and the packet path skips its arithmetic.
+    return rate if shift == 0 else rate * Fraction(10) ** shift
+
+
 def _scaled(amount: int, rate: Fraction, source_scale: int, destination_scale: int) -> Fraction:
     if amount < 0:
         raise ValueError("amounts are never negative")
-    return amount * rate * Fraction(10) ** (destination_scale - source_scale)
+    return amount * scaled_rate(rate, source_scale, destination_scale)
 
 
 def convert(amount: int, rate: Fraction, source_scale: int, destination_scale: int) -> int:

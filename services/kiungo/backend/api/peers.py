@@ -8,7 +8,6 @@ table (connectors also reload periodically, should an announcement be lost).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Any
@@ -33,8 +32,9 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.ilp.address import is_valid_address
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.models.peer import token_hash
 
-__all__ = ["Peer", "PeerMutation", "PeerQuery", "mask_token", "token_hash"]
+__all__ = ["Peer", "PeerMutation", "PeerQuery", "mask_token"]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ _MAX_ENDPOINT = 2048
 _MAX_NAME = 255
 _MASK_SHOWN = 4
 _MASK_MIN_LENGTH = 16
-
-
-def token_hash(token: str) -> bytes:
-    """What ``peer_incoming_tokens.token_hash`` holds: the SHA-256 of the token's bytes as a
-    peer sends them (the connector hashes the header's bytes)."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 def mask_token(token: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -14,15 +14,13 @@ import strawberry
 
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
+from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
 from kiungo.backend.api.liquidity import transfer_id, withdraw
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.backend.workers import emit_web_monetization_events
 from kiungo.ledger import AccountKind
-
-if TYPE_CHECKING:
-    from kiungo.backend.api.incoming_payments import IncomingPaymentConnection
 
 __all__ = [
     "WalletAddress",
@@ -131,15 +129,7 @@ class WalletAddress:
         first: int | None = None,
         last: int | None = None,
         sort_order: SortOrder | None = None,
-    ) -> (
-        Annotated[
-            IncomingPaymentConnection,
-            strawberry.lazy("kiungo.backend.api.incoming_payments"),
-        ]
-        | None
-    ):
-        from kiungo.backend.api.incoming_payments import page_incoming_payments  # noqa: PLC0415
-
+    ) -> IncomingPaymentConnection | None:
         return await page_incoming_payments(
             info.context,
             PageRequest(first, last, after, before, sort_order),

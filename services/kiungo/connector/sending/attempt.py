@@ -24,7 +24,6 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from kiungo.connector.inprocess import local_receiver_url
 from kiungo.connector.node import Node
 from kiungo.connector.sending import local, remote
 from kiungo.connector.sending.lease import Lease
@@ -44,6 +43,7 @@ from kiungo.open_payments import (
     ReceiverUnreadable,
     fetch_incoming_payment,
 )
+from kiungo.payments.receivers import local_receiver_url
 
 __all__ = ["attempt"]
 

@@ -14,7 +14,6 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
-from kiungo.connector.inprocess import local_receiver_url
 from kiungo.connector.node import Node
 from kiungo.connector.pipeline.accounting import packet_legs
 from kiungo.connector.receivers import Receiver, ReceiverKind
@@ -27,6 +26,7 @@ from kiungo.ledger import (
     TransferExists,
     TransferState,
 )
+from kiungo.payments.receivers import local_receiver_url
 
 __all__ = ["pay", "settle_receiver", "transfer_done"]
 

@@ -13,13 +13,12 @@ from kiungo.connector.sending.attempt import attempt
 from kiungo.connector.sending.lease import Lease, claim
 from kiungo.connector.sending.outcome import record
 from kiungo.connector.sending.payment import Failed, Outcome, Payment, load, log, log_extra
+from kiungo.store.channels import PAYMENTS_DUE_CHANNEL
 from kiungo.tasks import stop_tasks
 
 __all__ = ["MAX_CONCURRENT_PAYMENTS", "OutgoingPaymentWorker"]
 
 MAX_CONCURRENT_PAYMENTS = 20
-# A backend publishes here when a payment becomes SENDING (kiungo.backend.context).
-PAYMENTS_DUE_CHANNEL = "payments-due"
 
 
 class OutgoingPaymentWorker:

@@ -1,0 +1,46 @@
+"""The sending fee a quote charges: an asset's latest SENDING fee, ``fixed`` plus
+``basis_points`` of what is sent."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from kiungo.models import FeeType
+
+__all__ = ["SendingFee", "sending_fee"]
+
+_FEE = """
+SELECT id, fixed_fee, basis_point_fee FROM fees
+WHERE asset_id = $1 AND type = $2 ORDER BY created_at DESC, id DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SendingFee:
+    """An asset's sending fee; ``id`` None when it has none."""
+
+    id: uuid.UUID | None
+    fixed: int
+    basis_points: int
+
+    def on(self, sent: int) -> int:
+        """The fee for sending ``sent``: fixed plus the basis points, rounded up."""
+        return self.fixed + -(-sent * self.basis_points // 10_000)
+
+    def sendable(self, debit: int) -> int:
+        """The most that ``debit`` can send with its fee paid (0 when it cannot pay the fee)."""
+        spare = debit - self.fixed
+        if spare <= 0:
+            return 0
+        return spare * 10_000 // (10_000 + self.basis_points)
+
+
+async def sending_fee(pool: asyncpg.Pool, asset_id: uuid.UUID) -> SendingFee:
+    """The asset's latest SENDING fee (none: zero)."""
+    row = await pool.fetchrow(_FEE, asset_id, FeeType.SENDING.value)
+    if row is None:
+        return SendingFee(None, 0, 0)
+    return SendingFee(row["id"], int(row["fixed_fee"]), int(row["basis_point_fee"]))

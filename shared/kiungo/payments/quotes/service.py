@@ -1,0 +1,219 @@
+"""Make a quote and store it; read one back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from kiungo.ilp.oer import MAX_UINT64
+from kiungo.models import WalletAddressStatus
+from kiungo.payments.quotes.errors import (
+    InvalidQuoteRequest,
+    InvalidReceiver,
+    QuoteNotFound,
+    WalletAddressInactive,
+    WalletAddressNotFound,
+)
+from kiungo.payments.quotes.fees import sending_fee
+from kiungo.payments.quotes.quoting import Amount, Quoting
+from kiungo.payments.quotes.receiver import (
+    at_most_rate_parts,
+    local_receiver,
+    remote_receiver,
+)
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+
+__all__ = ["QUOTE_COLUMNS", "create_quote", "load_quote"]
+
+_MAX_RECEIVER_LENGTH = 2048
+
+QUOTE_COLUMNS = """
+q.id, q.wallet_address_id, q.asset_id, q.receiver, q.debit_amount, q.fee_amount,
+q.receive_amount, q.receive_asset_code, q.receive_asset_scale,
+q.low_estimated_exchange_rate_numerator, q.low_estimated_exchange_rate_denominator,
+q.created_at, q.expires_at, a.code AS asset_code, a.scale AS asset_scale
+"""
+# Built from the constant column list only.
+_SELECT = f"SELECT {QUOTE_COLUMNS} FROM quotes q JOIN assets a ON a.id = q.asset_id"  # noqa: S608
+_WALLET = """
+SELECT w.id, w.status, w.asset_id, a.code, a.scale
+FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
+"""
+_INSERT = """
+INSERT INTO quotes (id, wallet_address_id, asset_id, receiver, debit_amount, fee_amount,
+                    receive_amount, receive_asset_code, receive_asset_scale, max_packet_amount,
+                    min_exchange_rate_numerator, min_exchange_rate_denominator,
+                    low_estimated_exchange_rate_numerator, low_estimated_exchange_rate_denominator,
+                    high_estimated_exchange_rate_numerator,
+                    high_estimated_exchange_rate_denominator, estimated_exchange_rate, fee_id,
+                    expires_at, created_at, updated_at, stream_destination, stream_shared_secret)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $20, $21, $22)
+"""
+
+
+def _decimal(rate: Fraction) -> Decimal | None:
+    """The NUMERIC(40, 20) estimate (display only), rounded down; None when it does not fit."""
+    with localcontext() as context:
+        context.prec = 80
+        value = (Decimal(rate.numerator) / Decimal(rate.denominator)).quantize(
+            Decimal("1e-20"), rounding=ROUND_FLOOR
+        )
+    return value if value < Decimal(10) ** 20 else None
+
+
+def _check_amount(amount: Amount, what: str) -> None:
+    if amount.value <= 0:
+        raise InvalidQuoteRequest(f"{what} must be above zero", field=what)
+
+
+async def create_quote(
+    quoting: Quoting,
+    wallet_id: uuid.UUID,
+    receiver: str,
+    debit_amount: Amount | None,
+    receive_amount: Amount | None,
+) -> dict[str, Any]:
+    """Quote and store; returns the quote's row (as ``QUOTE_COLUMNS`` reads it). Nothing is
+    written unless the quote is made."""
+    if debit_amount is not None and receive_amount is not None:
+        raise InvalidQuoteRequest("give debitAmount or receiveAmount, not both")
+    if debit_amount is not None:
+        _check_amount(debit_amount, "debitAmount")
+    if receive_amount is not None:
+        _check_amount(receive_amount, "receiveAmount")
+    receiver = receiver.strip()
+    if not receiver or len(receiver) > _MAX_RECEIVER_LENGTH:
+        raise InvalidReceiver(f"give a URL or payment pointer of 1-{_MAX_RECEIVER_LENGTH} chars")
+
+    wallet = await quoting.pool.fetchrow(_WALLET, wallet_id)
+    if wallet is None:
+        raise WalletAddressNotFound()
+    if wallet["status"] != WalletAddressStatus.ACTIVE:
+        raise WalletAddressInactive()
+    sender = (wallet["code"], wallet["scale"])
+    if debit_amount is not None and (debit_amount.asset_code, debit_amount.asset_scale) != sender:
+        raise InvalidQuoteRequest(
+            f"debitAmount must be in the wallet address's asset, {sender[0]} at scale {sender[1]}",
+            field="debitAmount",
+        )
+
+    now = datetime.now(UTC)
+    try:
+        local = local_receiver_url(quoting.settings.open_payments_url, receiver)
+    except InvalidReceiverUrl as exc:
+        raise InvalidReceiver(str(exc)) from None
+    if local is not None:
+        target = await local_receiver(quoting, local, sender, now)
+    elif receiver.startswith("$") or urlsplit(receiver).scheme in ("http", "https"):
+        target = await remote_receiver(quoting, receiver, sender, now)
+    else:
+        raise InvalidReceiver("give an http(s) URL or a $payment.pointer")
+    receiving = (target.asset_code, target.asset_scale)
+    if (
+        receive_amount is not None
+        and (receive_amount.asset_code, receive_amount.asset_scale) != receiving
+    ):
+        raise InvalidQuoteRequest(
+            f"receiveAmount must be in the receiver's asset, {receiving[0]} at scale "
+            f"{receiving[1]}",
+            field="receiveAmount",
+        )
+
+    fee = await sending_fee(quoting.pool, wallet["asset_id"])
+    rate = target.low
+    slippage = Fraction(quoting.settings.slippage)
+    minimum_rate = at_most_rate_parts(rate * (1 - slippage))
+    if debit_amount is None:
+        if receive_amount is None:
+            if target.remaining is None:
+                raise InvalidQuoteRequest(
+                    "give debitAmount or receiveAmount: the receiver does not say how much "
+                    "it expects"
+                )
+            receive = target.remaining
+        else:
+            receive = receive_amount.value
+        sent = -(-receive * minimum_rate.denominator // minimum_rate.numerator)
+        debit = sent + fee.on(sent)
+        if debit > MAX_UINT64:
+            raise InvalidQuoteRequest("receiving that much would debit more than 2^64 - 1")
+    else:
+        debit = debit_amount.value
+        sent = fee.sendable(debit)
+        receive = sent * rate.numerator // rate.denominator
+        if receive <= 0:
+            least = -(-rate.denominator // rate.numerator)
+            minimum = least + fee.on(least)
+            raise InvalidQuoteRequest(
+                f"debitAmount is too small to deliver anything; send at least {minimum}",
+                field="debitAmount",
+                minSendAmount=str(minimum),
+            )
+    if target.remaining is not None and receive > target.remaining:
+        raise InvalidQuoteRequest(
+            f"the quote would deliver {receive}, more than the {target.remaining} the "
+            "incoming payment still expects",
+            field="receiveAmount" if debit_amount is None else "debitAmount",
+        )
+
+    expires_at = now + timedelta(milliseconds=quoting.settings.quote_lifespan_ms)
+    if target.expires_at is not None and target.expires_at < expires_at:
+        expires_at = target.expires_at
+    quote_id = uuid.uuid4()
+    await quoting.pool.execute(
+        _INSERT,
+        quote_id,
+        wallet_id,
+        wallet["asset_id"],
+        target.url,
+        debit,
+        debit - sent,
+        receive,
+        target.asset_code,
+        target.asset_scale,
+        target.max_packet,
+        minimum_rate.numerator,
+        minimum_rate.denominator,
+        rate.numerator,
+        rate.denominator,
+        target.high.numerator,
+        target.high.denominator,
+        _decimal(rate),
+        fee.id,
+        expires_at,
+        now,
+        target.stream_destination,
+        target.stream_shared_secret,
+    )
+    return {
+        "id": quote_id,
+        "wallet_address_id": wallet_id,
+        "asset_id": wallet["asset_id"],
+        "receiver": target.url,
+        "debit_amount": debit,
+        "fee_amount": debit - sent,
+        "receive_amount": receive,
+        "receive_asset_code": target.asset_code,
+        "receive_asset_scale": target.asset_scale,
+        "low_estimated_exchange_rate_numerator": rate.numerator,
+        "low_estimated_exchange_rate_denominator": rate.denominator,
+        "created_at": now,
+        "expires_at": expires_at,
+        "asset_code": sender[0],
+        "asset_scale": sender[1],
+    }
+
+
+async def load_quote(pool: asyncpg.Pool, quote_id: uuid.UUID) -> asyncpg.Record:
+    """The quote's row, as ``QUOTE_COLUMNS`` reads it."""
+    row: asyncpg.Record | None = await pool.fetchrow(_SELECT + " WHERE q.id = $1", quote_id)
+    if row is None:
+        raise QuoteNotFound()
+    return row
