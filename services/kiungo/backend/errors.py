@@ -1,15 +1,27 @@
 """Typed API errors: each failure the admin API reports carries one code (DESIGN §7).
 
-Domain code raises :class:`ApiError`; the HTTP layer puts its code in ``extensions.code``. Anything
-else that escapes a resolver is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
+Resolvers raise :class:`ApiError`; the HTTP layer puts its code in ``extensions.code``. Domain
+modules raise a :class:`Refusal` of their own kind instead, which the resolver turns into an
+``ApiError`` with :func:`refusals_as` and its table of codes. Anything else that escapes a resolver
+is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["ApiError", "ErrorCode", "bad_input", "not_found"]
+__all__ = [
+    "ApiError",
+    "ErrorCode",
+    "NotFound",
+    "Refusal",
+    "bad_input",
+    "not_found",
+    "refusals_as",
+]
 
 
 class ErrorCode(enum.StrEnum):
@@ -42,3 +54,36 @@ def bad_input(message: str, **extensions: Any) -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, f"{what} not found")
+
+
+class Refusal(Exception):
+    """A domain module's refusal, nothing changed: what it is is its type, which the resolver
+    maps to a code (:func:`refusals_as`); ``details`` go to the error's extensions."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(Refusal):
+    """No ``what`` has the id asked for."""
+
+    what = "item"
+
+    def __init__(self) -> None:
+        super().__init__(f"{self.what} not found")
+
+
+@contextlib.contextmanager
+def refusals_as(codes: Sequence[tuple[type[Refusal], ErrorCode]]) -> Iterator[None]:
+    """Domain refusals raised inside as API errors: the code of the first kind the refusal is,
+    its message and details unchanged."""
+    try:
+        yield
+    except Refusal as error:
+        code = next(
+            (code for kind, code in codes if isinstance(error, kind)),
+            ErrorCode.INTERNAL_SERVER_ERROR,
+        )
+        raise ApiError(code, error.message, **error.details) from None
