@@ -1,4 +1,5 @@
-"""Moving liquidity: deposits, withdrawals (one- or two-phase) and their post/void.
+"""Moving liquidity: deposits, withdrawals (one- or two-phase) and their post/void; the
+mutations that move an asset's or a peer's own liquidity.
 
 Every movement is a ledger transfer with a caller-chosen id, so it happens once whatever is
 retried; withdrawals with a timeout hold the money until ``postLiquidityWithdrawal`` or
