@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from kiungo.ledger.accounts import Account, AccountKind, Balance
+from kiungo.ledger.check import CheckResult, run_checks
 from kiungo.ledger.errors import (
     InsufficientBalance,
     LedgerError,
@@ -293,6 +294,21 @@ class Ledger:
             int(row["debits_pending"]),
             int(row["credits_pending"]),
         )
+
+    async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
+        """The balances of several accounts at once (None for an unknown id), in order."""
+        return [await self._balance_or_none(a) for a in account_ids]
+
+    async def _balance_or_none(self, account_id: uuid.UUID) -> Balance | None:
+        try:
+            return await self.balance(account_id)
+        except UnknownAccount:
+            return None
+
+    async def check(self) -> list[CheckResult]:
+        """The invariants of ``kiungo ledger check`` (:mod:`kiungo.ledger.check`)."""
+        async with self._pool.acquire() as conn:
+            return await run_checks(conn)
 
     def _test_now(self) -> datetime | None:
         """``$n`` of a statement's ``coalesce($n, statement_timestamp())``: NULL (the
