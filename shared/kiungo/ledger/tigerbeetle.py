@@ -55,8 +55,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
-
 import tigerbeetle as tb
+
 from kiungo.ilp.oer import MAX_UINT64
 from kiungo.ledger.accounts import AccountKind, Balance
 from kiungo.ledger.check import CheckResult
@@ -87,7 +87,7 @@ from kiungo.ledger.rules import (
     TransferState,
     VoidTransfers,
 )
-from kiungo.ledger.service import Ledger, account_id_for
+from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
 from kiungo.tasks import stop_tasks
 
 __all__ = ["KIND_CODES", "TigerBeetleLedger", "ledger_for"]
@@ -213,8 +213,8 @@ class TigerBeetleLedger(Ledger):
         self._kind_of: dict[uuid.UUID, AccountKind] = {}
         self._known_accounts: set[uuid.UUID] = set()
         self._funded: dict[uuid.UUID, int] = {}
+        self._fundings: dict[tuple[uuid.UUID, int], asyncio.Future[None]] = {}
         self._meta: OrderedDict[uuid.UUID, _Meta] = OrderedDict()
-        self._followups: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.operations = 0
 
@@ -241,8 +241,6 @@ class TigerBeetleLedger(Ledger):
             await asyncio.sleep(0.001)
         await stop_tasks(self._writers)
         self._writers = []
-        if self._followups:
-            await asyncio.gather(*self._followups, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -340,11 +338,31 @@ class TigerBeetleLedger(Ledger):
         return balances
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
-        asset_id = await self._asset_for(account_id)
+        filter_flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
+        found = await self._account_transfers(account_id, filter_flags, limit)
+        return [r.transfer for r in await self._records(found)]
+
+    async def history(
+        self, account_ids: Sequence[uuid.UUID], *, debits: bool, limit: int
+    ) -> list[TransferRecord]:
+        side = tb.AccountFilterFlags.DEBITS if debits else tb.AccountFilterFlags.CREDITS
         found: list[tb.Transfer] = []
-        timestamp_min = 0
-        # Posts and voids are transfers of their own here: read on until ``limit`` of the
-        # account's own transfers are found.
+        for account_id in account_ids:
+            found += await self._account_transfers(
+                account_id, side | tb.AccountFilterFlags.REVERSED, limit
+            )
+        found.sort(key=lambda t: t.timestamp, reverse=True)
+        return await self._records(found[:limit])
+
+    async def _account_transfers(
+        self, account_id: uuid.UUID, flags: tb.AccountFilterFlags, limit: int
+    ) -> list[tb.Transfer]:
+        """Up to ``limit`` of the account's own transfers (not posts and voids, which are
+        transfers of their own in TigerBeetle), in timestamp order (or reversed)."""
+        found: list[tb.Transfer] = []
+        page_size = min(8000, max(limit * 2, 16))
+        bound = 0
+        reverse = bool(flags & tb.AccountFilterFlags.REVERSED)
         while len(found) < limit:
             page = await self._call(
                 self.client.get_account_transfers(
@@ -354,10 +372,10 @@ class TigerBeetleLedger(Ledger):
                         user_data_64=0,
                         user_data_32=0,
                         code=0,
-                        timestamp_min=timestamp_min,
-                        timestamp_max=0,
-                        limit=min(8000, max(limit * 2, 16)),
-                        flags=tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS,
+                        timestamp_min=0 if reverse else bound,
+                        timestamp_max=bound if reverse else 0,
+                        limit=page_size,
+                        flags=flags,
                     )
                 )
             )
@@ -366,10 +384,20 @@ class TigerBeetleLedger(Ledger):
                 for t in page
                 if not t.flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER)
             ]
-            if len(page) < min(8000, max(limit * 2, 16)):
+            if len(page) < page_size:
                 break
-            timestamp_min = page[-1].timestamp + 1
-        return await self._states([_from_tb(t, asset_id) for t in found[:limit]])
+            bound = page[-1].timestamp - 1 if reverse else page[-1].timestamp + 1
+        return found[:limit]
+
+    async def _records(self, found: list[tb.Transfer]) -> list[TransferRecord]:
+        transfers = [
+            _from_tb(t, await self._asset_for(uuid.UUID(int=t.debit_account_id))) for t in found
+        ]
+        await self._states(transfers)
+        return [
+            TransferRecord(transfer, datetime.fromtimestamp(t.timestamp / 1e9, UTC))
+            for transfer, t in zip(transfers, found, strict=True)
+        ]
 
     async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
         looked_up = await self._call(self.client.lookup_transfers([transfer_id.int]))
@@ -649,6 +677,16 @@ class TigerBeetleLedger(Ledger):
         """Open ``account_id``'s limit control account with ``limit`` (once; module docstring)."""
         if self._funded.get(account_id) == limit:
             return
+        # Concurrent first packets of one payment share one funding request.
+        key = (account_id, limit)
+        funding = self._fundings.get(key)
+        if funding is None:
+            funding = asyncio.ensure_future(self._open_control(account_id, asset_id, limit))
+            self._fundings[key] = funding
+            funding.add_done_callback(lambda _: self._fundings.pop(key, None))
+        await asyncio.shield(funding)
+
+    async def _open_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
         ledger = ledger_for(asset_id)
         accounts = [
             tb.Account(id=_sink_id(asset_id), ledger=ledger, code=_SINK_CODE),
