@@ -219,6 +219,14 @@ class TigerBeetleLedger(Ledger):
         self.operations = 0
 
     @property
+    def addresses(self) -> str:
+        return self._addresses
+
+    async def __aenter__(self) -> TigerBeetleLedger:
+        self.start()
+        return self
+
+    @property
     def client(self) -> tb.ClientAsync:
         if self._client is None:
             raise RuntimeError("the ledger is not started")
