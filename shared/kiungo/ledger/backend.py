@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncpg
 
-from kiungo.config import Settings
+from kiungo.config import ConfigError, Settings
 from kiungo.ledger.service import Ledger
 from kiungo.ledger.tigerbeetle import TigerBeetleLedger
+from kiungo.store.tigerbeetle import local_address
 
 __all__ = ["make_ledger", "tigerbeetle_addresses"]
 
-# Where ``kiungo up`` runs its own single replica when USE_TIGERBEETLE names none.
-LOCAL_TIGERBEETLE_PORT = 3003
-
 
 def tigerbeetle_addresses(settings: Settings) -> str:
-    return settings.tigerbeetle_replica_addresses or f"127.0.0.1:{LOCAL_TIGERBEETLE_PORT}"
+    """TIGERBEETLE_REPLICA_ADDRESSES, else the replica ``kiungo up`` runs in KIUNGO_DATA_DIR."""
+    addresses = settings.tigerbeetle_replica_addresses or local_address(settings)
+    if addresses is None:
+        raise ConfigError(
+            "TIGERBEETLE_REPLICA_ADDRESSES: not set, and no replica of `kiungo up` runs "
+            f"in {settings.data_dir}"
+        )
+    return addresses
 
 
 def make_ledger(pool: asyncpg.Pool, settings: Settings) -> Ledger:
