@@ -40,6 +40,7 @@ class TigerBeetleServer:
     binary: str
     data_file: Path
     port: int
+    start_args: tuple[str, ...] = ()
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -52,6 +53,7 @@ class TigerBeetleServer:
             "start",
             f"--addresses={self.address}",
             "--development",
+            *self.start_args,
             str(self.data_file),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -80,8 +82,9 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def tigerbeetle_server(directory: Path) -> AsyncIterator[TigerBeetleServer]:
-    """A formatted, started server whose data file is in ``directory``; killed afterwards."""
+async def tigerbeetle_server(directory: Path, *start_args: str) -> AsyncIterator[TigerBeetleServer]:
+    """A formatted, started server whose data file is in ``directory``; killed afterwards.
+    ``start_args`` go to ``tigerbeetle start`` (the benchmarks' larger requests and caches)."""
     binary = require_tigerbeetle()
     data_file = directory / "0_0.tigerbeetle"
     format_ = await asyncio.create_subprocess_exec(
@@ -98,7 +101,7 @@ async def tigerbeetle_server(directory: Path) -> AsyncIterator[TigerBeetleServer
     _, err = await format_.communicate()
     if format_.returncode != 0:
         raise RuntimeError(f"tigerbeetle format failed: {err.decode(errors='replace')[-500:]}")
-    server = TigerBeetleServer(binary, data_file, _free_port())
+    server = TigerBeetleServer(binary, data_file, _free_port(), start_args)
     await server.start()
     try:
         yield server

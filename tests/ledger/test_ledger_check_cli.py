@@ -15,7 +15,7 @@ from tests.ledger.schema import create_asset
 from tests.tigerbeetle_server import tigerbeetle_server
 
 from kiungo.ledger import AccountKind, Ledger, account_id_for
-from kiungo.ledger.tigerbeetle import TigerBeetleLedger, ledger_for
+from kiungo.ledger.tigerbeetle import TigerBeetleLedger
 from kiungo.migrations.run import upgrade
 
 KIUNGO = str(Path(sys.executable).parent / "kiungo")
@@ -95,7 +95,9 @@ async def test_check_on_tigerbeetle_passes_then_fails_on_an_account_without_its_
                     "VALUES ($1, $2, 'PEER_LIQUIDITY', $3)",
                     rogue, asset, rogue_owner,
                 )  # fmt: skip
-                ledger_number = ledger_for(asset)
+                ledger_number = await pool.fetchval(
+                    "SELECT ledger FROM assets WHERE id = $1", asset
+                )
                 await ledger.client.create_accounts(
                     [
                         tb.Account(

@@ -325,6 +325,16 @@ class Ledger:
         except UnknownAccount:
             return None
 
+    async def sync_balances(
+        self,
+        conn: asyncpg.Connection,
+        account_ids: Sequence[uuid.UUID] | None = None,
+        kinds: Sequence[AccountKind] = (),
+    ) -> None:
+        """Bring the balance columns of ``ledger_accounts`` (``account_ids``, or every account
+        of ``kinds``) up to date for SQL that reads them. Here they are the ledger's own, always
+        current: nothing to do. (On TigerBeetle they are a copy; see its ledger.)"""
+
     async def check(self) -> list[CheckResult]:
         """The invariants of ``kiungo ledger check`` (:mod:`kiungo.ledger.check`)."""
         async with self._pool.acquire() as conn:

@@ -7,12 +7,11 @@ stay zero on this backend. Balances and transfers live only in TigerBeetle. Read
 go through the ledger (:meth:`balance`, :meth:`balances`).
 
 **Mapping.** A Kiungo uuid is its TigerBeetle u128 id (``uuid.int``: random or uuid5 ids are
-never 0 nor 2^128-1). An asset's TigerBeetle ledger number is derived from its uuid
-(:func:`ledger_for`, 32 bits of BLAKE2b), so nothing needs storing; the asset's uuid is also in
-each account's ``user_data_128``. Two assets whose numbers collided would only lose
-TigerBeetle's redundant same-ledger check: the asset of every leg's accounts is compared here
-first, from the Postgres map. An account's ``code`` is its kind (:data:`_KIND_CODES`), its flags
-the kind's rule (liquidity accounts ``debits_must_not_exceed_credits``, settlement accounts
+never 0 nor 2^128-1). An asset's TigerBeetle ledger is the number Postgres already gives every
+asset (``assets.ledger``, an identity column, unique and never reused: what Rafiki does and
+what ``accountingTransfers`` reports); the asset's uuid is also in each account's
+``user_data_128``. An account's ``code`` is its kind (:data:`KIND_CODES`), its flags the kind's
+rule (liquidity accounts ``debits_must_not_exceed_credits``, settlement accounts
 ``credits_must_not_exceed_debits``).
 
 **Transfers.** Several legs are one linked chain. A leg's ``user_data_128`` is its group (the
@@ -52,6 +51,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TypeVar
 
 import asyncpg
@@ -90,7 +90,7 @@ from kiungo.ledger.rules import (
 from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
 from kiungo.tasks import stop_tasks
 
-__all__ = ["KIND_CODES", "TigerBeetleLedger", "ledger_for"]
+__all__ = ["KIND_CODES", "TigerBeetleLedger"]
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,16 @@ _F = tb.TransferFlags
 _REQUEST_TIMEOUT = 5.0
 _METADATA_CACHE = 65536
 
-
-def ledger_for(asset_id: uuid.UUID) -> int:
-    """The TigerBeetle ledger number of ``asset_id`` (nonzero, derived: module docstring)."""
-    number = int.from_bytes(hashlib.blake2b(asset_id.bytes, digest_size=4).digest(), "big")
-    return number or 1
+_SYNC_BALANCES = """
+UPDATE ledger_accounts AS a
+SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dq, credits_pending = u.cq,
+    updated_at = now()
+FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[])
+     AS u(id, dp, cp, dq, cq)
+WHERE a.id = u.id
+  AND (a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending)
+      IS DISTINCT FROM (u.dp, u.cp, u.dq, u.cq)
+"""
 
 
 def _derived(tag: bytes, transfer_id: int) -> int:
@@ -211,6 +216,7 @@ class TigerBeetleLedger(Ledger):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
         self._kind_of: dict[uuid.UUID, AccountKind] = {}
+        self._ledger_of: dict[uuid.UUID, int] = {}
         self._known_accounts: set[uuid.UUID] = set()
         self._funded: dict[uuid.UUID, int] = {}
         self._fundings: dict[tuple[uuid.UUID, int], asyncio.Future[None]] = {}
@@ -283,7 +289,8 @@ class TigerBeetleLedger(Ledger):
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 rows,
             )
-        accounts = [_tb_account(row[0], asset_id, AccountKind(row[2])) for row in rows]
+        ledger = await self._ledger_number(asset_id)
+        accounts = [_tb_account(row[0], asset_id, AccountKind(row[2]), ledger) for row in rows]
         results = await self._call(self.client.create_accounts(accounts))
         for account, result in zip(accounts, results, strict=True):
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
@@ -313,6 +320,17 @@ class TigerBeetleLedger(Ledger):
 
     async def _asset_for(self, account_id: uuid.UUID) -> uuid.UUID:
         return (await self._account_facts(account_id))[0]
+
+    async def _ledger_number(self, asset_id: uuid.UUID) -> int:
+        """The asset's TigerBeetle ledger: its ``assets.ledger`` (module docstring)."""
+        number = self._ledger_of.get(asset_id)
+        if number is None:
+            async with self._pool.acquire() as conn:
+                number = await conn.fetchval("SELECT ledger FROM assets WHERE id = $1", asset_id)
+            if number is None:
+                raise UnknownAccount(f"asset {asset_id} does not exist")
+            self._ledger_of[asset_id] = number
+        return number
 
     async def balance(self, account_id: uuid.UUID) -> Balance:
         [balance] = await self.balances([account_id])
@@ -344,6 +362,36 @@ class TigerBeetleLedger(Ledger):
                 )
             )
         return balances
+
+    async def sync_balances(
+        self,
+        conn: asyncpg.Connection,
+        account_ids: Sequence[uuid.UUID] | None = None,
+        kinds: Sequence[AccountKind] = (),
+    ) -> None:
+        """Copy TigerBeetle's balances of ``account_ids`` (or of every account of ``kinds``)
+        into their ``ledger_accounts`` columns, in ``conn``'s transaction: for the backend's
+        SQL that joins balances with its own rows (alerts, gauges, expiry, deletions). The
+        ledger itself never reads these columns on this backend."""
+        if account_ids is None:
+            account_ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT id FROM ledger_accounts WHERE kind = ANY($1::text[])",
+                    [k.value for k in kinds],
+                )
+            ]
+        found = [b for b in await self.balances(account_ids) if b is not None]
+        if not found:
+            return
+        await conn.execute(
+            _SYNC_BALANCES,
+            [b.account_id for b in found],
+            [Decimal(b.debits_posted) for b in found],
+            [Decimal(b.credits_posted) for b in found],
+            [Decimal(b.debits_pending) for b in found],
+            [Decimal(b.credits_pending) for b in found],
+        )
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
         filter_flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
@@ -445,9 +493,13 @@ class TigerBeetleLedger(Ledger):
         knows that TigerBeetle lacks or holds with another kind, ledger or asset (its rules
         would then not be the kind's). The balances are checked against the kinds' rules too."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT id, asset_id, kind FROM ledger_accounts ORDER BY id")
+            rows = await conn.fetch(
+                "SELECT l.id, l.asset_id, l.kind, a.ledger FROM ledger_accounts l "
+                "JOIN assets a ON a.id = l.asset_id ORDER BY l.id"
+            )
         expected = {
-            r["id"]: _tb_account(r["id"], r["asset_id"], AccountKind(r["kind"])) for r in rows
+            r["id"]: _tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
+            for r in rows
         }
         found: dict[int, tb.Account] = {}
         ids = [a.int for a in expected]
@@ -481,8 +533,8 @@ class TigerBeetleLedger(Ledger):
                     }
                 )
         unbalanced: list[dict[str, object]] = []
-        for asset_id in sorted({r["asset_id"] for r in rows}):
-            sums = await self._ledger_sums(ledger_for(asset_id))
+        for asset_id, ledger in sorted({(r["asset_id"], r["ledger"]) for r in rows}):
+            sums = await self._ledger_sums(ledger)
             if sums[0] != sums[1] or sums[2] != sums[3]:
                 unbalanced.append(
                     {
@@ -590,7 +642,7 @@ class TigerBeetleLedger(Ledger):
                 raise CreditLimitExceeded(
                     f"account {leg.credit_account_id} takes nothing after {leg.credit_until}"
                 )
-            ledger = ledger_for(debit_asset)
+            ledger = await self._ledger_number(debit_asset)
             limited = leg.credit_limit is not None
             if leg.credit_limit is not None:
                 await self._fund_control(leg.credit_account_id, debit_asset, leg.credit_limit)
@@ -695,7 +747,7 @@ class TigerBeetleLedger(Ledger):
         await asyncio.shield(funding)
 
     async def _open_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
-        ledger = ledger_for(asset_id)
+        ledger = await self._ledger_number(asset_id)
         accounts = [
             tb.Account(id=_sink_id(asset_id), ledger=ledger, code=_SINK_CODE),
             tb.Account(
@@ -896,7 +948,9 @@ class _ReplayError(Exception):
         self.replay = replay
 
 
-def _tb_account(account_id: uuid.UUID, asset_id: uuid.UUID, kind: AccountKind) -> tb.Account:
+def _tb_account(
+    account_id: uuid.UUID, asset_id: uuid.UUID, kind: AccountKind, ledger: int
+) -> tb.Account:
     flags = tb.AccountFlags.NONE
     if kind.debits_must_not_exceed_credits:
         flags |= tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -905,7 +959,7 @@ def _tb_account(account_id: uuid.UUID, asset_id: uuid.UUID, kind: AccountKind) -
     return tb.Account(
         id=account_id.int,
         user_data_128=asset_id.int,
-        ledger=ledger_for(asset_id),
+        ledger=ledger,
         code=KIND_CODES[kind],
         flags=flags,
     )

@@ -406,6 +406,10 @@ class AssetMutation:
                 )
                 if row is None:
                     raise not_found("asset")
+                accounts = await conn.fetch(
+                    "SELECT id FROM ledger_accounts WHERE asset_id = $1", asset_id
+                )
+                await ctx.ledger.sync_balances(conn, [r["id"] for r in accounts])
                 in_use = await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM peers WHERE asset_id = $1) "
                     "OR EXISTS (SELECT 1 FROM wallet_addresses WHERE asset_id = $1) "

@@ -594,6 +594,7 @@ class PeerMutation:
                     if found is None:
                         raise not_found("peer")
                     # Locked, so no ledger batch moves the account's money while we decide.
+                    await ctx.ledger.sync_balances(conn, [account])
                     busy = await conn.fetchval(
                         "SELECT credits_posted <> debits_posted OR debits_pending <> 0 "
                         "OR credits_pending <> 0 FROM ledger_accounts WHERE id = $1 FOR UPDATE",
