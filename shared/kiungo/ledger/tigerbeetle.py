@@ -633,8 +633,15 @@ class TigerBeetleLedger(Ledger):
                 raise InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
             if leg.debit_account_id == leg.credit_account_id:
                 raise SameAccounts("a transfer cannot debit and credit one account")
-            debit_asset, _ = await self._account_facts(leg.debit_account_id)
-            credit_asset, _ = await self._account_facts(leg.credit_account_id)
+            # The caches first: a coroutine per lookup was a visible share of a packet's CPU.
+            debit_asset = (
+                self._asset_of.get(leg.debit_account_id)
+                or (await self._account_facts(leg.debit_account_id))[0]
+            )
+            credit_asset = (
+                self._asset_of.get(leg.credit_account_id)
+                or (await self._account_facts(leg.credit_account_id))[0]
+            )
             if debit_asset != credit_asset:
                 raise DifferentAssets("both accounts of a leg must hold the same asset")
             assets.append(debit_asset)
@@ -642,7 +649,7 @@ class TigerBeetleLedger(Ledger):
                 raise CreditLimitExceeded(
                     f"account {leg.credit_account_id} takes nothing after {leg.credit_until}"
                 )
-            ledger = await self._ledger_number(debit_asset)
+            ledger = self._ledger_of.get(debit_asset) or await self._ledger_number(debit_asset)
             limited = leg.credit_limit is not None
             if leg.credit_limit is not None:
                 await self._fund_control(leg.credit_account_id, debit_asset, leg.credit_limit)
@@ -878,14 +885,17 @@ class TigerBeetleLedger(Ledger):
             while not self._requests:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            batch: list[_Request] = []
+            # As many queued operations as fit in one request (taken by one slice: popping
+            # them one at a time from the front was a tenth of the writer's time).
             size = 0
-            while self._requests and (
-                not batch or size + len(self._requests[0].events) <= self._max_batch
-            ):
-                request = self._requests.pop(0)
-                batch.append(request)
+            taken = 0
+            for request in self._requests:
                 size += len(request.events)
+                if taken and size > self._max_batch:
+                    break
+                taken += 1
+            batch = self._requests[:taken]
+            del self._requests[:taken]
             await self._send_batch(batch)
 
     async def _send_batch(self, batch: list[_Request]) -> None:
