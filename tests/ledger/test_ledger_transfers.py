@@ -5,7 +5,6 @@ that set the ledger's clock or read its tables are Postgres-only, each saying wh
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -279,8 +278,6 @@ async def test_multi_leg_transfers_succeed_or_fail_together(
         await ledger.create_transfers(legs)
     assert (await ledger.balance(peer_usd)).posted == 1000  # the first leg did not happen
     await ledger.deposit(uuid.uuid4(), pool_eur, 50)
-    # New ids: TigerBeetle keeps the ids of transfers refused for a balance as failed for good.
-    legs = [dataclasses.replace(leg, id=uuid.uuid4()) for leg in legs]
     created = await ledger.create_transfers(legs, hold_for=timedelta(minutes=1))
     assert len({t.group_id for t in created}) == 1
     # One leg alone is neither posted nor voided: the legs happen or are released together.
@@ -294,6 +291,37 @@ async def test_multi_leg_transfers_succeed_or_fail_together(
     await ledger.post(*(t.id for t in created))
     assert (await ledger.balance(wallet_eur)).posted == 90
     assert (await ledger.balance(pool_usd)).posted == 100
+    await assert_invariants(ledger)
+
+
+async def test_a_transfer_refused_for_a_balance_can_be_retried_under_its_id(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    # TigerBeetle keeps such an id as failed for good; the ledger must still take the retry.
+    _, source, target = await funded_pair(ledger, pool, 10)
+    transfer_id = uuid.uuid4()
+    for _ in range(3):
+        with pytest.raises(InsufficientLiquidity):
+            await ledger.create_transfer(
+                transfer_id, source, target, 50, hold_for=timedelta(minutes=1)
+            )
+    assert await ledger.transfer(transfer_id) is None
+    await ledger.deposit(uuid.uuid4(), source, 40)
+    held = await ledger.create_transfer(
+        transfer_id, source, target, 50, hold_for=timedelta(minutes=1)
+    )
+    again = await ledger.create_transfer(
+        transfer_id, source, target, 50, hold_for=timedelta(seconds=50)
+    )
+    assert again.id == held.id == transfer_id
+    found = await ledger.transfer(transfer_id)
+    assert found is not None and found.state is TransferState.PENDING
+    [posted] = await ledger.post(transfer_id)
+    assert posted.state is TransferState.POSTED
+    with pytest.raises(AlreadyPosted):
+        await ledger.post(transfer_id)
+    assert [t.id for t in await ledger.transfers_of(target)] == [transfer_id]
+    assert (await ledger.balance(target)).posted == 50
     await assert_invariants(ledger)
 
 

@@ -14,9 +14,16 @@ what ``accountingTransfers`` reports); the asset's uuid is also in each account'
 rule (liquidity accounts ``debits_must_not_exceed_credits``, settlement accounts
 ``credits_must_not_exceed_debits``).
 
-**Transfers.** Several legs are one linked chain. A leg's ``user_data_128`` is its group (the
-first leg's id) when it has siblings, ``user_data_32`` how many legs the group has, and
-``user_data_64`` bit 0 says it carries a hidden limit leg (below). A hold is a pending transfer
+**Transfers.** Several legs are one linked chain. A leg's ``user_data_128`` is the first leg's
+Kiungo id (its group when ``user_data_32``, the number of legs, is above 1); ``user_data_64``
+bit 0 says it carries a hidden limit leg (below) and bits 8-15 which try of its id it is.
+TigerBeetle keeps the id of a transfer refused for a balance as failed for good, while
+Kiungo's callers retry such a transfer under its id (on Postgres nothing was written): so a
+create refused with ``id_already_failed`` is sent again under ids derived from the Kiungo ids
+and the try's number (:func:`_attempt_id`, up to eight tries), and a lookup by Kiungo id asks
+for all eight at once. The Kiungo id of a transfer read back is its own id on a first try, else
+``user_data_128`` for a single leg; the later legs of a retried multi-leg transfer are listed
+(``transfers_of``, ``history``) under their try's id. A hold is a pending transfer
 with TigerBeetle's ``timeout`` (whole seconds, rounded up): TigerBeetle expires it on its own
 clock, so :meth:`expire_pending` has nothing to do. The post and void of a pending transfer
 have ids derived from its id (:func:`_derived`), so posting twice is TigerBeetle's ``exists``
@@ -114,6 +121,9 @@ _CODE_NAMES = {code: name for name, code in _TRANSFER_CODES.items()}
 _LIMIT_CODE = 100
 
 _HAS_LIMIT_LEG = 1
+# user_data_64 bits 8 to 15: which try of its Kiungo id a transfer is.
+_ATTEMPT_SHIFT = 8
+_ATTEMPTS = 8
 _S = tb.CreateTransferStatus
 _F = tb.TransferFlags
 # How long one request to the cluster may take before the callers hear LedgerUnavailable.
@@ -147,6 +157,15 @@ def _void_id(transfer_id: int) -> int:
     return _derived(b"kiungo-void", transfer_id)
 
 
+def _attempt_id(transfer_id: int, attempt: int) -> int:
+    """The TigerBeetle id of a Kiungo transfer id's ``attempt``-th try (module docstring)."""
+    return transfer_id if attempt == 0 else _derived(b"kiungo-try-%d" % attempt, transfer_id)
+
+
+def _attempt_ids(transfer_id: int) -> list[int]:
+    return [_attempt_id(transfer_id, n) for n in range(_ATTEMPTS)]
+
+
 def _limit_leg_id(transfer_id: int) -> int:
     return _derived(b"kiungo-limit", transfer_id)
 
@@ -168,6 +187,7 @@ class _Meta:
     """What a post or void needs to know of a pending transfer (cached, else looked up)."""
 
     transfer: Transfer
+    tb_id: int
     group_size: int
     has_limit_leg: bool
 
@@ -186,6 +206,7 @@ class _Replay:
     legs: tuple[Leg, ...]
     pending: bool
     code: str
+    attempt: int
 
 
 class TigerBeetleLedger(Ledger):
@@ -449,37 +470,55 @@ class TigerBeetleLedger(Ledger):
         transfers = [
             _from_tb(t, await self._asset_for(uuid.UUID(int=t.debit_account_id))) for t in found
         ]
-        await self._states(transfers)
+        await self._states(transfers, [t.id for t in found])
         return [
             TransferRecord(transfer, datetime.fromtimestamp(t.timestamp / 1e9, UTC))
             for transfer, t in zip(transfers, found, strict=True)
         ]
 
     async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
-        looked_up = await self._call(self.client.lookup_transfers([transfer_id.int]))
-        if not looked_up or looked_up[0].code == _LIMIT_CODE:
+        found = (await self._lookup([transfer_id])).get(transfer_id)
+        if found is None:
             return None
-        found = looked_up[0]
         asset_id = await self._asset_for(uuid.UUID(int=found.debit_account_id))
-        [transfer] = await self._states([_from_tb(found, asset_id)])
+        [transfer] = await self._states([_from_tb(found, asset_id, transfer_id)], [found.id])
         return transfer
 
-    async def _states(self, transfers: list[Transfer]) -> list[Transfer]:
+    async def _lookup(self, transfer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tb.Transfer]:
+        """The transfers of these Kiungo ids, whichever try of each id was created."""
+        by_tb_id: dict[int, uuid.UUID] = {}
+        for transfer_id in transfer_ids:
+            meta = self._meta.get(transfer_id)
+            for tb_id in [meta.tb_id] if meta else _attempt_ids(transfer_id.int):
+                by_tb_id[tb_id] = transfer_id
+        found: dict[uuid.UUID, tb.Transfer] = {}
+        ids = list(by_tb_id)
+        for start in range(0, len(ids), 8000):
+            for t in await self._call(self.client.lookup_transfers(ids[start : start + 8000])):
+                if t.code != _LIMIT_CODE:
+                    found[by_tb_id[t.id]] = t
+        return found
+
+    async def _states(self, transfers: list[Transfer], tb_ids: list[int]) -> list[Transfer]:
         """Settle each pending transfer's state: posted, voided, expired or still pending."""
-        pending = [t for t in transfers if t.state is TransferState.PENDING]
+        pending = [
+            (t, tb_id)
+            for t, tb_id in zip(transfers, tb_ids, strict=True)
+            if t.state is TransferState.PENDING
+        ]
         if not pending:
             return transfers
         ids: list[int] = []
-        for t in pending:
-            ids += [_post_id(t.id.int), _void_id(t.id.int)]
+        for _, tb_id in pending:
+            ids += [_post_id(tb_id), _void_id(tb_id)]
         resolved = {
             t.pending_id: t.flags
             for t in await self._call(self.client.lookup_transfers(ids))
             if t.pending_id
         }
         now = datetime.now(UTC)
-        for t in pending:
-            flags = resolved.get(t.id.int)
+        for t, tb_id in pending:
+            flags = resolved.get(tb_id)
             if flags is not None:
                 posted = flags & _F.POST_PENDING_TRANSFER
                 t.state = TransferState.POSTED if posted else TransferState.VOIDED
@@ -623,11 +662,10 @@ class TigerBeetleLedger(Ledger):
         code = _TRANSFER_CODES.get(op.code)
         if code is None:
             raise InvalidAmount(f"unknown transfer code {op.code!r}")
-        group = legs[0].id.int if len(legs) > 1 else 0
+        group = legs[0].id.int
         flags = _F.PENDING if pending else _F.NONE
-        events: list[tb.Transfer] = []
-        owners: list[tuple[Leg, str]] = []  # for each event, its leg and role
         assets: list[uuid.UUID] = []
+        ledgers: list[int] = []
         for leg in legs:
             if not 0 < leg.amount <= MAX_UINT64:
                 raise InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
@@ -649,86 +687,112 @@ class TigerBeetleLedger(Ledger):
                 raise CreditLimitExceeded(
                     f"account {leg.credit_account_id} takes nothing after {leg.credit_until}"
                 )
-            ledger = self._ledger_of.get(debit_asset) or await self._ledger_number(debit_asset)
-            limited = leg.credit_limit is not None
+            ledgers.append(
+                self._ledger_of.get(debit_asset) or await self._ledger_number(debit_asset)
+            )
             if leg.credit_limit is not None:
                 await self._fund_control(leg.credit_account_id, debit_asset, leg.credit_limit)
-            events.append(
-                tb.Transfer(
-                    id=leg.id.int,
-                    debit_account_id=leg.debit_account_id.int,
-                    credit_account_id=leg.credit_account_id.int,
-                    amount=leg.amount,
-                    user_data_128=group,
-                    user_data_64=_HAS_LIMIT_LEG if limited else 0,
-                    user_data_32=len(legs),
-                    timeout=timeout,
-                    ledger=ledger,
-                    code=code,
-                    flags=flags,
-                )
-            )
-            owners.append((leg, "leg"))
-            if limited:
+
+        def events_of(attempt: int) -> tuple[list[tb.Transfer], list[tuple[Leg, str]]]:
+            events: list[tb.Transfer] = []
+            owners: list[tuple[Leg, str]] = []  # for each event, its leg and role
+            for leg, asset_id, ledger in zip(legs, assets, ledgers, strict=True):
+                limited = leg.credit_limit is not None
+                tb_id = _attempt_id(leg.id.int, attempt)
                 events.append(
                     tb.Transfer(
-                        id=_limit_leg_id(leg.id.int),
-                        debit_account_id=_control_id(leg.credit_account_id),
-                        credit_account_id=_sink_id(debit_asset),
+                        id=tb_id,
+                        debit_account_id=leg.debit_account_id.int,
+                        credit_account_id=leg.credit_account_id.int,
                         amount=leg.amount,
-                        user_data_128=leg.id.int,
+                        user_data_128=group,
+                        user_data_64=(_HAS_LIMIT_LEG if limited else 0) | attempt << _ATTEMPT_SHIFT,
+                        user_data_32=len(legs),
                         timeout=timeout,
                         ledger=ledger,
-                        code=_LIMIT_CODE,
+                        code=code,
                         flags=flags,
                     )
                 )
-                owners.append((leg, "limit"))
-
-        def interpret(
-            statuses: list[tb.CreateTransferStatus], timestamps: list[int]
-        ) -> list[Transfer] | Exception:
-            if all(s is _S.CREATED for s in statuses):
-                created: list[Transfer] = []
-                for event, (leg, role), timestamp in zip(events, owners, timestamps, strict=True):
-                    if role != "leg":
-                        continue
-                    transfer = Transfer(
-                        leg.id,
-                        assets[len(created)],
-                        leg.debit_account_id,
-                        leg.credit_account_id,
-                        leg.amount,
-                        TransferState.PENDING if pending else TransferState.POSTED,
-                        _expiry(timestamp, timeout) if pending else None,
-                        legs[0].id if group else None,
-                        op.code,
+                owners.append((leg, "leg"))
+                if limited:
+                    events.append(
+                        tb.Transfer(
+                            id=_limit_leg_id(tb_id),
+                            debit_account_id=_control_id(leg.credit_account_id),
+                            credit_account_id=_sink_id(asset_id),
+                            amount=leg.amount,
+                            user_data_128=tb_id,
+                            timeout=timeout,
+                            ledger=ledger,
+                            code=_LIMIT_CODE,
+                            flags=flags,
+                        )
                     )
-                    self._remember(transfer, len(legs), bool(event.user_data_64))
-                    created.append(transfer)
-                return created
-            index, status = next(
-                (i, s)
-                for i, s in enumerate(statuses)
-                if s not in (_S.CREATED, _S.LINKED_EVENT_FAILED)
-            )
-            leg, role = owners[index]
-            if index == 0 and status in (_S.EXISTS, _S.EXISTS_WITH_DIFFERENT_TIMEOUT):
-                # Sent again (a retry's hold has less time left): the same transfer if its
-                # accounts, amount and phase are, as on Postgres.
-                return _ReplayError(_Replay(legs, pending, op.code))
-            return _create_error(status, leg, role, self._kind_of)
+                    owners.append((leg, "limit"))
+            return events, owners
 
-        result = await self._enqueue(events, interpret)
-        return result
+        def interpreter(
+            events: list[tb.Transfer], owners: list[tuple[Leg, str]], attempt: int
+        ) -> Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception]:
+            def interpret(
+                statuses: list[tb.CreateTransferStatus], timestamps: list[int]
+            ) -> list[Transfer] | Exception:
+                if all(s is _S.CREATED for s in statuses):
+                    created: list[Transfer] = []
+                    for event, (leg, role), timestamp in zip(
+                        events, owners, timestamps, strict=True
+                    ):
+                        if role != "leg":
+                            continue
+                        transfer = Transfer(
+                            leg.id,
+                            assets[len(created)],
+                            leg.debit_account_id,
+                            leg.credit_account_id,
+                            leg.amount,
+                            TransferState.PENDING if pending else TransferState.POSTED,
+                            _expiry(timestamp, timeout) if pending else None,
+                            legs[0].id if len(legs) > 1 else None,
+                            op.code,
+                        )
+                        self._remember(transfer, event.id, len(legs), bool(event.user_data_64 & 1))
+                        created.append(transfer)
+                    return created
+                if _S.ID_ALREADY_FAILED in statuses:
+                    return _NextAttempt()
+                index, status = next(
+                    (i, s)
+                    for i, s in enumerate(statuses)
+                    if s not in (_S.CREATED, _S.LINKED_EVENT_FAILED)
+                )
+                leg, role = owners[index]
+                if index == 0 and status in (_S.EXISTS, _S.EXISTS_WITH_DIFFERENT_TIMEOUT):
+                    # Sent again (a retry's hold has less time left): the same transfer if
+                    # its accounts, amount and phase are, as on Postgres.
+                    return _ReplayError(_Replay(legs, pending, op.code, attempt))
+                return _create_error(status, leg, role, self._kind_of)
+
+            return interpret
+
+        # TigerBeetle keeps the id of a transfer refused for a balance as failed for good;
+        # Kiungo's callers retry such a transfer under its id (nothing happened, as on
+        # Postgres), so each try after such a refusal has ids of its own (module docstring).
+        for attempt in range(_ATTEMPTS):
+            events, owners = events_of(attempt)
+            try:
+                return await self._enqueue(events, interpreter(events, owners, attempt))
+            except _NextAttempt:
+                continue
+        raise TransferExists(f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id")
 
     async def _replay(self, replay: _Replay) -> list[Transfer]:
         """The original transfers of a create sent again, or TransferExists if they differ."""
-        ids = [leg.id.int for leg in replay.legs]
+        ids = [_attempt_id(leg.id.int, replay.attempt) for leg in replay.legs]
         found = {t.id: t for t in await self._call(self.client.lookup_transfers(ids))}
         originals = []
-        for leg in replay.legs:
-            t = found.get(leg.id.int)
+        for leg, tb_id in zip(replay.legs, ids, strict=True):
+            t = found.get(tb_id)
             if (
                 t is None
                 or t.debit_account_id != leg.debit_account_id.int
@@ -737,8 +801,8 @@ class TigerBeetleLedger(Ledger):
                 or bool(t.flags & _F.PENDING) != replay.pending
             ):
                 raise TransferExists(f"transfer {leg.id} exists")
-            originals.append(_from_tb(t, await self._asset_for(leg.debit_account_id)))
-        return await self._states(originals)
+            originals.append(_from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
+        return await self._states(originals, ids)
 
     async def _fund_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
         """Open ``account_id``'s limit control account with ``limit`` (once; module docstring)."""
@@ -786,8 +850,10 @@ class TigerBeetleLedger(Ledger):
             raise LedgerError(f"TigerBeetle refused a credit limit: {funded.status.name}")
         self._funded[account_id] = limit
 
-    def _remember(self, transfer: Transfer, group_size: int, has_limit_leg: bool) -> None:
-        self._meta[transfer.id] = _Meta(transfer, group_size, has_limit_leg)
+    def _remember(
+        self, transfer: Transfer, tb_id: int, group_size: int, has_limit_leg: bool
+    ) -> None:
+        self._meta[transfer.id] = _Meta(transfer, tb_id, group_size, has_limit_leg)
         if len(self._meta) > _METADATA_CACHE:
             self._meta.popitem(last=False)
 
@@ -813,9 +879,9 @@ class TigerBeetleLedger(Ledger):
         events: list[tb.Transfer] = []
         owners: list[_Meta] = []
         for meta in metas:
-            pending_ids = [meta.transfer.id.int]
+            pending_ids = [meta.tb_id]
             if meta.has_limit_leg:
-                pending_ids.append(_limit_leg_id(meta.transfer.id.int))
+                pending_ids.append(_limit_leg_id(meta.tb_id))
             for pending_id in pending_ids:
                 events.append(
                     tb.Transfer(
@@ -850,16 +916,18 @@ class TigerBeetleLedger(Ledger):
     async def _metadata(self, ids: Sequence[uuid.UUID]) -> list[_Meta]:
         missing = [i for i in ids if i not in self._meta]
         if missing:
-            found = {
-                t.id: t
-                for t in await self._call(self.client.lookup_transfers([i.int for i in missing]))
-            }
+            found = await self._lookup(missing)
             for transfer_id in missing:
-                t = found.get(transfer_id.int)
-                if t is None or t.code == _LIMIT_CODE:
+                t = found.get(transfer_id)
+                if t is None:
                     raise UnknownTransfer(f"transfer {transfer_id} does not exist")
                 asset_id = await self._asset_for(uuid.UUID(int=t.debit_account_id))
-                self._remember(_from_tb(t, asset_id), t.user_data_32 or 1, bool(t.user_data_64 & 1))
+                self._remember(
+                    _from_tb(t, asset_id, transfer_id),
+                    t.id,
+                    t.user_data_32 or 1,
+                    bool(t.user_data_64 & _HAS_LIMIT_LEG),
+                )
         return [self._meta[i] for i in ids]
 
     # -- the writer ----------------------------------------------------------------------------
@@ -950,6 +1018,10 @@ class TigerBeetleLedger(Ledger):
                 request.future.set_exception(error)
 
 
+class _NextAttempt(Exception):
+    """An id of the create failed before in TigerBeetle: try again under the next ids."""
+
+
 class _ReplayError(Exception):
     """Carries a replay from the writer back to its caller, who looks up the originals."""
 
@@ -987,17 +1059,24 @@ def _expiry(timestamp: int, timeout: int) -> datetime:
     return datetime.fromtimestamp(timestamp / 1e9 + timeout, UTC)
 
 
-def _from_tb(t: tb.Transfer, asset_id: uuid.UUID) -> Transfer:
+def _from_tb(t: tb.Transfer, asset_id: uuid.UUID, kiungo_id: uuid.UUID | None = None) -> Transfer:
+    """Kiungo's view of a TigerBeetle transfer. Its Kiungo id is ``kiungo_id`` when known,
+    else its own id on a first try, else (a later try) the one in ``user_data_128`` for a
+    transfer of one leg; a later leg of a retried multi-leg transfer shows its try's id."""
     pending = bool(t.flags & _F.PENDING)
+    attempt = (t.user_data_64 >> _ATTEMPT_SHIFT) & 0xFF
+    several = t.user_data_32 > 1
+    if kiungo_id is None:
+        kiungo_id = uuid.UUID(int=t.user_data_128 if attempt and not several else t.id)
     return Transfer(
-        uuid.UUID(int=t.id),
+        kiungo_id,
         asset_id,
         uuid.UUID(int=t.debit_account_id),
         uuid.UUID(int=t.credit_account_id),
         t.amount,
         TransferState.PENDING if pending else TransferState.POSTED,
         _expiry(t.timestamp, t.timeout) if pending else None,
-        uuid.UUID(int=t.user_data_128) if t.user_data_128 else None,
+        uuid.UUID(int=t.user_data_128) if several else None,
         _CODE_NAMES.get(t.code, str(t.code)),
     )
 
