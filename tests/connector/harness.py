@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tests.loopback import serve
 from tests.process_output import CapturedOutput
-from tests.tigerbeetle_server import tigerbeetle_server
+from tests.tigerbeetle_server import TigerBeetleServer, tigerbeetle_server
 
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
@@ -147,6 +147,7 @@ class Connector:
         return await post_prepare(self.client, self.url, prepare, token)
 
     ledger: Ledger | None = None  # the test's own view of the node's ledger, either backend
+    tigerbeetle: TigerBeetleServer | None = None  # the ledger's server, on TigerBeetle
 
     async def balance(self, kind: AccountKind, owner: uuid.UUID) -> int:
         from kiungo.ledger import account_id_for
@@ -351,6 +352,7 @@ async def running_connector(
     try:
         async with contextlib.AsyncExitStack() as stack:
             ledger: Ledger | None = None
+            server: TigerBeetleServer | None = None
             if tigerbeetle_dir is not None:
                 server = await stack.enter_async_context(tigerbeetle_server(tigerbeetle_dir))
                 settings = replace(
@@ -365,14 +367,17 @@ async def running_connector(
                 env = process_env(settings, database_url, redis_url, port)
                 args = ("--processes", str(processes)) if processes > 1 else ()
                 async with connector_process(env, url, *args) as process:
-                    yield Connector(url, pool, seeded, client, process, ledger=ledger)
+                    yield Connector(
+                        url, pool, seeded, client, process, ledger=ledger, tigerbeetle=server
+                    )
             else:
                 async with connector_server(
                     settings, database_url, redis_url, "127.0.0.1", 0
                 ) as running:
                     yield Connector(
-                        running.url, pool, seeded, client, node=running.node, ledger=ledger
-                    )
+                        running.url, pool, seeded, client, node=running.node, ledger=ledger,
+                        tigerbeetle=server,
+                    )  # fmt: skip
     finally:
         await pool.close()
 
