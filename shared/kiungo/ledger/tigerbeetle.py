@@ -2,9 +2,10 @@
 with balances and transfers kept (and their rules enforced) by TigerBeetle.
 
 **What lives where.** Postgres keeps ``ledger_accounts`` rows as the account ↔ resource map
-(id, asset, kind, owner), so the backend's joins on owners keep working; their balance columns
-stay zero on this backend. Balances and transfers live only in TigerBeetle. Reads of balances
-go through the ledger (:meth:`balance`, :meth:`balances`).
+(id, asset, kind, owner), so the backend's joins on owners keep working. Balances and transfers
+live only in TigerBeetle; reads go through the ledger (:meth:`balance`, :meth:`balances`,
+:meth:`history`), and the balance columns of ``ledger_accounts`` are a copy that
+:meth:`sync_balances` refreshes for the backend's SQL that joins them with its own rows.
 
 **Mapping.** A Kiungo uuid is its TigerBeetle u128 id (``uuid.int``: random or uuid5 ids are
 never 0 nor 2^128-1). An asset's TigerBeetle ledger is the number Postgres already gives every
