@@ -13,6 +13,7 @@ import pytest
 from tests.ledger.schema import create_asset
 
 import kiungo.ledger.service as ledger_service
+from kiungo.connector.owed import LATE_POST_CODE
 from kiungo.ledger import (
     AccountKind,
     AlreadyPosted,
@@ -323,6 +324,24 @@ async def test_a_transfer_refused_for_a_balance_can_be_retried_under_its_id(
     assert [t.id for t in await ledger.transfers_of(target)] == [transfer_id]
     assert (await ledger.balance(target)).posted == 50
     await assert_invariants(ledger)
+
+
+async def test_every_transfer_code_the_services_use_is_kept(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    _, source, target = await funded_pair(ledger, pool, 100)
+    for code in ("TRANSFER", LATE_POST_CODE):
+        [made] = await ledger.create_transfers([Leg(uuid.uuid4(), source, target, 1)], code=code)
+        stored = await ledger.transfer(made.id)
+        assert stored is not None and stored.code == made.code == code
+    withdrawal = await ledger.withdraw(uuid.uuid4(), target, 1)
+    assert withdrawal.code == "WITHDRAWAL"
+    assert [t.code for t in await ledger.transfers_of(target)] == [
+        "TRANSFER",
+        LATE_POST_CODE,
+        "WITHDRAWAL",
+    ]
+    assert (await ledger.transfers_of(source))[0].code == "DEPOSIT"
 
 
 async def test_invalid_transfers_are_refused_with_their_own_errors(

@@ -117,7 +117,8 @@ _KINDS = {code: kind for kind, code in KIND_CODES.items()}
 _SINK_CODE = 100
 _CONTROL_CODE = 101
 
-_TRANSFER_CODES = {"TRANSFER": 1, "DEPOSIT": 2, "WITHDRAWAL": 3}
+# Every code the services give a transfer (kiungo.connector.owed's LATE_POST among them).
+_TRANSFER_CODES = {"TRANSFER": 1, "DEPOSIT": 2, "WITHDRAWAL": 3, "LATE_POST": 4}
 _CODE_NAMES = {code: name for name, code in _TRANSFER_CODES.items()}
 _LIMIT_CODE = 100
 
