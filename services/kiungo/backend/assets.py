@@ -156,7 +156,7 @@ async def update_asset(
     return row
 
 
-async def delete_asset(pool: asyncpg.Pool, asset_id: uuid.UUID) -> asyncpg.Record:
+async def delete_asset(pool: asyncpg.Pool, ledger: Ledger, asset_id: uuid.UUID) -> asyncpg.Record:
     """Mark the asset deleted unless a peer or wallet address uses it or its ledger holds
     anything (:class:`AssetInUse`)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -166,6 +166,8 @@ async def delete_asset(pool: asyncpg.Pool, asset_id: uuid.UUID) -> asyncpg.Recor
         )
         if row is None:
             raise AssetNotFound
+        accounts = await conn.fetch("SELECT id FROM ledger_accounts WHERE asset_id = $1", asset_id)
+        await ledger.sync_balances(conn, [r["id"] for r in accounts])
         in_use = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM peers WHERE asset_id = $1) "
             "OR EXISTS (SELECT 1 FROM wallet_addresses WHERE asset_id = $1) "

@@ -334,7 +334,7 @@ async def update_peer(
     return row
 
 
-async def delete_peer(pool: asyncpg.Pool, peer_id: uuid.UUID) -> None:
+async def delete_peer(pool: asyncpg.Pool, ledger: Ledger, peer_id: uuid.UUID) -> None:
     """Delete the peer and its incoming tokens; :class:`PeerInUse` while its liquidity account
     holds money or has pending withdrawals, or once payments were sent through it. Not
     announced."""
@@ -345,6 +345,7 @@ async def delete_peer(pool: asyncpg.Pool, peer_id: uuid.UUID) -> None:
             if found is None:
                 raise PeerNotFound
             # Locked, so no ledger batch moves the account's money while we decide.
+            await ledger.sync_balances(conn, [account])
             busy = await conn.fetchval(
                 "SELECT credits_posted <> debits_posted OR debits_pending <> 0 "
                 "OR credits_pending <> 0 FROM ledger_accounts WHERE id = $1 FOR UPDATE",

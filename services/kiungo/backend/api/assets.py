@@ -332,7 +332,7 @@ class AssetMutation:
         asset_id = parse_uuid(str(input.id), "id")
 
         async def run() -> tuple[dict[str, Any], DeleteAssetMutationResponse]:
-            deleted = await domain.delete_asset(ctx.pool, asset_id)
+            deleted = await domain.delete_asset(ctx.pool, ctx.ledger, asset_id)
             record = {"id": str(asset_id)}
             return record, DeleteAssetMutationResponse(asset=Asset.from_row(deleted))
 

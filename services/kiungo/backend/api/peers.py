@@ -388,7 +388,7 @@ class PeerMutation:
 
         async def run() -> tuple[dict[str, Any], DeletePeerMutationResponse]:
             with refusals_as(_REFUSALS):
-                await domain.delete_peer(ctx.pool, peer_id)
+                await domain.delete_peer(ctx.pool, ctx.ledger, peer_id)
             await domain.announce(ctx.backend)
             return {"id": str(peer_id)}, DeletePeerMutationResponse(success=True)
 
