@@ -16,12 +16,12 @@ import pytest
 from tests.ledger.schema import create_schema
 
 from kiungo.backend.workers import _DUE_INCOMING_PAYMENTS
-from kiungo.db import plain_url
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.payments.incoming import ENDED, LIFECYCLE, OPEN, States, store
 from kiungo.payments.lifecycle import IllegalTransition
 from kiungo.payments.receivers import INCOMING_PAYMENT_RECEIVER, WALLET_ADDRESS_RECEIVER
+from kiungo.runtime.db import plain_url
 
 USD = ("USD", 2)
 
