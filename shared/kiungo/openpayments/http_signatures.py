@@ -38,6 +38,12 @@ own test vectors.
 - when ``content-digest`` is covered, its ``sha-512`` member (required) and ``sha-256`` member
   (if present) match the body, and ``Content-Length`` equals the body's length.
 
+Bodies: the JS signer digests ``JSON.stringify(JSON.parse(body))`` and Rafiki digests the JSON
+it re-serializes, while we digest the bytes. They agree only for compact JSON (no insignificant
+whitespace, numbers and strings as ``JSON.stringify`` writes them), which is what the Open Payments
+client sends; a Kiungo client must send the same (``json.dumps(..., separators=(",", ":"),
+ensure_ascii=False)`` with integer numbers).
+
 The derived components understood are ``@method``, ``@target-uri``, ``@authority``, ``@scheme``,
 ``@request-target``, ``@path`` and ``@query``; any field may be covered by its lowercase name.
 Header values are read as RFC 9421 §2.1 says: each field line trimmed, several lines joined
