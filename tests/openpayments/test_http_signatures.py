@@ -593,3 +593,26 @@ def test_mutating_a_signed_request_never_raises_anything_but_signature_rejected(
         assert mutated.strip(" \t") == value
     else:
         assert parse_dictionary(mutated) == parse_dictionary(value)
+
+
+uris = st.one_of(
+    st.text(max_size=60),
+    st.from_regex(r"[a-z]{0,6}://[\[\]@:0-9a-z.%-]{0,24}(/[a-z?=&%/]{0,10})?", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.one_of(st.text(max_size=10), st.sampled_from(["POST", "post", "GET"])),
+    uri=uris,
+    body=st.one_of(st.none(), st.just(BODY), st.binary(max_size=40)),
+)
+def test_a_valid_signature_on_any_method_uri_or_body_raises_only_signature_rejected(
+    method: str, uri: str, body: bytes | None
+) -> None:
+    headers = signed()
+    try:
+        verify(headers, method=method, target_uri=uri, body=body)
+    except SignatureRejected:
+        return
+    assert (method, uri, body) == ("POST", URI, BODY)
