@@ -9,14 +9,15 @@ signatures must verify with. A key is a JWK of type ``OKP`` on curve ``Ed25519``
 has at most one active key per ``kid``; a revoked key frees its ``kid``.
 
 ``GET <wallet address URL>`` with ``Accept: application/json`` answers the wallet address
-document (Open Payments' wallet address server API): what a client needs to pay it and where
-its authorization and resource servers are.
+document (Open Payments' wallet address server API): what a client needs to pay it, where its
+authorization and resource servers are, and the additional properties its owner made visible.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ async def wallet_address_document(
     """The Open Payments wallet address document of the active wallet address at ``url``, or
     None when there is none (unknown or inactive: both are 404 to the world)."""
     row = await pool.fetchrow(
-        "SELECT w.url, w.public_name, w.status, a.code, a.scale "
+        "SELECT w.url, w.public_name, w.status, w.additional_properties, a.code, a.scale "
         "FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.url = $1",
         url,
     )
@@ -202,4 +203,26 @@ async def wallet_address_document(
         authServer=auth_server,
         resourceServer=resource_server,
     )
+    visible = _visible_properties(row["additional_properties"])
+    if visible:
+        document["additionalProperties"] = visible
     return document
+
+
+def _visible_properties(raw: Any) -> dict[str, str]:
+    """The additional properties the wallet address's owner made public (Rafiki puts them in
+    the document as ``additionalProperties``, key to value); the others stay private."""
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    if not isinstance(values, list):
+        return {}
+    return {
+        p["key"]: p["value"]
+        for p in values
+        if isinstance(p, dict)
+        and p.get("visibleInOpenPayments") is True
+        and isinstance(p.get("key"), str)
+        and isinstance(p.get("value"), str)
+    }

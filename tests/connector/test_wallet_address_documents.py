@@ -5,6 +5,7 @@ them."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -57,12 +58,25 @@ async def test_the_wallet_address_document_is_served_as_json(connector: Connecto
         assert response.headers["content-type"] == "application/json"
         assert response.headers["access-control-allow-origin"] == "*"
         assert response.json() == expected, accept
+    properties = [
+        {"key": "nickname", "value": "caz", "visibleInOpenPayments": True},
+        {"key": "iban", "value": "NL00", "visibleInOpenPayments": False},
+    ]
     async with connector.pool.acquire() as conn:
-        await conn.execute("UPDATE wallet_addresses SET public_name = 'Carol' WHERE id = $1", carol)
+        await conn.execute(
+            "UPDATE wallet_addresses SET public_name = 'Carol', additional_properties = $2::jsonb"
+            " WHERE id = $1",
+            carol,
+            json.dumps(properties),
+        )
     named = await connector.client.get(
         f"{connector.url}/carol/", headers={"Accept": "application/json"}
     )
-    assert named.json() == {**expected, "publicName": "Carol"}
+    assert named.json() == {
+        **expected,
+        "publicName": "Carol",
+        "additionalProperties": {"nickname": "caz"},  # the visible ones only
+    }
 
 
 async def test_spsp_is_still_served_by_accept_and_other_types_are_refused(
@@ -125,6 +139,14 @@ async def test_the_open_payments_client_reads_the_document_and_keys(
     carol = connector.seeded.wallets["carol"]
     x = new_x()
     await create_key(connector.pool, carol, parse_jwk(kid="key-1", x=x))
+    properties = [{"key": "nickname", "value": "caz", "visibleInOpenPayments": True}]
+    async with connector.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE wallet_addresses SET public_name = 'Carol', additional_properties = $2::jsonb"
+            " WHERE id = $1",
+            carol,
+            json.dumps(properties),
+        )
     url = f"{connector.url}/carol"
     async with node_script("open_payments_wallet.js") as js:
         document = await js.command({"op": "get", "url": url})
@@ -133,6 +155,8 @@ async def test_the_open_payments_client_reads_the_document_and_keys(
     assert document["ok"] is True, document
     assert document["body"] == {
         "id": f"{WALLET_BASE}/carol",
+        "publicName": "Carol",
+        "additionalProperties": {"nickname": "caz"},
         "assetCode": "USD",
         "assetScale": 2,
         "authServer": AUTH_SERVER,
