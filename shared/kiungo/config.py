@@ -176,6 +176,10 @@ class Settings:
     """``OPEN_PAYMENTS_URL``: public base URL under which wallet addresses are created."""
     wallet_address_url: str = "http://127.0.0.1:3002/.well-known/pay"
     """``WALLET_ADDRESS_URL``: this node's own wallet address; defaults under OPEN_PAYMENTS_URL."""
+    auth_server_grant_url: str = "http://127.0.0.1:3006"
+    """``AUTH_SERVER_GRANT_URL``: the Open Payments authorization server's grant endpoint, which
+    wallet address documents name as ``authServer`` (their ``resourceServer`` is
+    OPEN_PAYMENTS_URL, as Rafiki's)."""
 
     exchange_rates_url: str | None = None
     """``EXCHANGE_RATES_URL``: the operator's rates endpoint (``GET ?base=USD``); unset, same
@@ -279,6 +283,9 @@ class Settings:
                 "WALLET_ADDRESS_URL",
                 _http_url,
                 f"{open_payments_url.rstrip('/')}/.well-known/pay",
+            ),
+            auth_server_grant_url=read.value(
+                "AUTH_SERVER_GRANT_URL", _http_url, cls.auth_server_grant_url
             ),
             exchange_rates_url=read.value("EXCHANGE_RATES_URL", _http_url, None),
             exchange_rates_lifetime_ms=read.value(

@@ -651,6 +651,8 @@ POISON: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
     "createWalletAddress": ("assetId", unknown_ids()),
     "updateWalletAddress": ("id", unknown_ids()),
     "createWalletAddressWithdrawal": ("walletAddressId", unknown_ids()),
+    "createWalletAddressKey": ("walletAddressId", unknown_ids()),
+    "revokeWalletAddressKey": ("id", unknown_ids()),
     "triggerWalletAddressEvents": (
         "limit",
         st.integers(-(2**31), 0) | st.integers(1001, 2**31 - 1),

@@ -89,6 +89,7 @@ from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger.check import run_checks
 from kiungo.runtime.http1 import MAX_REPLY
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspResponse
+from kiungo.wallet_address_keys import create_key, parse_jwk
 
 # Every request must be answered within this many seconds.
 TIMEOUT = 5.0
@@ -128,6 +129,8 @@ async def node(
         async with connector.pool.acquire() as conn:
             open_payment = await create_incoming_payment(conn, carol, usd, 500)
             expired = await create_incoming_payment(conn, carol, usd, 7, timedelta(seconds=-1))
+        x = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        await create_key(connector.pool, carol, parse_jwk(kid="fuzz", x=x))  # a non-empty JWKS
         destinations = []
         for path in ("/carol", f"/carol/incoming-payments/{open_payment}"):
             answer = await connector.client.get(
@@ -870,13 +873,20 @@ def spsp_paths(node: Node) -> st.SearchStrategy[str]:
             f"/carol/incoming-payments/{node.open_payment.hex}",
             "/carol/incoming-payments/",
             "/carol/incoming-payments/not-a-uuid",
+            "/carol/jwks.json",
+            "/dave/jwks.json",
+            "/nobody/jwks.json",
+            "/jwks.json",
+            "/carol/incoming-payments/jwks.json",
         ]
     )
     random_payment = st.tuples(st.sampled_from(["carol", "dave", "x"]), st.uuids()).map(
         lambda t: f"/{t[0]}/incoming-payments/{t[1]}"
     )
     built = st.lists(path_segments(), min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
-    suffixes = st.sampled_from(["", "/", "//", "/.", "%00", "%01", "/incoming-payments"])
+    suffixes = st.sampled_from(
+        ["", "/", "//", "/.", "%00", "%01", "/incoming-payments", "/jwks.json", "%00/jwks.json"]
+    )
     return st.tuples(known | random_payment | built, suffixes).map("".join)
 
 

@@ -26,6 +26,7 @@ from kiungo.models import (
     PeerIncomingToken,
     Quote,
     WalletAddress,
+    WalletAddressKey,
     WebhookDelivery,
     WebhookEvent,
 )
@@ -74,6 +75,7 @@ async def test_every_model_round_trips_a_row(database_url: str) -> None:
             session.add_all([peer, wallet, fee])
             await session.flush()
             session.add(PeerIncomingToken(peer_id=peer.id, token_hash=bytes(32)))
+            session.add(WalletAddressKey(wallet_address_id=wallet.id, kid="key-1", x="A" * 43))
             incoming = IncomingPayment(
                 wallet_address_id=wallet.id,
                 asset_id=asset.id,
@@ -114,6 +116,8 @@ async def test_every_model_round_trips_a_row(database_url: str) -> None:
             assert payment.state == "FUNDING"
             assert payment.sent_amount == 0
             assert (await session.execute(select(WebhookDelivery))).scalar_one().attempt == 1
+            key = (await session.execute(select(WalletAddressKey))).scalar_one()
+            assert (key.kid, key.revoked) == ("key-1", False)
             assert stored_incoming.created_at.tzinfo is not None
     finally:
         await engine.dispose()

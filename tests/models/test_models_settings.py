@@ -30,6 +30,7 @@ def test_defaults_describe_a_development_node_on_loopback() -> None:
     assert settings.ilp_connector_url == "http://127.0.0.1:3002"
     assert settings.open_payments_url == "http://127.0.0.1:3002"
     assert settings.wallet_address_url == "http://127.0.0.1:3002/.well-known/pay"
+    assert settings.auth_server_grant_url == "http://127.0.0.1:3006"
     assert settings.admin_api_secret is None
     assert settings.exchange_rates_url is None
     assert settings.slippage == Decimal("0.01")
@@ -57,6 +58,7 @@ def test_rafiki_variable_names_are_read() -> None:
             "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS": "1000",
             "OPEN_PAYMENTS_URL": "https://wallet.example.com",
             "WALLET_ADDRESS_URL": "https://wallet.example.com/node",
+            "AUTH_SERVER_GRANT_URL": "https://auth.wallet.example.com",
             "EXCHANGE_RATES_URL": "https://rates.example.com/rates",
             "EXCHANGE_RATES_LIFETIME": "60000",
             "SLIPPAGE": "0.005",
@@ -88,6 +90,7 @@ def test_rafiki_variable_names_are_read() -> None:
         graphql_idempotency_key_ttl_ms=1000,
         open_payments_url="https://wallet.example.com",
         wallet_address_url="https://wallet.example.com/node",
+        auth_server_grant_url="https://auth.wallet.example.com",
         exchange_rates_url="https://rates.example.com/rates",
         exchange_rates_lifetime_ms=60_000,
         slippage=Decimal("0.005"),
@@ -125,6 +128,7 @@ def test_rafiki_variable_names_are_read() -> None:
         ("GRAPHQL_IDEMPOTENCY_KEY_TTL_MS", "1.5"),
         ("OPEN_PAYMENTS_URL", "wallet.example.com"),
         ("WALLET_ADDRESS_URL", "https://"),
+        ("AUTH_SERVER_GRANT_URL", "auth.example.com"),
         ("EXCHANGE_RATES_URL", "rates"),
         ("EXCHANGE_RATES_LIFETIME", "soon"),
         ("SLIPPAGE", "1"),

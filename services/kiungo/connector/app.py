@@ -1,4 +1,5 @@
-"""The connector's HTTP surface: ILP over HTTP from peers, SPSP, health and metrics, and the
+"""The connector's HTTP surface: ILP over HTTP from peers, SPSP, wallet address documents and
+their JWKS, health and metrics, and the
 backend's internal quote probe (``POST /internal/quote``, :mod:`kiungo.connector.quote`)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
 from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
+from kiungo.connector.wallet_address import jwks_endpoint
 from kiungo.runtime.health import health_routes
 
 __all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
@@ -33,7 +35,8 @@ MAX_BODY = 40_000
 
 def create_app(node: Node) -> ASGIApp:
     """``POST /ilp`` on a bare ASGI handler (the hot path: no routing, no Request object), and
-    everything else (SPSP, /livez, /readyz, /healthz, /metrics, /internal/quote) on Starlette."""
+    everything else (SPSP, wallet address documents and keys, /livez, /readyz, /healthz,
+    /metrics, /internal/quote) on Starlette."""
 
     async def healthz(request: Request) -> Response:
         try:
@@ -50,6 +53,9 @@ def create_app(node: Node) -> ASGIApp:
     async def spsp(request: Request) -> Response:
         return await spsp_endpoint(node, request)
 
+    async def jwks(request: Request) -> Response:
+        return await jwks_endpoint(node, request)
+
     async def quote(request: Request) -> Response:
         return await quote_endpoint(node, request)
 
@@ -59,6 +65,7 @@ def create_app(node: Node) -> ASGIApp:
             *health_routes(node.pool, node.redis),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/internal/quote", quote, methods=["POST"]),
+            Route("/{path:path}/jwks.json", jwks, methods=["GET", "OPTIONS"]),
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),
         ]
     )

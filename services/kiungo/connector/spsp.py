@@ -4,7 +4,9 @@
 ``GET <wallet address URL>/incoming-payments/<id>`` with ``Accept: application/spsp4+json``
 answers a STREAM destination and shared secret whose payment tag names that receiver, so a
 sender on any node can pay it. The incoming payment URL with ``Accept: application/json``
-answers how far it has got (:mod:`kiungo.open_payments`), completed or expired too.
+answers how far it has got (:mod:`kiungo.open_payments`), completed or expired too; the wallet
+address URL with JSON accepted (or no ``Accept``) answers its Open Payments document
+(:mod:`kiungo.connector.wallet_address`).
 ``Receipt-Nonce``/``Receipt-Secret`` put receipts in the connection;
 CORS headers let Web Monetization agents in browsers ask.
 """
@@ -19,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from kiungo.connector.node import Node
 from kiungo.connector.receivers import Receiver, ReceiverKind
+from kiungo.connector.wallet_address import accepts_json, wallet_address_document_response
 from kiungo.ledger import UnknownAccount
 from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
 from kiungo.payments.incoming import States
@@ -58,6 +61,13 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
         and not accepts_spsp(accept)
     ):
         return await _incoming_payment_view(node, receiver)
+    if (
+        receiver is not None
+        and receiver.kind is ReceiverKind.WALLET_ADDRESS
+        and not accepts_spsp(accept)
+        and accepts_json(accept)
+    ):
+        return await wallet_address_document_response(node, receiver.url)
     if receiver is None or not receiver.open_at(datetime.now(UTC)):
         return _error(404, "InvalidReceiverError", "Invalid receiver ID")
     if not accepts_spsp(accept):

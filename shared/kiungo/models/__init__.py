@@ -9,6 +9,7 @@ from kiungo.models.outgoing_payment import OutgoingPayment, OutgoingPaymentState
 from kiungo.models.peer import Peer, PeerIncomingToken
 from kiungo.models.quote import Quote
 from kiungo.models.wallet_address import WalletAddress, WalletAddressStatus
+from kiungo.models.wallet_address_key import WalletAddressKey
 from kiungo.models.webhook import WebhookDelivery, WebhookEvent
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PeerIncomingToken",
     "Quote",
     "WalletAddress",
+    "WalletAddressKey",
     "WalletAddressStatus",
     "WebhookDelivery",
     "WebhookEvent",

@@ -17,6 +17,10 @@ from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uu
 from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
 from kiungo.backend.api.liquidity import transfer_id, withdraw
 from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.wallet_address_keys import (
+    WalletAddressKeyConnection,
+    page_wallet_address_keys,
+)
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.backend.workers import emit_web_monetization_events
@@ -134,6 +138,20 @@ class WalletAddress:
             info.context,
             PageRequest(first, last, after, before, sort_order),
             wallet_address_ids=[self._uuid],
+        )
+
+    @strawberry.field(description="The keys of this wallet address, revoked ones too.")
+    async def wallet_address_keys(
+        self,
+        info: strawberry.Info[Context, None],
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+    ) -> WalletAddressKeyConnection | None:
+        return await page_wallet_address_keys(
+            info.context, self._uuid, PageRequest(first, last, after, before, sort_order)
         )
 
 
