@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from tests.connector.harness import WALLET_BASE, Connector, running_connector
 from tests.interop.node import node_script
 
+from kiungo.openpayments.wallet_address_keys import create_key, parse_jwk, revoke_key
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspResponse
-from kiungo.wallet_address_keys import create_key, parse_jwk, revoke_key
 
 AUTH_SERVER = "http://127.0.0.1:3006"  # AUTH_SERVER_GRANT_URL's default
 

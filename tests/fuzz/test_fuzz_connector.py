@@ -87,9 +87,9 @@ from kiungo.ilp.packet import (
 )
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger.check import run_checks
+from kiungo.openpayments.wallet_address_keys import create_key, parse_jwk
 from kiungo.runtime.http1 import MAX_REPLY
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspResponse
-from kiungo.wallet_address_keys import create_key, parse_jwk
 
 # Every request must be answered within this many seconds.
 TIMEOUT = 5.0

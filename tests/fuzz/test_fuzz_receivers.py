@@ -1,13 +1,13 @@
 """Fuzzing how this node reads receivers (issue 14): a hostile receiver on a real loopback socket
 answers the SPSP query (:func:`kiungo.spsp.query`) and the incoming payment read
-(:func:`kiungo.open_payments.fetch_incoming_payment`) with replies drawn by hypothesis: any
+(:func:`kiungo.openpayments.remote.fetch_incoming_payment`) with replies drawn by hypothesis: any
 status, content type and body (valid answers, JSON of any shape, random bytes, bodies around and
 far past the size cap), framed correctly or not (declared length too long or too short, close
 delimited, chunked, broken chunks, an endless body, a body trickled slower than the time bound,
 a head that never ends, silence, bytes that are no HTTP at all).
 
 For every reply: the reader returns a well-formed answer or raises its own error
-(:class:`~kiungo.spsp.SpspQueryError`, :class:`~kiungo.open_payments.ReceiverUnreadable`),
+(:class:`~kiungo.spsp.SpspQueryError`, :class:`~kiungo.openpayments.remote.ReceiverUnreadable`),
 never anything else, and always within its time bound (plus scheduling slack), never hanging.
 
 Each example runs on an event loop of its own (``asyncio.run`` in a synchronous test): the
@@ -31,7 +31,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.hostile_http import Reply, head, hostile_server, silent, trickled_head
 
-from kiungo.open_payments import IncomingPaymentView, ReceiverUnreadable, fetch_incoming_payment
+from kiungo.openpayments.remote import (
+    IncomingPaymentView,
+    ReceiverUnreadable,
+    fetch_incoming_payment,
+)
 from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.spsp import SpspQueryError, SpspResponse, query
 from kiungo.spsp.client import MAX_SPSP_BYTES

@@ -1,5 +1,5 @@
-"""The incoming payment view another node reads (kiungo.open_payments): its JSON both ways, and
-what a reader refuses."""
+"""The incoming payment view another node reads (kiungo.openpayments.remote): its JSON both
+ways, and what a reader refuses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.hostile_http import complete, endless, hostile_server, trickled
 
-from kiungo.open_payments import (
+from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
     IncomingPaymentView,
     ReceiverUnreadable,

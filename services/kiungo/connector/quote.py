@@ -15,7 +15,7 @@ hold is taken and no money moves. The answer::
 
 Rates are exact fractions of the assets' smallest units (receiver's per ours). For another
 node's incoming payment URL, the amounts and expiry are read from that node where it offers
-them (:mod:`kiungo.open_payments`; a completed one reads as having received all it expects),
+them (:mod:`kiungo.openpayments.remote`; a completed one reads as having received all it expects),
 else null.
 
 Who may ask: with ADMIN_API_SECRET set, requests signed as admin API requests are (header
@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from kiungo.connector.inprocess import InvalidReceiver, PipelineLink, resolve_receiver
 from kiungo.connector.node import Node
 from kiungo.connector.peers import internal_source
-from kiungo.open_payments import (
+from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
     IncomingPaymentView,
     ReceiverUnreadable,

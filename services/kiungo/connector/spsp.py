@@ -4,7 +4,7 @@
 ``GET <wallet address URL>/incoming-payments/<id>`` with ``Accept: application/spsp4+json``
 answers a STREAM destination and shared secret whose payment tag names that receiver, so a
 sender on any node can pay it. The incoming payment URL with ``Accept: application/json``
-answers how far it has got (:mod:`kiungo.open_payments`), completed or expired too; the wallet
+answers how far it has got (:mod:`kiungo.openpayments.remote`), completed or expired too; the wallet
 address URL with JSON accepted (or no ``Accept``) answers its Open Payments document
 (:mod:`kiungo.connector.wallet_address`).
 ``Receipt-Nonce``/``Receipt-Secret`` put receipts in the connection;
@@ -23,7 +23,11 @@ from kiungo.connector.node import Node
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.connector.wallet_address import accepts_json, wallet_address_document_response
 from kiungo.ledger import UnknownAccount
-from kiungo.open_payments import INCOMING_PAYMENT_PATH, IncomingPaymentView, wants_json
+from kiungo.openpayments.remote import (
+    INCOMING_PAYMENT_PATH,
+    IncomingPaymentView,
+    wants_json,
+)
 from kiungo.payments.incoming import States
 from kiungo.payments.receivers import incoming_payment_url
 from kiungo.spsp import (
@@ -94,7 +98,7 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
 
 
 async def _incoming_payment_view(node: Node, receiver: Receiver) -> Response:
-    """The incoming payment as another node reads it (:mod:`kiungo.open_payments`), open or
+    """The incoming payment as another node reads it (:mod:`kiungo.openpayments.remote`), open or
     not: what it expects, what it has received, whether it still accepts money."""
     try:
         received = (await node.ledger.balance(receiver.account_id)).credits_posted

@@ -1,7 +1,7 @@
 """A wallet address as Open Payments clients read it: ``GET <wallet address URL>`` with JSON
 accepted answers its document, ``GET <wallet address URL>/jwks.json`` its active keys
-(:mod:`kiungo.wallet_address_keys`). Anonymous reads, as the wallet address server API has them:
-an unknown or inactive wallet address is a 404."""
+(:mod:`kiungo.openpayments.wallet_address_keys`). Anonymous reads, as the wallet address
+server API has them: an unknown or inactive wallet address is a 404."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kiungo.connector.node import Node
-from kiungo.wallet_address_keys import active_jwks, wallet_address_document
+from kiungo.openpayments.wallet_address_keys import active_jwks, wallet_address_document
 
 __all__ = ["accepts_json", "jwks_endpoint", "wallet_address_document_response"]
 

@@ -63,7 +63,7 @@ def local_receiver_url(open_payments_url: str, receiver: str) -> str | None:
 
 def incoming_payment_url(wallet_address_url: str, payment_id: uuid.UUID) -> str:
     """An incoming payment's URL, its receiver id (read back by
-    :data:`kiungo.open_payments.INCOMING_PAYMENT_PATH`)."""
+    :data:`kiungo.openpayments.remote.INCOMING_PAYMENT_PATH`)."""
     return f"{wallet_address_url}/incoming-payments/{payment_id}"
 
 

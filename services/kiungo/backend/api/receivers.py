@@ -5,7 +5,7 @@ Rafiki creates and reads receivers on any node over Open Payments; this node spe
 Payments' authorized API, so it creates and completes the receivers of its own wallet addresses
 (URLs under OPEN_PAYMENTS_URL, a ``$pointer`` read as ``https://``) and refuses another node's
 with BAD_USER_INPUT. It reads another node's incoming payment where that node tells its amounts
-to whoever knows the URL (:mod:`kiungo.open_payments`; Kiungo nodes do). Any receiver is
+to whoever knows the URL (:mod:`kiungo.openpayments.remote`; Kiungo nodes do). Any receiver is
 payable: quote its wallet address or incoming payment URL directly.
 
 - ``createReceiver`` creates an incoming payment on a wallet address of this node, as
@@ -39,7 +39,11 @@ from kiungo.backend.api.incoming_payment_creation import (
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
-from kiungo.open_payments import INCOMING_PAYMENT_PATH, ReceiverUnreadable, fetch_incoming_payment
+from kiungo.openpayments.remote import (
+    INCOMING_PAYMENT_PATH,
+    ReceiverUnreadable,
+    fetch_incoming_payment,
+)
 from kiungo.payments.incoming import OPEN, States, store
 from kiungo.payments.receivers import (
     INCOMING_PAYMENT_RECEIVER,
@@ -171,7 +175,7 @@ def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
 
 
 async def _load_remote(ctx: Context, url: str) -> Receiver:
-    """Another node's incoming payment, read from that node (:mod:`kiungo.open_payments`)."""
+    """Another node's incoming payment, read from that node (:mod:`kiungo.openpayments.remote`)."""
     try:
         view = await fetch_incoming_payment(
             ctx.backend.receiver_http,

@@ -1,6 +1,6 @@
 """Wallet address keys in the admin API, as Rafiki names them: ``createWalletAddressKey``,
 ``revokeWalletAddressKey`` and ``WalletAddress.walletAddressKeys``; the rules and the storage
-are :mod:`kiungo.wallet_address_keys`."""
+are :mod:`kiungo.openpayments.wallet_address_keys`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import asyncpg
 import strawberry
 
-from kiungo import wallet_address_keys as domain
 from kiungo.backend.api.common import PageInfo, iso, parse_uuid
 from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.openpayments import wallet_address_keys as domain
 
 __all__ = [
     "WalletAddressKey",

@@ -10,7 +10,7 @@ The bound: a resumed payment never re-sends a packet whose Fulfill this node pos
 that were in flight when the worker died and were fulfilled downstream without this node
 seeing it (their holds expire, so the ledger counts them as unsent; at most ``MAX_IN_FLIGHT``
 packets of at most the maximum packet amount each) are not paid twice when the receiver is an
-incoming payment whose node tells how much it received (:mod:`kiungo.open_payments`, as ours
+incoming payment whose node tells how much it received (:mod:`kiungo.openpayments.remote`, as ours
 do): a resumed worker reads it and delivers only what it still expects, as Rafiki does. This
 node's books then show those packets unpaid while the next node's show them paid: the
 difference is this operator's, never the sender's nor the receiver's. To a receiver that does
@@ -38,7 +38,7 @@ from kiungo.connector.sending.payment import (
     log_extra,
 )
 from kiungo.ledger import UnknownAccount
-from kiungo.open_payments import (
+from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
     ReceiverUnreadable,
     fetch_incoming_payment,

@@ -17,7 +17,7 @@ import httpx
 from kiungo.ilp.oer import MAX_UINT64
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.models import WalletAddressStatus
-from kiungo.open_payments import INCOMING_PAYMENT_PATH
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.incoming import OPEN
 from kiungo.payments.quotes.errors import InvalidReceiver, QuotingUnavailable, RateProbeFailed
 from kiungo.payments.quotes.quoting import Quoting
