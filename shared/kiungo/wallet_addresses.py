@@ -25,6 +25,7 @@ __all__ = [
     "KEEP",
     "MAX_PROPERTIES",
     "WALLET_ADDRESS_COLUMNS",
+    "WALLET_ADDRESS_SELECT",
     "InvalidWalletAddress",
     "Keep",
     "Property",
@@ -49,6 +50,8 @@ WALLET_ADDRESS_COLUMNS = (
 )
 
 # Built from the constant column list only.
+WALLET_ADDRESS_SELECT = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses"  # noqa: S608
+"""Every wallet address (a WHERE may follow)."""
 _BY_ID = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses WHERE id = $1"  # noqa: S608
 _BY_URL = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses WHERE url = $1"  # noqa: S608
 _INSERT = (

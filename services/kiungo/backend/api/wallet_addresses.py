@@ -194,7 +194,7 @@ class WalletAddressQuery:
     ) -> WalletAddressesConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            f"SELECT {domain.WALLET_ADDRESS_COLUMNS} FROM wallet_addresses",
+            domain.WALLET_ADDRESS_SELECT,
             [],
             [],
             PageRequest(first, last, after, before, sort_order),
