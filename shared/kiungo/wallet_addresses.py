@@ -20,6 +20,7 @@ import asyncpg
 
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.models import WalletAddressStatus
+from kiungo.refusal import Refusal
 
 __all__ = [
     "KEEP",
@@ -60,13 +61,8 @@ _INSERT = (
 )
 
 
-class WalletAddressError(Exception):
-    """A request refused, nothing written. ``details`` go with the message to the caller."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
+class WalletAddressError(Refusal):
+    """A request about a wallet address refused, nothing written."""
 
 
 class InvalidWalletAddress(WalletAddressError):
@@ -74,8 +70,7 @@ class InvalidWalletAddress(WalletAddressError):
 
 
 class WalletAddressNotFound(WalletAddressError):
-    def __init__(self) -> None:
-        super().__init__("wallet address not found")
+    default_message = "wallet address not found"
 
 
 class WalletAddressExists(WalletAddressError):

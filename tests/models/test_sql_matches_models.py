@@ -30,10 +30,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from tests.ledger.schema import create_schema
+from tests.ledger.schema import schema_connection
 
 import kiungo
-from kiungo.db import plain_url
 from kiungo.ledger.rules import TransferState
 from kiungo.models import (
     FeeType,
@@ -174,12 +173,8 @@ def literal_statements() -> dict[str, str]:
 @pytest.fixture
 async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a database whose schema is the models' own (``create_all``)."""
-    await create_schema(database_url)
-    connection = await asyncpg.connect(plain_url(database_url))
-    try:
+    async with schema_connection(database_url) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 async def _refusals(conn: asyncpg.Connection, statements: dict[str, str]) -> list[str]:

@@ -6,10 +6,14 @@ else that escapes a resolver is reported as ``INTERNAL_SERVER_ERROR`` with no de
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["ApiError", "ErrorCode", "bad_input", "not_found"]
+from kiungo.refusal import Refusal
+
+__all__ = ["ApiError", "ErrorCode", "bad_input", "not_found", "refusals_as"]
 
 
 class ErrorCode(enum.StrEnum):
@@ -42,3 +46,17 @@ def bad_input(message: str, **extensions: Any) -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, f"{what} not found")
+
+
+@contextlib.contextmanager
+def refusals_as(codes: Sequence[tuple[type[Refusal], ErrorCode]]) -> Iterator[None]:
+    """A domain's refusals as API errors: the code of the first kind in ``codes`` the refusal
+    is, with its message and details; a kind not listed is an internal error (a bug)."""
+    try:
+        yield
+    except Refusal as error:
+        code = next(
+            (code for kind, code in codes if isinstance(error, kind)),
+            ErrorCode.INTERNAL_SERVER_ERROR,
+        )
+        raise ApiError(code, error.message, **error.details) from None

@@ -44,11 +44,12 @@ from kiungo.backend.api.liquidity import (
 from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input
+from kiungo.backend.errors import ErrorCode, bad_input, refusals_as
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
 from kiungo.payments.outgoing import service as domain
+from kiungo.refusal import Refusal
 
 __all__ = [
     "OutgoingPayment",
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 # What each refusal of the outgoing payment domain is in the API.
-_CODES: tuple[tuple[type[domain.OutgoingPaymentError], ErrorCode], ...] = (
+_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.OutgoingPaymentNotFound, ErrorCode.NOT_FOUND),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
     (domain.QuoteNotFound, ErrorCode.NOT_FOUND),
@@ -77,17 +78,12 @@ _CODES: tuple[tuple[type[domain.OutgoingPaymentError], ErrorCode], ...] = (
 def _api_errors() -> Iterator[None]:
     """The domain's refusals as API errors; the ledger's refusal of a deposit as every
     liquidity mutation reports it."""
-    try:
-        yield
-    except domain.FundingRefused as refused:
-        with ledger_errors():
-            raise refused.ledger_error from None
-    except domain.OutgoingPaymentError as error:
-        code = next(
-            (code for kind, code in _CODES if isinstance(error, kind)),
-            ErrorCode.INTERNAL_SERVER_ERROR,
-        )
-        raise ApiError(code, error.message, **error.details) from None
+    with refusals_as(_CODES):
+        try:
+            yield
+        except domain.FundingRefused as refused:
+            with ledger_errors():
+                raise refused.ledger_error from None
 
 
 # The models' enum, registered as the schema's OutgoingPaymentState.

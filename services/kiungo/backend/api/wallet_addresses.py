@@ -3,9 +3,7 @@ and trigger its events."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -18,10 +16,11 @@ from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page
 from kiungo.backend.api.liquidity import transfer_id, withdraw
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input, refusals_as
 from kiungo.backend.workers import emit_web_monetization_events
 from kiungo.ledger import AccountKind
 from kiungo.models import WalletAddressStatus
+from kiungo.refusal import Refusal
 
 __all__ = [
     "WalletAddress",
@@ -32,23 +31,11 @@ __all__ = [
 ]
 
 # What each refusal of the wallet address domain is in the API.
-_CODES: tuple[tuple[type[domain.WalletAddressError], ErrorCode], ...] = (
+_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.InvalidWalletAddress, ErrorCode.BAD_USER_INPUT),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
     (domain.WalletAddressExists, ErrorCode.DUPLICATE),
 )
-
-
-@contextlib.contextmanager
-def _api_errors() -> Iterator[None]:
-    try:
-        yield
-    except domain.WalletAddressError as error:
-        code = next(
-            (code for kind, code in _CODES if isinstance(error, kind)),
-            ErrorCode.INTERNAL_SERVER_ERROR,
-        )
-        raise ApiError(code, error.message, **error.details) from None
 
 
 # The models' enum, registered as the schema's WalletAddressStatus.
@@ -70,7 +57,7 @@ class AdditionalPropertyInput:
 
 
 def _properties_json(properties: list[AdditionalPropertyInput] | None) -> str:
-    with _api_errors():
+    with refusals_as(_CODES):
         return domain.properties_json(
             [domain.Property(p.key, p.value, p.visible_in_open_payments) for p in properties or []]
         )
@@ -138,14 +125,14 @@ async def load_wallet_address(ctx: Context, wallet_address_id: uuid.UUID) -> asy
         ("wallet_address", wallet_address_id), lambda: domain.load(ctx.pool, wallet_address_id)
     )
     if row is None:
-        with _api_errors():
+        with refusals_as(_CODES):
             raise domain.WalletAddressNotFound()
     return row
 
 
 def normalize_address(ctx: Context, address: str) -> str:
     """:func:`kiungo.wallet_addresses.normalize_address` under this node's OPEN_PAYMENTS_URL."""
-    with _api_errors():
+    with refusals_as(_CODES):
         return domain.normalize_address(address, ctx.backend.settings.open_payments_url)
 
 
@@ -268,7 +255,7 @@ class TriggerWalletAddressEventsMutationResponse:
 
 
 def _public_name(name: str | None) -> str | None:
-    with _api_errors():
+    with refusals_as(_CODES):
         return domain.check_public_name(name)
 
 
@@ -292,7 +279,7 @@ class WalletAddressMutation:
 
         async def run() -> tuple[dict[str, Any], CreateWalletAddressMutationResponse]:
             await load_asset(ctx, asset_id)
-            with _api_errors():
+            with refusals_as(_CODES):
                 row = await domain.create(
                     ctx.pool, ctx.ledger, asset_id, url, public_name, properties
                 )
@@ -330,7 +317,7 @@ class WalletAddressMutation:
         changes = domain.WalletAddressChanges(public_name, status, properties)
 
         async def run() -> tuple[dict[str, Any], UpdateWalletAddressMutationResponse]:
-            with _api_errors():
+            with refusals_as(_CODES):
                 row = await domain.update(ctx.pool, wallet_id, changes)
             await ctx.backend.receiver_changed(row["id"])
             return {"id": str(row["id"])}, UpdateWalletAddressMutationResponse(

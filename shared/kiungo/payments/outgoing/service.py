@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 
@@ -27,6 +27,7 @@ from kiungo.ledger import (
 from kiungo.models import WalletAddressStatus
 from kiungo.payments.outgoing import store
 from kiungo.payments.outgoing.states import ENDED, States
+from kiungo.refusal import Refusal
 
 __all__ = [
     "OUTGOING_PAYMENT_SELECT",
@@ -36,6 +37,7 @@ __all__ = [
     "NotCancellable",
     "NotEnded",
     "NotFundable",
+    "NotFunding",
     "OutgoingPaymentError",
     "OutgoingPaymentNotFound",
     "QuoteAlreadyPaid",
@@ -50,33 +52,24 @@ __all__ = [
 ]
 
 
-class OutgoingPaymentError(Exception):
-    """A request refused, nothing written. ``details`` go with the message to the caller."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
+class OutgoingPaymentError(Refusal):
+    """A request about an outgoing payment refused, nothing written."""
 
 
 class OutgoingPaymentNotFound(OutgoingPaymentError):
-    def __init__(self) -> None:
-        super().__init__("outgoing payment not found")
+    default_message = "outgoing payment not found"
 
 
 class WalletAddressNotFound(OutgoingPaymentError):
-    def __init__(self) -> None:
-        super().__init__("wallet address not found")
+    default_message = "wallet address not found"
 
 
 class QuoteNotFound(OutgoingPaymentError):
-    def __init__(self) -> None:
-        super().__init__("quote not found")
+    default_message = "quote not found"
 
 
 class WalletAddressInactive(OutgoingPaymentError):
-    def __init__(self) -> None:
-        super().__init__("the wallet address is inactive")
+    default_message = "the wallet address is inactive"
 
 
 class InvalidPaymentRequest(OutgoingPaymentError):
@@ -84,15 +77,22 @@ class InvalidPaymentRequest(OutgoingPaymentError):
 
 
 class QuoteAlreadyPaid(OutgoingPaymentError):
-    def __init__(self) -> None:
-        super().__init__("the quote already has an outgoing payment")
+    default_message = "the quote already has an outgoing payment"
 
 
-class NotCancellable(OutgoingPaymentError):
+class NotFunding(OutgoingPaymentError):
+    """What is asked of the payment is for a FUNDING one only."""
+
+    asked: ClassVar[str]
+
     def __init__(self, state: str) -> None:
         super().__init__(
-            f"only a {States.FUNDING} outgoing payment can be cancelled; this one is {state}"
+            f"only a {States.FUNDING} outgoing payment {self.asked}; this one is {state}"
         )
+
+
+class NotCancellable(NotFunding):
+    asked = "can be cancelled"
 
 
 class AlreadyFunded(OutgoingPaymentError):
@@ -100,11 +100,8 @@ class AlreadyFunded(OutgoingPaymentError):
         super().__init__("the outgoing payment is already funded", liquidityError="TransferExists")
 
 
-class NotFundable(OutgoingPaymentError):
-    def __init__(self, state: str) -> None:
-        super().__init__(
-            f"only a {States.FUNDING} outgoing payment takes liquidity; this one is {state}"
-        )
+class NotFundable(NotFunding):
+    asked = "takes liquidity"
 
 
 class NotEnded(OutgoingPaymentError):
