@@ -54,6 +54,7 @@ from kiungo.models import OutgoingPaymentState
 from kiungo.runner import run_service
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url
+from kiungo.store.tigerbeetle import tigerbeetle_settings
 
 __all__ = ["run"]
 
@@ -156,6 +157,9 @@ async def _node(
     )
     await upgrade(database)
     async with (
+        # USE_TIGERBEETLE without a cluster: each node a replica of its own, for the demo only.
+        _scratch(settings) as data_dir,
+        tigerbeetle_settings(replace(settings, data_dir=data_dir)) as settings,
         serve_node(settings, database, redis) as node,
         serve_backend(settings, database, redis) as (_, admin_app),
     ):
@@ -359,6 +363,15 @@ async def _balances(a: Node, b: Node, ids: dict[str, str]) -> dict[str, str]:
         "B: USD liquidity": (await b.gql(asset, {"id": ids["b_usd"]}))["asset"]["liquidity"],
         "B: EUR liquidity": (await b.gql(asset, {"id": ids["b_eur"]}))["asset"]["liquidity"],
     }
+
+
+@contextlib.asynccontextmanager
+async def _scratch(settings: Settings) -> AsyncIterator[Path]:
+    if not settings.use_tigerbeetle or settings.tigerbeetle_replica_addresses:
+        yield settings.data_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="kiungo-demo-tigerbeetle-") as directory:
+        yield Path(directory)
 
 
 async def run_demo(settings: Settings, amount: int, console: Console) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
 from kiungo.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
+from kiungo.store.tigerbeetle import tigerbeetle_settings
 
 __all__ = ["run"]
 
@@ -33,8 +34,13 @@ def run(args: argparse.Namespace) -> int:
     warn_unused_rafiki_variables()
     check_bind(settings, args.host)
 
-    async def run() -> None:
-        async with postgres_url(settings) as database, redis_url(settings) as redis:
+    async def run(configured: Settings) -> None:
+        async with (
+            postgres_url(configured) as database,
+            redis_url(configured) as redis,
+            # With USE_TIGERBEETLE and no cluster named, the addresses of a replica run here.
+            tigerbeetle_settings(configured) as settings,
+        ):
             await upgrade(database)
             async with (
                 serve_node(settings, database, redis) as node,
@@ -52,11 +58,21 @@ def run(args: argparse.Namespace) -> int:
                     f"  ({signed}; /livez, /readyz, /metrics)\n"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
+                    f"  ledger       {_ledger(settings)}\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
                 await asyncio.gather(connector.serve(), backend.serve())
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_service(run())
+        run_service(run(settings))
     return 0
+
+
+def _ledger(settings: Settings) -> str:
+    if not settings.use_tigerbeetle:
+        return "postgres"
+    return (
+        f"TigerBeetle cluster {settings.tigerbeetle_cluster_id} at "
+        f"{settings.tigerbeetle_replica_addresses}"
+    )

@@ -129,6 +129,14 @@ class Settings:
     """``REDIS_URL``: ``redis://``, ``rediss://`` or ``unix://``; unset, the embedded Redis."""
     data_dir: Path = dataclasses.field(default_factory=lambda: _default_data_dir(os.environ))
     """``KIUNGO_DATA_DIR`` (Kiungo's own): where the embedded engines keep their files."""
+    use_tigerbeetle: bool = False
+    """``USE_TIGERBEETLE``: keep balances and transfers in TigerBeetle instead of Postgres
+    (README, "TigerBeetle"); Postgres still holds everything else."""
+    tigerbeetle_cluster_id: int = 0
+    """``TIGERBEETLE_CLUSTER_ID``: the TigerBeetle cluster's id (u128)."""
+    tigerbeetle_replica_addresses: str | None = None
+    """``TIGERBEETLE_REPLICA_ADDRESSES``: the replicas' ``host:port``, comma-separated; unset
+    with USE_TIGERBEETLE, ``kiungo up`` starts a single replica in KIUNGO_DATA_DIR."""
 
     ilp_address: str = "test.kiungo"
     """``ILP_ADDRESS``: this node's ILP address (RFC 15), the prefix of every address it serves."""
@@ -238,6 +246,13 @@ class Settings:
             database_url=read.value("DATABASE_URL", _postgres_url, None),
             redis_url=read.value("REDIS_URL", _redis_url, None),
             data_dir=read.value("KIUNGO_DATA_DIR", Path, None) or _default_data_dir(env_vars),
+            use_tigerbeetle=read.value("USE_TIGERBEETLE", _bool, cls.use_tigerbeetle),
+            tigerbeetle_cluster_id=read.value(
+                "TIGERBEETLE_CLUSTER_ID", _u128, cls.tigerbeetle_cluster_id
+            ),
+            tigerbeetle_replica_addresses=read.value(
+                "TIGERBEETLE_REPLICA_ADDRESSES", _addresses, None
+            ),
             ilp_address=read.value("ILP_ADDRESS", _ilp_address, cls.ilp_address),
             stream_secret=stream_secret,
             connector_port=connector_port,
@@ -444,6 +459,29 @@ def _u64(raw: str) -> int:
     if not 0 < value <= U64_MAX:
         raise ValueError(f"expected an amount from 1 to {U64_MAX}, got {raw!r}")
     return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _u128(raw: str) -> int:
+    value = _int(raw)
+    if not 0 <= value < 2**128:
+        raise ValueError("must be an integer from 0 to 2^128-1")
+    return value
+
+
+def _addresses(raw: str) -> str:
+    parts = [p.strip() for p in raw.split(",")]
+    if not all(parts):
+        raise ValueError("must be host:port (or port) entries, comma-separated")
+    return ",".join(parts)
 
 
 def _slippage(raw: str) -> Decimal:

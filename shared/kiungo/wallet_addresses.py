@@ -20,7 +20,7 @@ import asyncpg
 
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.models import WalletAddressStatus
-from kiungo.refusal import Refusal
+from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
     "KEEP",
@@ -69,8 +69,8 @@ class InvalidWalletAddress(WalletAddressError):
     """The request's values are not a wallet address this node keeps (the caller's to change)."""
 
 
-class WalletAddressNotFound(WalletAddressError):
-    default_message = "wallet address not found"
+class WalletAddressNotFound(NotFound, WalletAddressError):
+    what = "wallet address"
 
 
 class WalletAddressExists(WalletAddressError):

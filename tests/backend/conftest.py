@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from tests.backend.harness import Admin, backend_settings, running_backend
 from tests.stores import create_database, drop_database
+from tests.tigerbeetle_server import tigerbeetle_server
 
 from kiungo.migrations.run import upgrade
 
@@ -40,3 +44,25 @@ async def admin(
         migrated_database, redis_server_url, backend_settings(redis_prefix)
     ) as running:
         yield running
+
+
+@pytest.fixture(params=("postgres", "tigerbeetle"))
+async def admin_on_each_backend(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_database: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    redis: object,
+) -> AsyncIterator[Admin]:
+    """``admin`` with its ledger on Postgres, then on a TigerBeetle server of its own."""
+    async with contextlib.AsyncExitStack() as stack:
+        settings = backend_settings(redis_prefix)
+        if request.param == "tigerbeetle":
+            server = await stack.enter_async_context(tigerbeetle_server(tmp_path))
+            settings = replace(
+                settings, use_tigerbeetle=True, tigerbeetle_replica_addresses=server.address
+            )
+        yield await stack.enter_async_context(
+            running_backend(migrated_database, redis_server_url, settings)
+        )

@@ -119,7 +119,8 @@ async def test_incoming_payment_bad_inputs_change_nothing(admin: Admin) -> None:
     assert await admin.pool.fetchval("SELECT count(*) FROM webhook_events") == 0
 
 
-async def test_update_and_cancel(admin: Admin) -> None:
+async def test_update_and_cancel(admin_on_each_backend: Admin) -> None:
+    admin = admin_on_each_backend
     _, wallet = await setup(admin)
     created = await admin.data(CREATE, {"input": {"walletAddressId": wallet}})
     payment = created["createIncomingPayment"]["payment"]["id"]
@@ -144,7 +145,10 @@ async def test_update_and_cancel(admin: Admin) -> None:
     assert failure.code == "CONFLICT"
 
 
-async def test_expiry_with_money_raises_an_event_and_the_money_is_withdrawn(admin: Admin) -> None:
+async def test_expiry_with_money_raises_an_event_and_the_money_is_withdrawn(
+    admin_on_each_backend: Admin,
+) -> None:
+    admin = admin_on_each_backend
     _, wallet = await setup(admin)
     created = await admin.data(
         CREATE,

@@ -224,6 +224,30 @@ async def test_initial_liquidity(admin: Admin) -> None:
     assert await liquidity(admin, peer_id) == "500"
 
 
+async def test_a_failed_initial_deposit_undoes_the_peer_so_a_retry_can_create_it(
+    admin: Admin,
+) -> None:
+    asset_id = await admin.create_asset()
+    # The ledger's batch fails on Postgres for this one amount (as a database that went away).
+    await admin.pool.execute(
+        "CREATE FUNCTION refuse_777() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.amount = 777 THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER refuse_777 BEFORE INSERT ON ledger_transfers "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_777()"
+    )
+    payload = peer_input(asset_id, initialLiquidity="777", idempotencyKey=str(uuid.uuid4()))
+    failure = await admin.error(CREATE, {"input": payload})
+    assert failure.code == "INTERNAL_SERVER_ERROR"
+    assert await peer_rows(admin) == []
+    assert await token_hashes(admin) == set()
+
+    await admin.pool.execute("DROP TRIGGER refuse_777 ON ledger_transfers")
+    data = await admin.data(CREATE, {"input": payload})
+    peer_id = data["createPeer"]["peer"]["id"]
+    assert [str(row["id"]) for row in await peer_rows(admin)] == [peer_id]
+    assert await liquidity(admin, peer_id) == "777"
+
+
 async def test_unknown_and_malformed_ids(admin: Admin) -> None:
     failure = await admin.error(READ, {"id": str(uuid.uuid4())})
     assert failure.code == "NOT_FOUND"

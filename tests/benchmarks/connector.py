@@ -1,6 +1,7 @@
 """Connector throughput with real processes on Postgres and Redis: prints one JSON line per figure.
 
     .venv/bin/python -m tests.benchmarks.connector [--seconds 10] [--concurrency 64]
+        [--ledger tigerbeetle]
 
 (a) forwarding: peer → `kiungo connector` → a sink peer that fulfills everything;
 (b) STREAM packets received into one incoming payment, with receipts;
@@ -13,6 +14,10 @@ per packet meanwhile: load generator, sink, connector, Postgres, Redis, with the
 and steal share. The last line compares the CPU a packet costs at the ceiling and forwarded:
 when every core is busy, the ratio of packets/s cannot exceed it. Uses DATABASE_URL/REDIS_URL
 (scratch database and key prefix) or embedded engines. Not a test: it never fails on speed.
+
+With ``--ledger tigerbeetle``, (a) and (b) run again on a connector whose ledger is a TigerBeetle
+server of its own (``TIGERBEETLE_BIN``, 1 MiB requests; its CPU counted as ``tigerbeetle``),
+with their ratios to the Postgres figures and to the ceiling of the same run.
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 from tests.benchmarks.cpu import CpuMeter
+from tests.benchmarks.ledger import BENCHMARK_SERVER
 from tests.benchmarks.sink import PREIMAGE
 from tests.connector.harness import ADDRESS, WALLET_BASE, create_incoming_payment, seed
 from tests.stores import create_database, drop_database
+from tests.tigerbeetle_server import tigerbeetle_server
 
 from kiungo.ilp.packet import Fulfill, Prepare, decode_reply, encode_packet
+from kiungo.ledger.tigerbeetle import TigerBeetleLedger
 from kiungo.migrations.run import upgrade
 from kiungo.spsp import SpspResponse
 from kiungo.store.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -142,20 +150,42 @@ async def load(
     }
 
 
-async def bench(database_url: str, redis_url: str, seconds: float, concurrency: int) -> None:
+async def seeded_node(database_url: str, sink: str, tigerbeetle: str | None = None) -> uuid.UUID:
+    """Seeds the node's database (and its TigerBeetle ledger); returns carol's incoming payment."""
     await upgrade(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    try:
+        ledger = None
+        if tigerbeetle is not None:
+            ledger = TigerBeetleLedger(pool, cluster_id=0, addresses=tigerbeetle)
+            ledger.start()
+        try:
+            seeded = await seed(pool, sink, alice_liquidity=10**15, ledger=ledger)
+        finally:
+            if ledger is not None:
+                await ledger.close()
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO peer_incoming_tokens (id, peer_id, token_hash) VALUES ($1, $2, $3)",
+                uuid.uuid4(), seeded.peers["alice"],
+                __import__("hashlib").sha256(b"alice").digest(),
+            )  # fmt: skip
+            return await create_incoming_payment(conn, seeded.wallets["carol"], seeded.usd, None)
+    finally:
+        await pool.close()
+
+
+async def bench(
+    database_url: str,
+    redis_url: str,
+    seconds: float,
+    concurrency: int,
+    tigerbeetle_database: str | None = None,
+) -> None:
     sink_port, connector_port = free_port(), free_port()
     sink = f"http://127.0.0.1:{sink_port}/ilp"
     connector = f"http://127.0.0.1:{connector_port}"
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    seeded = await seed(pool, sink, alice_liquidity=10**15)
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO peer_incoming_tokens (id, peer_id, token_hash) VALUES ($1, $2, $3)",
-            uuid.uuid4(), seeded.peers["alice"], __import__("hashlib").sha256(b"alice").digest(),
-        )  # fmt: skip
-        payment = await create_incoming_payment(conn, seeded.wallets["carol"], seeded.usd, None)
-    await pool.close()
+    payment = await seeded_node(database_url, sink)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -179,6 +209,29 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
     def forward_packet(i: int) -> bytes:
         return encode_packet(Prepare(1, expires, CONDITION, f"test.bob.{i % 100}", b""))
 
+    async def stream_to(url: str, receiver: uuid.UUID) -> Callable[[int], bytes]:
+        async with httpx.AsyncClient() as client:
+            spsp = await client.get(
+                f"{url}/carol/incoming-payments/{receiver}",
+                headers={
+                    "Accept": "application/spsp4+json",
+                    "Receipt-Nonce": base64.b64encode(os.urandom(16)).decode(),
+                    "Receipt-Secret": base64.b64encode(os.urandom(32)).decode(),
+                },
+            )
+        credentials = SpspResponse.from_json(spsp.json())
+        keys = StreamKeys(credentials.shared_secret)
+
+        def stream_packet(i: int) -> bytes:
+            data = keys.encrypt(
+                encode_stream_packet(StreamPacket(i, 12, 0, [StreamMoneyFrame(1, 1)]))
+            )
+            return encode_packet(
+                Prepare(1, expires, keys.condition(data), credentials.destination_account, data)
+            )
+
+        return stream_packet
+
     sink_cmd = [sys.executable, "-m", "tests.benchmarks.sink", "--port", str(sink_port)]
     async with process(sink_cmd, env, sink) as sink_process:
         meter.watch("sink", sink_process.pid)
@@ -195,27 +248,7 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
                 flush=True,
             )
 
-            async with httpx.AsyncClient() as client:
-                spsp = await client.get(
-                    f"{connector}/carol/incoming-payments/{payment}",
-                    headers={
-                        "Accept": "application/spsp4+json",
-                        "Receipt-Nonce": base64.b64encode(os.urandom(16)).decode(),
-                        "Receipt-Secret": base64.b64encode(os.urandom(32)).decode(),
-                    },
-                )
-            credentials = SpspResponse.from_json(spsp.json())
-            keys = StreamKeys(credentials.shared_secret)
-
-            def stream_packet(i: int) -> bytes:
-                data = keys.encrypt(
-                    encode_stream_packet(StreamPacket(i, 12, 0, [StreamMoneyFrame(1, 1)]))
-                )
-                return encode_packet(
-                    Prepare(1, expires, keys.condition(data), credentials.destination_account, data)
-                )
-
-            received = await measured(f"{connector}/ilp", stream_packet)
+            received = await measured(f"{connector}/ilp", await stream_to(connector, payment))
             print(
                 json.dumps(
                     {
@@ -233,6 +266,65 @@ async def bench(database_url: str, redis_url: str, seconds: float, concurrency: 
             print(
                 json.dumps(
                     {"benchmark": "connector", "figure": "forwarded_two_replicas", **replicated}
+                ),
+                flush=True,
+            )
+        if tigerbeetle_database is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                async with tigerbeetle_server(Path(tmp), *BENCHMARK_SERVER) as server:
+                    assert server.process is not None
+                    meter.watch("tigerbeetle", server.process.pid)
+                    tb_payment = await seeded_node(tigerbeetle_database, sink, server.address)
+                    tb_env = {
+                        **env,
+                        "DATABASE_URL": tigerbeetle_database,
+                        "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex}:",
+                        "USE_TIGERBEETLE": "true",
+                        "TIGERBEETLE_REPLICA_ADDRESSES": server.address,
+                    }
+                    async with process([KIUNGO, "connector"], tb_env, f"{connector}/healthz") as tb:
+                        meter.watch("connector", tb.pid)
+                        tb_forwarded = await measured(f"{connector}/ilp", forward_packet)
+                        print(
+                            json.dumps(
+                                {
+                                    "benchmark": "connector",
+                                    "ledger": "tigerbeetle",
+                                    "figure": "forwarded",
+                                    **tb_forwarded,
+                                }
+                            ),
+                            flush=True,
+                        )
+                        tb_received = await measured(
+                            f"{connector}/ilp", await stream_to(connector, tb_payment)
+                        )
+                        print(
+                            json.dumps(
+                                {
+                                    "benchmark": "connector",
+                                    "ledger": "tigerbeetle",
+                                    "figure": "stream_received_with_receipts",
+                                    **tb_received,
+                                }
+                            ),
+                            flush=True,
+                        )
+            tb_rate = int(str(tb_forwarded["per_second"]))
+            pg_rate = int(str(forwarded["per_second"]))
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "connector",
+                        "figure": "tigerbeetle_forwarded",
+                        "over_postgres": round(tb_rate / max(1, pg_rate), 3),
+                        "over_ceiling": round(tb_rate / max(1, int(str(ceiling["per_second"]))), 3),
+                        "received_over_postgres": round(
+                            int(str(tb_received["per_second"]))
+                            / max(1, int(str(received["per_second"]))),
+                            3,
+                        ),
+                    }
                 ),
                 flush=True,
             )
@@ -263,6 +355,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--ledger", choices=("postgres", "tigerbeetle"), default="postgres")
     args = parser.parse_args()
     database_server = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
@@ -273,10 +366,15 @@ async def main() -> None:
             if not redis_url:
                 redis_url = (await stack.enter_async_context(EmbeddedRedis(Path(tmp)))).url
             url = await create_database(database_server)
+            tigerbeetle_url = None
+            if args.ledger == "tigerbeetle":
+                tigerbeetle_url = await create_database(database_server)
             try:
-                await bench(url, redis_url, args.seconds, args.concurrency)
+                await bench(url, redis_url, args.seconds, args.concurrency, tigerbeetle_url)
             finally:
                 await drop_database(url)
+                if tigerbeetle_url is not None:
+                    await drop_database(tigerbeetle_url)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Ledger throughput on Postgres: prints one JSON line per figure.
+"""Ledger throughput on Postgres (and TigerBeetle): prints one JSON line per figure.
 
-    .venv/bin/python tests/benchmarks/ledger.py [--seconds 5] [--callers 64]
+    .venv/bin/python tests/benchmarks/ledger.py [--seconds 5] [--callers 64] [--backend B]
 
 Two-phase packet transfers (create pending, then post) between one hot account pair, with
 ``--callers`` concurrent callers, through the group-commit ledger; then the same work through a
 naive implementation (one transaction and one row lock per operation, as a ledger without
-batching would do it), in the same run, and their ratio. Uses ``DATABASE_URL`` (a scratch
-database is created and dropped on that server) or the embedded Postgres. Not a test.
+batching would do it), in the same run, and their ratio. With ``--backend tigerbeetle`` the
+same batched work also runs on a TigerBeetle server of its own (``TIGERBEETLE_BIN``, formatted
+in a temporary directory, started with 1 MiB requests and a 256 MiB grid cache), beside the
+Postgres figure of the same run. Uses ``DATABASE_URL`` (a scratch database is created and
+dropped on that server) or the embedded Postgres. Not a test.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ from pathlib import Path
 import asyncpg
 from tests.ledger.schema import create_asset, create_schema
 from tests.stores import create_database, drop_database
+from tests.tigerbeetle_server import tigerbeetle_server
 
 from kiungo.ledger import AccountKind, InsufficientLiquidity, Ledger
 from kiungo.ledger.service import account_id_for
+from kiungo.ledger.tigerbeetle import TigerBeetleLedger
 from kiungo.store.embedded import EmbeddedPostgres
 
 HOLD = timedelta(seconds=30)
+# TigerBeetle's benchmark settings (its README): 1 MiB requests hold about 8,000 transfers.
+BENCHMARK_SERVER = ("--experimental", "--limit-request=1MiB", "--cache-grid=256MiB")
 
 
 async def naive_two_phase(pool: asyncpg.Pool, source: uuid.UUID, target: uuid.UUID) -> None:
@@ -107,36 +114,72 @@ async def run_callers(
     return done, time.perf_counter() - start
 
 
-async def bench(database_url: str, seconds: float, callers: int) -> None:
+async def batched_figure(
+    ledger: Ledger, asset: uuid.UUID, seconds: float, callers: int, backend: str
+) -> tuple[float, uuid.UUID, uuid.UUID]:
+    """Two-phase transfers per second through ``ledger`` on one hot pair; prints the figure."""
+    source = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
+    target = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
+    await ledger.deposit(uuid.uuid4(), source, 10**15)
+
+    async def batched() -> None:
+        transfer = await ledger.create_transfer(uuid.uuid4(), source, target, 1, hold_for=HOLD)
+        await ledger.post(transfer.id)
+
+    await run_callers(callers, 0.5, batched)  # warm-up
+    batches_before, ops_before = ledger.batches, ledger.operations
+    cpu_before, loop_before = time.process_time(), time.thread_time()
+    done, elapsed = await run_callers(callers, seconds, batched)
+    cpu = time.process_time() - cpu_before
+    loop_cpu = time.thread_time() - loop_before
+    batched_rate = done / elapsed
+    mean_batch = (ledger.operations - ops_before) / max(1, ledger.batches - batches_before)
+    print(
+        json.dumps(
+            {
+                "benchmark": "ledger",
+                "backend": backend,
+                "figure": "two_phase_transfers_per_second_batched",
+                "per_second": round(batched_rate),
+                "callers": callers,
+                "seconds": round(elapsed, 2),
+                "mean_operations_per_batch": round(mean_batch, 1),
+                # All of this process's threads (the TigerBeetle client has one of its own),
+                # then the event loop's thread alone.
+                "process_cpu_us_per_transfer": round(cpu / max(1, done) * 1e6, 1),
+                "event_loop_cpu_us_per_transfer": round(loop_cpu / max(1, done) * 1e6, 1),
+            }
+        ),
+        flush=True,
+    )
+    return batched_rate, source, target
+
+
+async def bench(database_url: str, seconds: float, callers: int, backend: str) -> None:
     await create_schema(database_url)
-    pool = await asyncpg.create_pool(database_url, min_size=callers + 2, max_size=callers + 2)
+    connections = min(callers, 64) + 2
+    pool = await asyncpg.create_pool(database_url, min_size=connections, max_size=connections)
     try:
         asset = await create_asset(pool, "USD", 2)
         async with Ledger(pool) as ledger:
-            source = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
-            target = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), asset)
-            await ledger.deposit(uuid.uuid4(), source, 10**15)
-
-            async def batched() -> None:
-                transfer = await ledger.create_transfer(
-                    uuid.uuid4(), source, target, 1, hold_for=HOLD
-                )
-                await ledger.post(transfer.id)
-
-            await run_callers(callers, 0.5, batched)  # warm-up
-            batches_before, ops_before = ledger.batches, ledger.operations
-            done, elapsed = await run_callers(callers, seconds, batched)
-            batched_rate = done / elapsed
-            mean_batch = (ledger.operations - ops_before) / max(1, ledger.batches - batches_before)
+            batched_rate, source, target = await batched_figure(
+                ledger, asset, seconds, callers, "postgres"
+            )
+        if backend == "tigerbeetle":
+            with tempfile.TemporaryDirectory() as tmp:
+                async with (
+                    tigerbeetle_server(Path(tmp), *BENCHMARK_SERVER) as server,
+                    TigerBeetleLedger(pool, cluster_id=0, addresses=server.address) as tigerbeetle,
+                ):
+                    tigerbeetle_rate, _, _ = await batched_figure(
+                        tigerbeetle, asset, seconds, callers, "tigerbeetle"
+                    )
             print(
                 json.dumps(
                     {
                         "benchmark": "ledger",
-                        "figure": "two_phase_transfers_per_second_batched",
-                        "per_second": round(batched_rate),
-                        "callers": callers,
-                        "seconds": round(elapsed, 2),
-                        "mean_operations_per_batch": round(mean_batch, 1),
+                        "figure": "tigerbeetle_over_postgres_batched",
+                        "ratio": round(tigerbeetle_rate / batched_rate, 2),
                     }
                 ),
                 flush=True,
@@ -177,19 +220,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument("--backend", choices=("postgres", "tigerbeetle"), default="postgres")
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
     if server_url:
         url = await create_database(server_url)
         try:
-            await bench(url, args.seconds, args.callers)
+            await bench(url, args.seconds, args.callers, args.backend)
         finally:
             await drop_database(url)
         return
     with tempfile.TemporaryDirectory() as tmp:
         async with EmbeddedPostgres(Path(tmp)) as pg:
             url = await create_database(pg.url)
-            await bench(url, args.seconds, args.callers)
+            await bench(url, args.seconds, args.callers, args.backend)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tests.loopback import serve
 from tests.process_output import CapturedOutput
+from tests.tigerbeetle_server import TigerBeetleServer, tigerbeetle_server
 
 from kiungo.config import Settings
 from kiungo.connector.command import connector_server
 from kiungo.connector.node import Node
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, decode_reply, encode_packet
 from kiungo.ledger import AccountKind, Ledger
+from kiungo.ledger.backend import make_ledger
+from kiungo.ledger.tigerbeetle import TigerBeetleLedger
 from kiungo.migrations.run import upgrade
 
 ADDRESS = "test.kiungo"
@@ -143,10 +146,15 @@ class Connector:
     async def send(self, prepare: Prepare | bytes, token: str = "alice-token") -> Fulfill | Reject:
         return await post_prepare(self.client, self.url, prepare, token)
 
-    async def balance(self, kind: AccountKind, owner: uuid.UUID) -> int:
-        async with self.pool.acquire() as conn:
-            from kiungo.ledger import account_id_for
+    ledger: Ledger | None = None  # the test's own view of the node's ledger, either backend
+    tigerbeetle: TigerBeetleServer | None = None  # the ledger's server, on TigerBeetle
 
+    async def balance(self, kind: AccountKind, owner: uuid.UUID) -> int:
+        from kiungo.ledger import account_id_for
+
+        if self.ledger is not None:
+            return (await self.ledger.balance(account_id_for(kind, owner))).posted
+        async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT credits_posted - debits_posted AS posted, debits_pending, credits_pending"
                 " FROM ledger_accounts WHERE id = $1",
@@ -164,6 +172,10 @@ class Connector:
         raise AssertionError("transfers still pending")
 
     async def pending(self) -> int:
+        if isinstance(self.ledger, TigerBeetleLedger):
+            # No transfers table: what every account still has pending (0 when none is).
+            ids = [r["id"] for r in await self.pool.fetch("SELECT id FROM ledger_accounts")]
+            return sum(b.debits_pending for b in await self.ledger.balances(ids) if b)
         async with self.pool.acquire() as conn:
             return int(
                 await conn.fetchval("SELECT count(*) FROM ledger_transfers WHERE state = 'PENDING'")
@@ -210,11 +222,22 @@ def node_settings(base: Settings | None, redis_prefix: str) -> Settings:
     )
 
 
-async def seed(pool: asyncpg.Pool, hop_endpoint: str, alice_liquidity: int) -> Seeded:
+async def seed(
+    pool: asyncpg.Pool, hop_endpoint: str, alice_liquidity: int, ledger: Ledger | None = None
+) -> Seeded:
     """Assets USD and EUR; peers alice (sends, USD, max packet 1000), bob (USD, next hop, also
     routes test.bobland), erin (EUR, next hop), nobody (no ledger account); wallets carol (USD)
-    and dave (EUR)."""
-    async with pool.acquire() as conn, Ledger(pool) as ledger:
+    and dave (EUR). On ``ledger`` (started) when given, else on a Postgres ledger of its own."""
+    if ledger is not None:
+        return await _seed(pool, ledger, hop_endpoint, alice_liquidity)
+    async with Ledger(pool) as own:
+        return await _seed(pool, own, hop_endpoint, alice_liquidity)
+
+
+async def _seed(
+    pool: asyncpg.Pool, ledger: Ledger, hop_endpoint: str, alice_liquidity: int
+) -> Seeded:
+    async with pool.acquire() as conn:
         usd = await create_asset(conn, "USD", 2)
         eur = await create_asset(conn, "EUR", 2)
         seeded = Seeded(usd, eur)
@@ -263,6 +286,9 @@ def process_env(settings: Settings, database_url: str, redis_url: str, port: int
         env["EXCHANGE_RATES_URL"] = settings.exchange_rates_url
     if settings.peer_rate_limit:
         env["PEER_RATE_LIMIT"] = str(settings.peer_rate_limit)
+    if settings.use_tigerbeetle:
+        env["USE_TIGERBEETLE"] = "true"
+        env["TIGERBEETLE_REPLICA_ADDRESSES"] = settings.tigerbeetle_replica_addresses or ""
     return env
 
 
@@ -315,27 +341,43 @@ async def running_connector(
     alice_liquidity: int = 10_000,
     as_process: bool = False,
     processes: int = 1,
+    tigerbeetle_dir: Path | None = None,
 ) -> AsyncIterator[Connector]:
     """A seeded connector: in this process (real uvicorn on loopback), or with ``as_process``
-    a separate `kiungo connector [--processes N]` process."""
+    a separate `kiungo connector [--processes N]` process. With ``tigerbeetle_dir``, its
+    ledger is a TigerBeetle server of the test's own with its data file there."""
     await upgrade(database_url)
     settings = node_settings(settings, redis_prefix)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     try:
-        seeded = await seed(pool, hop_endpoint, alice_liquidity)
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            ledger: Ledger | None = None
+            server: TigerBeetleServer | None = None
+            if tigerbeetle_dir is not None:
+                server = await stack.enter_async_context(tigerbeetle_server(tigerbeetle_dir))
+                settings = replace(
+                    settings, use_tigerbeetle=True, tigerbeetle_replica_addresses=server.address
+                )
+                ledger = await stack.enter_async_context(make_ledger(pool, settings))
+            seeded = await seed(pool, hop_endpoint, alice_liquidity, ledger)
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
             if as_process:
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 env = process_env(settings, database_url, redis_url, port)
                 args = ("--processes", str(processes)) if processes > 1 else ()
                 async with connector_process(env, url, *args) as process:
-                    yield Connector(url, pool, seeded, client, process)
+                    yield Connector(
+                        url, pool, seeded, client, process, ledger=ledger, tigerbeetle=server
+                    )
             else:
                 async with connector_server(
                     settings, database_url, redis_url, "127.0.0.1", 0
                 ) as running:
-                    yield Connector(running.url, pool, seeded, client, node=running.node)
+                    yield Connector(
+                        running.url, pool, seeded, client, node=running.node, ledger=ledger,
+                        tigerbeetle=server,
+                    )  # fmt: skip
     finally:
         await pool.close()
 

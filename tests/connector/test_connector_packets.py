@@ -55,7 +55,10 @@ def assert_reject(reply: Fulfill | Reject, code: str) -> Reject:
     return reply
 
 
-async def test_forwarded_packet_is_fulfilled_and_moves_money(connector: Connector) -> None:
+async def test_forwarded_packet_is_fulfilled_and_moves_money(
+    connector_on_each_backend: Connector,
+) -> None:
+    connector = connector_on_each_backend
     reply = await connector.send(prepare_to("test.bob.x", 100))
     assert isinstance(reply, Fulfill)
     assert reply.data == b"ok"
@@ -291,7 +294,10 @@ async def spsp(connector: Connector, path: str, **headers: str) -> SpspResponse:
     return SpspResponse.from_json(response.json())
 
 
-async def test_stream_packets_to_a_wallet_address_credit_it(connector: Connector) -> None:
+async def test_stream_packets_to_a_wallet_address_credit_it(
+    connector_on_each_backend: Connector,
+) -> None:
+    connector = connector_on_each_backend
     credentials = await spsp(connector, "/carol")
     keys = StreamKeys(credentials.shared_secret)
     data = keys.encrypt(encode_stream_packet(StreamPacket(1, 12, 0, [StreamMoneyFrame(1, 1)])))

@@ -106,6 +106,9 @@ async def send_and_hang_up(connector: Connector, prepare: Prepare) -> None:
 
 
 async def transfer_states(connector: Connector, account: uuid.UUID) -> list[str]:
+    if connector.ledger is not None:
+        transfers = await connector.ledger.transfers_of(account)
+        return sorted(t.state.value for t in transfers if t.credit_account_id == account)
     async with connector.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT state FROM ledger_transfers WHERE credit_account_id = $1", account
@@ -113,7 +116,10 @@ async def transfer_states(connector: Connector, account: uuid.UUID) -> list[str]
     return sorted(row["state"] for row in rows)
 
 
-async def test_prepares_whose_sender_hangs_up_count_in_no_receipt(connector: Connector) -> None:
+async def test_prepares_whose_sender_hangs_up_count_in_no_receipt(
+    connector_on_each_backend: Connector,
+) -> None:
+    connector = connector_on_each_backend
     carol = connector.seeded.wallets["carol"]
     carol_account = account_id_for(AccountKind.WALLET_ADDRESS, carol)
     connection = await ReceiptConnection.open(connector, "/carol")
@@ -140,8 +146,9 @@ async def test_prepares_whose_sender_hangs_up_count_in_no_receipt(connector: Con
 
 
 async def test_a_packet_the_ledger_declines_counts_in_no_concurrent_receipt(
-    connector: Connector,
+    connector_on_each_backend: Connector,
 ) -> None:
+    connector = connector_on_each_backend
     carol = connector.seeded.wallets["carol"]
     async with connector.pool.acquire() as conn:
         payment = await create_incoming_payment(conn, carol, connector.seeded.usd, 100)

@@ -9,6 +9,7 @@ import importlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -39,7 +40,7 @@ from tests.stores import DatabaseFactory
 from kiungo.config import Settings
 from kiungo.connector.owed import LATE_POST_CODE, late_transfer_id
 from kiungo.ilp.packet import Fulfill, Prepare, encode_packet
-from kiungo.ledger import AccountKind, TransferState
+from kiungo.ledger import AccountKind, TransferState, account_id_for
 from kiungo.spsp import SpspResponse
 from kiungo.stream.crypto import StreamKeys
 from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
@@ -202,3 +203,45 @@ async def test_an_outgoing_payment_whose_holds_expire_before_the_fulfills_offers
             assert event["withdrawal_amount"] is None
             status, output = await ledger_check(database_url)
             assert status == 0, output
+
+
+async def test_on_tigerbeetle_a_forwarded_packet_whose_hold_expires_first_is_booked_once(
+    tmp_path: Path,
+    database_url: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the first test, on TigerBeetle, whose holds last whole seconds: a 2 s hold, and a next
+    hop that takes 3 s to fulfill."""
+    monkeypatch.setattr(forward_step, "HOLD_MARGIN", timedelta(seconds=-8.7))
+
+    async def slower_hop(request: Request) -> Response:
+        await request.body()
+        await asyncio.sleep(3.0)
+        return Response(encode_packet(Fulfill(PREIMAGE, b"ok")), media_type=OCTETS)
+
+    async with (
+        next_hop(slower_hop) as hop,
+        running_connector(
+            database_url, redis_server_url, redis_prefix, hop_endpoint=hop,
+            tigerbeetle_dir=tmp_path,
+        ) as connector,
+    ):  # fmt: skip
+        reply = await connector.send(prepare_to("test.bob.x", 100, expires_in=10.0))
+        assert isinstance(reply, Fulfill)
+        alice, bob = connector.seeded.peers["alice"], connector.seeded.peers["bob"]
+        assert await connector.balance(AccountKind.PEER_LIQUIDITY, alice) == 10_000 - 100
+        assert await connector.balance(AccountKind.PEER_LIQUIDITY, bob) == 100
+        ledger = connector.ledger
+        assert ledger is not None
+        booked = await ledger.transfers_of(account_id_for(AccountKind.PEER_LIQUIDITY, bob))
+        assert [(t.code, t.state) for t in booked] == [
+            ("TRANSFER", TransferState.EXPIRED),
+            (LATE_POST_CODE, TransferState.POSTED),
+        ]
+        assert booked[1].id == late_transfer_id(booked[0].id)
+        assert connector.node is not None
+        assert await redis.llen(connector.node.owed.key) == 0
+        assert [r for r in await ledger.check() if not r.ok] == []

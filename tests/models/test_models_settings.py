@@ -254,3 +254,28 @@ def test_settings_cannot_be_changed_once_read() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.admin_port = 1  # type: ignore[misc]
+
+
+def test_tigerbeetle_settings_default_to_postgres_and_are_read_and_checked() -> None:
+    default = Settings.from_env({})
+    assert default.use_tigerbeetle is False
+    assert default.tigerbeetle_cluster_id == 0
+    assert default.tigerbeetle_replica_addresses is None
+    settings = Settings.from_env(
+        {
+            "USE_TIGERBEETLE": "true",
+            "TIGERBEETLE_CLUSTER_ID": str(2**100),
+            "TIGERBEETLE_REPLICA_ADDRESSES": "10.0.0.1:3000, 10.0.0.2:3000",
+        }
+    )
+    assert settings.use_tigerbeetle is True
+    assert settings.tigerbeetle_cluster_id == 2**100
+    assert settings.tigerbeetle_replica_addresses == "10.0.0.1:3000,10.0.0.2:3000"
+    for name, value in (
+        ("USE_TIGERBEETLE", "maybe"),
+        ("TIGERBEETLE_CLUSTER_ID", "-1"),
+        ("TIGERBEETLE_CLUSTER_ID", str(2**128)),
+        ("TIGERBEETLE_REPLICA_ADDRESSES", "10.0.0.1:3000,,"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{name}: "):
+            Settings.from_env({name: value})

@@ -8,11 +8,12 @@ Statements are discovered, so new SQL is covered without being registered:
 - every module-level string of every ``kiungo`` module (imported, so f-strings built from
   column constants are checked as the runtime sends them) that starts with a statement keyword;
 - every string literal that starts with one anywhere in the source (SQL written inline in a
-  function body).
+  function body), and every f-string in a function body made of literals and module constants
+  (resolved as the runtime builds it).
 
-What cannot be prepared as written is listed below, each with why: templates filled at call
-time and SQL assembled per call. A new one fails :func:`test_sql_built_per_call_is_listed` until
-it is listed here (or written as a whole statement).
+What cannot be prepared as written is listed below, each with why: a template whose filled
+forms are checked instead, and SQL assembled per call. A new one of the latter fails
+:func:`test_sql_built_per_call_is_listed` until it is listed (or written as a whole statement).
 
 And the acceptance rule of issue 15: outside ``kiungo/models`` and ``kiungo/payments`` no state
 name is spelled as a string literal (:func:`test_no_state_name_is_spelled_outside_the_models`).
@@ -52,9 +53,10 @@ _STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\s")
 # as each revision left it (test_models_migrations checks they end at the models).
 NOT_IMPORTED = ("kiungo.migrations",)
 
-# Module-level statements with str.format fields, and the values the runtime fills in.
-TEMPLATES: dict[str, list[dict[str, str]]] = {
-    "kiungo.backend.api.payments._TRANSFERS": [{"side": "debit"}, {"side": "credit"}],
+# Module-level str.format templates, not statements themselves, each with where its filled forms
+# are (checked there).
+TEMPLATES = {
+    "kiungo.ledger.service._HISTORY": "filled as _DEBITS_HISTORY and _CREDITS_HISTORY beside it",
 }
 
 # Literals that start like a statement but are not SQL.
@@ -63,21 +65,11 @@ NOT_SQL = {
     "UPDATE 1",
 }
 
-# SQL assembled per call (an f-string in a function body): the set of columns or the WHERE
-# clause depends on the request, so there is no one statement to prepare. Each is run by the
-# tests of its module. Keyed "path under the repository: function".
+# SQL assembled per call: an f-string in a function body with a part that is not a module
+# constant (an f-string made only of literals and constants, such as
+# f"SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1", is resolved and prepared). There is no
+# one statement to prepare; each is run by the tests of its module. Keyed "path: function".
 BUILT_PER_CALL = {
-    "services/kiungo/backend/api/assets.py: AssetMutation.create_asset.run",
-    "services/kiungo/backend/api/assets.py: AssetMutation.delete_asset.run",
-    "services/kiungo/backend/api/assets.py: AssetMutation.update_asset.run",
-    "services/kiungo/backend/api/assets.py: AssetQuery.asset_by_code_and_scale",
-    "services/kiungo/backend/api/assets.py: AssetQuery.assets",
-    "services/kiungo/backend/api/assets.py: load_asset.load",
-    "services/kiungo/backend/api/peers.py: PeerMutation.create_peer.run",
-    "services/kiungo/backend/api/peers.py: PeerMutation.update_peer.run",
-    "services/kiungo/backend/api/peers.py: PeerQuery.peer_by_address_and_asset",
-    "services/kiungo/backend/api/peers.py: PeerQuery.peers",
-    "services/kiungo/backend/api/peers.py: _load_peer",
     # The table is the asset's or the peer's, whichever crossed its threshold.
     "services/kiungo/backend/workers.py: raise_liquidity_alerts",
     # The SET list is the fields the update changes.
@@ -94,29 +86,57 @@ def _modules() -> Iterator[tuple[str, object]]:
 
 def module_statements() -> dict[str, str]:
     """Every module-level statement, by value (a constant imported elsewhere is one statement),
-    named by the first module that holds it; templates filled as the runtime fills them."""
+    named by the first module that holds it."""
     found: dict[str, str] = {}
     for module_name, module in _modules():
         for name, value in vars(module).items():
-            if not isinstance(value, str) or not _STATEMENT.match(value):
-                continue
             qualified = f"{module_name}.{name}"
-            fills = TEMPLATES.get(qualified)
-            if fills is None:
+            if isinstance(value, str) and _STATEMENT.match(value) and qualified not in TEMPLATES:
                 found.setdefault(value, qualified)
-            for fill in fills or ():
-                found.setdefault(value.format(**fill), f"{qualified} {fill}")
     return found
 
 
+def _module_of(path: str) -> object:
+    """The module of a source path under shared/ or services/."""
+    dotted = path.split("/", 1)[1].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    return importlib.import_module(dotted)
+
+
+def _constant(node: ast.expr, module: object) -> str | None:
+    """The value of ``NAME`` or ``name.NAME`` when it is a str of ``module``'s globals (a
+    constant the f-string is built from), else None."""
+    if isinstance(node, ast.Name):
+        value = getattr(module, node.id, None)
+    elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        value = getattr(getattr(module, node.value.id, None), node.attr, None)
+    else:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _resolve(node: ast.JoinedStr, module: object) -> str | None:
+    """The f-string's value when every part of it is a literal or a module constant."""
+    parts = []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            parts.append(str(part.value))
+            continue
+        assert isinstance(part, ast.FormattedValue)
+        value = None if part.format_spec or part.conversion != -1 else _constant(part.value, module)
+        if value is None:
+            return None
+        parts.append(value)
+    return "".join(parts)
+
+
 class _Literals(ast.NodeVisitor):
-    """String literals that start like a statement, and f-strings that do, by enclosing
-    function."""
+    """String literals that start like a statement, and f-strings in function bodies that do,
+    by enclosing function (at module level the import pass sees an f-string's value)."""
 
     def __init__(self) -> None:
         self.scope: list[str] = []
         self.literals: list[tuple[str, int, str]] = []
-        self.built: list[tuple[str, int]] = []
+        self.fstrings: list[tuple[str, ast.JoinedStr]] = []
 
     def _enter(self, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.scope.append(node.name)
@@ -132,9 +152,8 @@ class _Literals(ast.NodeVisitor):
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         first = node.values[0] if node.values else None
         starts = isinstance(first, ast.Constant) and _STATEMENT.match(str(first.value))
-        # At module level the import pass checks its value; in a function it is per call.
         if starts and self.scope:
-            self.built.append((".".join(self.scope), node.lineno))
+            self.fstrings.append((".".join(self.scope), node))
 
 
 def _sources() -> Iterator[tuple[str, ast.Module]]:
@@ -159,15 +178,29 @@ def _template(qualified: str) -> str:
 
 
 def literal_statements() -> dict[str, str]:
-    """Every statement written as one literal in the source, named by where it is (templates
-    are checked filled, by the module pass)."""
+    """Every statement written in a function body or as one literal, named by where it is:
+    literals as written, f-strings of literals and module constants as resolved."""
     skipped = NOT_SQL | {_template(qualified) for qualified in TEMPLATES}
     found: dict[str, str] = {}
     for path, visitor in _visit():
         for scope, line, value in visitor.literals:
             if value not in skipped:
                 found.setdefault(value, f"{path}:{line} ({scope or 'module'})")
+        for scope, node in visitor.fstrings:
+            resolved = _resolve(node, _module_of(path))
+            if resolved is not None:
+                found.setdefault(resolved, f"{path}:{node.lineno} ({scope}, an f-string)")
     return found
+
+
+def built_per_call() -> set[str]:
+    """Where an f-string statement has a part only known per call."""
+    return {
+        f"{path}: {scope}"
+        for path, visitor in _visit()
+        for scope, node in visitor.fstrings
+        if _resolve(node, _module_of(path)) is None
+    }
 
 
 @pytest.fixture
@@ -195,7 +228,7 @@ def test_discovery_finds_the_statements_of_both_services_and_the_shared_package(
         "kiungo.ledger.service._WRITE",
         "kiungo.connector.sending.lease._CLAIM",
         "kiungo.backend.workers._CLAIM_WEBHOOKS",
-        "kiungo.backend.api.payments._TRANSFERS {'side': 'credit'}",
+        "kiungo.ledger.service._CREDITS_HISTORY",
     } <= names
     assert len(names) > 40
     assert len(literal_statements()) > 20
@@ -229,7 +262,7 @@ async def test_a_statement_naming_a_column_the_models_lack_is_refused(
 
 
 def test_sql_built_per_call_is_listed() -> None:
-    built = {f"{path}: {scope}" for path, visitor in _visit() for scope, _line in visitor.built}
+    built = built_per_call()
     unlisted = sorted(built - BUILT_PER_CALL)
     stale = sorted(BUILT_PER_CALL - built)
     assert (unlisted, stale) == ([], []), (

@@ -8,13 +8,21 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+from tests.tigerbeetle_server import require_tigerbeetle
+
 KIUNGO = str(Path(sys.executable).parent / "kiungo")
 
 
+@pytest.mark.parametrize("ledger", ["postgres", "tigerbeetle"])
 async def test_kiungo_demo_pays_across_two_nodes(
-    postgres_server_url: str, redis_server_url: str
+    postgres_server_url: str, redis_server_url: str, ledger: str
 ) -> None:
     env = {**os.environ, "DATABASE_URL": postgres_server_url, "REDIS_URL": redis_server_url}
+    if ledger == "tigerbeetle":
+        # Each node runs a TigerBeetle replica of its own in a temporary directory.
+        env |= {"USE_TIGERBEETLE": "true", "TIGERBEETLE_BIN": require_tigerbeetle()}
+        env.pop("TIGERBEETLE_REPLICA_ADDRESSES", None)
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "demo", "--amount", "500",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

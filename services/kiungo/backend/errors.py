@@ -1,7 +1,10 @@
 """Typed API errors: each failure the admin API reports carries one code (DESIGN §7).
 
-Domain code raises :class:`ApiError`; the HTTP layer puts its code in ``extensions.code``. Anything
-else that escapes a resolver is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
+Resolvers raise :class:`ApiError`; the HTTP layer puts its code in ``extensions.code``. Domain
+modules raise a :class:`~kiungo.refusal.Refusal` of their own kind instead (shared by the
+backend's domains and those in ``kiungo.payments``), which the resolver turns into an
+``ApiError`` with :func:`refusals_as` and its table of codes. Anything else that escapes a
+resolver is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
 """
 
 from __future__ import annotations
@@ -11,9 +14,17 @@ import enum
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kiungo.refusal import Refusal
+from kiungo.refusal import NotFound, Refusal
 
-__all__ = ["ApiError", "ErrorCode", "bad_input", "not_found", "refusals_as"]
+__all__ = [
+    "ApiError",
+    "ErrorCode",
+    "NotFound",
+    "Refusal",
+    "bad_input",
+    "not_found",
+    "refusals_as",
+]
 
 
 class ErrorCode(enum.StrEnum):
@@ -50,8 +61,8 @@ def not_found(what: str) -> ApiError:
 
 @contextlib.contextmanager
 def refusals_as(codes: Sequence[tuple[type[Refusal], ErrorCode]]) -> Iterator[None]:
-    """A domain's refusals as API errors: the code of the first kind in ``codes`` the refusal
-    is, with its message and details; a kind not listed is an internal error (a bug)."""
+    """Domain refusals raised inside as API errors: the code of the first kind the refusal is,
+    its message and details unchanged."""
     try:
         yield
     except Refusal as error:

@@ -23,10 +23,14 @@ from graphql import (
     visit,
 )
 
-from kiungo.backend.api.assets import AssetMutation, AssetQuery
+from kiungo.backend.api.assets import AssetMutation, AssetQuery, FeeMutation
 from kiungo.backend.api.common import SCALARS
 from kiungo.backend.api.incoming_payments import IncomingPaymentMutation, IncomingPaymentQuery
-from kiungo.backend.api.liquidity import LiquidityMutation
+from kiungo.backend.api.liquidity import (
+    AssetLiquidityMutation,
+    LiquidityMutation,
+    PeerLiquidityMutation,
+)
 from kiungo.backend.api.outgoing_payments import OutgoingPaymentMutation, OutgoingPaymentQuery
 from kiungo.backend.api.pagination import MAX_PAGE
 from kiungo.backend.api.payments import PaymentQuery
@@ -65,10 +69,13 @@ class Query(
 @strawberry.type
 class Mutation(
     AssetMutation,
+    AssetLiquidityMutation,
+    FeeMutation,
     LiquidityMutation,
     WalletAddressMutation,
     IncomingPaymentMutation,
     PeerMutation,
+    PeerLiquidityMutation,
     QuoteMutation,
     OutgoingPaymentMutation,
     ReceiverMutation,

@@ -18,7 +18,7 @@ from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.workers import Workers
 from kiungo.config import Settings
 from kiungo.db import create_pool
-from kiungo.ledger import Ledger
+from kiungo.ledger.backend import make_ledger
 from kiungo.tasks import stop_tasks
 
 __all__ = ["RunningBackend", "backend_server", "serve_backend"]
@@ -39,7 +39,7 @@ async def serve_backend(
     # A plain pool: the admin API has far fewer requests in flight than the connector, and the
     # blocking pool's wait machinery cost a tenth of each request's CPU.
     redis = Redis.from_url(redis_url)
-    ledger = Ledger(pool)
+    ledger = make_ledger(pool, settings)
     ledger.start()
     metrics = BackendMetrics()
     backend = Backend(settings=settings, pool=pool, ledger=ledger, redis=redis)

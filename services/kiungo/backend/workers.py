@@ -176,6 +176,9 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
         due = await conn.fetch(_DUE_INCOMING_PAYMENTS, limit)
         if not due:
             return 0
+        await backend.ledger.sync_balances(
+            conn, [account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]) for row in due]
+        )
         accounts = {
             r["owner_id"]: r
             for r in await conn.fetch(_LOCK_INCOMING_ACCOUNTS, [row["id"] for row in due])
@@ -216,6 +219,7 @@ async def emit_web_monetization_events(
     Monetization money at or above their asset's withdrawal threshold (or ``threshold``)."""
     count = 0
     async with backend.pool.acquire() as conn, conn.transaction():
+        await backend.ledger.sync_balances(conn, kinds=(AccountKind.WALLET_ADDRESS,))
         for row in await conn.fetch(_UNREPORTED_WEB_MONETIZATION, limit, threshold):
             received = int(row["credits_posted"]) - int(row["total_events_amount"])
             await conn.execute(
@@ -271,6 +275,9 @@ FOR UPDATE OF p SKIP LOCKED
 """
 
 
+_LIQUIDITY_KINDS = (AccountKind.ASSET_LIQUIDITY, AccountKind.PEER_LIQUIDITY)
+
+
 def _alert(available: int, low: int | None, high: int | None) -> str | None:
     if low is not None and available < low:
         return "LOW"
@@ -283,6 +290,7 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     """Raise one event per threshold crossing of assets' and peers' liquidity."""
     raised = 0
     async with backend.pool.acquire() as conn, conn.transaction():
+        await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
         for table, query, low_event, high_event in (
             (
                 "assets",
@@ -350,6 +358,8 @@ async def update_ledger_gauges(backend: Backend, metrics: BackendMetrics) -> Non
     """Set ``kiungo_liquidity``, ``kiungo_pending_holds`` and
     ``kiungo_oldest_pending_hold_seconds`` from the ledger as it is now (reads only)."""
     async with backend.pool.acquire() as conn:
+        async with conn.transaction():
+            await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
         balances = await conn.fetch(_LIQUIDITY_GAUGES)
         holds = await conn.fetchrow(_PENDING_HOLDS)
     metrics.set_liquidity(

@@ -27,6 +27,7 @@ from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
 from kiungo.db import create_pool
 from kiungo.ledger import Ledger
+from kiungo.ledger.backend import make_ledger
 from kiungo.rates import RatesClient
 from kiungo.receiver_fetch import receiver_client
 from kiungo.store.buckets import RateLimiter, ThroughputLimiter
@@ -82,7 +83,7 @@ class Node:
                 redis_url, max_connections=200, timeout=5
             )
         )
-        ledger = Ledger(pool)
+        ledger = make_ledger(pool, settings)
         ledger.start()
         http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),

@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Check, in one consistent snapshot of DATABASE_URL (or the embedded Postgres): "
             "per asset, debits equal credits; every account's balances equal its transfers; "
             "no balance outside its account's flags; the legs of a transfer agree; every "
-            "transfer's accounts exist and hold its asset. Exits 1 and lists the violations "
-            "when any check fails."
+            "transfer's accounts exist and hold its asset. With USE_TIGERBEETLE: every "
+            "account is in TigerBeetle with its kind's flags and its asset's ledger, per asset "
+            "debits equal credits, no balance outside its account's flags. Exits 1 and lists "
+            "the violations when any check fails."
         ),
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -37,13 +39,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _check(args: argparse.Namespace) -> int:
     # SQLAlchemy and asyncpg take a third of a second to import: only when checking.
     from kiungo.db import create_pool  # noqa: PLC0415
+    from kiungo.ledger.backend import make_ledger  # noqa: PLC0415
     from kiungo.ledger.check import run_checks  # noqa: PLC0415
     from kiungo.store.local import postgres_url  # noqa: PLC0415
 
     async def run() -> list[CheckResult]:
-        async with postgres_url(Settings.from_env(serving=False)) as url:
+        settings = Settings.from_env(serving=False)
+        async with postgres_url(settings) as url:
             pool = await create_pool(url, min_size=1, max_size=1)
             try:
+                if settings.use_tigerbeetle:
+                    async with make_ledger(pool, settings) as ledger:
+                        return await ledger.check()
                 async with pool.acquire() as conn:
                     return await run_checks(conn)
             finally:

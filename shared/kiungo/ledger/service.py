@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from kiungo.ledger.accounts import Account, AccountKind, Balance
+from kiungo.ledger.check import CheckResult, run_checks
 from kiungo.ledger.errors import (
     InsufficientBalance,
     LedgerError,
@@ -60,7 +61,7 @@ from kiungo.ledger.rules import (
 )
 from kiungo.tasks import stop_tasks
 
-__all__ = ["Ledger", "account_id_for"]
+__all__ = ["Ledger", "TransferRecord", "account_id_for"]
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,32 @@ SELECT (SELECT count(*) FROM new_transfers), (SELECT count(*) FROM moved),
 """
 
 
+_HISTORY = """
+SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
+       code, created_at
+FROM ledger_transfers
+WHERE {side}_account_id = ANY($1::uuid[])
+ORDER BY created_at DESC, id DESC
+LIMIT $2
+"""
+_DEBITS_HISTORY = _HISTORY.format(side="debit")
+_CREDITS_HISTORY = _HISTORY.format(side="credit")
+
+
 # Cached: every packet names two to four accounts, and uuid5 (SHA-1 and a UUID object) was a
 # sixth of the ledger's CPU in the connector. Ids are pure functions of their arguments.
 @functools.lru_cache(maxsize=65536)
 def account_id_for(kind: AccountKind, owner_id: uuid.UUID) -> uuid.UUID:
     """The id of ``owner_id``'s account of ``kind`` (stable, so no lookup is needed)."""
     return uuid.uuid5(_ACCOUNT_NAMESPACE, f"{kind.value}:{owner_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """A transfer as an account's history shows it (``accountingTransfers``)."""
+
+    transfer: Transfer
+    created_at: datetime
 
 
 @dataclass(slots=True)
@@ -294,6 +315,31 @@ class Ledger:
             int(row["credits_pending"]),
         )
 
+    async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
+        """The balances of several accounts at once (None for an unknown id), in order."""
+        return [await self._balance_or_none(a) for a in account_ids]
+
+    async def _balance_or_none(self, account_id: uuid.UUID) -> Balance | None:
+        try:
+            return await self.balance(account_id)
+        except UnknownAccount:
+            return None
+
+    async def sync_balances(
+        self,
+        conn: asyncpg.Connection,
+        account_ids: Sequence[uuid.UUID] | None = None,
+        kinds: Sequence[AccountKind] = (),
+    ) -> None:
+        """Bring the balance columns of ``ledger_accounts`` (``account_ids``, or every account
+        of ``kinds``) up to date for SQL that reads them. Here they are the ledger's own, always
+        current: nothing to do. (On TigerBeetle they are a copy; see its ledger.)"""
+
+    async def check(self) -> list[CheckResult]:
+        """The invariants of ``kiungo ledger check`` (:mod:`kiungo.ledger.check`)."""
+        async with self._pool.acquire() as conn:
+            return await run_checks(conn)
+
     def _test_now(self) -> datetime | None:
         """``$n`` of a statement's ``coalesce($n, statement_timestamp())``: NULL (the
         database's clock) but in tests."""
@@ -310,6 +356,16 @@ class Ledger:
                 limit,
             )
         return [_transfer_from_row(r) for r in rows]
+
+    async def history(
+        self, account_ids: Sequence[uuid.UUID], *, debits: bool, limit: int
+    ) -> list[TransferRecord]:
+        """The newest ``limit`` transfers debiting (or crediting) any of ``account_ids``,
+        newest first."""
+        query = _DEBITS_HISTORY if debits else _CREDITS_HISTORY
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query, list(account_ids), limit)
+        return [TransferRecord(_transfer_from_row(r), r["created_at"]) for r in rows]
 
     async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
         async with self._pool.acquire() as conn:

@@ -1,35 +1,30 @@
-"""Assets (a currency at a scale, each its own ledger) and their fees."""
+"""Assets in the admin API: the GraphQL types and inputs; the rules and storage are
+:mod:`kiungo.backend.assets`."""
 
 from __future__ import annotations
 
 import enum
-import re
 import uuid
 from typing import Any
 
 import asyncpg
 import strawberry
 
+from kiungo.backend import assets as domain
 from kiungo.backend.api.common import PageInfo, SortOrder, UInt8, UInt64, iso, parse_uuid
-from kiungo.backend.api.liquidity import (
-    LiquidityMutationResponse,
-    deposit,
-    replay_success,
-    success_response,
-    transfer_id,
-    withdraw,
-)
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.ledger import AccountKind, account_id_for
+from kiungo.backend.errors import ErrorCode, NotFound, Refusal, not_found, refusals_as
+from kiungo.ledger import AccountKind
 
-__all__ = ["Asset", "AssetMutation", "AssetQuery", "Fee", "load_asset"]
+__all__ = ["Asset", "AssetMutation", "AssetQuery", "Fee", "FeeMutation", "load_asset"]
 
-_CODE = re.compile(r"[A-Za-z0-9]{1,32}")
-_ASSET_COLUMNS = (
-    "id, code, scale, withdrawal_threshold, liquidity_threshold_low, liquidity_threshold_high, "
-    "ledger, created_at, deleted_at"
+# What each refusal of the asset domain is in the API.
+_REFUSALS: tuple[tuple[type[Refusal], ErrorCode], ...] = (
+    (domain.InvalidAsset, ErrorCode.BAD_USER_INPUT),
+    (NotFound, ErrorCode.NOT_FOUND),
+    (domain.AssetExists, ErrorCode.DUPLICATE),
+    (domain.AssetInUse, ErrorCode.FORBIDDEN),
 )
 
 
@@ -130,7 +125,7 @@ class Asset:
     ) -> FeesConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            "SELECT * FROM fees",
+            domain.FEES,
             ["asset_id = $1"],
             [self._uuid],
             PageRequest(first, last, after, before, sort_order),
@@ -144,12 +139,7 @@ class Asset:
 
 
 async def _current_fee(ctx: Context, asset_id: uuid.UUID, fee_type: str) -> Fee | None:
-    row = await ctx.pool.fetchrow(
-        "SELECT * FROM fees WHERE asset_id = $1 AND type = $2 "
-        "ORDER BY created_at DESC, id DESC LIMIT 1",
-        asset_id,
-        fee_type,
-    )
+    row = await domain.current_fee(ctx.pool, asset_id, fee_type)
     return None if row is None else Fee.from_row(row)
 
 
@@ -157,10 +147,7 @@ async def load_asset(ctx: Context, asset_id: uuid.UUID, *, deleted: bool = False
     """The asset's row, cached for the request; NOT_FOUND when unknown (or deleted)."""
 
     async def load() -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await ctx.pool.fetchrow(
-            f"SELECT {_ASSET_COLUMNS} FROM assets WHERE id = $1", asset_id
-        )
-        return row
+        return await domain.load_asset(ctx.pool, asset_id)
 
     row = await ctx.cached(("asset", asset_id), load)
     if row is None or (row["deleted_at"] is not None and not deleted):
@@ -190,12 +177,7 @@ class AssetQuery:
     async def asset_by_code_and_scale(
         self, info: strawberry.Info[Context, None], code: str, scale: UInt8
     ) -> Asset | None:
-        row = await info.context.pool.fetchrow(
-            f"SELECT {_ASSET_COLUMNS} FROM assets "
-            "WHERE code = $1 AND scale = $2 AND deleted_at IS NULL",
-            code,
-            scale,
-        )
+        row = await domain.asset_by_code_and_scale(info.context.pool, code, scale)
         return None if row is None else Asset.from_row(row)
 
     @strawberry.field(description="A page of assets, newest first unless sortOrder says ASC.")
@@ -210,7 +192,7 @@ class AssetQuery:
     ) -> AssetsConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            f"SELECT {_ASSET_COLUMNS} FROM assets",
+            f"SELECT {domain.ASSET_COLUMNS} FROM assets",
             ["deleted_at IS NULL"],
             [],
             PageRequest(first, last, after, before, sort_order),
@@ -250,23 +232,6 @@ class DeleteAssetInput:
 
 
 @strawberry.input
-class DepositAssetLiquidityInput:
-    asset_id: str
-    amount: UInt64
-    id: str
-    idempotency_key: str
-
-
-@strawberry.input
-class CreateAssetLiquidityWithdrawalInput:
-    asset_id: str
-    amount: UInt64
-    id: str
-    idempotency_key: str
-    timeout_seconds: UInt64
-
-
-@strawberry.input
 class FeeDetails:
     fixed: UInt64
     basis_points: int
@@ -295,11 +260,6 @@ class SetFeeResponse:
     fee: Fee | None
 
 
-def _thresholds(low: int | None, high: int | None) -> None:
-    if low is not None and high is not None and high <= low:
-        raise bad_input("liquidityThresholdHigh must be above liquidityThreshold")
-
-
 async def _asset_by_id(ctx: Context, record: dict[str, Any]) -> Asset:
     ctx.cache.pop(("asset", uuid.UUID(record["id"])), None)
     return Asset.from_row(await load_asset(ctx, uuid.UUID(record["id"]), deleted=True))
@@ -312,36 +272,27 @@ class AssetMutation:
         self, info: strawberry.Info[Context, None], input: CreateAssetInput
     ) -> AssetMutationResponse:
         ctx = info.context
-        if not _CODE.fullmatch(input.code):
-            raise bad_input("code must be 1 to 32 letters or digits, such as USD", field="code")
-        _thresholds(input.liquidity_threshold, input.liquidity_threshold_high)
 
         async def run() -> tuple[dict[str, Any], AssetMutationResponse]:
-            try:
-                row = await ctx.pool.fetchrow(
-                    "INSERT INTO assets (id, code, scale, withdrawal_threshold, "
-                    "liquidity_threshold_low, liquidity_threshold_high) "
-                    f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_ASSET_COLUMNS}",
-                    uuid.uuid4(),
-                    input.code,
-                    input.scale,
-                    input.withdrawal_threshold,
-                    input.liquidity_threshold,
-                    input.liquidity_threshold_high,
-                )
-            except asyncpg.UniqueViolationError:
-                raise ApiError(
-                    ErrorCode.DUPLICATE,
-                    f"an asset {input.code} with scale {input.scale} already exists",
-                ) from None
-            assert row is not None
-            await ctx.ledger.ensure_account(AccountKind.ASSET_LIQUIDITY, row["id"], row["id"])
+            row = await domain.create_asset(
+                ctx.pool,
+                ctx.ledger,
+                input.code,
+                input.scale,
+                input.withdrawal_threshold,
+                input.liquidity_threshold,
+                input.liquidity_threshold_high,
+            )
             return {"id": str(row["id"])}, AssetMutationResponse(asset=Asset.from_row(row))
 
         async def replay(record: dict[str, Any]) -> AssetMutationResponse:
             return AssetMutationResponse(asset=await _asset_by_id(ctx, record))
 
-        return await ctx.idempotent("createAsset", input.idempotency_key, input, run, replay)
+        with refusals_as(_REFUSALS):
+            domain.check_new_asset(
+                input.code, input.liquidity_threshold, input.liquidity_threshold_high
+            )
+            return await ctx.idempotent("createAsset", input.idempotency_key, input, run, replay)
 
     @strawberry.mutation(
         description="Change an asset's thresholds: null clears one, omitted keeps it."
@@ -362,32 +313,14 @@ class AssetMutation:
         }
 
         async def run() -> tuple[dict[str, Any], AssetMutationResponse]:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                current = await conn.fetchrow(
-                    f"SELECT {_ASSET_COLUMNS} FROM assets WHERE id = $1 AND deleted_at IS NULL "
-                    "FOR UPDATE",
-                    asset_id,
-                )
-                if current is None:
-                    raise not_found("asset")
-                merged = {**dict(current), **changes}
-                _thresholds(merged["liquidity_threshold_low"], merged["liquidity_threshold_high"])
-                row = await conn.fetchrow(
-                    "UPDATE assets SET withdrawal_threshold = $2, liquidity_threshold_low = $3, "
-                    "liquidity_threshold_high = $4, liquidity_alert = NULL, updated_at = now() "
-                    f"WHERE id = $1 RETURNING {_ASSET_COLUMNS}",
-                    asset_id,
-                    merged["withdrawal_threshold"],
-                    merged["liquidity_threshold_low"],
-                    merged["liquidity_threshold_high"],
-                )
-            assert row is not None
+            row = await domain.update_asset(ctx.pool, asset_id, changes)
             return {"id": str(row["id"])}, AssetMutationResponse(asset=Asset.from_row(row))
 
         async def replay(record: dict[str, Any]) -> AssetMutationResponse:
             return AssetMutationResponse(asset=await _asset_by_id(ctx, record))
 
-        return await ctx.idempotent("updateAsset", input.idempotency_key, input, run, replay)
+        with refusals_as(_REFUSALS):
+            return await ctx.idempotent("updateAsset", input.idempotency_key, input, run, replay)
 
     @strawberry.mutation(
         description="Delete an asset no peer or wallet address uses and whose ledger is empty."
@@ -399,116 +332,37 @@ class AssetMutation:
         asset_id = parse_uuid(str(input.id), "id")
 
         async def run() -> tuple[dict[str, Any], DeleteAssetMutationResponse]:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT id FROM assets WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-                    asset_id,
-                )
-                if row is None:
-                    raise not_found("asset")
-                in_use = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM peers WHERE asset_id = $1) "
-                    "OR EXISTS (SELECT 1 FROM wallet_addresses WHERE asset_id = $1) "
-                    "OR EXISTS (SELECT 1 FROM ledger_accounts WHERE asset_id = $1 "
-                    "AND (debits_posted + debits_pending + credits_posted + credits_pending) <> 0)",
-                    asset_id,
-                )
-                if in_use:
-                    raise ApiError(
-                        ErrorCode.FORBIDDEN,
-                        "the asset is in use by a peer, a wallet address or its ledger",
-                    )
-                deleted = await conn.fetchrow(
-                    "UPDATE assets SET deleted_at = now(), updated_at = now() WHERE id = $1 "
-                    f"RETURNING {_ASSET_COLUMNS}",
-                    asset_id,
-                )
-            assert deleted is not None
+            deleted = await domain.delete_asset(ctx.pool, ctx.ledger, asset_id)
             record = {"id": str(asset_id)}
             return record, DeleteAssetMutationResponse(asset=Asset.from_row(deleted))
 
         async def replay(record: dict[str, Any]) -> DeleteAssetMutationResponse:
             return DeleteAssetMutationResponse(asset=await _asset_by_id(ctx, record))
 
-        return await ctx.idempotent("deleteAsset", input.idempotency_key, input, run, replay)
+        with refusals_as(_REFUSALS):
+            return await ctx.idempotent("deleteAsset", input.idempotency_key, input, run, replay)
 
-    @strawberry.mutation(description="Deposit liquidity into an asset (settlement → liquidity).")
-    async def deposit_asset_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositAssetLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-        asset_id = parse_uuid(input.asset_id, "assetId")
-        transfer = transfer_id(input.id)
 
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            await load_asset(ctx, asset_id)
-            await deposit(
-                ctx, AccountKind.ASSET_LIQUIDITY, asset_id, asset_id, transfer, input.amount
-            )
-            return success_response()
-
-        return await ctx.idempotent(
-            "depositAssetLiquidity", input.idempotency_key, input, run, replay_success
-        )
-
-    @strawberry.mutation(
-        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted."
-    )
-    async def create_asset_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreateAssetLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-        asset_id = parse_uuid(input.asset_id, "assetId")
-        transfer = transfer_id(input.id)
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            await load_asset(ctx, asset_id)
-            await withdraw(
-                ctx,
-                AccountKind.ASSET_LIQUIDITY,
-                asset_id,
-                asset_id,
-                transfer,
-                input.amount,
-                input.timeout_seconds,
-            )
-            return success_response()
-
-        return await ctx.idempotent(
-            "createAssetLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
-        )
-
+@strawberry.type
+class FeeMutation:
     @strawberry.mutation(description="Set the asset's sending or receiving fee.")
     async def set_fee(
         self, info: strawberry.Info[Context, None], input: SetFeeInput
     ) -> SetFeeResponse:
         ctx = info.context
         asset_id = parse_uuid(str(input.asset_id), "assetId")
-        if not 0 <= input.fee.basis_points <= 10_000:
-            raise bad_input("basisPoints must be from 0 to 10000", field="basisPoints")
+        with refusals_as(_REFUSALS):
+            domain.check_fee(input.fee.basis_points)
 
         async def run() -> tuple[dict[str, Any], SetFeeResponse]:
             await load_asset(ctx, asset_id)
-            row = await ctx.pool.fetchrow(
-                "INSERT INTO fees (id, asset_id, type, fixed_fee, basis_point_fee) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                uuid.uuid4(),
-                asset_id,
-                input.type.value,
-                input.fee.fixed,
-                input.fee.basis_points,
+            row = await domain.set_fee(
+                ctx.pool, asset_id, input.type.value, input.fee.fixed, input.fee.basis_points
             )
-            assert row is not None
             return {"id": str(row["id"])}, SetFeeResponse(fee=Fee.from_row(row))
 
         async def replay(record: dict[str, Any]) -> SetFeeResponse:
-            row = await ctx.pool.fetchrow(
-                "SELECT * FROM fees WHERE id = $1", uuid.UUID(record["id"])
-            )
+            row = await domain.load_fee(ctx.pool, uuid.UUID(record["id"]))
             return SetFeeResponse(fee=None if row is None else Fee.from_row(row))
 
         return await ctx.idempotent("setFee", input.idempotency_key, input, run, replay)
-
-
-def settlement_account(asset_id: uuid.UUID) -> uuid.UUID:
-    return account_id_for(AccountKind.SETTLEMENT, asset_id)

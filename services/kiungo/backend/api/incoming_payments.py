@@ -322,6 +322,9 @@ class IncomingPaymentMutation:
                         ErrorCode.CONFLICT,
                         f"only a PENDING incoming payment can be cancelled; this one is {state}",
                     )
+                await ctx.ledger.sync_balances(
+                    conn, [account_id_for(AccountKind.INCOMING_PAYMENT, payment_id)]
+                )
                 received = await conn.fetchval(
                     "SELECT credits_posted + credits_pending FROM ledger_accounts "
                     "WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1",

@@ -1,4 +1,5 @@
-"""Moving liquidity: deposits, withdrawals (one- or two-phase) and their post/void.
+"""Moving liquidity: deposits, withdrawals (one- or two-phase) and their post/void; the
+mutations that move an asset's or a peer's own liquidity.
 
 Every movement is a ledger transfer with a caller-chosen id, so it happens once whatever is
 retried; withdrawals with a timeout hold the money until ``postLiquidityWithdrawal`` or
@@ -9,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import strawberry
 
+from kiungo.backend import peers
+from kiungo.backend.api.assets import load_asset
+from kiungo.backend.api.common import UInt64, parse_uuid
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.backend.errors import ApiError, ErrorCode, NotFound, Refusal, refusals_as
 from kiungo.ledger import (
     AccountKind,
     AlreadyPosted,
@@ -33,8 +37,10 @@ from kiungo.ledger import (
 from kiungo.ledger.rules import TransferState
 
 __all__ = [
+    "AssetLiquidityMutation",
     "LiquidityMutation",
     "LiquidityMutationResponse",
+    "PeerLiquidityMutation",
     "deposit",
     "ledger_errors",
     "replay_success",
@@ -261,3 +267,151 @@ class LiquidityMutation:
 
 def success_response() -> tuple[dict[str, Any], LiquidityMutationResponse]:
     return _SUCCESS, LiquidityMutationResponse(success=True)
+
+
+# -- an asset's and a peer's own liquidity ------------------------------------------------
+
+
+@strawberry.input
+class DepositAssetLiquidityInput:
+    asset_id: str
+    amount: UInt64
+    id: str
+    idempotency_key: str
+
+
+@strawberry.input
+class CreateAssetLiquidityWithdrawalInput:
+    asset_id: str
+    amount: UInt64
+    id: str
+    idempotency_key: str
+    timeout_seconds: UInt64
+
+
+@strawberry.input
+class DepositPeerLiquidityInput:
+    peer_id: str
+    amount: UInt64
+    id: str
+    idempotency_key: str
+
+
+@strawberry.input
+class CreatePeerLiquidityWithdrawalInput:
+    peer_id: str
+    amount: UInt64
+    id: str
+    idempotency_key: str
+    timeout_seconds: UInt64
+
+
+# A peer's liquidity mutations refuse only an unknown peer.
+_PEER_REFUSALS: tuple[tuple[type[Refusal], ErrorCode], ...] = ((NotFound, ErrorCode.NOT_FOUND),)
+
+_OwnerLiquidityInput = (
+    DepositAssetLiquidityInput
+    | CreateAssetLiquidityWithdrawalInput
+    | DepositPeerLiquidityInput
+    | CreatePeerLiquidityWithdrawalInput
+)
+
+
+async def _asset_itself(ctx: Context, asset_id: uuid.UUID) -> uuid.UUID:
+    await load_asset(ctx, asset_id)
+    return asset_id
+
+
+async def _peer_asset(ctx: Context, peer_id: uuid.UUID) -> uuid.UUID:
+    with refusals_as(_PEER_REFUSALS):
+        return await peers.peer_asset(ctx.pool, peer_id)
+
+
+async def _move_owner_liquidity(
+    ctx: Context,
+    mutation: str,
+    input: _OwnerLiquidityInput,
+    kind: AccountKind,
+    owner_id: uuid.UUID,
+    asset_of: Callable[[Context, uuid.UUID], Awaitable[uuid.UUID]],
+    timeout_seconds: int | None,
+) -> LiquidityMutationResponse | None:
+    """Deposit into (``timeout_seconds`` None) or withdraw from an asset's or a peer's
+    liquidity account, once per idempotency key; ``asset_of`` refuses an unknown owner."""
+    transfer = transfer_id(input.id)
+
+    async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+        asset_id = await asset_of(ctx, owner_id)
+        if timeout_seconds is None:
+            await deposit(ctx, kind, owner_id, asset_id, transfer, input.amount)
+        else:
+            await withdraw(ctx, kind, owner_id, asset_id, transfer, input.amount, timeout_seconds)
+        return success_response()
+
+    return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+
+
+@strawberry.type
+class AssetLiquidityMutation:
+    @strawberry.mutation(description="Deposit liquidity into an asset (settlement → liquidity).")
+    async def deposit_asset_liquidity(
+        self, info: strawberry.Info[Context, None], input: DepositAssetLiquidityInput
+    ) -> LiquidityMutationResponse | None:
+        return await _move_owner_liquidity(
+            info.context,
+            "depositAssetLiquidity",
+            input,
+            AccountKind.ASSET_LIQUIDITY,
+            parse_uuid(input.asset_id, "assetId"),
+            _asset_itself,
+            None,
+        )
+
+    @strawberry.mutation(
+        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted."
+    )
+    async def create_asset_liquidity_withdrawal(
+        self, info: strawberry.Info[Context, None], input: CreateAssetLiquidityWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        return await _move_owner_liquidity(
+            info.context,
+            "createAssetLiquidityWithdrawal",
+            input,
+            AccountKind.ASSET_LIQUIDITY,
+            parse_uuid(input.asset_id, "assetId"),
+            _asset_itself,
+            input.timeout_seconds,
+        )
+
+
+@strawberry.type
+class PeerLiquidityMutation:
+    @strawberry.mutation(description="Deposit liquidity into a peer (settlement → liquidity).")
+    async def deposit_peer_liquidity(
+        self, info: strawberry.Info[Context, None], input: DepositPeerLiquidityInput
+    ) -> LiquidityMutationResponse | None:
+        return await _move_owner_liquidity(
+            info.context,
+            "depositPeerLiquidity",
+            input,
+            AccountKind.PEER_LIQUIDITY,
+            parse_uuid(input.peer_id, "peerId"),
+            _peer_asset,
+            None,
+        )
+
+    @strawberry.mutation(
+        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted."
+    )
+    async def create_peer_liquidity_withdrawal(
+        self, info: strawberry.Info[Context, None], input: CreatePeerLiquidityWithdrawalInput
+    ) -> LiquidityMutationResponse | None:
+        return await _move_owner_liquidity(
+            info.context,
+            "createPeerLiquidityWithdrawal",
+            input,
+            AccountKind.PEER_LIQUIDITY,
+            parse_uuid(input.peer_id, "peerId"),
+            _peer_asset,
+            input.timeout_seconds,
+        )

@@ -23,6 +23,7 @@ from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
+from kiungo.ledger.service import TransferRecord
 
 __all__ = ["PaymentQuery"]
 
@@ -123,22 +124,25 @@ class AccountingTransfer:
     expires_at: str | None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> AccountingTransfer:
-        code = row["code"]
-        state = row["state"]
+    def from_record(
+        cls, record: TransferRecord, ledgers: dict[uuid.UUID, int]
+    ) -> AccountingTransfer:
+        transfer = record.transfer
+        code = transfer.code
+        state = transfer.state.value
         return cls(
-            id=strawberry.ID(str(row["id"])),
-            debit_account_id=strawberry.ID(str(row["debit_account_id"])),
-            credit_account_id=strawberry.ID(str(row["credit_account_id"])),
-            amount=int(row["amount"]),
+            id=strawberry.ID(str(transfer.id)),
+            debit_account_id=strawberry.ID(str(transfer.debit_account_id)),
+            credit_account_id=strawberry.ID(str(transfer.credit_account_id)),
+            amount=transfer.amount,
             transfer_type=TransferType(code)
             if code in ("DEPOSIT", "WITHDRAWAL")
             else (TransferType.TRANSFER),
-            ledger=row["ledger"],
-            created_at=iso(row["created_at"]),
+            ledger=ledgers[transfer.asset_id],
+            created_at=iso(record.created_at),
             # An expired hold released its money, as a void does.
             state=TransferState.VOIDED if state == "EXPIRED" else TransferState(state),
-            expires_at=None if row["expires_at"] is None else iso(row["expires_at"]),
+            expires_at=None if transfer.expires_at is None else iso(transfer.expires_at),
         )
 
 
@@ -146,16 +150,6 @@ class AccountingTransfer:
 class AccountingTransferConnection:
     debits: list[AccountingTransfer]
     credits: list[AccountingTransfer]
-
-
-_TRANSFERS = """
-SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.code, t.state, t.created_at,
-       t.expires_at, a.ledger
-FROM ledger_transfers t JOIN assets a ON a.id = t.asset_id
-WHERE t.{side}_account_id = ANY($1::uuid[])
-ORDER BY t.created_at DESC, t.id DESC
-LIMIT $2
-"""
 
 
 @strawberry.type
@@ -218,9 +212,17 @@ class PaymentQuery:
         ]
         if not accounts:
             raise not_found("account")
-        debits = await pool.fetch(_TRANSFERS.format(side="debit"), accounts, count)
-        credits = await pool.fetch(_TRANSFERS.format(side="credit"), accounts, count)
+        ledger = info.context.ledger
+        debits = await ledger.history(accounts, debits=True, limit=count)
+        credits = await ledger.history(accounts, debits=False, limit=count)
+        assets = {r.transfer.asset_id for r in debits + credits}
+        numbers = {
+            r["id"]: r["ledger"]
+            for r in await pool.fetch(
+                "SELECT id, ledger FROM assets WHERE id = ANY($1::uuid[])", list(assets)
+            )
+        }
         return AccountingTransferConnection(
-            debits=[AccountingTransfer.from_row(r) for r in debits],
-            credits=[AccountingTransfer.from_row(r) for r in credits],
+            debits=[AccountingTransfer.from_record(r, numbers) for r in debits],
+            credits=[AccountingTransfer.from_record(r, numbers) for r in credits],
         )

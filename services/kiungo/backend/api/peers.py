@@ -1,52 +1,42 @@
-"""Peers: the nodes we exchange ILP packets with, their tokens, routes and liquidity.
-
-A peer's incoming tokens are kept only as their SHA-256 (the connector looks them up by digest);
-its outgoing token is stored, because the connector sends it, but the API never returns it in
-full. Every change to a peer is announced on Redis so that each connector reloads its routing
-table (connectors also reload periodically, should an announcement be lost).
+"""Peers in the admin API: the GraphQL types and inputs; the rules and storage (tokens, routes,
+the announcement to the connectors) are :mod:`kiungo.backend.peers`. The outgoing token is never
+returned in full.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import strawberry
-from redis.exceptions import RedisError
 
+from kiungo.backend import peers as domain
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
-from kiungo.backend.api.liquidity import (
-    LiquidityMutationResponse,
-    deposit,
-    replay_success,
-    success_response,
-    transfer_id,
-    withdraw,
-)
+from kiungo.backend.api.liquidity import deposit
 from kiungo.backend.api.pagination import PageRequest, fetch_page
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.ilp.address import is_valid_address
-from kiungo.ledger import AccountKind, account_id_for
-from kiungo.models.peer import token_hash
+from kiungo.backend.errors import (
+    ApiError,
+    ErrorCode,
+    NotFound,
+    Refusal,
+    bad_input,
+    not_found,
+    refusals_as,
+)
+from kiungo.ledger import AccountKind
 
 __all__ = ["Peer", "PeerMutation", "PeerQuery", "mask_token"]
 
-log = logging.getLogger(__name__)
-
-_PEER_COLUMNS = (
-    "id, asset_id, name, static_ilp_address, http_endpoint, http_outgoing_token, "
-    "max_packet_amount, liquidity_threshold, liquidity_threshold_high, routes, created_at"
+# What each refusal of the peer domain is in the API.
+_REFUSALS: tuple[tuple[type[Refusal], ErrorCode], ...] = (
+    (domain.InvalidPeer, ErrorCode.BAD_USER_INPUT),
+    (NotFound, ErrorCode.NOT_FOUND),
+    (domain.PeerExists, ErrorCode.DUPLICATE),
+    (domain.PeerInUse, ErrorCode.FORBIDDEN),
 )
-# The initial deposit of a peer has a transfer id derived from the peer's, so it happens once.
-_INITIAL_LIQUIDITY = uuid.UUID("3b0f6e2a-5c1d-4e8b-9a7f-2d4c6e8f0a1b")
-_MAX_TOKEN = 1024  # peers.http_outgoing_token is a VARCHAR(1024); incoming tokens alike
-_MAX_ENDPOINT = 2048
-_MAX_NAME = 255
 _MASK_SHOWN = 4
 _MASK_MIN_LENGTH = 16
 
@@ -143,18 +133,11 @@ class PeersConnection:
     edges: list[PeerEdge]
 
 
-async def _load_peer(ctx: Context, peer_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await ctx.pool.fetchrow(
-        f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = $1", peer_id
-    )
-    return row
-
-
 @strawberry.type
 class PeerQuery:
     @strawberry.field(description="Fetch a peer by its id.")
     async def peer(self, info: strawberry.Info[Context, None], id: str) -> Peer | None:
-        row = await _load_peer(info.context, parse_uuid(id, "id"))
+        row = await domain.load_peer(info.context.pool, parse_uuid(id, "id"))
         if row is None:
             raise not_found("peer")
         return Peer.from_row(row)
@@ -163,10 +146,8 @@ class PeerQuery:
     async def peer_by_address_and_asset(
         self, info: strawberry.Info[Context, None], static_ilp_address: str, asset_id: str
     ) -> Peer | None:
-        row = await info.context.pool.fetchrow(
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE static_ilp_address = $1 AND asset_id = $2",
-            static_ilp_address,
-            parse_uuid(asset_id, "assetId"),
+        row = await domain.peer_by_address_and_asset(
+            info.context.pool, static_ilp_address, parse_uuid(asset_id, "assetId")
         )
         return None if row is None else Peer.from_row(row)
 
@@ -182,7 +163,7 @@ class PeerQuery:
     ) -> PeersConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            f"SELECT {_PEER_COLUMNS} FROM peers",
+            f"SELECT {domain.PEER_COLUMNS} FROM peers",
             [],
             [],
             PageRequest(first, last, after, before, sort_order),
@@ -261,23 +242,6 @@ class DeletePeerInput:
     idempotency_key: str | None = None
 
 
-@strawberry.input
-class DepositPeerLiquidityInput:
-    peer_id: str
-    amount: UInt64
-    id: str
-    idempotency_key: str
-
-
-@strawberry.input
-class CreatePeerLiquidityWithdrawalInput:
-    peer_id: str
-    amount: UInt64
-    id: str
-    idempotency_key: str
-    timeout_seconds: UInt64
-
-
 @strawberry.type
 class CreatePeerMutationResponse:
     peer: Peer | None
@@ -293,119 +257,59 @@ class DeletePeerMutationResponse:
     success: bool
 
 
-# -- input checks (each a BAD_USER_INPUT or DUPLICATE before anything changes) ----------------
-
-
-def _address(value: str, field: str) -> str:
-    if not is_valid_address(value):
-        raise bad_input(f"{field} must be an ILP address such as g.example.peer", field=field)
-    return value
-
-
-def _routes(routes: list[str] | None) -> list[str]:
-    return [_address(route, "routes") for route in routes or ()]
-
-
-def _endpoint(url: str) -> str:
-    message = "endpoint must be an http or https URL"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a malformed port raises here
-    except ValueError:
-        raise bad_input(message, field="endpoint") from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or len(url) > _MAX_ENDPOINT
-        or not url.isascii()
-        or not url.isprintable()
-        or " " in url
-    ):
-        raise bad_input(message, field="endpoint")
-    return url
-
-
-def _check_token(token: str, name: str) -> None:
-    """Tokens, both ways, are 1 to 1024 printable ASCII characters: HTTP implementations agree
-    on a header's bytes only within ASCII (Node, so Rafiki, reads and writes other bytes as
-    Latin-1, where the digest is of UTF-8), and a control character could end the header."""
-    if not token or len(token) > _MAX_TOKEN:
-        raise bad_input(f"{name} must be 1 to {_MAX_TOKEN} characters", field=name)
-    if not (token.isascii() and token.isprintable()):
-        raise bad_input(f"{name} must be printable ASCII", field=name)
-
-
-def _outgoing_token(token: str) -> str:
-    _check_token(token, "authToken")
-    return token
-
-
-def _incoming_tokens(incoming: HttpIncomingInput | None) -> list[bytes] | None:
-    """The digests of the incoming tokens, or None when they are not given."""
-    if incoming is None:
-        return None
-    for token in incoming.auth_tokens:
-        _check_token(token, "authTokens")
-    digests = [token_hash(token) for token in incoming.auth_tokens]
-    if len(set(digests)) != len(digests):
-        raise ApiError(ErrorCode.DUPLICATE, "an incoming authToken is given twice")
-    return digests
-
-
-def _max_packet_amount(value: int | None) -> int | None:
-    if value == 0:
-        raise bad_input("maxPacketAmount must be above zero", field="maxPacketAmount")
-    return value
-
-
-def _name(value: str | None) -> str | None:
-    if value is not None and len(value) > _MAX_NAME:
-        raise bad_input(f"name must be at most {_MAX_NAME} characters", field="name")
-    return value
-
-
-def _thresholds(low: int | None, high: int | None) -> None:
-    if low is not None and high is not None and high <= low:
-        raise bad_input("liquidityThresholdHigh must be above liquidityThreshold")
-
-
-def _duplicate(exc: asyncpg.UniqueViolationError) -> ApiError:
-    if exc.constraint_name == "uq_peers_address_asset":
-        return ApiError(
-            ErrorCode.DUPLICATE, "a peer with this staticIlpAddress and asset already exists"
-        )
-    return ApiError(ErrorCode.DUPLICATE, "an incoming authToken is already used by a peer")
-
-
-async def _insert_tokens(
-    conn: asyncpg.Connection, peer_id: uuid.UUID, digests: list[bytes]
-) -> None:
-    await conn.executemany(
-        "INSERT INTO peer_incoming_tokens (id, peer_id, token_hash) VALUES ($1, $2, $3)",
-        [(uuid.uuid4(), peer_id, digest) for digest in digests],
-    )
-
-
-async def _announce(ctx: Context) -> None:
-    """Tell the connectors; a lost message only delays them until their periodic reload."""
-    try:
-        await ctx.backend.peers_changed()
-    except (RedisError, OSError):
-        log.warning("could not announce a peer change; connectors reload periodically")
-
-
 async def _peer_by_id(ctx: Context, record: dict[str, Any]) -> Peer | None:
-    row = await _load_peer(ctx, uuid.UUID(record["id"]))
+    row = await domain.load_peer(ctx.pool, uuid.UUID(record["id"]))
     return None if row is None else Peer.from_row(row)
 
 
-async def _peer_asset(ctx: Context, peer_id: uuid.UUID) -> uuid.UUID:
-    asset_id: uuid.UUID | None = await ctx.pool.fetchval(
-        "SELECT asset_id FROM peers WHERE id = $1", peer_id
+def _new_peer(input: CreatePeerInput) -> domain.NewPeer:
+    incoming = input.http.incoming
+    return domain.NewPeer(
+        asset_id=parse_uuid(input.asset_id, "assetId"),
+        static_ilp_address=domain.check_address(input.static_ilp_address, "staticIlpAddress"),
+        routes=domain.check_routes(input.routes),
+        http_endpoint=domain.check_endpoint(input.http.outgoing.endpoint),
+        http_outgoing_token=domain.check_outgoing_token(input.http.outgoing.auth_token),
+        incoming_token_digests=domain.incoming_token_digests(
+            None if incoming is None else incoming.auth_tokens
+        )
+        or [],
+        max_packet_amount=domain.check_max_packet_amount(input.max_packet_amount),
+        name=domain.check_name(input.name),
+        liquidity_threshold=input.liquidity_threshold,
+        liquidity_threshold_high=input.liquidity_threshold_high,
     )
-    if asset_id is None:
-        raise not_found("peer")
-    return asset_id
+
+
+def _changes(input: UpdatePeerInput) -> tuple[dict[str, Any], list[bytes] | None]:
+    """The columns the update sets (an omitted field is not among them) and, when http is given,
+    the digests of the incoming tokens that replace the peer's."""
+    changes: dict[str, Any] = {}
+    if input.static_ilp_address is None:
+        raise bad_input("staticIlpAddress cannot be null", field="staticIlpAddress")
+    if input.static_ilp_address is not strawberry.UNSET:
+        changes["static_ilp_address"] = domain.check_address(
+            input.static_ilp_address, "staticIlpAddress"
+        )
+    if input.max_packet_amount is not strawberry.UNSET:
+        changes["max_packet_amount"] = domain.check_max_packet_amount(input.max_packet_amount)
+    if input.name is not strawberry.UNSET:
+        changes["name"] = domain.check_name(input.name)
+    if input.liquidity_threshold is not strawberry.UNSET:
+        changes["liquidity_threshold"] = input.liquidity_threshold
+    if input.liquidity_threshold_high is not strawberry.UNSET:
+        changes["liquidity_threshold_high"] = input.liquidity_threshold_high
+    if input.routes is not strawberry.UNSET:
+        changes["routes"] = domain.check_routes(input.routes)
+    if input.http is None:
+        raise bad_input("http cannot be null", field="http")
+    digests: list[bytes] | None = None
+    if input.http is not strawberry.UNSET:
+        changes["http_endpoint"] = domain.check_endpoint(input.http.outgoing.endpoint)
+        changes["http_outgoing_token"] = domain.check_outgoing_token(input.http.outgoing.auth_token)
+        incoming = input.http.incoming
+        digests = domain.incoming_token_digests(None if incoming is None else incoming.auth_tokens)
+    return changes, digests
 
 
 @strawberry.type
@@ -417,68 +321,30 @@ class PeerMutation:
         self, info: strawberry.Info[Context, None], input: CreatePeerInput
     ) -> CreatePeerMutationResponse:
         ctx = info.context
-        asset_id = parse_uuid(input.asset_id, "assetId")
-        address = _address(input.static_ilp_address, "staticIlpAddress")
-        routes = _routes(input.routes)
-        endpoint = _endpoint(input.http.outgoing.endpoint)
-        outgoing = _outgoing_token(input.http.outgoing.auth_token)
-        digests = _incoming_tokens(input.http.incoming) or []
-        max_packet = _max_packet_amount(input.max_packet_amount)
-        name = _name(input.name)
-        _thresholds(input.liquidity_threshold, input.liquidity_threshold_high)
+        with refusals_as(_REFUSALS):
+            peer = _new_peer(input)
+            domain.check_thresholds(peer.liquidity_threshold, peer.liquidity_threshold_high)
 
         async def run() -> tuple[dict[str, Any], CreatePeerMutationResponse]:
-            peer_id = uuid.uuid4()
-            try:
-                async with ctx.pool.acquire() as conn, conn.transaction():
-                    # Shared lock: the asset cannot be deleted while its peer is being added.
-                    asset = await conn.fetchval(
-                        "SELECT id FROM assets WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
-                        asset_id,
-                    )
-                    if asset is None:
-                        raise not_found("asset")
-                    row = await conn.fetchrow(
-                        "INSERT INTO peers (id, asset_id, name, static_ilp_address, http_endpoint, "
-                        "http_outgoing_token, max_packet_amount, liquidity_threshold, "
-                        "liquidity_threshold_high, routes) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                        f"RETURNING {_PEER_COLUMNS}",
-                        peer_id,
-                        asset_id,
-                        name,
-                        address,
-                        endpoint,
-                        outgoing,
-                        max_packet,
-                        input.liquidity_threshold,
-                        input.liquidity_threshold_high,
-                        routes,
-                    )
-                    await _insert_tokens(conn, peer_id, digests)
-            except asyncpg.UniqueViolationError as exc:
-                raise _duplicate(exc) from None
-            assert row is not None
-            await ctx.ledger.ensure_account(AccountKind.PEER_LIQUIDITY, peer_id, asset_id)
+            with refusals_as(_REFUSALS):
+                row = await domain.create_peer(ctx.pool, ctx.ledger, peer)
+            peer_id: uuid.UUID = row["id"]
             if input.initial_liquidity:
-                transfer = uuid.uuid5(_INITIAL_LIQUIDITY, str(peer_id))
+                transfer = domain.initial_liquidity_transfer(peer_id)
                 try:
                     await deposit(
                         ctx,
                         AccountKind.PEER_LIQUIDITY,
                         peer_id,
-                        asset_id,
+                        peer.asset_id,
                         transfer,
                         input.initial_liquidity,
                     )
                 except ApiError:
-                    # Undo the peer unless the deposit did happen after all, so that the
-                    # caller's retry (same idempotencyKey) finds nothing in its way.
-                    if await ctx.ledger.transfer(transfer) is None:
-                        await ctx.pool.execute("DELETE FROM peers WHERE id = $1", peer_id)
-                        await _announce(ctx)
+                    if await domain.forget_unfunded(ctx.pool, ctx.ledger, peer_id, transfer):
+                        await domain.announce(ctx.backend)
                         raise
-            await _announce(ctx)
+            await domain.announce(ctx.backend)
             return {"id": str(peer_id)}, CreatePeerMutationResponse(peer=Peer.from_row(row))
 
         async def replay(record: dict[str, Any]) -> CreatePeerMutationResponse:
@@ -494,71 +360,13 @@ class PeerMutation:
     ) -> UpdatePeerMutationResponse:
         ctx = info.context
         peer_id = parse_uuid(input.id, "id")
-        changes: dict[str, Any] = {}
-        if input.static_ilp_address is None:
-            raise bad_input("staticIlpAddress cannot be null", field="staticIlpAddress")
-        if input.static_ilp_address is not strawberry.UNSET:
-            changes["static_ilp_address"] = _address(input.static_ilp_address, "staticIlpAddress")
-        if input.max_packet_amount is not strawberry.UNSET:
-            changes["max_packet_amount"] = _max_packet_amount(input.max_packet_amount)
-        if input.name is not strawberry.UNSET:
-            changes["name"] = _name(input.name)
-        if input.liquidity_threshold is not strawberry.UNSET:
-            changes["liquidity_threshold"] = input.liquidity_threshold
-        if input.liquidity_threshold_high is not strawberry.UNSET:
-            changes["liquidity_threshold_high"] = input.liquidity_threshold_high
-        if input.routes is not strawberry.UNSET:
-            changes["routes"] = _routes(input.routes)
-        if input.http is None:
-            raise bad_input("http cannot be null", field="http")
-        digests: list[bytes] | None = None
-        if input.http is not strawberry.UNSET:
-            changes["http_endpoint"] = _endpoint(input.http.outgoing.endpoint)
-            changes["http_outgoing_token"] = _outgoing_token(input.http.outgoing.auth_token)
-            digests = _incoming_tokens(input.http.incoming)
-        thresholds_changed = bool(
-            {"liquidity_threshold", "liquidity_threshold_high"} & changes.keys()
-        )
+        with refusals_as(_REFUSALS):
+            changes, digests = _changes(input)
 
         async def run() -> tuple[dict[str, Any], UpdatePeerMutationResponse]:
-            try:
-                async with ctx.pool.acquire() as conn, conn.transaction():
-                    current = await conn.fetchrow(
-                        f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = $1 FOR UPDATE", peer_id
-                    )
-                    if current is None:
-                        raise not_found("peer")
-                    merged = {**dict(current), **changes}
-                    _thresholds(
-                        _u64(merged["liquidity_threshold"]),
-                        _u64(merged["liquidity_threshold_high"]),
-                    )
-                    row = await conn.fetchrow(
-                        "UPDATE peers SET name = $2, static_ilp_address = $3, http_endpoint = $4, "
-                        "http_outgoing_token = $5, max_packet_amount = $6, "
-                        "liquidity_threshold = $7, liquidity_threshold_high = $8, routes = $9, "
-                        "liquidity_alert = CASE WHEN $10 THEN NULL ELSE liquidity_alert END, "
-                        f"updated_at = now() WHERE id = $1 RETURNING {_PEER_COLUMNS}",
-                        peer_id,
-                        merged["name"],
-                        merged["static_ilp_address"],
-                        merged["http_endpoint"],
-                        merged["http_outgoing_token"],
-                        merged["max_packet_amount"],
-                        merged["liquidity_threshold"],
-                        merged["liquidity_threshold_high"],
-                        merged["routes"],
-                        thresholds_changed,
-                    )
-                    if digests is not None:
-                        await conn.execute(
-                            "DELETE FROM peer_incoming_tokens WHERE peer_id = $1", peer_id
-                        )
-                        await _insert_tokens(conn, peer_id, digests)
-            except asyncpg.UniqueViolationError as exc:
-                raise _duplicate(exc) from None
-            assert row is not None
-            await _announce(ctx)
+            with refusals_as(_REFUSALS):
+                row = await domain.update_peer(ctx.pool, peer_id, changes, digests)
+            await domain.announce(ctx.backend)
             return {"id": str(peer_id)}, UpdatePeerMutationResponse(peer=Peer.from_row(row))
 
         async def replay(record: dict[str, Any]) -> UpdatePeerMutationResponse:
@@ -577,83 +385,14 @@ class PeerMutation:
     ) -> DeletePeerMutationResponse:
         ctx = info.context
         peer_id = parse_uuid(str(input.id), "id")
-        account = account_id_for(AccountKind.PEER_LIQUIDITY, peer_id)
 
         async def run() -> tuple[dict[str, Any], DeletePeerMutationResponse]:
-            try:
-                async with ctx.pool.acquire() as conn, conn.transaction():
-                    found = await conn.fetchval(
-                        "SELECT id FROM peers WHERE id = $1 FOR UPDATE", peer_id
-                    )
-                    if found is None:
-                        raise not_found("peer")
-                    # Locked, so no ledger batch moves the account's money while we decide.
-                    busy = await conn.fetchval(
-                        "SELECT credits_posted <> debits_posted OR debits_pending <> 0 "
-                        "OR credits_pending <> 0 FROM ledger_accounts WHERE id = $1 FOR UPDATE",
-                        account,
-                    )
-                    if busy:
-                        raise ApiError(
-                            ErrorCode.FORBIDDEN,
-                            "the peer's liquidity account has a balance or pending transfers: "
-                            "withdraw its liquidity (and post or void pending withdrawals) first",
-                        )
-                    await conn.execute("DELETE FROM peers WHERE id = $1", peer_id)
-            except asyncpg.ForeignKeyViolationError:
-                raise ApiError(
-                    ErrorCode.FORBIDDEN, "outgoing payments were sent through the peer"
-                ) from None
-            await _announce(ctx)
+            with refusals_as(_REFUSALS):
+                await domain.delete_peer(ctx.pool, ctx.ledger, peer_id)
+            await domain.announce(ctx.backend)
             return {"id": str(peer_id)}, DeletePeerMutationResponse(success=True)
 
         async def replay(_record: dict[str, Any]) -> DeletePeerMutationResponse:
             return DeletePeerMutationResponse(success=True)
 
         return await ctx.idempotent("deletePeer", input.idempotency_key, input, run, replay)
-
-    @strawberry.mutation(description="Deposit liquidity into a peer (settlement → liquidity).")
-    async def deposit_peer_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositPeerLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-        peer_id = parse_uuid(input.peer_id, "peerId")
-        transfer = transfer_id(input.id)
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            asset_id = await _peer_asset(ctx, peer_id)
-            await deposit(
-                ctx, AccountKind.PEER_LIQUIDITY, peer_id, asset_id, transfer, input.amount
-            )
-            return success_response()
-
-        return await ctx.idempotent(
-            "depositPeerLiquidity", input.idempotency_key, input, run, replay_success
-        )
-
-    @strawberry.mutation(
-        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted."
-    )
-    async def create_peer_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreatePeerLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-        peer_id = parse_uuid(input.peer_id, "peerId")
-        transfer = transfer_id(input.id)
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            asset_id = await _peer_asset(ctx, peer_id)
-            await withdraw(
-                ctx,
-                AccountKind.PEER_LIQUIDITY,
-                peer_id,
-                asset_id,
-                transfer,
-                input.amount,
-                input.timeout_seconds,
-            )
-            return success_response()
-
-        return await ctx.idempotent(
-            "createPeerLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
-        )

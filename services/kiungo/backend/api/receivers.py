@@ -305,6 +305,9 @@ class ReceiverMutation:
                     )
                 if row["expires_at"] <= datetime.now(UTC):
                     raise ApiError(ErrorCode.CONFLICT, "the receiver has expired")
+                await ctx.ledger.sync_balances(
+                    conn, [account_id_for(AccountKind.INCOMING_PAYMENT, payment_id)]
+                )
                 account = await conn.fetchrow(_RECEIVED, payment_id)
                 if account is not None and account["credits_pending"] > 0:
                     raise ApiError(

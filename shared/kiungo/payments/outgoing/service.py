@@ -27,7 +27,7 @@ from kiungo.ledger import (
 from kiungo.models import WalletAddressStatus
 from kiungo.payments.outgoing import store
 from kiungo.payments.outgoing.states import ENDED, States
-from kiungo.refusal import Refusal
+from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
     "OUTGOING_PAYMENT_SELECT",
@@ -56,16 +56,16 @@ class OutgoingPaymentError(Refusal):
     """A request about an outgoing payment refused, nothing written."""
 
 
-class OutgoingPaymentNotFound(OutgoingPaymentError):
-    default_message = "outgoing payment not found"
+class OutgoingPaymentNotFound(NotFound, OutgoingPaymentError):
+    what = "outgoing payment"
 
 
-class WalletAddressNotFound(OutgoingPaymentError):
-    default_message = "wallet address not found"
+class WalletAddressNotFound(NotFound, OutgoingPaymentError):
+    what = "wallet address"
 
 
-class QuoteNotFound(OutgoingPaymentError):
-    default_message = "quote not found"
+class QuoteNotFound(NotFound, OutgoingPaymentError):
+    what = "quote"
 
 
 class WalletAddressInactive(OutgoingPaymentError):
