@@ -47,11 +47,11 @@ from kiungo.backend.service import serve_backend
 from kiungo.config import Settings
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server as connector_http_server
-from kiungo.db import plain_url
-from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
 from kiungo.models import OutgoingPaymentState
-from kiungo.runner import run_service
+from kiungo.runtime.db import plain_url
+from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import run_service
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url
 from kiungo.store.tigerbeetle import tigerbeetle_settings

@@ -18,9 +18,9 @@ from kiungo.backend.service import serve_backend
 from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server
-from kiungo.log import configure_logging
 from kiungo.migrations.run import upgrade
-from kiungo.runner import run_service
+from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 from kiungo.store.tigerbeetle import tigerbeetle_settings
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from kiungo.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, fetch
+from kiungo.runtime.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, fetch
 from kiungo.spsp.pointer import InvalidPaymentPointer, resolve_receiver
 
 __all__ = [
@@ -168,7 +168,7 @@ async def fetch_incoming_payment(
     client: httpx.AsyncClient, url: str, *, max_seconds: float = DEFAULT_TIMEOUT_SECONDS
 ) -> IncomingPaymentView | None:
     """Read the incoming payment at ``url`` (within ``max_seconds`` seconds, at most
-    :data:`_MAX_BODY` bytes: :mod:`kiungo.receiver_fetch`); None when its node answers 404
+    :data:`_MAX_BODY` bytes: :mod:`kiungo.runtime.receiver_fetch`); None when its node answers 404
     (unknown there). Raises :class:`ReceiverUnreadable` for anything else that is not a view
     of that URL."""
     if INCOMING_PAYMENT_PATH.match(url) is None:

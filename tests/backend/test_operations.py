@@ -223,11 +223,11 @@ async def test_unused_rafiki_variables_are_warned_at_start(
     port = free_port()
     env = node_env(
         migrated_database, redis_server_url, redis_prefix, LOG_FORMAT="json",
-        CONNECTOR_PORT=str(port), USE_TIGERBEETLE="true", COOKIE_KEY="secret", KEY_ID="",
+        CONNECTOR_PORT=str(port), REDIS_TLS_CA_FILE_PATH="/ca.pem", COOKIE_KEY="secret", KEY_ID="",
         WEBHOOK_TIMEOUT="2000", SLIPPAGE="0.01",
     )  # fmt: skip
     async with service(env, f"http://127.0.0.1:{port}", "connector") as stderr:
         pass
     entries = json_lines(stderr.text(1 << 20))
     warned = [str(e["variable"]) for e in entries if e["logger"] == "kiungo.config"]
-    assert sorted(warned) == ["COOKIE_KEY", "USE_TIGERBEETLE"]
+    assert sorted(warned) == ["COOKIE_KEY", "REDIS_TLS_CA_FILE_PATH"]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kiungo.config import ConfigError, Settings
-from kiungo.log import JsonFormatter
+from kiungo.runtime.log import JsonFormatter
 
 
 def test_a_json_line_carries_the_message_the_extra_fields_and_the_exception() -> None:

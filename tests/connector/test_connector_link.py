@@ -13,7 +13,7 @@ import pytest
 import uvloop
 
 from kiungo.connector.link import LinkError, PeerLinks
-from kiungo.http1 import MAX_HEAD, MAX_REPLY
+from kiungo.runtime.http1 import MAX_HEAD, MAX_REPLY
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -355,6 +355,6 @@ async def test_malformed_replies_are_link_errors(answer: bytes) -> None:
 def test_the_link_works_on_uvloop_as_the_services_run_it(
     scenario: Callable[[], Coroutine[Any, Any, None]],
 ) -> None:
-    """The services run on uvloop (kiungo.runner), whose transports are not asyncio's classes;
-    the other tests run on asyncio's loop."""
+    """The services run on uvloop (kiungo.runtime.runner), whose transports are not asyncio's
+    classes; the other tests run on asyncio's loop."""
     uvloop.run(scenario())

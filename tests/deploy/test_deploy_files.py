@@ -19,7 +19,7 @@ from kiungo.backend.errors import ErrorCode
 from kiungo.backend.metrics import LIQUIDITY_KINDS, BackendMetrics
 from kiungo.config import ConfigError, Environment, Settings
 from kiungo.connector.metrics import Metrics
-from kiungo.group_metrics import PROCESSES_METRIC
+from kiungo.runtime.group_metrics import PROCESSES_METRIC
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

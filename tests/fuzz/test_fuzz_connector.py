@@ -73,7 +73,6 @@ from tests.connector.harness import (
 from tests.ledger.schema import Balances, ledger_balances
 
 from kiungo.connector.app import MAX_BODY
-from kiungo.http1 import MAX_REPLY
 from kiungo.ilp.oer import encode_length, encode_var_octets
 from kiungo.ilp.packet import (
     PEER_PROTOCOL_CONDITION,
@@ -88,6 +87,7 @@ from kiungo.ilp.packet import (
 )
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger.check import run_checks
+from kiungo.runtime.http1 import MAX_REPLY
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspResponse
 
 # Every request must be answered within this many seconds.

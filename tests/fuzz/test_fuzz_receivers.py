@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from tests.hostile_http import Reply, head, hostile_server, silent, trickled_head
 
 from kiungo.open_payments import IncomingPaymentView, ReceiverUnreadable, fetch_incoming_payment
-from kiungo.receiver_fetch import receiver_client
+from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.spsp import SpspQueryError, SpspResponse, query
 from kiungo.spsp.client import MAX_SPSP_BYTES
 

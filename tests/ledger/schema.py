@@ -10,8 +10,8 @@ import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import kiungo.models  # noqa: F401  (registers every table on the metadata)
-from kiungo.db import async_url, plain_url
 from kiungo.models.base import Base
+from kiungo.runtime.db import async_url, plain_url
 
 
 async def create_schema(database_url: str) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from kiungo.db import create_engine
 from kiungo.migrations.run import check, upgrade
 from kiungo.models import (
     Asset,
@@ -30,6 +29,7 @@ from kiungo.models import (
     WebhookDelivery,
     WebhookEvent,
 )
+from kiungo.runtime.db import create_engine
 
 KIUNGO = str(Path(sys.executable).parent / "kiungo")
 

@@ -16,7 +16,7 @@ IMPLEMENTED = {
     "INCOMING_PAYMENT_EXPIRY_MAX_MS", "LOG_LEVEL", "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS",
     "NODE_ENV", "OPEN_PAYMENTS_URL", "QUOTE_LIFESPAN", "REDIS_URL", "SIGNATURE_SECRET",
     "SLIPPAGE", "STREAM_SECRET", "WALLET_ADDRESS_URL", "WEBHOOK_MAX_RETRY", "WEBHOOK_TIMEOUT",
-    "WEBHOOK_URL",
+    "WEBHOOK_URL", "USE_TIGERBEETLE", "TIGERBEETLE_CLUSTER_ID", "TIGERBEETLE_REPLICA_ADDRESSES",
 }  # fmt: skip
 
 
@@ -31,12 +31,12 @@ def test_each_unused_rafiki_variable_is_warned_once_and_no_implemented_one(
     assert len(warned) == len(set(warned))
     assert not set(warned) & IMPLEMENTED
     # Those still unimplemented when this was written (others may become implemented).
-    assert {"USE_TIGERBEETLE", "COOKIE_KEY", "REDIS_TLS_CA_FILE_PATH", "KEY_ID"} <= set(warned)
+    assert {"COOKIE_KEY", "REDIS_TLS_CA_FILE_PATH", "KEY_ID"} <= set(warned)
     assert all(r.levelno == logging.WARNING and r.name == "kiungo.config" for r in caplog.records)
 
 
 def test_empty_and_non_rafiki_variables_are_not_warned(caplog: pytest.LogCaptureFixture) -> None:
-    environ = {"USE_TIGERBEETLE": "  ", "KEY_ID": "", "MY_OWN": "1", "WEBHOOK_TIMEOUT": "5"}
+    environ = {"COOKIE_KEY": "  ", "KEY_ID": "", "MY_OWN": "1", "WEBHOOK_TIMEOUT": "5"}
     with caplog.at_level(logging.WARNING, logger="kiungo.config"):
         assert warn_unused_rafiki_variables(environ) == []
     assert caplog.records == []

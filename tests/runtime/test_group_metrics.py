@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiungo.connector.metrics import Metrics
-from kiungo.group_metrics import GroupMetrics, merge_metrics
+from kiungo.runtime.group_metrics import GroupMetrics, merge_metrics
 
 
 def _process(packets: int, seconds: list[float], owed: int) -> CollectorRegistry:

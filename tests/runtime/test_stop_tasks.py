@@ -9,7 +9,7 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
-from kiungo.tasks import raise_if_cancelled, stop_tasks
+from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
 
 
 async def _swallows_first_cancel(rounds: list[int]) -> None:
@@ -67,7 +67,7 @@ async def test_a_task_that_never_stops_is_named_and_left_after_the_limit(
 
     task = asyncio.create_task(stubborn(), name="stubborn")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.ERROR, logger="kiungo.tasks"):
+    with caplog.at_level(logging.ERROR, logger="kiungo.runtime.tasks"):
         await stop_tasks([task], every=0.05, limit=0.3)
     assert not task.done()
     assert "stubborn" in caplog.text and "still running" in caplog.text
@@ -82,7 +82,7 @@ async def test_a_loop_of_redis_commands_stops_at_its_next_round(
 ) -> None:
     """The case that hung a connector on SIGTERM: a task sending Redis commands one after the
     other. On Python 3.11 most cancellations of it are lost inside redis-py (see
-    kiungo.tasks): such a loop checks at every round, and stops at the first try."""
+    kiungo.runtime.tasks): such a loop checks at every round, and stops at the first try."""
     redis = Redis.from_url(redis_server_url)
     loop = asyncio.get_running_loop()
     try:

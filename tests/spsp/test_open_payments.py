@@ -21,7 +21,7 @@ from kiungo.open_payments import (
     fetch_incoming_payment,
     wants_json,
 )
-from kiungo.receiver_fetch import receiver_client
+from kiungo.runtime.receiver_fetch import receiver_client
 
 URL = "https://wallet.example/alice/incoming-payments/4f1c2a56-0d8e-4b7a-9c3f-2e5d6a7b8c9d"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from tests.hostile_http import close_delimited, complete, endless, hostile_server, trickled
 from tests.loopback import serve
 
-from kiungo.receiver_fetch import is_public_address, receiver_client
+from kiungo.runtime.receiver_fetch import is_public_address, receiver_client
 from kiungo.spsp import SPSP_CONTENT_TYPE, SpspQueryError, SpspResponse, query
 from kiungo.spsp.client import MAX_SPSP_BYTES
 

@@ -27,7 +27,7 @@ from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.schema import MAX_TOKENS, RULES, build_schema
-from kiungo.health import health_routes
+from kiungo.runtime.health import health_routes
 from kiungo.signatures import SignatureError, verify
 
 __all__ = ["MAX_BODY_BYTES", "BackendMetrics", "create_app"]

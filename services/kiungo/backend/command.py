@@ -15,8 +15,8 @@ from kiungo.backend.schema import build_schema
 from kiungo.backend.service import http_server, serve_backend
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings, warn_unused_rafiki_variables
-from kiungo.log import configure_logging
-from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "print_schema", "run", "schema_sdl"]

@@ -21,7 +21,7 @@ from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
 from kiungo.rates import RatesClient
-from kiungo.receiver_fetch import receiver_client
+from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.store.channels import (
     PAYMENTS_DUE_CHANNEL,
     PEERS_CHANGED_CHANNEL,

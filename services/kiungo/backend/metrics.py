@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kiungo.group_metrics import ServedMetrics
+from kiungo.runtime.group_metrics import ServedMetrics
 
 __all__ = ["LIQUIDITY_KINDS", "BackendMetrics"]
 

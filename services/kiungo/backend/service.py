@@ -17,9 +17,9 @@ from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.workers import Workers
 from kiungo.config import Settings
-from kiungo.db import create_pool
 from kiungo.ledger.backend import make_ledger
-from kiungo.tasks import stop_tasks
+from kiungo.runtime.db import create_pool
+from kiungo.runtime.tasks import stop_tasks
 
 __all__ = ["RunningBackend", "backend_server", "serve_backend"]
 
@@ -72,7 +72,7 @@ class RunningBackend:
 
 
 def http_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    # uvicorn logs through kiungo.log's handler, as the connector's server does.
+    # uvicorn logs through kiungo.runtime.log's handler, as the connector's server does.
     config = uvicorn.Config(
         app,
         host=host,

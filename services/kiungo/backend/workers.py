@@ -28,12 +28,12 @@ import asyncpg
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.events import EventType, amount_json, insert_event, iso_time
-from kiungo.http1 import Http1Client, LinkError
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.payments.incoming import OPEN, sql_list
 from kiungo.payments.incoming import store as incoming_store
+from kiungo.runtime.http1 import Http1Client, LinkError
+from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
 from kiungo.signatures import signature_header
-from kiungo.tasks import raise_if_cancelled, stop_tasks
 
 __all__ = [
     "Workers",

@@ -20,7 +20,7 @@ from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
 from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
-from kiungo.health import health_routes
+from kiungo.runtime.health import health_routes
 
 __all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
 

@@ -17,8 +17,8 @@ import uvicorn
 from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
-from kiungo.log import configure_logging
-from kiungo.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -49,7 +49,7 @@ def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
         create_app(node),
         host=host,
         port=port,
-        # uvicorn's records go through kiungo.log's handler (JSON with LOG_FORMAT=json), at
+        # uvicorn's records go through kiungo.runtime.log's handler (JSON with LOG_FORMAT=json), at
         # LOG_LEVEL, rather than through handlers of its own that print plain text.
         log_config=None,
         log_level=None,

@@ -1,9 +1,9 @@
 """The HTTP/1.1 link to peers for ILP over HTTP (RFC 35, synchronous mode), over the shared
-keep-alive client (:mod:`kiungo.http1`)."""
+keep-alive client (:mod:`kiungo.runtime.http1`)."""
 
 from __future__ import annotations
 
-from kiungo.http1 import Http1Client, LinkError
+from kiungo.runtime.http1 import Http1Client, LinkError
 
 __all__ = ["LinkError", "PeerLinks"]
 

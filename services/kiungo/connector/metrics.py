@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kiungo.group_metrics import ServedMetrics
+from kiungo.runtime.group_metrics import ServedMetrics
 
 __all__ = ["Metrics"]
 

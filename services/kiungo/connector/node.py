@@ -25,17 +25,17 @@ from kiungo.connector.metrics import Metrics
 from kiungo.connector.owed import OwedPosts
 from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
-from kiungo.db import create_pool
 from kiungo.ledger import Ledger
 from kiungo.ledger.backend import make_ledger
 from kiungo.rates import RatesClient
-from kiungo.receiver_fetch import receiver_client
+from kiungo.runtime.db import create_pool
+from kiungo.runtime.receiver_fetch import receiver_client
+from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
 from kiungo.store.buckets import RateLimiter, ThroughputLimiter
 from kiungo.store.channels import PEERS_CHANGED_CHANNEL, RECEIVERS_CHANGED_CHANNEL
 from kiungo.store.stream_totals import StreamTotals
 from kiungo.stream.receiver import StreamReceiver
 from kiungo.stream.server import StreamServer
-from kiungo.tasks import raise_if_cancelled, stop_tasks
 
 __all__ = ["Node"]
 
@@ -54,7 +54,7 @@ class Node:
     http: httpx.AsyncClient
     receiver_http: httpx.AsyncClient
     """Reads receivers (SPSP, incoming payments): no proxy, no redirects, and with
-    REFUSE_PRIVATE_RECEIVERS no private addresses (:mod:`kiungo.receiver_fetch`)."""
+    REFUSE_PRIVATE_RECEIVERS no private addresses (:mod:`kiungo.runtime.receiver_fetch`)."""
     links: PeerLinks
     rates: RatesClient
     stream_server: StreamServer

@@ -41,7 +41,7 @@ from kiungo.ledger import (
     Leg,
     TransferExpired,
 )
-from kiungo.tasks import raise_if_cancelled
+from kiungo.runtime.tasks import raise_if_cancelled
 
 __all__ = ["OWED_POSTS_KEY", "OwedPosts", "late_transfer_id"]
 

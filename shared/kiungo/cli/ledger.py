@@ -38,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _check(args: argparse.Namespace) -> int:
     # SQLAlchemy and asyncpg take a third of a second to import: only when checking.
-    from kiungo.db import create_pool  # noqa: PLC0415
     from kiungo.ledger.backend import make_ledger  # noqa: PLC0415
     from kiungo.ledger.check import run_checks  # noqa: PLC0415
+    from kiungo.runtime.db import create_pool  # noqa: PLC0415
     from kiungo.store.local import postgres_url  # noqa: PLC0415
 
     async def run() -> list[CheckResult]:

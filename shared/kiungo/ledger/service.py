@@ -59,7 +59,7 @@ from kiungo.ledger.rules import (
     VoidTransfers,
     apply_batch,
 )
-from kiungo.tasks import stop_tasks
+from kiungo.runtime.tasks import stop_tasks
 
 __all__ = ["Ledger", "TransferRecord", "account_id_for"]
 

@@ -96,7 +96,7 @@ from kiungo.ledger.rules import (
     VoidTransfers,
 )
 from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
-from kiungo.tasks import stop_tasks
+from kiungo.runtime.tasks import stop_tasks
 
 __all__ = ["KIND_CODES", "TigerBeetleLedger"]
 

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import kiungo.models
-from kiungo.db import create_engine
+from kiungo.runtime.db import create_engine
 
 target_metadata = kiungo.models.Base.metadata
 

@@ -1,7 +1,8 @@
 """The SPSP client: query a payment pointer or receiver URL for STREAM credentials.
 
-The query is bounded in time and size (:mod:`kiungo.receiver_fetch`); read with a client from
-:func:`kiungo.receiver_fetch.receiver_client` it also refuses receivers on private addresses.
+The query is bounded in time and size (:mod:`kiungo.runtime.receiver_fetch`); read with a
+client from :func:`kiungo.runtime.receiver_fetch.receiver_client` it also refuses receivers on
+private addresses.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 
 import httpx
 
-from kiungo.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, fetch
+from kiungo.runtime.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, fetch
 from kiungo.spsp.pointer import InvalidPaymentPointer, resolve_receiver
 from kiungo.spsp.response import SpspError, SpspResponse
 

@@ -142,7 +142,7 @@ class Lease:
         interval = LEASE.total_seconds() / 3
         while not self.lost:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):  # not wait_for: see kiungo.tasks
+                async with asyncio.timeout(interval):  # not wait_for: see kiungo.runtime.tasks
                     await stop.wait()
             if stop.is_set():
                 return

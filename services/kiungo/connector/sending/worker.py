@@ -13,8 +13,8 @@ from kiungo.connector.sending.attempt import attempt
 from kiungo.connector.sending.lease import Lease, claim
 from kiungo.connector.sending.outcome import record
 from kiungo.connector.sending.payment import Failed, Outcome, Payment, load, log, log_extra
+from kiungo.runtime.tasks import stop_tasks
 from kiungo.store.channels import PAYMENTS_DUE_CHANNEL
-from kiungo.tasks import stop_tasks
 
 __all__ = ["MAX_CONCURRENT_PAYMENTS", "OutgoingPaymentWorker"]
 

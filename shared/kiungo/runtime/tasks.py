@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["raise_if_cancelled", "stop_tasks"]
 
-log = logging.getLogger("kiungo.tasks")
+log = logging.getLogger("kiungo.runtime.tasks")
 
 
 async def stop_tasks(

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 __all__ = ["READY_TIMEOUT", "health_routes", "store_problems"]
 
-log = logging.getLogger("kiungo.health")
+log = logging.getLogger("kiungo.runtime.health")
 
 # Below the probes' own timeouts (deploy/k8s: 3 s): a hung store answers 503, not a probe timeout.
 READY_TIMEOUT = 2.0

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["PROCESSES_METRIC", "GroupMetrics", "ServedMetrics", "merge_metrics"]
 
-log = logging.getLogger("kiungo.group_metrics")
+log = logging.getLogger("kiungo.runtime.group_metrics")
 
 _PUBLISH_SECONDS = 1.0
 # A gauge of the merged answer alone: how many processes it merges.

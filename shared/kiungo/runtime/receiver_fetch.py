@@ -204,7 +204,7 @@ async def fetch(
     name what they were reading) for anything but an answer read in full."""
     request_headers = {**(headers or {}), "Accept": accept, "Accept-Encoding": "identity"}
     try:
-        async with asyncio.timeout(max_seconds):  # not wait_for: see kiungo.tasks
+        async with asyncio.timeout(max_seconds):  # not wait_for: see kiungo.runtime.tasks
             async with client.stream(
                 "GET", url, headers=request_headers, follow_redirects=False, timeout=max_seconds
             ) as response:

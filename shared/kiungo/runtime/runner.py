@@ -21,7 +21,7 @@ from kiungo.config import Settings
 
 __all__ = ["check_processes", "run_processes", "run_service", "serve_until_stopped"]
 
-log = logging.getLogger("kiungo.runner")
+log = logging.getLogger("kiungo.runtime.runner")
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:
@@ -64,7 +64,8 @@ def run_processes(
     """Serve from ``count`` forked processes, each with a listening socket of its own on
     ``host:port`` (SO_REUSEPORT: the kernel spreads connections over them, where one shared
     socket let the first to accept take every keep-alive connection), and a directory shared by
-    all of them for their metrics (:mod:`kiungo.group_metrics`; removed once they have exited).
+    all of them for their metrics (:mod:`kiungo.runtime.group_metrics`; removed once they have
+    exited).
     SIGINT/SIGTERM reach every child; returns 1 when one of them failed."""
     with tempfile.TemporaryDirectory(prefix="kiungo-metrics-") as group:
         return _fork_and_wait(count, host, port, serve, Path(group))
