@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import kiungo.models  # noqa: F401  (registers every table on the metadata)
 from kiungo.models.base import Base
-from kiungo.runtime.db import async_url
+from kiungo.runtime.db import async_url, plain_url
 
 
 async def create_schema(database_url: str) -> None:
@@ -32,6 +32,18 @@ async def schema_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def schema_connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to ``database_url`` once the models' tables are created there: raw SQL
+    checked there is checked against the models themselves (not the migrations)."""
+    await create_schema(database_url)
+    connection = await asyncpg.connect(plain_url(database_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 # Every account's (debits posted, credits posted, debits pending, credits pending), by id.

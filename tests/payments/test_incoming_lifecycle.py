@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from tests.ledger.schema import create_schema
+from tests.ledger.schema import schema_connection
 
 from kiungo.backend.workers import _DUE_INCOMING_PAYMENTS
 from kiungo.events import EventType
@@ -21,7 +21,6 @@ from kiungo.ledger import AccountKind, account_id_for
 from kiungo.payments.incoming import ENDED, LIFECYCLE, OPEN, States, store
 from kiungo.payments.lifecycle import IllegalTransition
 from kiungo.payments.receivers import INCOMING_PAYMENT_RECEIVER, WALLET_ADDRESS_RECEIVER
-from kiungo.runtime.db import plain_url
 
 USD = ("USD", 2)
 
@@ -56,12 +55,8 @@ def test_open_payments_accept_money_and_ended_ones_may_be_withdrawn() -> None:
 @pytest.fixture
 async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a database whose schema is the models' own (``create_all``)."""
-    await create_schema(database_url)
-    connection = await asyncpg.connect(plain_url(database_url))
-    try:
+    async with schema_connection(database_url) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 async def test_every_statement_prepares_against_the_models_schema(

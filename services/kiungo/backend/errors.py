@@ -1,9 +1,10 @@
 """Typed API errors: each failure the admin API reports carries one code (DESIGN §7).
 
 Resolvers raise :class:`ApiError`; the HTTP layer puts its code in ``extensions.code``. Domain
-modules raise a :class:`Refusal` of their own kind instead, which the resolver turns into an
-``ApiError`` with :func:`refusals_as` and its table of codes. Anything else that escapes a resolver
-is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
+modules raise a :class:`~kiungo.refusal.Refusal` of their own kind instead (shared by the
+backend's domains and those in ``kiungo.payments``), which the resolver turns into an
+``ApiError`` with :func:`refusals_as` and its table of codes. Anything else that escapes a
+resolver is reported as ``INTERNAL_SERVER_ERROR`` with no detail, and logged.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import enum
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
     "ApiError",
@@ -54,25 +57,6 @@ def bad_input(message: str, **extensions: Any) -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, f"{what} not found")
-
-
-class Refusal(Exception):
-    """A domain module's refusal, nothing changed: what it is is its type, which the resolver
-    maps to a code (:func:`refusals_as`); ``details`` go to the error's extensions."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class NotFound(Refusal):
-    """No ``what`` has the id asked for."""
-
-    what = "item"
-
-    def __init__(self) -> None:
-        super().__init__(f"{self.what} not found")
 
 
 @contextlib.contextmanager

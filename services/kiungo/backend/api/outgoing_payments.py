@@ -13,9 +13,9 @@ payment has ended.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -44,10 +44,12 @@ from kiungo.backend.api.liquidity import (
 from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
-from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW, EventType
-from kiungo.ledger import AccountKind, TransferExists, account_id_for
-from kiungo.payments.outgoing import ENDED, States, store
+from kiungo.backend.errors import ErrorCode, bad_input, refusals_as
+from kiungo.events import EventType
+from kiungo.ledger import AccountKind
+from kiungo.payments.outgoing import States
+from kiungo.payments.outgoing import service as domain
+from kiungo.refusal import Refusal
 
 __all__ = [
     "OutgoingPayment",
@@ -57,21 +59,31 @@ __all__ = [
     "page_outgoing_payments",
 ]
 
-# Namespaces of the ids derived from a payment's: its one deposit, and a withdrawal without an
-# event to take the id of.
-_DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
+# What each refusal of the outgoing payment domain is in the API.
+_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
+    (domain.OutgoingPaymentNotFound, ErrorCode.NOT_FOUND),
+    (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
+    (domain.QuoteNotFound, ErrorCode.NOT_FOUND),
+    (domain.WalletAddressInactive, ErrorCode.INACTIVE),
+    (domain.InvalidPaymentRequest, ErrorCode.BAD_USER_INPUT),
+    (domain.QuoteAlreadyPaid, ErrorCode.DUPLICATE),
+    (domain.NotCancellable, ErrorCode.CONFLICT),
+    (domain.AlreadyFunded, ErrorCode.DUPLICATE),
+    (domain.NotFundable, ErrorCode.FORBIDDEN),
+    (domain.NotEnded, ErrorCode.FORBIDDEN),
+)
 
-_SELECT = """
-SELECT p.id, p.wallet_address_id, p.quote_id, p.state, p.error, p.state_attempts,
-       p.sent_amount, p.metadata, p.client, p.grant_id, p.created_at, q.asset_id, q.receiver,
-       q.debit_amount, q.fee_amount, q.receive_amount, q.receive_asset_code,
-       q.receive_asset_scale, q.low_estimated_exchange_rate_numerator,
-       q.low_estimated_exchange_rate_denominator, q.created_at AS quote_created_at,
-       q.expires_at AS quote_expires_at, a.code AS asset_code, a.scale AS asset_scale
-FROM outgoing_payments p
-JOIN quotes q ON q.id = p.quote_id
-JOIN assets a ON a.id = q.asset_id
-"""
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """The domain's refusals as API errors; the ledger's refusal of a deposit as every
+    liquidity mutation reports it."""
+    with refusals_as(_CODES):
+        try:
+            yield
+        except domain.FundingRefused as refused:
+            with ledger_errors():
+                raise refused.ledger_error from None
 
 
 # The models' enum, registered as the schema's OutgoingPaymentState.
@@ -158,7 +170,9 @@ async def page_outgoing_payments(
         filter_in(where, params, "p.state", states, "text")
     if receivers is not None:
         filter_in(where, params, "q.receiver", receivers, "text")
-    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
+    rows, page_info, cursors = await fetch_page(
+        ctx.pool, domain.OUTGOING_PAYMENT_SELECT, where, params, page, alias="p"
+    )
     return OutgoingPaymentConnection(
         page_info=page_info,
         edges=[
@@ -169,10 +183,8 @@ async def page_outgoing_payments(
 
 
 async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
-    row: asyncpg.Record | None = await ctx.pool.fetchrow(_SELECT + " WHERE p.id = $1", payment_id)
-    if row is None:
-        raise not_found("outgoing payment")
-    return row
+    with _api_errors():
+        return await domain.load(ctx.pool, payment_id)
 
 
 async def _reload(ctx: Context, record: dict[str, Any]) -> OutgoingPayment:
@@ -270,36 +282,8 @@ class OutgoingPaymentResponse:
 async def _create_payment(
     ctx: Context, wallet_id: uuid.UUID, quote_id: uuid.UUID, metadata: str | None
 ) -> uuid.UUID:
-    """The payment of a quote, in FUNDING, with its outgoing_payment.created event."""
-    now = datetime.now(UTC)
-    payment_id = uuid.uuid4()
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        status = await conn.fetchval("SELECT status FROM wallet_addresses WHERE id = $1", wallet_id)
-        if status is None:
-            raise not_found("wallet address")
-        if status != "ACTIVE":
-            raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")
-        # Locked: two payments of one quote wait for each other, and the second is a DUPLICATE.
-        quote = await conn.fetchrow(
-            "SELECT wallet_address_id, asset_id, expires_at FROM quotes WHERE id = $1 FOR UPDATE",
-            quote_id,
-        )
-        if quote is None:
-            raise not_found("quote")
-        if quote["wallet_address_id"] != wallet_id:
-            raise bad_input("the quote is another wallet address's", field="quoteId")
-        if quote["expires_at"] <= now:
-            raise bad_input("quote expired", field="quoteId")
-        if await conn.fetchval("SELECT 1 FROM outgoing_payments WHERE quote_id = $1", quote_id):
-            raise ApiError(ErrorCode.DUPLICATE, "the quote already has an outgoing payment")
-        try:
-            await store.create(conn, payment_id, wallet_id, quote_id, metadata, now)
-        except asyncpg.UniqueViolationError:
-            raise ApiError(
-                ErrorCode.DUPLICATE, "the quote already has an outgoing payment"
-            ) from None
-    await ctx.ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
-    return payment_id
+    with _api_errors():
+        return await domain.create(ctx.pool, ctx.ledger, wallet_id, quote_id, metadata)
 
 
 @strawberry.type
@@ -367,34 +351,8 @@ class OutgoingPaymentMutation:
         payment_id = parse_uuid(str(input.id), "id")
 
         async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    OUTGOING_PAYMENT_EVENT_ROW + " FOR UPDATE OF p", payment_id
-                )
-                if row is None:
-                    raise not_found("outgoing payment")
-                if row["state"] != States.FUNDING:
-                    raise ApiError(
-                        ErrorCode.CONFLICT,
-                        "only a FUNDING outgoing payment can be cancelled; this one is "
-                        f"{row['state']}",
-                    )
-                metadata = metadata_value(row["metadata"])
-                if input.reason is not None:
-                    metadata = {**(metadata or {}), "cancellationReason": input.reason}
-                text = metadata_json(metadata)
-                # Nothing is funded before SENDING, but say so if a deposit raced the cancel.
-                available = await ctx.backend.available(AccountKind.OUTGOING_PAYMENT, payment_id)
-                withdrawal = (
-                    (
-                        account_id_for(AccountKind.OUTGOING_PAYMENT, payment_id),
-                        row["asset_id"],
-                        available,
-                    )
-                    if available > 0
-                    else None
-                )
-                await store.cancel(conn, row, text, withdrawal=withdrawal)
+            with _api_errors():
+                await domain.cancel(ctx.pool, ctx.ledger, payment_id, input.reason, metadata_json)
             record = {"id": str(payment_id)}
             return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
 
@@ -414,46 +372,10 @@ class OutgoingPaymentMutation:
     ) -> LiquidityMutationResponse | None:
         ctx = info.context
         payment_id = parse_uuid(input.outgoing_payment_id, "outgoingPaymentId")
-        transfer = uuid.uuid5(_DEPOSITS, str(payment_id))
 
         async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                # Locked while funding, so a cancel waits and then sees SENDING.
-                row = await conn.fetchrow(
-                    "SELECT p.state, q.asset_id, q.debit_amount FROM outgoing_payments p "
-                    "JOIN quotes q ON q.id = p.quote_id WHERE p.id = $1 FOR UPDATE OF p",
-                    payment_id,
-                )
-                if row is None:
-                    raise not_found("outgoing payment")
-                if row["state"] != States.FUNDING:
-                    if await ctx.ledger.transfer(transfer) is not None:
-                        raise ApiError(
-                            ErrorCode.DUPLICATE,
-                            "the outgoing payment is already funded",
-                            liquidityError="TransferExists",
-                        )
-                    raise ApiError(
-                        ErrorCode.FORBIDDEN,
-                        "only a FUNDING outgoing payment takes liquidity; this one is "
-                        f"{row['state']}",
-                    )
-                amount = int(row["debit_amount"])
-                account = await ctx.ledger.ensure_account(
-                    AccountKind.OUTGOING_PAYMENT, payment_id, row["asset_id"]
-                )
-                with ledger_errors():
-                    try:
-                        await ctx.ledger.deposit(transfer, account, amount)
-                    except TransferExists:
-                        # A deposit whose state change did not commit: finish it.
-                        done = await ctx.ledger.transfer(transfer)
-                        if done is None or (done.credit_account_id, done.amount) != (
-                            account,
-                            amount,
-                        ):
-                            raise
-                await store.fund(conn, payment_id)
+            with _api_errors():
+                await domain.fund(ctx.pool, ctx.ledger, payment_id)
             await ctx.backend.payments_due()
             return success_response()
 
@@ -472,12 +394,8 @@ class OutgoingPaymentMutation:
 
         async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
             row = await _load(ctx, payment_id)
-            if row["state"] not in ENDED:
-                raise ApiError(
-                    ErrorCode.FORBIDDEN,
-                    "the outgoing payment has not ended; withdraw once it is COMPLETED, "
-                    "FAILED or CANCELLED",
-                )
+            with _api_errors():
+                domain.check_ended(row["state"])
             await withdraw_payment(
                 ctx,
                 AccountKind.OUTGOING_PAYMENT,

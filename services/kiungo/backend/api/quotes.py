@@ -12,27 +12,20 @@ import strawberry
 
 from kiungo.backend.api.common import Amount, AmountInput, iso, parse_uuid
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.payments import quotes as domain
+from kiungo.refusal import Refusal
 
 __all__ = ["Quote", "QuoteMutation", "QuoteQuery", "create_quote"]
 
 # What each refusal of the quote domain is in the API.
-_CODES: tuple[tuple[type[domain.QuoteError], ErrorCode], ...] = (
+_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.InvalidQuoteRequest, ErrorCode.BAD_USER_INPUT),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
     (domain.QuoteNotFound, ErrorCode.NOT_FOUND),
     (domain.WalletAddressInactive, ErrorCode.INACTIVE),
     (domain.QuotingUnavailable, ErrorCode.INTERNAL_SERVER_ERROR),
 )
-
-
-def _api_error(error: domain.QuoteError) -> ApiError:
-    code = next(
-        (code for kind, code in _CODES if isinstance(error, kind)),
-        ErrorCode.INTERNAL_SERVER_ERROR,
-    )
-    return ApiError(code, error.message, **error.details)
 
 
 @strawberry.type
@@ -98,19 +91,15 @@ async def create_quote(
     quoting = domain.Quoting(
         backend.settings, backend.pool, backend.ledger, backend.rates, backend.http
     )
-    try:
+    with refusals_as(_CODES):
         return await domain.create_quote(
             quoting, wallet_id, receiver, _amount(debit_amount), _amount(receive_amount)
         )
-    except domain.QuoteError as error:
-        raise _api_error(error) from None
 
 
 async def load_quote(ctx: Context, quote_id: uuid.UUID) -> asyncpg.Record:
-    try:
+    with refusals_as(_CODES):
         return await domain.load_quote(ctx.pool, quote_id)
-    except domain.QuoteError as error:
-        raise _api_error(error) from None
 
 
 @strawberry.input

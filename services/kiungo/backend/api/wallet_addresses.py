@@ -3,15 +3,13 @@ and trigger its events."""
 
 from __future__ import annotations
 
-import enum
-import json
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import strawberry
 
+from kiungo import wallet_addresses as domain
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
 from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
@@ -22,9 +20,11 @@ from kiungo.backend.api.wallet_address_keys import (
     page_wallet_address_keys,
 )
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input, refusals_as
 from kiungo.backend.workers import emit_web_monetization_events
 from kiungo.ledger import AccountKind
+from kiungo.models import WalletAddressStatus
+from kiungo.refusal import Refusal
 
 __all__ = [
     "WalletAddress",
@@ -34,16 +34,16 @@ __all__ = [
     "normalize_address",
 ]
 
-_MAX_PROPERTIES = 64
-_COLUMNS = (
-    "id, url, public_name, asset_id, status, additional_properties, created_at, deactivated_at"
+# What each refusal of the wallet address domain is in the API.
+_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
+    (domain.InvalidWalletAddress, ErrorCode.BAD_USER_INPUT),
+    (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
+    (domain.WalletAddressExists, ErrorCode.DUPLICATE),
 )
 
 
-@strawberry.enum
-class WalletAddressStatus(enum.Enum):
-    INACTIVE = "INACTIVE"
-    ACTIVE = "ACTIVE"
+# The models' enum, registered as the schema's WalletAddressStatus.
+strawberry.enum(WalletAddressStatus, name="WalletAddressStatus")
 
 
 @strawberry.type
@@ -60,31 +60,11 @@ class AdditionalPropertyInput:
     visible_in_open_payments: bool
 
 
-def _properties(raw: Any) -> list[AdditionalProperty]:
-    values = json.loads(raw) if isinstance(raw, str) else (raw or [])
-    if not isinstance(values, list):
-        return []
-    return [
-        AdditionalProperty(
-            key=p["key"], value=p["value"], visible_in_open_payments=p["visibleInOpenPayments"]
-        )
-        for p in values
-    ]
-
-
 def _properties_json(properties: list[AdditionalPropertyInput] | None) -> str:
-    items = properties or []
-    if len(items) > _MAX_PROPERTIES:
-        raise bad_input(f"at most {_MAX_PROPERTIES} additional properties")
-    for p in items:
-        if not p.key or len(p.key) > 255 or len(p.value) > 4096:
-            raise bad_input("additional property keys are 1-255 characters, values up to 4096")
-    return json.dumps(
-        [
-            {"key": p.key, "value": p.value, "visibleInOpenPayments": p.visible_in_open_payments}
-            for p in items
-        ]
-    )
+    with refusals_as(_CODES):
+        return domain.properties_json(
+            [domain.Property(p.key, p.value, p.visible_in_open_payments) for p in properties or []]
+        )
 
 
 @strawberry.type
@@ -110,7 +90,10 @@ class WalletAddress:
             url=row["url"],
             public_name=row["public_name"],
             status=WalletAddressStatus(row["status"]),
-            additional_properties=list(_properties(row["additional_properties"])),
+            additional_properties=[
+                AdditionalProperty(key=p.key, value=p.value, visible_in_open_payments=p.visible)
+                for p in domain.properties_of(row["additional_properties"])
+            ],
             created_at=iso(row["created_at"]),
             _uuid=row["id"],
             _asset_id=row["asset_id"],
@@ -156,38 +139,19 @@ class WalletAddress:
 
 
 async def load_wallet_address(ctx: Context, wallet_address_id: uuid.UUID) -> asyncpg.Record:
-    async def load() -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await ctx.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM wallet_addresses WHERE id = $1", wallet_address_id
-        )
-        return row
-
-    row = await ctx.cached(("wallet_address", wallet_address_id), load)
+    row = await ctx.cached(
+        ("wallet_address", wallet_address_id), lambda: domain.load(ctx.pool, wallet_address_id)
+    )
     if row is None:
-        raise not_found("wallet address")
+        with refusals_as(_CODES):
+            raise domain.WalletAddressNotFound()
     return row
 
 
 def normalize_address(ctx: Context, address: str) -> str:
-    """A wallet address URL as stored: ``$host/path`` payment pointers read as ``https://``,
-    no trailing slash, and under OPEN_PAYMENTS_URL, where the connector serves SPSP for it."""
-    text = address.strip()
-    if text.startswith("$"):
-        text = "https://" + text[1:]
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise bad_input(f"{address!r} is not a wallet address URL", field="address")
-    path = parts.path.rstrip("/")
-    if not path:
-        raise bad_input("a wallet address URL needs a path, such as /alice", field="address")
-    url = f"{parts.scheme}://{parts.netloc.lower()}{path}"
-    base = ctx.backend.settings.open_payments_url.rstrip("/")
-    if not url.startswith(base + "/"):
-        raise bad_input(
-            f"wallet addresses of this node are under {base}/ (OPEN_PAYMENTS_URL)",
-            field="address",
-        )
-    return url
+    """:func:`kiungo.wallet_addresses.normalize_address` under this node's OPEN_PAYMENTS_URL."""
+    with refusals_as(_CODES):
+        return domain.normalize_address(address, ctx.backend.settings.open_payments_url)
 
 
 @strawberry.type
@@ -215,12 +179,12 @@ class WalletAddressQuery:
         self, info: strawberry.Info[Context, None], url: str
     ) -> WalletAddress | None:
         try:
-            normalized = normalize_address(info.context, url)
-        except ApiError:
+            normalized = domain.normalize_address(
+                url, info.context.backend.settings.open_payments_url
+            )
+        except domain.InvalidWalletAddress:
             return None
-        row = await info.context.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM wallet_addresses WHERE url = $1", normalized
-        )
+        row = await domain.by_url(info.context.pool, normalized)
         return None if row is None else WalletAddress.from_row(row)
 
     @strawberry.field(description="A page of wallet addresses, newest first by default.")
@@ -235,7 +199,7 @@ class WalletAddressQuery:
     ) -> WalletAddressesConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            f"SELECT {_COLUMNS} FROM wallet_addresses",
+            domain.WALLET_ADDRESS_SELECT,
             [],
             [],
             PageRequest(first, last, after, before, sort_order),
@@ -309,9 +273,8 @@ class TriggerWalletAddressEventsMutationResponse:
 
 
 def _public_name(name: str | None) -> str | None:
-    if name is not None and len(name) > 255:
-        raise bad_input("publicName is at most 255 characters", field="publicName")
-    return name
+    with refusals_as(_CODES):
+        return domain.check_public_name(name)
 
 
 async def _reload(ctx: Context, record: dict[str, Any]) -> WalletAddress:
@@ -334,23 +297,10 @@ class WalletAddressMutation:
 
         async def run() -> tuple[dict[str, Any], CreateWalletAddressMutationResponse]:
             await load_asset(ctx, asset_id)
-            try:
-                row = await ctx.pool.fetchrow(
-                    "INSERT INTO wallet_addresses (id, url, public_name, asset_id, "
-                    "additional_properties) VALUES ($1, $2, $3, $4, $5::jsonb) "
-                    f"RETURNING {_COLUMNS}",
-                    uuid.uuid4(),
-                    url,
-                    public_name,
-                    asset_id,
-                    properties,
+            with refusals_as(_CODES):
+                row = await domain.create(
+                    ctx.pool, ctx.ledger, asset_id, url, public_name, properties
                 )
-            except asyncpg.UniqueViolationError:
-                raise ApiError(
-                    ErrorCode.DUPLICATE, f"the wallet address {url} already exists"
-                ) from None
-            assert row is not None
-            await ctx.ledger.ensure_account(AccountKind.WALLET_ADDRESS, row["id"], asset_id)
             return {"id": str(row["id"])}, CreateWalletAddressMutationResponse(
                 wallet_address=WalletAddress.from_row(row)
             )
@@ -371,32 +321,22 @@ class WalletAddressMutation:
     ) -> UpdateWalletAddressMutationResponse:
         ctx = info.context
         wallet_id = parse_uuid(str(input.id), "id")
-        sets: list[str] = []
-        values: list[Any] = [wallet_id]
+        public_name: str | domain.Keep | None = domain.KEEP
+        status: WalletAddressStatus | domain.Keep = domain.KEEP
+        properties: str | domain.Keep = domain.KEEP
         if input.public_name is not strawberry.UNSET:
-            values.append(_public_name(input.public_name))
-            sets.append(f"public_name = ${len(values)}")
+            public_name = _public_name(input.public_name)
         if input.status is not strawberry.UNSET:
             if input.status is None:
                 raise bad_input("status cannot be null", field="status")
-            values.append(input.status.value)
-            sets.append(f"status = ${len(values)}::text")
-            sets.append(
-                f"deactivated_at = CASE WHEN ${len(values)}::text = 'INACTIVE' "
-                "THEN coalesce(deactivated_at, now()) ELSE NULL END"
-            )
+            status = WalletAddressStatus(input.status)
         if input.additional_properties is not strawberry.UNSET:
-            values.append(_properties_json(input.additional_properties))
-            sets.append(f"additional_properties = ${len(values)}::jsonb")
+            properties = _properties_json(input.additional_properties)
+        changes = domain.WalletAddressChanges(public_name, status, properties)
 
         async def run() -> tuple[dict[str, Any], UpdateWalletAddressMutationResponse]:
-            assignments = ", ".join([*sets, "updated_at = now()"])
-            row = await ctx.pool.fetchrow(
-                f"UPDATE wallet_addresses SET {assignments} WHERE id = $1 RETURNING {_COLUMNS}",
-                *values,
-            )
-            if row is None:
-                raise not_found("wallet address")
+            with refusals_as(_CODES):
+                row = await domain.update(ctx.pool, wallet_id, changes)
             await ctx.backend.receiver_changed(row["id"])
             return {"id": str(row["id"])}, UpdateWalletAddressMutationResponse(
                 wallet_address=WalletAddress.from_row(row)

@@ -21,6 +21,8 @@ __all__ = [
 ]
 
 _COLUMNS = "id, type, data, created_at"
+# Built from the constant column list only.
+_EVENTS = f"SELECT {_COLUMNS} FROM webhook_events"
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class WebhookQuery:
             filter_in(where, params, "type", filter.type.in_, "text")
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
-            f"SELECT {_COLUMNS} FROM webhook_events",
+            _EVENTS,
             where,
             params,
             PageRequest(first, last, after, before, sort_order),

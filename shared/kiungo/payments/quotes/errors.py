@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from kiungo.refusal import Refusal
 
 __all__ = [
     "InvalidQuoteRequest",
@@ -16,14 +16,9 @@ __all__ = [
 ]
 
 
-class QuoteError(Exception):
+class QuoteError(Refusal):
     """Quoting refused, and nothing stored. ``details`` go with the message to the caller: the
     input at fault as ``field``, and what else helps (``quoteError``, ``minSendAmount``)."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 class InvalidQuoteRequest(QuoteError):

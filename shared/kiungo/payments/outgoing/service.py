@@ -1,0 +1,271 @@
+"""Creating, funding and cancelling an outgoing payment: the rules each request is checked
+against before :mod:`kiungo.payments.outgoing.store` changes the row.
+
+Each refusal is an :class:`OutgoingPaymentError` subclass, raised before anything is written
+(or with the transaction that read the row rolled back); the admin API maps each to its code.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import asyncpg
+
+from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW
+from kiungo.ledger import (
+    AccountKind,
+    Ledger,
+    LedgerError,
+    TransferExists,
+    UnknownAccount,
+    account_id_for,
+)
+from kiungo.models import WalletAddressStatus
+from kiungo.payments.outgoing import store
+from kiungo.payments.outgoing.states import ENDED, States
+from kiungo.refusal import NotFound, Refusal
+
+__all__ = [
+    "OUTGOING_PAYMENT_SELECT",
+    "AlreadyFunded",
+    "FundingRefused",
+    "InvalidPaymentRequest",
+    "NotCancellable",
+    "NotEnded",
+    "NotFundable",
+    "NotFunding",
+    "OutgoingPaymentError",
+    "OutgoingPaymentNotFound",
+    "QuoteAlreadyPaid",
+    "QuoteNotFound",
+    "WalletAddressInactive",
+    "WalletAddressNotFound",
+    "cancel",
+    "check_ended",
+    "create",
+    "fund",
+    "load",
+]
+
+
+class OutgoingPaymentError(Refusal):
+    """A request about an outgoing payment refused, nothing written."""
+
+
+class OutgoingPaymentNotFound(NotFound, OutgoingPaymentError):
+    what = "outgoing payment"
+
+
+class WalletAddressNotFound(NotFound, OutgoingPaymentError):
+    what = "wallet address"
+
+
+class QuoteNotFound(NotFound, OutgoingPaymentError):
+    what = "quote"
+
+
+class WalletAddressInactive(OutgoingPaymentError):
+    default_message = "the wallet address is inactive"
+
+
+class InvalidPaymentRequest(OutgoingPaymentError):
+    """The quote cannot be paid by this request (the caller's to change)."""
+
+
+class QuoteAlreadyPaid(OutgoingPaymentError):
+    default_message = "the quote already has an outgoing payment"
+
+
+class NotFunding(OutgoingPaymentError):
+    """What is asked of the payment is for a FUNDING one only."""
+
+    asked: ClassVar[str]
+
+    def __init__(self, state: str) -> None:
+        super().__init__(
+            f"only a {States.FUNDING} outgoing payment {self.asked}; this one is {state}"
+        )
+
+
+class NotCancellable(NotFunding):
+    asked = "can be cancelled"
+
+
+class AlreadyFunded(OutgoingPaymentError):
+    def __init__(self) -> None:
+        super().__init__("the outgoing payment is already funded", liquidityError="TransferExists")
+
+
+class NotFundable(NotFunding):
+    asked = "takes liquidity"
+
+
+class NotEnded(OutgoingPaymentError):
+    def __init__(self) -> None:
+        *first, last = [s.value for s in States if s in ENDED]
+        super().__init__(
+            f"the outgoing payment has not ended; withdraw once it is {', '.join(first)} or {last}"
+        )
+
+
+class FundingRefused(OutgoingPaymentError):
+    """The ledger refused the deposit; ``ledger_error`` says why."""
+
+    def __init__(self, ledger_error: LedgerError) -> None:
+        super().__init__(str(ledger_error))
+        self.ledger_error = ledger_error
+
+
+OUTGOING_PAYMENT_SELECT = """
+SELECT p.id, p.wallet_address_id, p.quote_id, p.state, p.error, p.state_attempts,
+       p.sent_amount, p.metadata, p.client, p.grant_id, p.created_at, q.asset_id, q.receiver,
+       q.debit_amount, q.fee_amount, q.receive_amount, q.receive_asset_code,
+       q.receive_asset_scale, q.low_estimated_exchange_rate_numerator,
+       q.low_estimated_exchange_rate_denominator, q.created_at AS quote_created_at,
+       q.expires_at AS quote_expires_at, a.code AS asset_code, a.scale AS asset_scale
+FROM outgoing_payments p
+JOIN quotes q ON q.id = p.quote_id
+JOIN assets a ON a.id = q.asset_id
+"""
+"""An outgoing payment with its quote and asset, as the admin API shows it (a WHERE may
+follow)."""
+
+_WALLET_STATUS = "SELECT status FROM wallet_addresses WHERE id = $1"
+# Locked: two payments of one quote wait for each other, and the second is a duplicate.
+_QUOTE_LOCKED = (
+    "SELECT wallet_address_id, asset_id, expires_at FROM quotes WHERE id = $1 FOR UPDATE"
+)
+_QUOTE_PAID = "SELECT 1 FROM outgoing_payments WHERE quote_id = $1"
+# Locked while funding, so a cancel waits and then sees SENDING.
+_FUNDING_LOCKED = """
+SELECT p.state, q.asset_id, q.debit_amount FROM outgoing_payments p
+JOIN quotes q ON q.id = p.quote_id WHERE p.id = $1 FOR UPDATE OF p
+"""
+
+# The namespace of a payment's one deposit's id.
+_DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
+
+
+async def load(pool: asyncpg.Pool, payment_id: uuid.UUID) -> asyncpg.Record:
+    """The payment's row of :data:`OUTGOING_PAYMENT_SELECT`."""
+    row: asyncpg.Record | None = await pool.fetchrow(
+        OUTGOING_PAYMENT_SELECT + " WHERE p.id = $1", payment_id
+    )
+    if row is None:
+        raise OutgoingPaymentNotFound()
+    return row
+
+
+async def create(
+    pool: asyncpg.Pool,
+    ledger: Ledger,
+    wallet_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    metadata: str | None,
+) -> uuid.UUID:
+    """The payment of a quote of an active wallet address, FUNDING, with its
+    ``outgoing_payment.created`` event and its (empty) ledger account."""
+    now = datetime.now(UTC)
+    payment_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.fetchval(_WALLET_STATUS, wallet_id)
+        if status is None:
+            raise WalletAddressNotFound()
+        if status != WalletAddressStatus.ACTIVE:
+            raise WalletAddressInactive()
+        quote = await conn.fetchrow(_QUOTE_LOCKED, quote_id)
+        if quote is None:
+            raise QuoteNotFound()
+        if quote["wallet_address_id"] != wallet_id:
+            raise InvalidPaymentRequest("the quote is another wallet address's", field="quoteId")
+        if quote["expires_at"] <= now:
+            raise InvalidPaymentRequest("quote expired", field="quoteId")
+        if await conn.fetchval(_QUOTE_PAID, quote_id):
+            raise QuoteAlreadyPaid()
+        try:
+            await store.create(conn, payment_id, wallet_id, quote_id, metadata, now)
+        except asyncpg.UniqueViolationError:
+            raise QuoteAlreadyPaid() from None
+    await ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
+    return payment_id
+
+
+async def _available(ledger: Ledger, payment_id: uuid.UUID) -> int:
+    try:
+        balance = await ledger.balance(account_id_for(AccountKind.OUTGOING_PAYMENT, payment_id))
+    except UnknownAccount:
+        return 0
+    return balance.available
+
+
+def _stored_metadata(raw: Any) -> dict[str, Any] | None:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else None
+
+
+async def cancel(
+    pool: asyncpg.Pool,
+    ledger: Ledger,
+    payment_id: uuid.UUID,
+    reason: str | None,
+    encode_metadata: Callable[[dict[str, Any] | None], str | None],
+) -> None:
+    """FUNDING → CANCELLED, the reason kept in its metadata as ``cancellationReason``.
+    ``encode_metadata`` writes the new metadata as stored JSON text (the caller's rules on
+    metadata apply, and what it raises rolls the cancel back)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW + " FOR UPDATE OF p", payment_id)
+        if row is None:
+            raise OutgoingPaymentNotFound()
+        if row["state"] != States.FUNDING:
+            raise NotCancellable(row["state"])
+        metadata = _stored_metadata(row["metadata"])
+        if reason is not None:
+            metadata = {**(metadata or {}), "cancellationReason": reason}
+        text = encode_metadata(metadata)
+        # Nothing is funded before SENDING, but say so if a deposit raced the cancel.
+        available = await _available(ledger, payment_id)
+        withdrawal = (
+            (account_id_for(AccountKind.OUTGOING_PAYMENT, payment_id), row["asset_id"], available)
+            if available > 0
+            else None
+        )
+        await store.cancel(conn, row, text, withdrawal=withdrawal)
+
+
+async def fund(pool: asyncpg.Pool, ledger: Ledger, payment_id: uuid.UUID) -> None:
+    """Deposit exactly the quote's debit amount (once: the deposit's id is the payment's) and
+    make the payment SENDING. A deposit whose state change did not commit is finished."""
+    transfer = uuid.uuid5(_DEPOSITS, str(payment_id))
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(_FUNDING_LOCKED, payment_id)
+        if row is None:
+            raise OutgoingPaymentNotFound()
+        if row["state"] != States.FUNDING:
+            if await ledger.transfer(transfer) is not None:
+                raise AlreadyFunded()
+            raise NotFundable(row["state"])
+        amount = int(row["debit_amount"])
+        account = await ledger.ensure_account(
+            AccountKind.OUTGOING_PAYMENT, payment_id, row["asset_id"]
+        )
+        try:
+            try:
+                await ledger.deposit(transfer, account, amount)
+            except TransferExists:
+                done = await ledger.transfer(transfer)
+                if done is None or (done.credit_account_id, done.amount) != (account, amount):
+                    raise
+        except LedgerError as error:
+            raise FundingRefused(error) from None
+        await store.fund(conn, payment_id)
+
+
+def check_ended(state: str) -> None:
+    """Only what is left in an ended payment may be withdrawn."""
+    if state not in ENDED:
+        raise NotEnded()
