@@ -3,6 +3,7 @@
 from kiungo.models.asset import Asset
 from kiungo.models.base import Base
 from kiungo.models.fee import Fee, FeeType
+from kiungo.models.grant import Grant, GrantAccessToken
 from kiungo.models.incoming_payment import IncomingPayment, IncomingPaymentState
 from kiungo.models.ledger import LedgerAccount, LedgerTransfer
 from kiungo.models.outgoing_payment import OutgoingPayment, OutgoingPaymentState
@@ -17,6 +18,8 @@ __all__ = [
     "Base",
     "Fee",
     "FeeType",
+    "Grant",
+    "GrantAccessToken",
     "IncomingPayment",
     "IncomingPaymentState",
     "LedgerAccount",

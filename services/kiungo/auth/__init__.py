@@ -1,0 +1,1 @@
+"""The Open Payments authorization server (GNAP): grants, access tokens, continuation."""

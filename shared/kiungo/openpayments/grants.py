@@ -1,0 +1,281 @@
+"""GNAP grants (RFC 9635) as an Open Payments authorization server issues them: the access a
+request may ask for, non-interactive grants with their access and continuation tokens, token
+rotation and revocation, grant cancellation, and :func:`introspect` for the resource server.
+
+Token values are 32 random bytes (base64url) handed to the client once; rows hold only their
+SHA-256, so every lookup hashes the presented value. A rotation revokes the old row and adds a
+new one (new value, new manage URL) in one transaction, so at most one of them authorizes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "ACCESS_TOKEN_EXPIRY_SECONDS",
+    "APPROVED",
+    "FINALIZED",
+    "NON_INTERACTIVE_ACTIONS",
+    "AccessRefused",
+    "GrantInfo",
+    "IssuedToken",
+    "cancel_grant",
+    "create_grant",
+    "grant_for_continuation",
+    "hash_token",
+    "introspect",
+    "parse_access",
+    "revoke_token",
+    "rotate_token",
+    "token_holder",
+]
+
+# Rafiki's ACCESS_TOKEN_EXPIRY_SECONDS default.
+ACCESS_TOKEN_EXPIRY_SECONDS = 600
+APPROVED = "APPROVED"
+FINALIZED = "FINALIZED"
+# What may be granted without interaction, per type (Open Payments access-incoming/-quote).
+NON_INTERACTIVE_ACTIONS: Mapping[str, frozenset[str]] = {
+    "incoming-payment": frozenset({"create", "read", "read-all", "list", "list-all", "complete"}),
+    "quote": frozenset({"create", "read", "read-all"}),
+}
+MAX_ACCESS_ITEMS = 16
+MAX_IDENTIFIER = 2048
+
+
+class AccessRefused(Exception):
+    """The requested access cannot be granted; ``code`` is the GNAP error code."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: uuid.UUID
+    value: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    """What a valid access token authorizes: the grant, its client and access."""
+
+    grant_id: uuid.UUID
+    token_id: uuid.UUID
+    client: str
+    access: list[dict[str, Any]]
+
+
+def hash_token(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _new_value() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def parse_access(raw: object) -> list[dict[str, Any]]:
+    """The access items of a grant request, checked: each a known non-interactive type with
+    distinct known actions and an optional string identifier. ``outgoing-payment`` needs
+    interaction (not offered yet): ``invalid_request``, as for an interactive request Rafiki
+    cannot honour."""
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_ACCESS_ITEMS:
+        raise AccessRefused("invalid_request", "access must be a non-empty array")
+    items: list[dict[str, Any]] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise AccessRefused("invalid_request", "each access item must be an object")
+        kind = item.get("type")
+        if kind == "outgoing-payment":
+            raise AccessRefused(
+                "invalid_request", "outgoing-payment access requires interaction, not supported"
+            )
+        if not isinstance(kind, str) or kind not in NON_INTERACTIVE_ACTIONS:
+            raise AccessRefused("invalid_request", "unknown access type")
+        allowed = set(item) - {"type", "actions", "identifier"}
+        if allowed:
+            raise AccessRefused("invalid_request", f"unknown access fields: {sorted(allowed)}")
+        actions = item.get("actions")
+        if (
+            not isinstance(actions, list)
+            or not all(isinstance(a, str) for a in actions)
+            or len(set(actions)) != len(actions)
+            or not set(actions) <= NON_INTERACTIVE_ACTIONS[kind]
+        ):
+            raise AccessRefused("invalid_request", f"invalid actions for {kind}")
+        checked: dict[str, Any] = {"type": kind, "actions": list(actions)}
+        identifier = item.get("identifier")
+        if identifier is not None:
+            if kind == "quote":
+                raise AccessRefused("invalid_request", "quote access takes no identifier")
+            if not isinstance(identifier, str) or not 0 < len(identifier) <= MAX_IDENTIFIER:
+                raise AccessRefused("invalid_request", "identifier must be a URI string")
+            checked["identifier"] = identifier
+        items.append(checked)
+    return items
+
+
+async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int) -> IssuedToken:
+    token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
+    await conn.execute(
+        "INSERT INTO grant_access_tokens (id, grant_id, value_hash, expires_at)"
+        " VALUES ($1, $2, $3, $4)",
+        token.id,
+        grant_id,
+        hash_token(token.value),
+        datetime.now(UTC) + timedelta(seconds=expires_in),
+    )
+    return token
+
+
+async def create_grant(
+    pool: asyncpg.Pool,
+    client: str,
+    access: Sequence[Mapping[str, Any]],
+    expires_in: int = ACCESS_TOKEN_EXPIRY_SECONDS,
+) -> tuple[uuid.UUID, IssuedToken, str]:
+    """An approved grant for ``client``: its id, access token, and continuation token value."""
+    grant_id = uuid.uuid4()
+    continue_value = _new_value()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO grants (id, client, access, state, continue_token_hash)"
+            " VALUES ($1, $2, $3::jsonb, $4, $5)",
+            grant_id,
+            client,
+            json.dumps(list(access)),
+            APPROVED,
+            hash_token(continue_value),
+        )
+        token = await _issue(conn, grant_id, expires_in)
+    return grant_id, token, continue_value
+
+
+async def token_holder(
+    pool: asyncpg.Pool, token_id: uuid.UUID, value: str
+) -> asyncpg.Record | None:
+    """The grant (client, access) of the unrevoked token ``token_id`` whose value is ``value``,
+    expired or not (an expired token may still be rotated or revoked, as in Rafiki); else None."""
+    return await pool.fetchrow(
+        "SELECT g.id AS grant_id, g.client, g.access FROM grant_access_tokens t"
+        " JOIN grants g ON g.id = t.grant_id"
+        " WHERE t.id = $1 AND t.value_hash = $2 AND NOT t.revoked AND g.state = $3",
+        token_id,
+        hash_token(value),
+        APPROVED,
+    )
+
+
+async def rotate_token(
+    pool: asyncpg.Pool,
+    token_id: uuid.UUID,
+    value: str,
+    expires_in: int = ACCESS_TOKEN_EXPIRY_SECONDS,
+) -> IssuedToken | None:
+    """Revoke token ``token_id`` (presented as ``value``) and issue its grant a new one; None
+    when that token is unknown, revoked or its value wrong. Concurrent rotations of one token:
+    only one wins (the UPDATE's row lock)."""
+    async with pool.acquire() as conn, conn.transaction():
+        grant_id = await conn.fetchval(
+            "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
+            " WHERE id = $1 AND value_hash = $2 AND NOT revoked RETURNING grant_id",
+            token_id,
+            hash_token(value),
+        )
+        if grant_id is None:
+            return None
+        return await _issue(conn, grant_id, expires_in)
+
+
+async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID, value: str) -> bool:
+    """Revoke token ``token_id`` presented as ``value``; False when nothing was revoked."""
+    revoked = await pool.fetchval(
+        "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
+        " WHERE id = $1 AND value_hash = $2 AND NOT revoked RETURNING id",
+        token_id,
+        hash_token(value),
+    )
+    return revoked is not None
+
+
+async def grant_for_continuation(
+    pool: asyncpg.Pool, grant_id: uuid.UUID, value: str
+) -> asyncpg.Record | None:
+    """The approved grant ``grant_id`` if ``value`` is its continuation token, else None."""
+    return await pool.fetchrow(
+        "SELECT id, client, access FROM grants"
+        " WHERE id = $1 AND continue_token_hash = $2 AND state = $3",
+        grant_id,
+        hash_token(value),
+        APPROVED,
+    )
+
+
+async def cancel_grant(pool: asyncpg.Pool, grant_id: uuid.UUID, value: str) -> bool:
+    """Finalize grant ``grant_id`` (continuation token ``value``) and revoke its tokens."""
+    async with pool.acquire() as conn, conn.transaction():
+        cancelled = await conn.fetchval(
+            "UPDATE grants SET state = $3, updated_at = now()"
+            " WHERE id = $1 AND continue_token_hash = $2 AND state = $4 RETURNING id",
+            grant_id,
+            hash_token(value),
+            FINALIZED,
+            APPROVED,
+        )
+        if cancelled is None:
+            return False
+        await conn.execute(
+            "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
+            " WHERE grant_id = $1 AND NOT revoked",
+            grant_id,
+        )
+    return True
+
+
+def _covers(
+    access: Sequence[Mapping[str, Any]], kind: str, action: str, identifier: str | None
+) -> bool:
+    for item in access:
+        if item.get("type") != kind or action not in item.get("actions", ()):
+            continue
+        granted = item.get("identifier")
+        if granted is None or identifier is None or granted == identifier:
+            return True
+    return False
+
+
+async def introspect(
+    pool: asyncpg.Pool,
+    token_value: str,
+    *required: tuple[str, str, str | None],
+) -> GrantInfo | None:
+    """The grant an access token value authorizes, when it is active (not revoked, not
+    expired, its grant approved) and its access covers every ``(type, action, identifier)`` in
+    ``required`` (an identifier of None matches any; a grant without identifier covers all);
+    else None. This is what the resource server calls for ``Authorization: GNAP <value>``."""
+    row = await pool.fetchrow(
+        "SELECT t.id, g.id AS grant_id, g.client, g.access FROM grant_access_tokens t"
+        " JOIN grants g ON g.id = t.grant_id"
+        " WHERE t.value_hash = $1 AND NOT t.revoked AND t.expires_at > now() AND g.state = $2",
+        hash_token(token_value),
+        APPROVED,
+    )
+    if row is None:
+        return None
+    access = json.loads(row["access"]) if isinstance(row["access"], str) else row["access"]
+    if not all(_covers(access, *need) for need in required):
+        return None
+    return GrantInfo(row["grant_id"], row["id"], row["client"], access)
