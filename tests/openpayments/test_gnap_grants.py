@@ -1,0 +1,361 @@
+"""The GNAP authorization server over HTTP on a real socket, against Postgres: non-interactive
+grants for a local client wallet address signed with its key, token rotation and revocation,
+grant cancellation, introspection, every refusal leaving the rows as they were, and the real
+Open Payments client (JavaScript, validating responses) requesting, rotating and revoking."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.interop.node import node_script
+from tests.loopback import serve
+
+from kiungo.auth.app import auth_app
+from kiungo.migrations.run import upgrade
+from kiungo.openpayments.grants import introspect
+from kiungo.openpayments.http_signatures import sign_request
+from kiungo.openpayments.jwk import private_key_to_pem, public_key_to_jwk
+from kiungo.openpayments.wallet_address_keys import create_key, parse_jwk
+from kiungo.runtime.db import create_pool
+
+CLIENT = "https://wallet.test/alice"
+INCOMING = [{"type": "incoming-payment", "actions": ["create", "read", "list", "complete"]}]
+
+
+@dataclass
+class Auth:
+    url: str
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    key: Ed25519PrivateKey
+    kid: str
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        created: int | None = None,
+        tamper: bytes | None = None,
+        signed: bool = True,
+    ) -> httpx.Response:
+        raw = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {} if token is None else {"Authorization": f"GNAP {token}"}
+        if signed:
+            headers |= sign_request(
+                method=method,
+                target_uri=url,
+                headers=headers,
+                body=raw,
+                private_key=key or self.key,
+                key_id=self.kid,
+                created=int(time.time()) if created is None else created,
+            )
+        elif raw is not None:
+            headers["Content-Type"] = "application/json"
+        if tamper is not None:
+            headers["Content-Length"] = str(len(tamper))
+        return await self.http.request(method, url, content=tamper or raw, headers=headers)
+
+    async def grant(self, access: Any = None, **kwargs: Any) -> httpx.Response:
+        body = {
+            "client": CLIENT,
+            "access_token": {"access": INCOMING if access is None else access},
+        }
+        return await self.send("POST", self.url, body, **kwargs)
+
+    async def rows(self) -> list[list[Any]]:
+        grants = await self.pool.fetch(
+            "SELECT id, state, continue_token_hash FROM grants ORDER BY id"
+        )
+        tokens = await self.pool.fetch(
+            "SELECT id, grant_id, value_hash, revoked, expires_at FROM grant_access_tokens"
+            " ORDER BY id"
+        )
+        return [[tuple(r) for r in grants], [tuple(r) for r in tokens]]
+
+
+@pytest.fixture
+async def auth(database_url: str) -> AsyncIterator[Auth]:
+    await upgrade(database_url)
+    pool = await create_pool(database_url)
+    try:
+        asset = await pool.fetchval(
+            "INSERT INTO assets (id, code, scale) VALUES ($1, 'USD', 2) RETURNING id", uuid.uuid4()
+        )
+        for path in ("alice", "bob"):
+            await pool.execute(
+                "INSERT INTO wallet_addresses (id, url, asset_id) VALUES ($1, $2, $3)",
+                uuid.uuid4(),
+                f"https://wallet.test/{path}",
+                asset,
+            )
+        alice = await pool.fetchval("SELECT id FROM wallet_addresses WHERE url = $1", CLIENT)
+        key = Ed25519PrivateKey.generate()
+        x = public_key_to_jwk(key.public_key(), "alice-key")["x"]
+        await create_key(pool, alice, parse_jwk(kid="alice-key", x=x))
+        # The app learns its own public URL only once the socket is bound; a placeholder
+        # app is replaced right after.
+        holder: dict[str, Any] = {}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await holder["app"](scope, receive, send)
+
+        async with serve(app) as url, httpx.AsyncClient(timeout=10) as http:
+            holder["app"] = auth_app(pool, url)
+            yield Auth(url + "/", pool, http, key, "alice-key")
+    finally:
+        await pool.close()
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def test_a_signed_request_from_a_local_wallet_address_gets_a_non_interactive_grant(
+    auth: Auth,
+) -> None:
+    access = [*INCOMING, {"type": "quote", "actions": ["create", "read"]}]
+    response = await auth.grant(access)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    token, cont = body["access_token"], body["continue"]
+    assert set(body) == {"access_token", "continue"}
+    assert set(token) == {"value", "manage", "expires_in", "access"}
+    assert token["access"] == access and token["expires_in"] == 600
+    assert token["manage"].startswith(auth.url + "token/")
+    assert cont["uri"].startswith(auth.url + "continue/")
+    [grants, tokens] = await auth.rows()
+    assert len(grants) == 1 and len(tokens) == 1
+    # Only hashes are stored.
+    assert tokens[0][2] == sha256(token["value"]) and grants[0][2] == sha256(
+        cont["access_token"]["value"]
+    )
+    assert str(tokens[0][0]) == token["manage"].rsplit("/", 1)[1]
+
+    info = await introspect(auth.pool, token["value"], ("incoming-payment", "create", CLIENT))
+    assert info is not None and info.client == CLIENT and info.access == access
+    assert await introspect(auth.pool, token["value"], ("quote", "read", None)) is not None
+    assert (
+        await introspect(auth.pool, token["value"], ("incoming-payment", "read-all", None)) is None
+    )
+    assert await introspect(auth.pool, token["value"], ("outgoing-payment", "create", None)) is None
+    assert await introspect(auth.pool, "not-a-token") is None
+
+
+async def test_an_identifier_limits_the_grant_to_that_wallet_address(auth: Auth) -> None:
+    bob = "https://wallet.test/bob"
+    access = [{"type": "incoming-payment", "actions": ["create"], "identifier": bob}]
+    token = (await auth.grant(access)).json()["access_token"]["value"]
+    assert await introspect(auth.pool, token, ("incoming-payment", "create", bob)) is not None
+    assert await introspect(auth.pool, token, ("incoming-payment", "create", CLIENT)) is None
+
+
+async def test_rotation_gives_a_new_token_and_the_old_one_stops_working(auth: Auth) -> None:
+    first = (await auth.grant()).json()["access_token"]
+    rotated = await auth.send("POST", first["manage"], token=first["value"])
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()["access_token"]
+    assert set(second) == {"value", "manage", "expires_in", "access"}
+    assert second["value"] != first["value"] and second["manage"] != first["manage"]
+    assert second["access"] == INCOMING
+    assert await introspect(auth.pool, first["value"]) is None
+    assert await introspect(auth.pool, second["value"]) is not None
+
+    before = await auth.rows()
+    again = await auth.send("POST", first["manage"], token=first["value"])
+    assert again.status_code == 404 and again.json()["error"]["code"] == "invalid_rotation"
+    revoke_old = await auth.send("DELETE", first["manage"], token=first["value"])
+    assert revoke_old.status_code == 401 and revoke_old.json()["error"]["code"] == "invalid_client"
+    # The new token's value does not manage the old token's URL either.
+    crossed = await auth.send("POST", first["manage"], token=second["value"])
+    assert crossed.status_code == 404
+    assert await auth.rows() == before
+
+
+async def test_revocation_ends_the_token_and_a_revoked_token_manages_nothing(auth: Auth) -> None:
+    token = (await auth.grant()).json()["access_token"]
+    revoked = await auth.send("DELETE", token["manage"], token=token["value"])
+    assert revoked.status_code == 204
+    assert await introspect(auth.pool, token["value"]) is None
+    before = await auth.rows()
+    assert before[1][0][3] is True
+    rotate = await auth.send("POST", token["manage"], token=token["value"])
+    assert rotate.status_code == 404 and rotate.json()["error"]["code"] == "invalid_rotation"
+    again = await auth.send("DELETE", token["manage"], token=token["value"])
+    assert again.status_code == 401
+    assert await auth.rows() == before
+
+
+async def test_cancelling_the_grant_revokes_its_tokens(auth: Auth) -> None:
+    body = (await auth.grant()).json()
+    cont = body["continue"]
+    value = cont["access_token"]["value"]
+    # Grants are approved at once: nothing to continue.
+    pending = await auth.send("POST", cont["uri"], token=value)
+    assert pending.status_code == 401 and pending.json()["error"]["code"] == "request_denied"
+    wrong = await auth.send("DELETE", cont["uri"], token=body["access_token"]["value"])
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_continuation"
+    cancelled = await auth.send("DELETE", cont["uri"], token=value)
+    assert cancelled.status_code == 204
+    assert await introspect(auth.pool, body["access_token"]["value"]) is None
+    [grants, tokens] = await auth.rows()
+    assert grants[0][1] == "FINALIZED" and tokens[0][3] is True
+    rotate = await auth.send(
+        "POST", body["access_token"]["manage"], token=body["access_token"]["value"]
+    )
+    assert rotate.status_code == 404
+
+
+async def test_bad_grant_requests_are_refused_and_change_nothing(auth: Auth) -> None:
+    other = Ed25519PrivateKey.generate()
+    good = {"client": CLIENT, "access_token": {"access": INCOMING}}
+    tampered = json.dumps(
+        {"client": CLIENT, "access_token": {"access": [{"type": "quote", "actions": ["create"]}]}},
+        separators=(",", ":"),
+    ).encode()
+    cases: list[tuple[str, Any, int, str]] = [
+        ("unsigned", auth.grant(signed=False), 401, "invalid_client"),
+        ("wrong key", auth.grant(key=other), 401, "invalid_client"),
+        ("skewed created", auth.grant(created=int(time.time()) - 3600), 401, "invalid_client"),
+        ("future created", auth.grant(created=int(time.time()) + 3600), 401, "invalid_client"),
+        (
+            "tampered body",
+            auth.send("POST", auth.url, good, tamper=tampered),
+            401,
+            "invalid_client",
+        ),
+        (
+            "unknown client",
+            auth.send("POST", auth.url, {**good, "client": "https://wallet.test/nobody"}),
+            400,
+            "invalid_client",
+        ),
+        (
+            "remote client",
+            auth.send("POST", auth.url, {**good, "client": "https://elsewhere.test/x"}),
+            400,
+            "invalid_client",
+        ),
+        (
+            "client by jwk",
+            auth.send("POST", auth.url, {**good, "client": {"jwk": {"kid": "k"}}}),
+            400,
+            "invalid_client",
+        ),
+        (
+            "unknown access type",
+            auth.grant([{"type": "coffee", "actions": ["read"]}]),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown action",
+            auth.grant([{"type": "quote", "actions": ["complete"]}]),
+            400,
+            "invalid_request",
+        ),
+        (
+            "outgoing payment needs interaction",
+            auth.grant([{"type": "outgoing-payment", "actions": ["create"], "identifier": CLIENT}]),
+            400,
+            "invalid_request",
+        ),
+        ("no access", auth.send("POST", auth.url, {"client": CLIENT}), 400, "invalid_request"),
+        ("not json", auth.send("POST", auth.url, "x", tamper=b"{nope"), 400, "invalid_request"),
+    ]
+    before = await auth.rows()
+    for name, call, status, code in cases:
+        response = await call
+        assert response.status_code == status, (name, response.text)
+        assert response.json()["error"]["code"] == code, name
+    assert await auth.rows() == before == [[], []]
+
+
+async def test_token_management_needs_the_clients_signature(auth: Auth) -> None:
+    token = (await auth.grant()).json()["access_token"]
+    before = await auth.rows()
+    other = Ed25519PrivateKey.generate()
+    refusals = [
+        (await auth.send("POST", token["manage"], token=token["value"], key=other), 401),
+        (await auth.send("DELETE", token["manage"], token=token["value"], signed=False), 401),
+        (await auth.send("POST", token["manage"], signed=False), 401),
+        (
+            await auth.send(
+                "DELETE", token["manage"], token=token["value"], created=int(time.time()) - 600
+            ),
+            401,
+        ),
+        (await auth.send("POST", auth.url + "token/not-a-uuid", token=token["value"]), 404),
+    ]
+    for response, status in refusals:
+        assert response.status_code == status, response.text
+        assert "error" in response.json()
+    assert await auth.rows() == before
+    assert await introspect(auth.pool, token["value"]) is not None
+
+
+@pytest.mark.interop
+async def test_the_open_payments_client_requests_rotates_and_revokes(
+    auth: Auth, tmp_path: Path
+) -> None:
+    pem = tmp_path / "alice.pem"
+    pem.write_bytes(private_key_to_pem(auth.key))
+    async with node_script("open_payments_grants.js", CLIENT, str(pem), auth.kid) as js:
+        granted = await js.command({"op": "grant", "url": auth.url.rstrip("/"), "access": INCOMING})
+        assert granted["ok"], granted
+        token = granted["body"]["access_token"]
+        assert token["access"] == INCOMING
+        assert await introspect(auth.pool, token["value"], ("incoming-payment", "create", None))
+
+        rotated = await js.command(
+            {"op": "rotate", "url": token["manage"], "accessToken": token["value"]}
+        )
+        assert rotated["ok"], rotated
+        new = rotated["body"]["access_token"]
+        assert await introspect(auth.pool, token["value"]) is None
+        assert await introspect(auth.pool, new["value"]) is not None
+
+        stale = await js.command(
+            {"op": "rotate", "url": token["manage"], "accessToken": token["value"]}
+        )
+        assert not stale["ok"] and stale["status"] == 404, stale
+
+        revoked = await js.command(
+            {"op": "revoke", "url": new["manage"], "accessToken": new["value"]}
+        )
+        assert revoked["ok"], revoked
+        assert await introspect(auth.pool, new["value"]) is None
+
+        outgoing = await js.command(
+            {
+                "op": "grant",
+                "url": auth.url,
+                "access": [
+                    {"type": "outgoing-payment", "actions": ["create"], "identifier": CLIENT}
+                ],
+            }
+        )
+        assert not outgoing["ok"] and outgoing["status"] == 400, outgoing
+
+        second = await js.command({"op": "grant", "url": auth.url, "access": INCOMING})
+        cont = second["body"]["continue"]
+        cancelled = await js.command(
+            {"op": "cancel", "url": cont["uri"], "accessToken": cont["access_token"]["value"]}
+        )
+        assert cancelled["ok"], cancelled
+        assert await introspect(auth.pool, second["body"]["access_token"]["value"]) is None
