@@ -1,4 +1,4 @@
-"""The services' subcommands (connector, backend, schema, up, demo): their arguments and help.
+"""The services' subcommands (connector, backend, schema, auth, up, demo): their arguments and help.
 
 Only argparse here. Each handler imports its service when the command runs
 (:func:`kiungo.cli.arguments.lazy_handler`): the services load uvicorn, Starlette, asyncpg,
@@ -21,6 +21,7 @@ DEMO_PAYMENT = 1_000
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _connector(subparsers)
     _backend(subparsers)
+    _auth(subparsers)
     _up(subparsers)
     _demo(subparsers)
 
@@ -95,6 +96,31 @@ def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the schema"
     )
     schema.set_defaults(handler=lazy_handler("kiungo.backend.command", "print_schema"))
+
+
+def _auth(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "auth",
+        help="run the Open Payments authorization server (GNAP)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Serve GNAP grant requests (POST /), token rotation and revocation (/token/{id}) "
+            "and grant continuation (/continue/{id}) on AUTH_PORT (3006 by default), at the "
+            "root of AUTH_SERVER_GRANT_URL, the URL clients sign for. Grants are non-"
+            "interactive (incoming-payment, quote) for this node's wallet addresses as clients. "
+            "State is in DATABASE_URL only, so any number of processes can serve.",
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port_number, help="port to listen on, instead of AUTH_PORT")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
+    )
+    parser.set_defaults(handler=lazy_handler("kiungo.auth.command", "run"))
 
 
 def _up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

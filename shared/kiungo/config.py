@@ -180,6 +180,11 @@ class Settings:
     """``AUTH_SERVER_GRANT_URL``: the Open Payments authorization server's grant endpoint, which
     wallet address documents name as ``authServer`` (their ``resourceServer`` is
     OPEN_PAYMENTS_URL, as Rafiki's)."""
+    auth_port: int = 3006
+    """``AUTH_PORT``: where ``kiungo auth`` (the GNAP authorization server) listens; it serves
+    at the root of AUTH_SERVER_GRANT_URL, which a proxy maps to this port."""
+    access_token_expiry_seconds: int = 600
+    """``ACCESS_TOKEN_EXPIRY_SECONDS``: the lifetime of a GNAP access token."""
 
     exchange_rates_url: str | None = None
     """``EXCHANGE_RATES_URL``: the operator's rates endpoint (``GET ?base=USD``); unset, same
@@ -286,6 +291,10 @@ class Settings:
             ),
             auth_server_grant_url=read.value(
                 "AUTH_SERVER_GRANT_URL", _http_url, cls.auth_server_grant_url
+            ),
+            auth_port=read.value("AUTH_PORT", _port, cls.auth_port),
+            access_token_expiry_seconds=read.value(
+                "ACCESS_TOKEN_EXPIRY_SECONDS", _positive_int, cls.access_token_expiry_seconds
             ),
             exchange_rates_url=read.value("EXCHANGE_RATES_URL", _http_url, None),
             exchange_rates_lifetime_ms=read.value(

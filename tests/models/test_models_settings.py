@@ -31,6 +31,8 @@ def test_defaults_describe_a_development_node_on_loopback() -> None:
     assert settings.open_payments_url == "http://127.0.0.1:3002"
     assert settings.wallet_address_url == "http://127.0.0.1:3002/.well-known/pay"
     assert settings.auth_server_grant_url == "http://127.0.0.1:3006"
+    assert settings.auth_port == 3006
+    assert settings.access_token_expiry_seconds == 600
     assert settings.admin_api_secret is None
     assert settings.exchange_rates_url is None
     assert settings.slippage == Decimal("0.01")
@@ -59,6 +61,8 @@ def test_rafiki_variable_names_are_read() -> None:
             "OPEN_PAYMENTS_URL": "https://wallet.example.com",
             "WALLET_ADDRESS_URL": "https://wallet.example.com/node",
             "AUTH_SERVER_GRANT_URL": "https://auth.wallet.example.com",
+            "AUTH_PORT": "4006",
+            "ACCESS_TOKEN_EXPIRY_SECONDS": "120",
             "EXCHANGE_RATES_URL": "https://rates.example.com/rates",
             "EXCHANGE_RATES_LIFETIME": "60000",
             "SLIPPAGE": "0.005",
@@ -91,6 +95,8 @@ def test_rafiki_variable_names_are_read() -> None:
         open_payments_url="https://wallet.example.com",
         wallet_address_url="https://wallet.example.com/node",
         auth_server_grant_url="https://auth.wallet.example.com",
+        auth_port=4006,
+        access_token_expiry_seconds=120,
         exchange_rates_url="https://rates.example.com/rates",
         exchange_rates_lifetime_ms=60_000,
         slippage=Decimal("0.005"),
@@ -120,6 +126,8 @@ def test_rafiki_variable_names_are_read() -> None:
         ("CONNECTOR_PORT", "abc"),
         ("CONNECTOR_PORT", "70000"),
         ("ADMIN_PORT", "0"),
+        ("AUTH_PORT", "70000"),
+        ("ACCESS_TOKEN_EXPIRY_SECONDS", "0"),
         ("ADMIN_PORT", "3_001"),
         ("ILP_CONNECTOR_URL", "ftp://connector"),
         ("MAX_PACKET_AMOUNT", "0"),

@@ -5,8 +5,12 @@ Open Payments client (JavaScript, validating responses) requesting, rotating and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.connector.harness import KIUNGO, free_port
 from tests.interop.node import node_script
 from tests.loopback import serve
 
@@ -359,3 +364,40 @@ async def test_the_open_payments_client_requests_rotates_and_revokes(
         )
         assert cancelled["ok"], cancelled
         assert await introspect(auth.pool, second["body"]["access_token"]["value"]) is None
+
+
+async def test_kiungo_auth_serves_grants_from_two_processes(
+    auth: Auth, database_url: str, redis_server_url: str
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server_url,
+        "AUTH_PORT": str(port),
+        "AUTH_SERVER_GRANT_URL": url,
+        "ACCESS_TOKEN_EXPIRY_SECONDS": "90",
+    }
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "auth", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        served = Auth(url + "/", auth.pool, auth.http, auth.key, auth.kid)
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                response = await served.grant()
+                break
+            await asyncio.sleep(0.05)
+        assert response.status_code == 200, response.text
+        token = response.json()["access_token"]
+        assert token["expires_in"] == 90 and token["manage"].startswith(f"{url}/token/")
+        # Any process manages a token another issued: the state is only in Postgres.
+        for _ in range(4):
+            rotated = await served.send("POST", token["manage"], token=token["value"])
+            assert rotated.status_code == 200, rotated.text
+            token = rotated.json()["access_token"]
+        assert await introspect(auth.pool, token["value"]) is not None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
