@@ -140,7 +140,8 @@ def auth_app(
             body = await _body(request)
             try:
                 document = json.loads(body)
-            except (UnicodeDecodeError, ValueError):
+            except (ValueError, RecursionError):
+                # RecursionError: a body of nested arrays deeper than the decoder's stack.
                 raise _Refused(400, "invalid_request", "body must be JSON") from None
             if not isinstance(document, dict):
                 raise _Refused(400, "invalid_request", "body must be a JSON object")
