@@ -1,9 +1,9 @@
 """``kiungo up``: the whole node with one command and no services installed.
 
 Starts Postgres and Redis (the machine's, from DATABASE_URL/REDIS_URL, or embedded ones from
-the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector and the
-backend (the admin API and its workers), printing where everything is. Ctrl-C (or SIGTERM) stops
-it all.
+the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector, the
+backend (the admin API and its workers) and the authorization server (GNAP, on AUTH_PORT),
+printing where everything is. Ctrl-C (or SIGTERM) stops it all.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 
+from kiungo.auth.app import auth_app
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import http_server as backend_http_server
 from kiungo.backend.service import serve_backend
@@ -48,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
             ):
                 connector = http_server(node, args.host, settings.connector_port)
                 backend = backend_http_server(admin_app, args.host, settings.admin_port)
+                grants = auth_app(
+                    node.pool,
+                    settings.auth_server_grant_url,
+                    expires_in=settings.access_token_expiry_seconds,
+                )
+                auth = backend_http_server(grants, args.host, settings.auth_port)
                 signed = "signed" if settings.admin_api_secret else "unsigned: loopback only"
                 print(
                     "Kiungo is up\n"
@@ -56,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
                     "  (POST /ilp, SPSP, /livez, /readyz, /metrics)\n"
                     f"  admin API    http://{args.host}:{settings.admin_port}/graphql"
                     f"  ({signed}; /livez, /readyz, /metrics)\n"
+                    f"  auth server  http://{args.host}:{settings.auth_port}"
+                    f"  (GNAP, for {settings.auth_server_grant_url})\n"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
                     f"  ledger       {_ledger(settings)}\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
-                await asyncio.gather(connector.serve(), backend.serve())
+                await asyncio.gather(connector.serve(), backend.serve(), auth.serve())
 
     with contextlib.suppress(KeyboardInterrupt):
         run_service(run(settings))

@@ -20,10 +20,12 @@ KIUNGO = str(Path(sys.executable).parent / "kiungo")
 async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> None:
-    with socket.socket() as s, socket.socket() as t:
+    with socket.socket() as s, socket.socket() as t, socket.socket() as u:
         s.bind(("127.0.0.1", 0))
         t.bind(("127.0.0.1", 0))
+        u.bind(("127.0.0.1", 0))
         port, admin_port = s.getsockname()[1], t.getsockname()[1]
+        auth_port = u.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -31,6 +33,7 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
         "REDIS_KEY_PREFIX": redis_prefix,
         "CONNECTOR_PORT": str(port),
         "ADMIN_PORT": str(admin_port),
+        "AUTH_PORT": str(auth_port),
         "ILP_ADDRESS": "test.up",
     }
     process = await asyncio.create_subprocess_exec(
@@ -61,6 +64,10 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
                 json={"query": "{ assets { edges { cursor } } }"},
             )
             assert answer.json() == {"data": {"assets": {"edges": []}}}
+            # The authorization server answers: an unsigned grant request is refused.
+            grant = await client.post(f"http://127.0.0.1:{auth_port}/", json={})
+            assert grant.status_code == 400
+            assert grant.json()["error"]["code"] == "invalid_client"
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await process.wait()
@@ -75,10 +82,12 @@ async def test_kiungo_up_with_tigerbeetle_runs_a_replica_in_the_data_dir_and_kee
     database_url: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     binary = require_tigerbeetle()
-    with socket.socket() as s, socket.socket() as t:
+    with socket.socket() as s, socket.socket() as t, socket.socket() as u:
         s.bind(("127.0.0.1", 0))
         t.bind(("127.0.0.1", 0))
+        u.bind(("127.0.0.1", 0))
         port, admin_port = s.getsockname()[1], t.getsockname()[1]
+        auth_port = u.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -86,6 +95,7 @@ async def test_kiungo_up_with_tigerbeetle_runs_a_replica_in_the_data_dir_and_kee
         "REDIS_KEY_PREFIX": redis_prefix,
         "CONNECTOR_PORT": str(port),
         "ADMIN_PORT": str(admin_port),
+        "AUTH_PORT": str(auth_port),
         "KIUNGO_DATA_DIR": str(tmp_path),
         "USE_TIGERBEETLE": "true",
         "TIGERBEETLE_BIN": binary,
