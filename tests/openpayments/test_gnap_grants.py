@@ -310,3 +310,16 @@ async def test_deeply_nested_or_oversized_bodies_are_refused_as_bad_requests(aut
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "invalid_request"
     assert await auth.rows() == [[], []]
+
+
+async def test_an_expired_token_authorizes_nothing_but_can_still_be_rotated(auth: Auth) -> None:
+    body = {"client": {"walletAddress": CLIENT}, "access_token": {"access": INCOMING}}
+    granted = await auth.send("POST", auth.url, body)  # the client's object form
+    assert granted.status_code == 200, granted.text
+    token = granted.json()["access_token"]
+    await auth.pool.execute("UPDATE grant_access_tokens SET expires_at = now() - interval '1 s'")
+    assert await introspect(auth.pool, token["value"]) is None
+    # As Rafiki: rotation is how a client renews an expired token.
+    rotated = await auth.send("POST", token["manage"], token=token["value"])
+    assert rotated.status_code == 200, rotated.text
+    assert await introspect(auth.pool, rotated.json()["access_token"]["value"]) is not None
