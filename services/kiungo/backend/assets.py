@@ -14,6 +14,7 @@ import asyncpg
 
 from kiungo.backend.errors import NotFound, Refusal
 from kiungo.ledger import AccountKind, Ledger, account_id_for
+from kiungo.ledger import reads as ledger_reads
 
 __all__ = [
     "ASSET_COLUMNS",
@@ -166,16 +167,13 @@ async def delete_asset(pool: asyncpg.Pool, ledger: Ledger, asset_id: uuid.UUID) 
         )
         if row is None:
             raise AssetNotFound
-        accounts = await conn.fetch("SELECT id FROM ledger_accounts WHERE asset_id = $1", asset_id)
-        await ledger.sync_balances(conn, [r["id"] for r in accounts])
-        in_use = await conn.fetchval(
+        await ledger.sync_balances(conn, await ledger_reads.asset_accounts(conn, asset_id))
+        used = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM peers WHERE asset_id = $1) "
-            "OR EXISTS (SELECT 1 FROM wallet_addresses WHERE asset_id = $1) "
-            "OR EXISTS (SELECT 1 FROM ledger_accounts WHERE asset_id = $1 "
-            "AND (debits_posted + debits_pending + credits_posted + credits_pending) <> 0)",
+            "OR EXISTS (SELECT 1 FROM wallet_addresses WHERE asset_id = $1)",
             asset_id,
         )
-        if in_use:
+        if used or await ledger_reads.asset_accounts_hold_anything(conn, asset_id):
             raise AssetInUse
         deleted = await conn.fetchrow(
             "UPDATE assets SET deleted_at = now(), updated_at = now() WHERE id = $1 "

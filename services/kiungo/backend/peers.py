@@ -25,6 +25,7 @@ from kiungo.backend.context import Backend
 from kiungo.backend.errors import NotFound, Refusal
 from kiungo.ilp.address import is_valid_address
 from kiungo.ledger import AccountKind, Ledger, account_id_for
+from kiungo.ledger import reads as ledger_reads
 from kiungo.models.peer import token_hash
 
 __all__ = [
@@ -346,12 +347,7 @@ async def delete_peer(pool: asyncpg.Pool, ledger: Ledger, peer_id: uuid.UUID) ->
                 raise PeerNotFound
             # Locked, so no ledger batch moves the account's money while we decide.
             await ledger.sync_balances(conn, [account])
-            busy = await conn.fetchval(
-                "SELECT credits_posted <> debits_posted OR debits_pending <> 0 "
-                "OR credits_pending <> 0 FROM ledger_accounts WHERE id = $1 FOR UPDATE",
-                account,
-            )
-            if busy:
+            if await ledger_reads.account_holds_anything(conn, account):
                 raise PeerInUse(
                     "the peer's liquidity account has a balance or pending transfers: "
                     "withdraw its liquidity (and post or void pending withdrawals) first",

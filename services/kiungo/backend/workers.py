@@ -29,6 +29,7 @@ from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.events import EventType, amount_json, insert_event, iso_time
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.ledger import reads as ledger_reads
 from kiungo.payments.incoming import OPEN, sql_list
 from kiungo.payments.incoming import store as incoming_store
 from kiungo.runtime.http1 import Http1Client, LinkError
@@ -155,17 +156,6 @@ LIMIT $1
 FOR UPDATE OF p SKIP LOCKED
 """
 
-# The ledger writer's own lock on the account (kiungo.ledger.service): a batch crediting it
-# commits before this reads, or runs after this transaction and, its clock being past the
-# payment's expiry, is refused (the packet's leg has the expiry as its ``credit_until``).
-# In id order, as the writer locks them, so that the two never deadlock.
-_LOCK_INCOMING_ACCOUNTS = """
-SELECT owner_id, credits_posted, credits_pending FROM ledger_accounts
-WHERE kind = 'INCOMING_PAYMENT' AND owner_id = ANY($1::uuid[])
-ORDER BY id
-FOR UPDATE
-"""
-
 
 async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH) -> int:
     """Expire due incoming payments; returns how many. One whose money is still in flight (a
@@ -179,15 +169,18 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
         await backend.ledger.sync_balances(
             conn, [account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]) for row in due]
         )
-        accounts = {
-            r["owner_id"]: r
-            for r in await conn.fetch(_LOCK_INCOMING_ACCOUNTS, [row["id"] for row in due])
-        }
+        # The ledger writer's own lock on the accounts (kiungo.ledger.service): a batch
+        # crediting one commits before this reads, or runs after this transaction and, its
+        # clock being past the payment's expiry, is refused (the packet's leg has the expiry
+        # as its ``credit_until``).
+        accounts = await ledger_reads.lock_incoming_payment_accounts(
+            conn, [row["id"] for row in due]
+        )
         for row in due:
             account = accounts.get(row["id"])
-            if account is not None and account["credits_pending"] > 0:
+            if account is not None and account.pending > 0:
                 continue
-            received = 0 if account is None else int(account["credits_posted"])
+            received = 0 if account is None else account.posted
             if await incoming_store.expire(
                 conn,
                 row["id"],
@@ -198,20 +191,6 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
     return expired
 
 
-_UNREPORTED_WEB_MONETIZATION = """
-SELECT w.id, w.url, w.asset_id, w.total_events_amount, w.created_at, l.credits_posted,
-       a.code AS asset_code, a.scale AS asset_scale
-FROM wallet_addresses w
-JOIN ledger_accounts l ON l.kind = 'WALLET_ADDRESS' AND l.owner_id = w.id
-JOIN assets a ON a.id = w.asset_id
-WHERE l.credits_posted - w.total_events_amount
-      >= GREATEST(COALESCE($2, a.withdrawal_threshold, 1), 1)
-ORDER BY w.id
-LIMIT $1
-FOR UPDATE OF w SKIP LOCKED
-"""
-
-
 async def emit_web_monetization_events(
     backend: Backend, limit: int = _EXPIRY_BATCH, *, threshold: int | None = None
 ) -> int:
@@ -220,7 +199,8 @@ async def emit_web_monetization_events(
     count = 0
     async with backend.pool.acquire() as conn, conn.transaction():
         await backend.ledger.sync_balances(conn, kinds=(AccountKind.WALLET_ADDRESS,))
-        for row in await conn.fetch(_UNREPORTED_WEB_MONETIZATION, limit, threshold):
+        unreported = ledger_reads.wallet_addresses_with_unreported_receipts
+        for row in await unreported(conn, limit, threshold):
             received = int(row["credits_posted"]) - int(row["total_events_amount"])
             await conn.execute(
                 "UPDATE wallet_addresses SET total_events_amount = $2, updated_at = now() "
@@ -249,32 +229,6 @@ async def emit_web_monetization_events(
     return count
 
 
-# Accounts no money has moved through yet (a new asset or peer) raise nothing: they have crossed
-# no threshold; the first deposit, payment or withdrawal makes them count.
-_ASSET_LIQUIDITY = """
-SELECT a.id, a.code, a.scale, a.liquidity_threshold_low AS low, a.liquidity_threshold_high AS high,
-       a.liquidity_alert, l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM assets a
-JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
-WHERE a.deleted_at IS NULL
-  AND (a.liquidity_threshold_low IS NOT NULL OR a.liquidity_threshold_high IS NOT NULL)
-  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
-FOR UPDATE OF a SKIP LOCKED
-"""
-
-_PEER_LIQUIDITY = """
-SELECT p.id, a.id AS asset_id, a.code, a.scale, p.liquidity_threshold AS low,
-       p.liquidity_threshold_high AS high, p.liquidity_alert,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM peers p
-JOIN assets a ON a.id = p.asset_id
-JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
-WHERE (p.liquidity_threshold IS NOT NULL OR p.liquidity_threshold_high IS NOT NULL)
-  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
-FOR UPDATE OF p SKIP LOCKED
-"""
-
-
 _LIQUIDITY_KINDS = (AccountKind.ASSET_LIQUIDITY, AccountKind.PEER_LIQUIDITY)
 
 
@@ -291,16 +245,21 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     raised = 0
     async with backend.pool.acquire() as conn, conn.transaction():
         await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
-        for table, query, low_event, high_event in (
+        for table, read, low_event, high_event in (
             (
                 "assets",
-                _ASSET_LIQUIDITY,
+                ledger_reads.assets_liquidity_against_thresholds,
                 EventType.ASSET_LIQUIDITY_LOW,
                 EventType.ASSET_LIQUIDITY_HIGH,
             ),
-            ("peers", _PEER_LIQUIDITY, EventType.PEER_LIQUIDITY_LOW, EventType.PEER_LIQUIDITY_HIGH),
+            (
+                "peers",
+                ledger_reads.peers_liquidity_against_thresholds,
+                EventType.PEER_LIQUIDITY_LOW,
+                EventType.PEER_LIQUIDITY_HIGH,
+            ),
         ):
-            for row in await conn.fetch(query):
+            for row in await read(conn):
                 low = None if row["low"] is None else int(row["low"])
                 high = None if row["high"] is None else int(row["high"])
                 available = int(row["available"])
@@ -327,46 +286,18 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     return raised
 
 
-# Every asset's and peer's liquidity account, whatever its thresholds: one row per asset and per
-# peer, through uq_ledger_accounts_kind_owner. Deleted assets are left out (their series go).
-_LIQUIDITY_GAUGES = """
-SELECT 'asset' AS kind, a.id, a.code,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM assets a
-JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
-WHERE a.deleted_at IS NULL
-UNION ALL
-SELECT 'peer' AS kind, p.id, a.code,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM peers p
-JOIN assets a ON a.id = p.asset_id
-JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
-"""
-
-# Both aggregates read only the partial index ix_ledger_transfers_pending_expiry (expires_at
-# WHERE state = 'PENDING'): an index-only scan over the pending holds alone, however many
-# transfers are final. GREATEST skips the NULL of an empty min(): 0 when nothing is pending.
-_PENDING_HOLDS = """
-SELECT count(*) AS holds,
-       GREATEST(EXTRACT(EPOCH FROM now() - min(expires_at)), 0)::float8 AS overdue_seconds
-FROM ledger_transfers
-WHERE state = 'PENDING'
-"""
-
-
 async def update_ledger_gauges(backend: Backend, metrics: BackendMetrics) -> None:
     """Set ``kiungo_liquidity``, ``kiungo_pending_holds`` and
     ``kiungo_oldest_pending_hold_seconds`` from the ledger as it is now (reads only)."""
     async with backend.pool.acquire() as conn:
         async with conn.transaction():
             await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
-        balances = await conn.fetch(_LIQUIDITY_GAUGES)
-        holds = await conn.fetchrow(_PENDING_HOLDS)
+        balances = await ledger_reads.liquidity_gauges(conn)
+        holds = await ledger_reads.pending_holds(conn)
     metrics.set_liquidity(
-        (row["kind"], str(row["id"]), row["code"], int(row["available"])) for row in balances
+        (kind, str(owner_id), code, available) for kind, owner_id, code, available in balances
     )
-    assert holds is not None
-    metrics.set_pending_holds(int(holds["holds"]), float(holds["overdue_seconds"]))
+    metrics.set_pending_holds(holds.count, holds.overdue_seconds)
 
 
 class Workers:

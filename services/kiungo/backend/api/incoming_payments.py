@@ -38,6 +38,7 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.ledger import reads as ledger_reads
 from kiungo.payments.incoming import ENDED, States, store
 from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER
 
@@ -325,12 +326,8 @@ class IncomingPaymentMutation:
                 await ctx.ledger.sync_balances(
                     conn, [account_id_for(AccountKind.INCOMING_PAYMENT, payment_id)]
                 )
-                received = await conn.fetchval(
-                    "SELECT credits_posted + credits_pending FROM ledger_accounts "
-                    "WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1",
-                    payment_id,
-                )
-                if received:
+                received = await ledger_reads.incoming_payment_received(conn, payment_id)
+                if received is not None and received.posted + received.pending != 0:
                     raise ApiError(
                         ErrorCode.CONFLICT, "the incoming payment has already received money"
                     )

@@ -23,6 +23,7 @@ from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
+from kiungo.ledger import reads as ledger_reads
 from kiungo.ledger.service import TransferRecord
 
 __all__ = ["PaymentQuery"]
@@ -202,14 +203,7 @@ class PaymentQuery:
         if not 1 <= count <= 100:
             raise bad_input("limit must be from 1 to 100", field="limit")
         pool = info.context.pool
-        accounts = [
-            r["id"]
-            for r in await pool.fetch(
-                "SELECT id FROM ledger_accounts WHERE id = $1 "
-                "OR (owner_id = $1 AND kind <> 'SETTLEMENT')",
-                owner,
-            )
-        ]
+        accounts = await ledger_reads.accounts_of_owner(pool, owner)
         if not accounts:
             raise not_found("account")
         ledger = info.context.ledger

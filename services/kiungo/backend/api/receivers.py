@@ -39,6 +39,7 @@ from kiungo.backend.api.incoming_payment_creation import (
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.ledger import reads as ledger_reads
 from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
     ReceiverUnreadable,
@@ -63,10 +64,6 @@ _NO_OPEN_PAYMENTS = (
 )
 _WALLET_BY_URL = WALLET_ADDRESS_RECEIVER + "WHERE w.url = $1"
 _SELECT = INCOMING_PAYMENT_RECEIVER
-_RECEIVED = """
-SELECT id, credits_posted, credits_pending FROM ledger_accounts
-WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1
-"""
 
 
 def _local_url(ctx: Context, given: str, field: str) -> str:
@@ -312,13 +309,13 @@ class ReceiverMutation:
                 await ctx.ledger.sync_balances(
                     conn, [account_id_for(AccountKind.INCOMING_PAYMENT, payment_id)]
                 )
-                account = await conn.fetchrow(_RECEIVED, payment_id)
-                if account is not None and account["credits_pending"] > 0:
+                account = await ledger_reads.incoming_payment_received(conn, payment_id)
+                if account is not None and account.pending > 0:
                     raise ApiError(
                         ErrorCode.CONFLICT,
                         "money is on its way to the receiver; retry in a moment",
                     )
-                received = 0 if account is None else int(account["credits_posted"])
+                received = 0 if account is None else account.posted
                 await store.complete(
                     conn,
                     payment_id,
