@@ -33,6 +33,13 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def _serving_options(parser: argparse.ArgumentParser, port_help: str, processes_help: str) -> None:
+    """--host, --port and --processes, as every serving command takes them."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port_number, help=port_help)
+    parser.add_argument("--processes", type=int, default=1, metavar="N", help=processes_help)
+
+
 def _connector(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "connector",
@@ -45,19 +52,11 @@ def _connector(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "database must be migrated first (kiungo migrate).",
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        help="port to listen on, instead of CONNECTOR_PORT (the default of ILP_CONNECTOR_URL "
+    _serving_options(
+        parser,
+        "port to listen on, instead of CONNECTOR_PORT (the default of ILP_CONNECTOR_URL "
         "follows it)",
-    )
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the port, each a replica with its own pools and "
+        "serve from N processes sharing the port, each a replica with its own pools and "
         "workers (needs DATABASE_URL and REDIS_URL)",
     )
     parser.set_defaults(handler=lazy_handler("kiungo.connector.command", "run"))
@@ -75,14 +74,10 @@ def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "ADMIN_API_SECRET; without one the API listens on loopback only.",
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port_number, help="port to listen on, instead of ADMIN_PORT")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
+    _serving_options(
+        parser,
+        "port to listen on, instead of ADMIN_PORT",
+        "serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
     )
     parser.set_defaults(handler=lazy_handler("kiungo.backend.command", "run"))
 
@@ -111,14 +106,10 @@ def _auth(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "State is in DATABASE_URL only, so any number of processes can serve.",
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port_number, help="port to listen on, instead of AUTH_PORT")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
+    _serving_options(
+        parser,
+        "port to listen on, instead of AUTH_PORT",
+        "serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
     )
     parser.set_defaults(handler=lazy_handler("kiungo.auth.command", "run"))
 
