@@ -13,16 +13,27 @@ MYPY_ROOTS := shared/kiungo services/kiungo tests
 MYPY_PATHS = $(foreach root,$(MYPY_ROOTS),$(if $(shell find $(root) -name '*.py' 2>/dev/null | head -n 1),$(root)))
 
 .DEFAULT_GOAL := test
-.PHONY: venv npm lint test bench run clean distclean
+.PHONY: venv npm lint test bench run lock clean distclean
 
 venv: $(VENV)/.installed
 
-# Re-installs only when pyproject.toml changes (or the stamp is missing).
-$(VENV)/.installed: pyproject.toml
+# Re-installs only when pyproject.toml or the lock changes (or the stamp is missing). The lock
+# (requirements.lock) holds every version; pyproject.toml holds the ranges a library user gets.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[embedded,test]'
+	$(BIN)/python -m pip install -c requirements.lock -e '.[embedded,test]'
 	touch $@
+
+# Resolves pyproject.toml's ranges afresh in a scratch virtualenv and writes requirements.lock.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q -e '.[embedded,test]'
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable --all \
+	  | grep -v -E '^(pip|setuptools|wheel)=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
 
 # tests/js is optional until its lock file exists; `npm ci` installs exactly what that file pins.
 ifneq ($(wildcard $(JS)/package-lock.json),)
