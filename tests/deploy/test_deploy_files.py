@@ -4,6 +4,7 @@ example alerts use only metrics the services export."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
@@ -172,6 +174,17 @@ def test_compose_commands_health_and_order() -> None:
         assert services[store]["healthcheck"]["test"]
 
 
+def test_compose_file_passes_the_compose_specification_schema() -> None:
+    schema = json.loads((ROOT / "tests" / "fixtures" / "compose" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{list(error.path)}: {error.message}" for error in validator.iter_errors(_compose())]
+    assert errors == []
+    # The check itself: a key the specification does not know is refused.
+    broken = _compose()
+    broken["services"]["redis"]["restart_policy"] = "always"
+    assert list(validator.iter_errors(broken))
+
+
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client on this machine")
 def test_docker_compose_config_validates() -> None:
     version = subprocess.run(
@@ -261,9 +274,61 @@ def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any
 def test_k8s_objects() -> None:
     kinds = sorted(kind for kind, _ in _k8s())
     assert kinds == [
-        "ConfigMap", "Deployment", "Deployment", "Job", "Secret", "Secret", "Service", "Service",
-        "Service", "StatefulSet",
+        "ConfigMap", "Deployment", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy",
+        "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Secret", "Secret",
+        "Service", "Service", "Service", "StatefulSet",
     ]  # fmt: skip
+
+
+def _pod_labels(kind: str, name: str) -> dict[str, str]:
+    labels: dict[str, str] = _k8s()[(kind, name)]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return bool(selector["matchLabels"].items() <= labels.items())
+
+
+def test_k8s_disruption_budgets_keep_a_replica_of_each_service() -> None:
+    budgets = _of_kind("PodDisruptionBudget")
+    for part in PORTS:
+        deployment = _k8s()[("Deployment", f"kiungo-{part}")]
+        labels = _pod_labels("Deployment", f"kiungo-{part}")
+        (budget,) = [b for b in budgets if _selects(b["spec"]["selector"], labels)]
+        # Evictions leave at least one replica, and can still evict one (a drain completes).
+        assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    # None on the single Redis replica: it would block every node drain.
+    redis = _pod_labels("StatefulSet", "kiungo-redis")
+    assert not [b for b in budgets if _selects(b["spec"]["selector"], redis)]
+
+
+def _policy_for(labels: dict[str, str]) -> dict[str, Any]:
+    (policy,) = [p for p in _of_kind("NetworkPolicy") if _selects(p["spec"]["podSelector"], labels)]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    return policy
+
+
+def test_k8s_network_policies_open_only_the_connector() -> None:
+    connector = _pod_labels("Deployment", "kiungo-connector")
+    backend = _pod_labels("Deployment", "kiungo-backend")
+    (rule,) = _policy_for(connector)["spec"]["ingress"]
+    assert "from" not in rule and rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    # The admin API: only pods of the namespace, only its port.
+    (rule,) = _policy_for(backend)["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    # Redis: only the connector's and the backend's pods, only its port.
+    (rule,) = _policy_for(_pod_labels("StatefulSet", "kiungo-redis"))["spec"]["ingress"]
+    sources = [source["podSelector"] for source in rule["from"]]
+    assert len(sources) == 2
+    assert all(set(source) == {"matchLabels"} for source in sources)
+    assert sorted(s["matchLabels"]["app.kubernetes.io/component"] for s in sources) == [
+        "backend",
+        "connector",
+    ]
+    assert any(_selects(source, backend) for source in sources)
+    assert any(_selects(source, connector) for source in sources)
+    assert rule["ports"] == [{"protocol": "TCP", "port": "redis"}]
 
 
 def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None:
