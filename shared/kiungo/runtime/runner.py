@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ import uvloop
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
 
-__all__ = ["check_processes", "run_processes", "run_service", "serve_until_stopped"]
+__all__ = [
+    "RESTARTS_ALLOWED",
+    "RESTART_WINDOW_SECONDS",
+    "check_processes",
+    "run_processes",
+    "run_service",
+    "serve_until_stopped",
+]
 
 log = logging.getLogger("kiungo.runtime.runner")
 
@@ -55,58 +63,115 @@ def check_processes(count: int, settings: Settings) -> None:
         )
 
 
+RESTARTS_ALLOWED = 5
+"""How many serving processes may die within :data:`RESTART_WINDOW_SECONDS` before the whole
+service stops instead of restarting them (a child that dies at once would otherwise be
+restarted forever, hiding the fault)."""
+RESTART_WINDOW_SECONDS = 60.0
+
+
 def run_processes(
     count: int,
     host: str,
     port: int,
     serve: Callable[[socket.socket, Path], Coroutine[Any, Any, None]],
+    *,
+    restarts_allowed: int = RESTARTS_ALLOWED,
+    restart_window: float = RESTART_WINDOW_SECONDS,
 ) -> int:
     """Serve from ``count`` forked processes, each with a listening socket of its own on
     ``host:port`` (SO_REUSEPORT: the kernel spreads connections over them, where one shared
     socket let the first to accept take every keep-alive connection), and a directory shared by
     all of them for their metrics (:mod:`kiungo.runtime.group_metrics`; removed once they have
     exited).
-    SIGINT/SIGTERM reach every child; returns 1 when one of them failed."""
+
+    A process that dies while the service runs is replaced by a new one (its metrics file is
+    removed, so its gauges stop counting), loudly in the log; when more than
+    ``restarts_allowed`` die within ``restart_window`` seconds, the service stops every process
+    and returns 1 rather than restart a crash loop. SIGINT/SIGTERM reach every child, and then
+    none is restarted; returns 1 when one of them failed."""
     with tempfile.TemporaryDirectory(prefix="kiungo-metrics-") as group:
-        return _fork_and_wait(count, host, port, serve, Path(group))
+        return _Supervisor(count, host, port, serve, Path(group)).run(
+            restarts_allowed, restart_window
+        )
 
 
-def _fork_and_wait(
-    count: int,
-    host: str,
-    port: int,
-    serve: Callable[[socket.socket, Path], Coroutine[Any, Any, None]],
-    group: Path,
-) -> int:
-    children: list[int] = []
-    for _ in range(count):
+class _Supervisor:
+    """The parent of ``--processes N``: forks the children, restarts the ones that die."""
+
+    def __init__(
+        self,
+        count: int,
+        host: str,
+        port: int,
+        serve: Callable[[socket.socket, Path], Coroutine[Any, Any, None]],
+        group: Path,
+    ) -> None:
+        self.count, self.host, self.port, self.serve, self.group = count, host, port, serve, group
+        self.children: set[int] = set()
+        self.stopping = False
+
+    def _fork(self) -> int:
         pid = os.fork()
         if pid == 0:  # the child serves until told to stop
             status = 0
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 listener = socket.create_server(
-                    (host, port),
-                    family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                    (self.host, self.port),
+                    family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
                     backlog=2048,
                     reuse_port=True,
                 )
                 with contextlib.suppress(KeyboardInterrupt):
-                    run_service(serve(listener, group))
+                    run_service(self.serve(listener, self.group))
             except BaseException:
                 log.exception("serving process failed")
                 status = 1
             os._exit(status)
-        children.append(pid)
+        self.children.add(pid)
+        return pid
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
+    def _stop(self, signum: int) -> None:
+        self.stopping = True
+        for child in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or (1 if os.waitstatus_to_exitcode(code) > 0 else 0)
-    return status
+    def run(self, restarts_allowed: int, restart_window: float) -> int:
+        for _ in range(self.count):
+            self._fork()
+        signal.signal(signal.SIGTERM, lambda signum, _frame: self._stop(signum))
+        signal.signal(signal.SIGINT, lambda signum, _frame: self._stop(signum))
+        status = 0
+        deaths: list[float] = []
+        while self.children:
+            pid, code = os.wait()
+            if pid not in self.children:
+                continue
+            self.children.discard(pid)
+            exit_code = os.waitstatus_to_exitcode(code)
+            if self.stopping:
+                status = status or (1 if exit_code > 0 else 0)
+                continue
+            # Died on its own: its last metrics must not keep counting in the merged answer.
+            with contextlib.suppress(FileNotFoundError):
+                (self.group / f"{pid}.prom").unlink()
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < restart_window] + [now]
+            how = f"signal {-exit_code}" if exit_code < 0 else f"status {exit_code}"
+            if len(deaths) > restarts_allowed:
+                log.error(
+                    "serving process %d exited (%s): %d processes died within %.0f s, "
+                    "stopping the service",
+                    pid, how, len(deaths), restart_window,
+                )  # fmt: skip
+                self._stop(signal.SIGTERM)
+                status = 1
+                continue
+            replacement = self._fork()
+            log.error(
+                "serving process %d exited (%s); started %d in its place", pid, how, replacement
+            )
+        return status
