@@ -105,10 +105,9 @@ async def _fund_and_wait(a: FullNode, payment: str, poll: float = 0.002) -> dict
 async def _fulfilled(client: httpx.AsyncClient, node: FullNode) -> int:
     """Packets the node's connector has fulfilled so far (its /metrics)."""
     text = (await client.get(f"{node.connector_url}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith('kiungo_ilp_packets_total{outcome="fulfilled"}'):
-            return int(float(line.split()[-1]))
-    return 0
+    prefix = 'kiungo_ilp_packets_total{outcome="fulfilled",'  # one line per peer: their sum
+    lines = text.splitlines()
+    return sum(int(float(line.split()[-1])) for line in lines if line.startswith(prefix))
 
 
 async def bench(postgres: str, redis: str, seconds: float, clients: int) -> None:

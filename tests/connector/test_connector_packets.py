@@ -332,8 +332,16 @@ async def test_spsp_refuses_unknown_receivers_and_wrong_accept(connector: Connec
 async def test_healthz_and_metrics(connector: Connector) -> None:
     assert (await connector.client.get(f"{connector.url}/healthz")).json() == {"status": "ok"}
     await connector.send(prepare_to("test.nowhere", 1))
+    assert isinstance(await connector.send(prepare_to("test.bob.x", 100)), Fulfill)
+    await connector.settled()
     metrics = (await connector.client.get(f"{connector.url}/metrics")).text
-    assert 'kiungo_ilp_packets_total{outcome="F02"}' in metrics
+    alice = connector.seeded.peers["alice"]
+    # Packets by the peer they came from; amounts by their asset, never summed across assets.
+    assert f'kiungo_ilp_packets_total{{outcome="F02",peer="{alice}"}} 1.0' in metrics
+    assert f'kiungo_ilp_packets_total{{outcome="fulfilled",peer="{alice}"}} 1.0' in metrics
+    assert 'kiungo_ilp_amount_total{asset="USD",asset_scale="2",kind="forwarded"} 100.0' in metrics
+    # The standard process collectors.
+    assert "process_cpu_seconds_total" in metrics and "process_resident_memory_bytes" in metrics
 
 
 async def test_a_burst_of_stream_packets_beyond_the_redis_pool_is_all_fulfilled(

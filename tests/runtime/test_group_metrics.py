@@ -67,8 +67,9 @@ async def test_a_scrape_once_the_directory_is_gone_answers_for_this_process(
     tmp_path: Path,
 ) -> None:
     metrics = Metrics()
-    metrics.packets.labels("fulfilled").inc(3)
+    metrics.packets.labels("fulfilled", "local").inc(3)
     metrics.join(tmp_path / "gone")  # never created: as after the parent removed it
     merged = _samples(await metrics.scrape())
-    assert merged[("kiungo_ilp_packets_total", (("outcome", "fulfilled"),))] == 3
+    key = ("kiungo_ilp_packets_total", (("outcome", "fulfilled"), ("peer", "local")))
+    assert merged[key] == 3
     assert ("kiungo_metrics_processes", ()) not in merged

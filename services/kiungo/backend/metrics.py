@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from kiungo.runtime.group_metrics import ServedMetrics
+from kiungo.runtime.group_metrics import ServedMetrics, service_registry
 
 __all__ = ["LIQUIDITY_KINDS", "BackendMetrics"]
 
@@ -24,7 +24,7 @@ class BackendMetrics(ServedMetrics):
     """One registry per backend, so tests can run several in one process."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         self.requests = Counter(
             "kiungo_graphql_requests",
             "GraphQL requests answered, by outcome (ok, or the first error's code)",

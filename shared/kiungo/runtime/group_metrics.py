@@ -19,17 +19,40 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["PROCESSES_METRIC", "GroupMetrics", "ServedMetrics", "merge_metrics"]
+__all__ = [
+    "PROCESSES_METRIC",
+    "GroupMetrics",
+    "ServedMetrics",
+    "merge_metrics",
+    "service_registry",
+]
 
 log = logging.getLogger("kiungo.runtime.group_metrics")
 
 _PUBLISH_SECONDS = 1.0
 # A gauge of the merged answer alone: how many processes it merges.
 PROCESSES_METRIC = "kiungo_metrics_processes"
+
+
+def service_registry() -> CollectorRegistry:
+    """A service's registry, with the standard ``process_*`` (CPU, memory, open files, start
+    time), ``python_gc_*`` and ``python_info`` collectors a Prometheus user expects. Merged over
+    ``--processes N``, the CPU seconds add up and the gauges show the largest process."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class GroupMetrics:

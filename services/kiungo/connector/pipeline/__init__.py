@@ -17,6 +17,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from kiungo.connector.metrics import peer_label
 from kiungo.connector.node import Node
 from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline.checks import (
@@ -93,7 +94,8 @@ async def _ended(
         await refund_throughput(node, peer, taken)
     if reply is None:
         return
-    node.metrics.packets.labels("fulfilled" if fulfilled else _reject_code(reply)).inc()
+    outcome = "fulfilled" if fulfilled else _reject_code(reply)
+    node.metrics.packets.labels(outcome, peer_label(peer.id, internal=peer.internal)).inc()
     node.metrics.latency.observe(time.perf_counter() - started)
 
 

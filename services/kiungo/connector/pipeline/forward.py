@@ -110,7 +110,9 @@ async def forward(
         else:
             await _void(node, transfer_ids)
     if isinstance(reply, Fulfill) and prepare.amount:
-        node.metrics.amount.labels("forwarded").inc(prepare.amount)
+        node.metrics.amount.labels("forwarded", source.asset_code, str(source.asset_scale)).inc(
+            prepare.amount
+        )
     return reply_raw
 
 

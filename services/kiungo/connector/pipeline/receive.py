@@ -44,7 +44,16 @@ class Acceptance:
     voided and nothing is counted).
     """
 
-    __slots__ = ("_hold_until", "_legs", "_node", "_receiver", "_result", "_source_amount", "ended")
+    __slots__ = (
+        "_hold_until",
+        "_legs",
+        "_node",
+        "_receiver",
+        "_result",
+        "_source",
+        "_source_amount",
+        "ended",
+    )
 
     def __init__(
         self,
@@ -53,9 +62,11 @@ class Acceptance:
         receiver: Receiver,
         legs: list[Leg],
         hold_until: datetime,
+        source: PeerInfo,
         source_amount: int,
     ) -> None:
         self._node = node
+        self._source = source
         self._result = result
         self._receiver = receiver
         self._legs = legs
@@ -90,7 +101,10 @@ class Acceptance:
             self._legs, self._hold_until, receiver=self._receiver.tag
         ):
             return
-        self._node.metrics.amount.labels("received").inc(self._source_amount)
+        source = self._source
+        self._node.metrics.amount.labels(
+            "received", source.asset_code, str(source.asset_scale)
+        ).inc(self._source_amount)
         await self._node.receivers.settle(self._receiver, self._node.ledger)
 
     async def decline(self) -> None:
@@ -151,7 +165,7 @@ async def receive_locally(
             return encode_packet(result.decline_finally())
     # From when the hold exists (the writer may have been behind), not from before asking.
     hold_until = datetime.now(UTC) + RECEIVE_HOLD
-    return Acceptance(node, result, receiver, legs, hold_until, prepare.amount)
+    return Acceptance(node, result, receiver, legs, hold_until, peer, prepare.amount)
 
 
 async def _ensure_account(node: Node, receiver: Receiver) -> None:
