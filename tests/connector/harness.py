@@ -358,7 +358,7 @@ async def running_connector(
                 settings = replace(
                     settings, use_tigerbeetle=True, tigerbeetle_replica_addresses=server.address
                 )
-                ledger = await stack.enter_async_context(make_ledger(pool, settings))
+                ledger = await stack.enter_async_context(await make_ledger(pool, settings))
             seeded = await seed(pool, hop_endpoint, alice_liquidity, ledger)
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
             if as_process:

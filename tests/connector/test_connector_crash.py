@@ -64,7 +64,7 @@ async def test_sigkill_with_packets_in_flight_leaves_exact_books(
         settings = replace(
             settings, use_tigerbeetle=True, tigerbeetle_replica_addresses=server.address
         )
-        ledger = await stack.enter_async_context(make_ledger(pool, settings))
+        ledger = await stack.enter_async_context(await make_ledger(pool, settings))
     env = process_env(settings, database_url, redis_server_url, port)
 
     async def pending_holds() -> int:

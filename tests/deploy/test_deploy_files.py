@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,123 @@ def test_compose_file_passes_the_compose_specification_schema() -> None:
     assert list(validator.iter_errors(broken))
 
 
+# TigerBeetle (issue 16): a Compose override file and a Kubernetes manifest.
+
+
+def _tigerbeetle_compose() -> dict[str, Any]:
+    return _one(DEPLOY / "compose.tigerbeetle.yaml")
+
+
+def test_tigerbeetle_override_passes_the_compose_schema_and_merges_onto_the_nodes() -> None:
+    schema = json.loads((ROOT / "tests" / "fixtures" / "compose" / "compose-spec.json").read_text())
+    override = _tigerbeetle_compose()
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(override)) == []
+    base = _kiungo_services(_compose())
+    replicas = {
+        name: service
+        for name, service in override["services"].items()
+        if str(service.get("image", "")).startswith("ghcr.io/tigerbeetle/tigerbeetle:")
+    }
+    assert set(replicas) == {f"{node}-tigerbeetle" for node in NODES}
+    for name, replica in replicas.items():
+        # The server release the pinned client speaks to.
+        assert replica["image"].endswith(":" + metadata.version("tigerbeetle"))
+        (volume,) = replica["volumes"]
+        assert volume.split(":")[0] in override["volumes"] and volume.endswith(":/data")
+        assert "seccomp=unconfined" in replica["security_opt"], name
+    for node in NODES:
+        for part in ("backend", "connector"):
+            service = override["services"][f"{node}-{part}"]
+            assert f"{node}-{part}" in base, "the override names a service compose.yaml has"
+            env = {**base[f"{node}-{part}"]["environment"], **service["environment"]}
+            assert set(env) <= SETTINGS
+            settings = Settings.from_env({key: str(value) for key, value in env.items()})
+            assert settings.use_tigerbeetle
+            # Each node its own replica, named by service (Kiungo resolves the name).
+            assert settings.tigerbeetle_replica_addresses == f"{node}-tigerbeetle:3000"
+            assert f"{node}-tigerbeetle" in service["depends_on"]
+        assert "environment" not in override["services"].get(f"{node}-migrate", {})
+
+
+def _fake_tigerbeetle(tmp_path: Path) -> Path:
+    """A stand-in for the server binary that logs its calls; ``format`` makes the file (and
+    refuses one that exists)."""
+    fake = tmp_path / "tigerbeetle"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/calls\n'
+        # Like the real one, format refuses a file that exists.
+        'if [ "$1" = format ]; then eval last=\\${$#}; [ -e "$last" ] && exit 1;'
+        ' echo formatted > "$last"; fi\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def _run_script(script: str, tmp_path: Path) -> list[str]:
+    """Runs a replica's shell script with /tigerbeetle and /data moved under ``tmp_path``."""
+    fake = _fake_tigerbeetle(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    local = script.replace("/tigerbeetle ", f"{fake} ").replace("/data/", f"{data}/")
+    (tmp_path / "calls").unlink(missing_ok=True)
+    subprocess.run(["/bin/sh", "-c", local], check=True, timeout=10)
+    calls = tmp_path / "calls"
+    return [line.split()[0] for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def test_tigerbeetle_compose_replica_formats_once_then_starts(tmp_path: Path) -> None:
+    replica = _tigerbeetle_compose()["services"]["alpha-tigerbeetle"]
+    assert replica["entrypoint"] == ["/bin/sh", "-c"]
+    (script,) = replica["command"]
+    assert _run_script(script, tmp_path) == ["format", "start"]
+    assert (tmp_path / "data" / "0_0.tigerbeetle").read_text() == "formatted\n"
+    assert _run_script(script, tmp_path) == ["start"]
+    # An interrupted format (a partial file under the temporary name) is redone, not started.
+    (tmp_path / "data" / "0_0.tigerbeetle").unlink()
+    (tmp_path / "data" / "0_0.tigerbeetle.new").write_text("partial")
+    assert _run_script(script, tmp_path) == ["format", "start"]
+
+
+def test_tigerbeetle_k8s_replica_formats_once_then_starts_on_a_volume(tmp_path: Path) -> None:
+    objects = _k8s()
+    replica = objects[("StatefulSet", "kiungo-tigerbeetle")]["spec"]
+    pod = replica["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+    (init,) = pod["initContainers"]
+    (server,) = pod["containers"]
+    for container in (init, server):
+        assert container["image"].endswith(":" + metadata.version("tigerbeetle"))
+        assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert [claim["metadata"]["name"] for claim in replica["volumeClaimTemplates"]] == ["data"]
+    (script,) = init["args"]
+    assert _run_script(script, tmp_path) == ["format"]
+    assert _run_script(script, tmp_path) == []
+    assert server["args"][0] == "start" and server["args"][-1] == "/data/0_0.tigerbeetle"
+    port = {p["name"]: p["containerPort"] for p in server["ports"]}["tigerbeetle"]
+    assert f"--addresses=0.0.0.0:{port}" in server["args"]
+    service = objects[("Service", "kiungo-tigerbeetle")]["spec"]
+    (service_port,) = service["ports"]
+    assert service_port["targetPort"] == "tigerbeetle"
+    # The settings its header tells the operator to add are real and point at the Service.
+    header = (DEPLOY / "k8s" / "tigerbeetle.yaml").read_text().split("apiVersion", 1)[0]
+    told = dict(re.findall(r"^#   ([A-Z_]+): \"?([^\"\n]+)\"?$", header, re.M))
+    assert set(told) == {
+        "USE_TIGERBEETLE",
+        "TIGERBEETLE_CLUSTER_ID",
+        "TIGERBEETLE_REPLICA_ADDRESSES",
+    }
+    assert set(told) <= SETTINGS
+    assert told["TIGERBEETLE_REPLICA_ADDRESSES"] == f"kiungo-tigerbeetle:{service_port['port']}"
+    # Only the connector and the backend reach it.
+    (rule,) = _policy_for(_pod_labels("StatefulSet", "kiungo-tigerbeetle"))["spec"]["ingress"]
+    components = sorted(
+        s["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for s in rule["from"]
+    )
+    assert components == ["backend", "connector"]
+
+
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client on this machine")
 def test_docker_compose_config_validates() -> None:
     version = subprocess.run(
@@ -275,8 +393,8 @@ def test_k8s_objects() -> None:
     kinds = sorted(kind for kind, _ in _k8s())
     assert kinds == [
         "ConfigMap", "Deployment", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy",
-        "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Secret", "Secret",
-        "Service", "Service", "Service", "StatefulSet",
+        "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Secret",
+        "Secret", "Service", "Service", "Service", "Service", "StatefulSet", "StatefulSet",
     ]  # fmt: skip
 
 

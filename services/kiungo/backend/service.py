@@ -39,7 +39,7 @@ async def serve_backend(
     # A plain pool: the admin API has far fewer requests in flight than the connector, and the
     # blocking pool's wait machinery cost a tenth of each request's CPU.
     redis = Redis.from_url(redis_url)
-    ledger = make_ledger(pool, settings)
+    ledger = await make_ledger(pool, settings)
     ledger.start()
     metrics = BackendMetrics()
     backend = Backend(settings=settings, pool=pool, ledger=ledger, redis=redis)

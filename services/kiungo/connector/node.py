@@ -83,7 +83,7 @@ class Node:
                 redis_url, max_connections=200, timeout=5
             )
         )
-        ledger = make_ledger(pool, settings)
+        ledger = await make_ledger(pool, settings)
         ledger.start()
         http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),

@@ -49,7 +49,7 @@ def _check(args: argparse.Namespace) -> int:
             pool = await create_pool(url, min_size=1, max_size=1)
             try:
                 if settings.use_tigerbeetle:
-                    async with make_ledger(pool, settings) as ledger:
+                    async with await make_ledger(pool, settings) as ledger:
                         return await ledger.check()
                 async with pool.acquire() as conn:
                     return await run_checks(conn)
