@@ -63,7 +63,6 @@ CONVERSION_PENDING = {
     "kiungo.connector.sending.payment",
     "kiungo.openpayments.grants",
     "kiungo.openpayments.wallet_address_keys",
-    "kiungo.wallet_addresses",
     # ledger
     "kiungo.ledger.check",
     "kiungo.ledger.reads",

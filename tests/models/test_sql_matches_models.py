@@ -72,8 +72,6 @@ NOT_SQL = {
 BUILT_PER_CALL = {
     # The table is the asset's or the peer's, whichever crossed its threshold.
     "services/kiungo/backend/workers.py: raise_liquidity_alerts",
-    # The SET list is the fields the update changes.
-    "shared/kiungo/wallet_addresses.py: update",
 }
 
 
