@@ -61,8 +61,6 @@ CONVERSION_PENDING = {
     "kiungo.connector.peers",
     "kiungo.connector.sending.lease",
     "kiungo.connector.sending.payment",
-    "kiungo.openpayments.grants",
-    "kiungo.openpayments.wallet_address_keys",
     # ledger
     "kiungo.ledger.check",
     "kiungo.ledger.reads",
