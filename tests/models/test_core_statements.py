@@ -57,10 +57,6 @@ CONVERSION_PENDING = {
     "kiungo.backend.assets",
     "kiungo.backend.peers",
     "kiungo.backend.workers",
-    # payments and the connector
-    "kiungo.connector.peers",
-    "kiungo.connector.sending.lease",
-    "kiungo.connector.sending.payment",
     # ledger
     "kiungo.ledger.check",
     "kiungo.ledger.reads",

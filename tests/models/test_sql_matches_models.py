@@ -222,7 +222,6 @@ def test_discovery_finds_the_statements_of_both_services_and_the_shared_package(
     names = set(module_statements().values())
     assert {
         "kiungo.ledger.service._WRITE",
-        "kiungo.connector.sending.lease._CLAIM",
         "kiungo.backend.workers._CLAIM_WEBHOOKS",
         "kiungo.ledger.service._CREDITS_HISTORY",
     } <= names
