@@ -14,11 +14,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy import bindparam, func, insert, select
 
-from kiungo.models import IncomingPaymentState
+from kiungo.models import (
+    Asset,
+    IncomingPaymentState,
+    OutgoingPayment,
+    Quote,
+    WebhookEvent,
+)
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "OUTGOING_PAYMENT_EVENT_ROW",
+    "OUTGOING_PAYMENT_EVENT_ROW_LOCKED",
     "EventType",
     "amount_json",
     "incoming_payment_data",
@@ -85,18 +94,53 @@ def incoming_payment_data(
     return data
 
 
-# The columns outgoing_payment_data reads, for one payment (``$1``, its id): the payment with
-# its quote's receiver and amounts, the codes and scales of both assets, and the sender's asset
-# id (for an event's withdrawal).
-OUTGOING_PAYMENT_EVENT_ROW = """
-SELECT p.id, p.wallet_address_id, p.state, p.error, p.state_attempts, p.sent_amount,
-       p.metadata, p.created_at, q.asset_id, q.receiver, q.debit_amount, q.receive_amount,
-       q.receive_asset_code, q.receive_asset_scale, a.code AS asset_code, a.scale AS asset_scale
-FROM outgoing_payments p
-JOIN quotes q ON q.id = p.quote_id
-JOIN assets a ON a.id = q.asset_id
-WHERE p.id = $1
-"""
+_events = table(WebhookEvent)
+_p = table(OutgoingPayment).alias("p")
+_q = table(Quote).alias("q")
+_a = table(Asset).alias("a")
+
+# The columns outgoing_payment_data reads, for one payment (``id``): the payment with its
+# quote's receiver and amounts, the codes and scales of both assets, and the sender's asset id
+# (for an event's withdrawal).
+_EVENT_ROW = (
+    select(
+        _p.c.id,
+        _p.c.wallet_address_id,
+        _p.c.state,
+        _p.c.error,
+        _p.c.state_attempts,
+        _p.c.sent_amount,
+        _p.c.metadata,
+        _p.c.created_at,
+        _q.c.asset_id,
+        _q.c.receiver,
+        _q.c.debit_amount,
+        _q.c.receive_amount,
+        _q.c.receive_asset_code,
+        _q.c.receive_asset_scale,
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+    )
+    .select_from(_p.join(_q, _q.c.id == _p.c.quote_id).join(_a, _a.c.id == _q.c.asset_id))
+    .where(_p.c.id == bindparam("id"))
+)
+OUTGOING_PAYMENT_EVENT_ROW = Statement(_EVENT_ROW)
+"""One outgoing payment (``id=``) as :func:`outgoing_payment_data` reads it."""
+OUTGOING_PAYMENT_EVENT_ROW_LOCKED = Statement(_EVENT_ROW.with_for_update(of=_p))
+"""The same, the payment's row locked (``FOR UPDATE OF p``) until the transaction ends."""
+
+_INSERT_EVENT = Statement(
+    insert(_events).values(
+        id=bindparam("id"),
+        type=bindparam("type"),
+        resource_id=bindparam("resource_id"),
+        data=bindparam("data"),
+        process_at=func.now(),
+        withdrawal_account_id=bindparam("account_id"),
+        withdrawal_asset_id=bindparam("asset_id"),
+        withdrawal_amount=bindparam("amount"),
+    )
+)
 
 
 def outgoing_payment_data(
@@ -158,16 +202,14 @@ async def insert_event(
                 "amount": str(amount),
             },
         }
-    await conn.execute(
-        "INSERT INTO webhook_events (id, type, resource_id, data, process_at, "
-        "withdrawal_account_id, withdrawal_asset_id, withdrawal_amount) "
-        "VALUES ($1, $2, $3, $4::jsonb, now(), $5, $6, $7)",
-        event_id,
-        event_type.value,
-        resource_id,
-        json.dumps(data),
-        None if withdrawal is None else withdrawal[0],
-        None if withdrawal is None else withdrawal[1],
-        None if withdrawal is None else withdrawal[2],
+    await _INSERT_EVENT.execute(
+        conn,
+        id=event_id,
+        type=event_type.value,
+        resource_id=resource_id,
+        data=json.dumps(data),
+        account_id=None if withdrawal is None else withdrawal[0],
+        asset_id=None if withdrawal is None else withdrawal[1],
+        amount=None if withdrawal is None else withdrawal[2],
     )
     return event_id

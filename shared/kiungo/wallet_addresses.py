@@ -17,9 +17,11 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import asyncpg
+from sqlalchemy import bindparam, func, insert, null, select
 
 from kiungo.ledger import AccountKind, Ledger
-from kiungo.models import WalletAddressStatus
+from kiungo.models import WalletAddress, WalletAddressStatus
+from kiungo.models.sql import Statement, table
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
@@ -46,18 +48,34 @@ __all__ = [
 
 MAX_PROPERTIES = 64
 
-WALLET_ADDRESS_COLUMNS = (
-    "id, url, public_name, asset_id, status, additional_properties, created_at, deactivated_at"
+_wallets = table(WalletAddress)
+_COLUMNS = (
+    _wallets.c.id,
+    _wallets.c.url,
+    _wallets.c.public_name,
+    _wallets.c.asset_id,
+    _wallets.c.status,
+    _wallets.c.additional_properties,
+    _wallets.c.created_at,
+    _wallets.c.deactivated_at,
 )
+WALLET_ADDRESS_COLUMNS = ", ".join(column.name for column in _COLUMNS)
+"""The columns a wallet address is read with, as SQL text."""
 
-# Built from the constant column list only.
-WALLET_ADDRESS_SELECT = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses"  # noqa: S608
-"""Every wallet address (a WHERE may follow)."""
-_BY_ID = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses WHERE id = $1"  # noqa: S608
-_BY_URL = f"SELECT {WALLET_ADDRESS_COLUMNS} FROM wallet_addresses WHERE url = $1"  # noqa: S608
-_INSERT = (
-    "INSERT INTO wallet_addresses (id, url, public_name, asset_id, additional_properties) "  # noqa: S608
-    f"VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING {WALLET_ADDRESS_COLUMNS}"
+WALLET_ADDRESS_SELECT = Statement(select(*_COLUMNS)).sql
+"""Every wallet address, as SQL text compiled from the statement (a WHERE may follow)."""
+_BY_ID = Statement(select(*_COLUMNS).where(_wallets.c.id == bindparam("id")))
+_BY_URL = Statement(select(*_COLUMNS).where(_wallets.c.url == bindparam("url")))
+_INSERT = Statement(
+    insert(_wallets)
+    .values(
+        id=bindparam("id"),
+        url=bindparam("url"),
+        public_name=bindparam("public_name"),
+        asset_id=bindparam("asset_id"),
+        additional_properties=bindparam("additional_properties"),
+    )
+    .returning(*_COLUMNS)
 )
 
 
@@ -157,14 +175,12 @@ class WalletAddressChanges:
 
 
 async def load(pool: asyncpg.Pool, wallet_address_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(_BY_ID, wallet_address_id)
-    return row
+    return await _BY_ID.fetchrow(pool, id=wallet_address_id)
 
 
 async def by_url(pool: asyncpg.Pool, url: str) -> asyncpg.Record | None:
     """The wallet address stored as ``url`` (normalized), if there is one."""
-    row: asyncpg.Record | None = await pool.fetchrow(_BY_URL, url)
-    return row
+    return await _BY_URL.fetchrow(pool, url=url)
 
 
 async def create(
@@ -177,7 +193,14 @@ async def create(
 ) -> asyncpg.Record:
     """A new ACTIVE wallet address with its (empty) Web Monetization account."""
     try:
-        row = await pool.fetchrow(_INSERT, uuid.uuid4(), url, public_name, asset_id, properties)
+        row = await _INSERT.fetchrow(
+            pool,
+            id=uuid.uuid4(),
+            url=url,
+            public_name=public_name,
+            asset_id=asset_id,
+            additional_properties=properties,
+        )
     except asyncpg.UniqueViolationError:
         raise WalletAddressExists(url) from None
     assert row is not None
@@ -185,33 +208,51 @@ async def create(
     return row
 
 
+_UpdateShape = tuple[bool, WalletAddressStatus | None, bool]
+"""What an update sets: the public name (or not), the new status (or None), the properties
+(or not)."""
+_UPDATES: dict[_UpdateShape, Statement] = {}
+"""One statement per shape of update, built the first time that shape is asked for."""
+
+
+def _update_statement(shape: _UpdateShape) -> Statement:
+    statement = _UPDATES.get(shape)
+    if statement is None:
+        name, status, properties = shape
+        values: dict[str, Any] = {}
+        if name:
+            values["public_name"] = bindparam("public_name")
+        if status is not None:
+            values["status"] = status
+            values["deactivated_at"] = (
+                func.coalesce(_wallets.c.deactivated_at, func.now())
+                if status == WalletAddressStatus.INACTIVE
+                else null()
+            )
+        if properties:
+            values["additional_properties"] = bindparam("additional_properties")
+        values["updated_at"] = func.now()
+        statement = _UPDATES[shape] = Statement(
+            _wallets.update()
+            .where(_wallets.c.id == bindparam("id"))
+            .values(values)
+            .returning(*_COLUMNS)
+        )
+    return statement
+
+
 async def update(
     pool: asyncpg.Pool, wallet_address_id: uuid.UUID, changes: WalletAddressChanges
 ) -> asyncpg.Record:
     """Apply ``changes``; deactivating stamps ``deactivated_at`` (once), activating clears it."""
-    sets: list[str] = []
-    values: list[Any] = [wallet_address_id]
+    values: dict[str, Any] = {"id": wallet_address_id}
     if not isinstance(changes.public_name, Keep):
-        values.append(changes.public_name)
-        sets.append(f"public_name = ${len(values)}")
-    if not isinstance(changes.status, Keep):
-        values.append(changes.status.value)
-        sets.append(f"status = ${len(values)}::text")
-        sets.append(
-            "deactivated_at = coalesce(deactivated_at, now())"
-            if changes.status == WalletAddressStatus.INACTIVE
-            else "deactivated_at = NULL"
-        )
+        values["public_name"] = changes.public_name
+    status = None if isinstance(changes.status, Keep) else WalletAddressStatus(changes.status)
     if not isinstance(changes.additional_properties, Keep):
-        values.append(changes.additional_properties)
-        sets.append(f"additional_properties = ${len(values)}::jsonb")
-    assignments = ", ".join([*sets, "updated_at = now()"])
-    # Built from the constant column names above only; every value is a parameter.
-    row: asyncpg.Record | None = await pool.fetchrow(
-        f"UPDATE wallet_addresses SET {assignments} WHERE id = $1 "  # noqa: S608
-        f"RETURNING {WALLET_ADDRESS_COLUMNS}",
-        *values,
-    )
+        values["additional_properties"] = changes.additional_properties
+    shape = ("public_name" in values, status, "additional_properties" in values)
+    row = await _update_statement(shape).fetchrow(pool, **values)
     if row is None:
         raise WalletAddressNotFound()
     return row

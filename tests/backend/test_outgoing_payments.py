@@ -928,7 +928,8 @@ async def test_what_is_left_of_an_ended_payment_is_withdrawn(node: Node) -> None
             "UPDATE outgoing_payments SET state = 'COMPLETED', sent_amount = 700 WHERE id = $1",
             payment_id,
         )
-        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW, payment_id)
+        row = await OUTGOING_PAYMENT_EVENT_ROW.fetchrow(conn, id=payment_id)
+        assert row is not None
         event_id = await insert_event(
             conn,
             EventType.OUTGOING_PAYMENT_COMPLETED,

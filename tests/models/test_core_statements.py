@@ -57,20 +57,6 @@ CONVERSION_PENDING = {
     "kiungo.backend.assets",
     "kiungo.backend.peers",
     "kiungo.backend.workers",
-    # payments and the connector
-    "kiungo.connector.peers",
-    "kiungo.connector.sending.lease",
-    "kiungo.connector.sending.payment",
-    "kiungo.events",
-    "kiungo.openpayments.grants",
-    "kiungo.openpayments.wallet_address_keys",
-    "kiungo.payments.incoming.store",
-    "kiungo.payments.outgoing.service",
-    "kiungo.payments.outgoing.store",
-    "kiungo.payments.quotes.fees",
-    "kiungo.payments.quotes.service",
-    "kiungo.payments.receivers",
-    "kiungo.wallet_addresses",
     # ledger
     "kiungo.ledger.check",
     "kiungo.ledger.reads",
@@ -210,8 +196,12 @@ def _module_of(where: str) -> str:
 def test_raw_sql_naming_a_table_is_left_only_where_listed() -> None:
     raw: dict[str, list[str]] = {}
     statements = {**module_statements(), **literal_statements()}
+    # A module may publish a statement's SQL as text (for callers that still compose text):
+    # built from the models, not spelled by hand.
+    _import_all()
+    built = {statement.sql.strip() for statement in ALL}
     for sql, where in statements.items():
-        if _TABLES.search(sql):
+        if _TABLES.search(sql) and sql.strip() not in built:
             raw.setdefault(_module_of(where), []).append(where)
     allowed = RAW_SQL | CONVERSION_PENDING
     unlisted = {module: places for module, places in raw.items() if module not in allowed}

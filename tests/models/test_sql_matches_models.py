@@ -72,8 +72,6 @@ NOT_SQL = {
 BUILT_PER_CALL = {
     # The table is the asset's or the peer's, whichever crossed its threshold.
     "services/kiungo/backend/workers.py: raise_liquidity_alerts",
-    # The SET list is the fields the update changes.
-    "shared/kiungo/wallet_addresses.py: update",
 }
 
 
@@ -223,14 +221,13 @@ async def _refusals(conn: asyncpg.Connection, statements: dict[str, str]) -> lis
 def test_discovery_finds_the_statements_of_both_services_and_the_shared_package() -> None:
     names = set(module_statements().values())
     assert {
-        "kiungo.payments.outgoing.store._FAIL",
-        "kiungo.payments.incoming.store._CREATE",
         "kiungo.ledger.service._WRITE",
-        "kiungo.connector.sending.lease._CLAIM",
         "kiungo.backend.workers._CLAIM_WEBHOOKS",
         "kiungo.ledger.service._CREDITS_HISTORY",
     } <= names
-    assert len(names) > 40
+    # Fewer as modules build their SQL as Statements (kiungo.models.sql, issue 15): what stays
+    # is raw SQL (the ledger's batch) and statements' text published for callers composing text.
+    assert len(names) > 5
     assert len(literal_statements()) > 20
 
 
@@ -250,7 +247,7 @@ async def test_a_statement_naming_a_column_the_models_lack_is_refused(
     conn: asyncpg.Connection,
 ) -> None:
     # The check itself: one real statement with one column renamed.
-    statement = outgoing_store._LOCKED
+    statement = outgoing_store._LOCKED.sql
     assert "state_attempts" in statement
     renamed = {statement.replace("state_attempts", "state_attempt"): "renamed column"}
     refused = await _refusals(conn, renamed)

@@ -20,7 +20,11 @@ from kiungo.events import EventType
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.payments.incoming import ENDED, LIFECYCLE, OPEN, States, store
 from kiungo.payments.lifecycle import IllegalTransition
-from kiungo.payments.receivers import INCOMING_PAYMENT_RECEIVER, WALLET_ADDRESS_RECEIVER
+from kiungo.payments.receivers import (
+    INCOMING_PAYMENT_RECEIVER_BY_ID,
+    WALLET_ADDRESS_RECEIVER_BY_ID,
+    WALLET_ADDRESS_RECEIVER_BY_URL,
+)
 
 USD = ("USD", 2)
 
@@ -63,9 +67,10 @@ async def test_every_statement_prepares_against_the_models_schema(
     conn: asyncpg.Connection,
 ) -> None:
     for statement in (
-        *store.STATEMENTS,
-        INCOMING_PAYMENT_RECEIVER,
-        WALLET_ADDRESS_RECEIVER + "WHERE w.url = $1",
+        *(s.sql for s in store.STATEMENTS),
+        INCOMING_PAYMENT_RECEIVER_BY_ID.sql,
+        WALLET_ADDRESS_RECEIVER_BY_ID.sql,
+        WALLET_ADDRESS_RECEIVER_BY_URL.sql,
         _DUE_INCOMING_PAYMENTS,
     ):
         await conn.prepare(statement)
@@ -83,7 +88,7 @@ async def _payment(conn: asyncpg.Connection, incoming_amount: int | None = 500) 
         f"https://wallet.example/{wallet_id}",
         asset_id,
     )
-    wallet = await conn.fetchrow(WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1", wallet_id)
+    wallet = await WALLET_ADDRESS_RECEIVER_BY_ID.fetchrow(conn, id=wallet_id)
     assert wallet is not None
     now = datetime.now(UTC)
     row = await store.create(

@@ -13,7 +13,7 @@ import pytest
 from tests.connector.harness import create_asset, create_wallet
 from tests.ledger.schema import schema_pool
 
-from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW, EventType
+from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW, OUTGOING_PAYMENT_EVENT_ROW_LOCKED, EventType
 from kiungo.ledger import Ledger
 from kiungo.models import OutgoingPaymentState
 from kiungo.payments.lifecycle import IllegalTransition
@@ -119,7 +119,7 @@ Transition = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[bool]]
 
 
 async def _cancel(conn: asyncpg.Connection, payment: uuid.UUID) -> bool:
-    row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW, payment)
+    row = await OUTGOING_PAYMENT_EVENT_ROW.fetchrow(conn, id=payment)
     assert row is not None
     return await store.cancel(conn, row, '{"cancellationReason": "no"}', withdrawal=None)
 
@@ -205,7 +205,7 @@ async def test_cancelling_keeps_the_metadata_and_offers_the_withdrawal(
     payment = await _new_payment(pool)
     account = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW + " FOR UPDATE OF p", payment)
+        row = await OUTGOING_PAYMENT_EVENT_ROW_LOCKED.fetchrow(conn, id=payment)
         assert row is not None
         asset = row["asset_id"]
         metadata = '{"note": "hi", "cancellationReason": "changed my mind"}'

@@ -16,9 +16,12 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from sqlalchemy import select
 
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.models import Asset, Peer, PeerIncomingToken
 from kiungo.models.peer import token_hash
+from kiungo.models.sql import Statement, table
 
 __all__ = ["PeerInfo", "PeerRegistry", "internal_source"]
 
@@ -76,15 +79,27 @@ def internal_source(
     )
 
 
-_LOAD_PEERS = """
-SELECT p.id, p.name, p.static_ilp_address, p.asset_id, a.code AS asset_code,
-       a.scale AS asset_scale, p.http_endpoint, p.http_outgoing_token, p.max_packet_amount,
-       p.routes
-FROM peers p JOIN assets a ON a.id = p.asset_id
-WHERE a.deleted_at IS NULL
-"""
+_p = table(Peer).alias("p")
+_a = table(Asset).alias("a")
+_tokens = table(PeerIncomingToken)
+_LOAD_PEERS = Statement(
+    select(
+        _p.c.id,
+        _p.c.name,
+        _p.c.static_ilp_address,
+        _p.c.asset_id,
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+        _p.c.http_endpoint,
+        _p.c.http_outgoing_token,
+        _p.c.max_packet_amount,
+        _p.c.routes,
+    )
+    .select_from(_p.join(_a, _a.c.id == _p.c.asset_id))
+    .where(_a.c.deleted_at.is_(None))
+)
 
-_LOAD_TOKENS = "SELECT peer_id, token_hash FROM peer_incoming_tokens"
+_LOAD_TOKENS = Statement(select(_tokens.c.peer_id, _tokens.c.token_hash))
 
 
 class PeerRegistry:
@@ -97,7 +112,7 @@ class PeerRegistry:
 
     async def load(self, conn: asyncpg.Connection) -> None:
         peers = {}
-        for row in await conn.fetch(_LOAD_PEERS):
+        for row in await _LOAD_PEERS.fetch(conn):
             peers[row["id"]] = PeerInfo(
                 id=row["id"],
                 name=row["name"],
@@ -114,7 +129,7 @@ class PeerRegistry:
             )
         by_token = {
             bytes(row["token_hash"]): peers[row["peer_id"]]
-            for row in await conn.fetch(_LOAD_TOKENS)
+            for row in await _LOAD_TOKENS.fetch(conn)
             if row["peer_id"] in peers
         }
         by_prefix: dict[str, PeerInfo] = {}

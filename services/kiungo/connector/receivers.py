@@ -19,10 +19,12 @@ import asyncpg
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, account_id_for
 from kiungo.models import WalletAddressStatus
+from kiungo.models.sql import Statement
 from kiungo.payments.incoming import States, store
 from kiungo.payments.receivers import (
-    INCOMING_PAYMENT_RECEIVER,
-    WALLET_ADDRESS_RECEIVER,
+    INCOMING_PAYMENT_RECEIVER_BY_ID,
+    WALLET_ADDRESS_RECEIVER_BY_ID,
+    WALLET_ADDRESS_RECEIVER_BY_URL,
     ReceiverKind,
     incoming_payment_tag,
     receiver_open,
@@ -95,7 +97,7 @@ class ReceiverDirectory:
         except ValueError:
             return None
         if kind is ReceiverKind.WALLET_ADDRESS:
-            receiver = await self._wallet_address("w.id = $1", receiver_id)
+            receiver = await self._wallet_address(WALLET_ADDRESS_RECEIVER_BY_ID, id=receiver_id)
         else:
             receiver = await self.incoming_payment(receiver_id)
         if len(self._cache) > 10_000:
@@ -104,11 +106,12 @@ class ReceiverDirectory:
         return receiver
 
     async def wallet_address_by_url(self, url: str) -> Receiver | None:
-        return await self._wallet_address("w.url = $1", url)
+        return await self._wallet_address(WALLET_ADDRESS_RECEIVER_BY_URL, url=url)
 
-    async def _wallet_address(self, where: str, value: object) -> Receiver | None:
+    async def _wallet_address(self, statement: Statement, **key: object) -> Receiver | None:
+        """The wallet address ``statement`` (by id or by URL) reads for ``key``."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(f"{WALLET_ADDRESS_RECEIVER} WHERE {where}", value)
+            row = await statement.fetchrow(conn, **key)
         if row is None:
             return None
         return Receiver(
@@ -124,7 +127,7 @@ class ReceiverDirectory:
 
     async def incoming_payment(self, incoming_payment_id: uuid.UUID) -> Receiver | None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(INCOMING_PAYMENT_RECEIVER, incoming_payment_id)
+            row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(conn, id=incoming_payment_id)
         if row is None:
             return None
         return Receiver(

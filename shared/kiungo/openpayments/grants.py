@@ -20,6 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from sqlalchemy import bindparam, func, insert, select, true, update
+
+from kiungo.models import Grant, GrantAccessToken
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "ACCESS_TOKEN_EXPIRY_SECONDS",
@@ -51,6 +55,84 @@ NON_INTERACTIVE_ACTIONS: Mapping[str, frozenset[str]] = {
 }
 MAX_ACCESS_ITEMS = 16
 MAX_IDENTIFIER = 2048
+
+
+_grants = table(Grant)
+_tokens = table(GrantAccessToken)
+
+_INSERT_TOKEN = Statement(
+    insert(_tokens).values(
+        id=bindparam("id"),
+        grant_id=bindparam("grant_id"),
+        value_hash=bindparam("value_hash"),
+        expires_at=bindparam("expires_at"),
+    )
+)
+_INSERT_GRANT = Statement(
+    insert(_grants).values(
+        id=bindparam("id"),
+        client=bindparam("client"),
+        access=bindparam("access"),
+        state=APPROVED,
+        continue_token_hash=bindparam("continue_token_hash"),
+    )
+)
+# The approved grant of an unrevoked token, whoever holds it.
+_HELD = _tokens.join(_grants, _grants.c.id == _tokens.c.grant_id)
+_HOLDER = Statement(
+    select(_grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    .select_from(_HELD)
+    .where(
+        _tokens.c.id == bindparam("id"),
+        _tokens.c.value_hash == bindparam("value_hash"),
+        ~_tokens.c.revoked,
+        _grants.c.state == APPROVED,
+    )
+)
+# Revoking a token presented with its value (rotating it revokes it too): its grant's id, or
+# nothing when the token is unknown, already revoked or its value wrong.
+_REVOKE = Statement(
+    update(_tokens)
+    .where(
+        _tokens.c.id == bindparam("id"),
+        _tokens.c.value_hash == bindparam("value_hash"),
+        ~_tokens.c.revoked,
+    )
+    .values(revoked=true(), updated_at=func.now())
+    .returning(_tokens.c.grant_id)
+)
+_CONTINUATION = Statement(
+    select(_grants.c.id, _grants.c.client, _grants.c.access).where(
+        _grants.c.id == bindparam("id"),
+        _grants.c.continue_token_hash == bindparam("continue_token_hash"),
+        _grants.c.state == APPROVED,
+    )
+)
+_FINALIZE = Statement(
+    update(_grants)
+    .where(
+        _grants.c.id == bindparam("id"),
+        _grants.c.continue_token_hash == bindparam("continue_token_hash"),
+        _grants.c.state == APPROVED,
+    )
+    .values(state=FINALIZED, updated_at=func.now())
+    .returning(_grants.c.id)
+)
+_REVOKE_ALL = Statement(
+    update(_tokens)
+    .where(_tokens.c.grant_id == bindparam("grant_id"), ~_tokens.c.revoked)
+    .values(revoked=true(), updated_at=func.now())
+)
+_INTROSPECT = Statement(
+    select(_tokens.c.id, _grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    .select_from(_HELD)
+    .where(
+        _tokens.c.value_hash == bindparam("value_hash"),
+        ~_tokens.c.revoked,
+        _tokens.c.expires_at > func.now(),
+        _grants.c.state == APPROVED,
+    )
+)
 
 
 class AccessRefused(Exception):
@@ -130,13 +212,12 @@ def parse_access(raw: object) -> list[dict[str, Any]]:
 
 async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int) -> IssuedToken:
     token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
-    await conn.execute(
-        "INSERT INTO grant_access_tokens (id, grant_id, value_hash, expires_at)"
-        " VALUES ($1, $2, $3, $4)",
-        token.id,
-        grant_id,
-        hash_token(token.value),
-        datetime.now(UTC) + timedelta(seconds=expires_in),
+    await _INSERT_TOKEN.execute(
+        conn,
+        id=token.id,
+        grant_id=grant_id,
+        value_hash=hash_token(token.value),
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
     )
     return token
 
@@ -151,14 +232,12 @@ async def create_grant(
     grant_id = uuid.uuid4()
     continue_value = _new_value()
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO grants (id, client, access, state, continue_token_hash)"
-            " VALUES ($1, $2, $3::jsonb, $4, $5)",
-            grant_id,
-            client,
-            json.dumps(list(access)),
-            APPROVED,
-            hash_token(continue_value),
+        await _INSERT_GRANT.execute(
+            conn,
+            id=grant_id,
+            client=client,
+            access=json.dumps(list(access)),
+            continue_token_hash=hash_token(continue_value),
         )
         token = await _issue(conn, grant_id, expires_in)
     return grant_id, token, continue_value
@@ -169,14 +248,7 @@ async def token_holder(
 ) -> asyncpg.Record | None:
     """The grant (client, access) of the unrevoked token ``token_id`` whose value is ``value``,
     expired or not (an expired token may still be rotated or revoked, as in Rafiki); else None."""
-    return await pool.fetchrow(
-        "SELECT g.id AS grant_id, g.client, g.access FROM grant_access_tokens t"
-        " JOIN grants g ON g.id = t.grant_id"
-        " WHERE t.id = $1 AND t.value_hash = $2 AND NOT t.revoked AND g.state = $3",
-        token_id,
-        hash_token(value),
-        APPROVED,
-    )
+    return await _HOLDER.fetchrow(pool, id=token_id, value_hash=hash_token(value))
 
 
 async def rotate_token(
@@ -189,12 +261,7 @@ async def rotate_token(
     when that token is unknown, revoked or its value wrong. Concurrent rotations of one token:
     only one wins (the UPDATE's row lock)."""
     async with pool.acquire() as conn, conn.transaction():
-        grant_id = await conn.fetchval(
-            "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
-            " WHERE id = $1 AND value_hash = $2 AND NOT revoked RETURNING grant_id",
-            token_id,
-            hash_token(value),
-        )
+        grant_id = await _REVOKE.fetchval(conn, id=token_id, value_hash=hash_token(value))
         if grant_id is None:
             return None
         return await _issue(conn, grant_id, expires_in)
@@ -202,46 +269,26 @@ async def rotate_token(
 
 async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID, value: str) -> bool:
     """Revoke token ``token_id`` presented as ``value``; False when nothing was revoked."""
-    revoked = await pool.fetchval(
-        "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
-        " WHERE id = $1 AND value_hash = $2 AND NOT revoked RETURNING id",
-        token_id,
-        hash_token(value),
-    )
-    return revoked is not None
+    grant_id = await _REVOKE.fetchval(pool, id=token_id, value_hash=hash_token(value))
+    return grant_id is not None
 
 
 async def grant_for_continuation(
     pool: asyncpg.Pool, grant_id: uuid.UUID, value: str
 ) -> asyncpg.Record | None:
     """The approved grant ``grant_id`` if ``value`` is its continuation token, else None."""
-    return await pool.fetchrow(
-        "SELECT id, client, access FROM grants"
-        " WHERE id = $1 AND continue_token_hash = $2 AND state = $3",
-        grant_id,
-        hash_token(value),
-        APPROVED,
-    )
+    return await _CONTINUATION.fetchrow(pool, id=grant_id, continue_token_hash=hash_token(value))
 
 
 async def cancel_grant(pool: asyncpg.Pool, grant_id: uuid.UUID, value: str) -> bool:
     """Finalize grant ``grant_id`` (continuation token ``value``) and revoke its tokens."""
     async with pool.acquire() as conn, conn.transaction():
-        cancelled = await conn.fetchval(
-            "UPDATE grants SET state = $3, updated_at = now()"
-            " WHERE id = $1 AND continue_token_hash = $2 AND state = $4 RETURNING id",
-            grant_id,
-            hash_token(value),
-            FINALIZED,
-            APPROVED,
+        cancelled = await _FINALIZE.fetchval(
+            conn, id=grant_id, continue_token_hash=hash_token(value)
         )
         if cancelled is None:
             return False
-        await conn.execute(
-            "UPDATE grant_access_tokens SET revoked = true, updated_at = now()"
-            " WHERE grant_id = $1 AND NOT revoked",
-            grant_id,
-        )
+        await _REVOKE_ALL.execute(conn, grant_id=grant_id)
     return True
 
 
@@ -266,13 +313,7 @@ async def introspect(
     expired, its grant approved) and its access covers every ``(type, action, identifier)`` in
     ``required`` (an identifier of None matches any; a grant without identifier covers all);
     else None. This is what the resource server calls for ``Authorization: GNAP <value>``."""
-    row = await pool.fetchrow(
-        "SELECT t.id, g.id AS grant_id, g.client, g.access FROM grant_access_tokens t"
-        " JOIN grants g ON g.id = t.grant_id"
-        " WHERE t.value_hash = $1 AND NOT t.revoked AND t.expires_at > now() AND g.state = $2",
-        hash_token(token_value),
-        APPROVED,
-    )
+    row = await _INTROSPECT.fetchrow(pool, value_hash=hash_token(token_value))
     if row is None:
         return None
     access = json.loads(row["access"]) if isinstance(row["access"], str) else row["access"]

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import and_, bindparam, case, func, insert, select, true, update
 
-from kiungo.models import WalletAddressStatus
+from kiungo.models import Asset, WalletAddress, WalletAddressKey, WalletAddressStatus
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "ALG",
@@ -51,7 +53,63 @@ KTY = "OKP"
 CRV = "Ed25519"
 ALG = "EdDSA"
 MAX_KID = 255
-KEY_COLUMNS = "id, wallet_address_id, kid, x, revoked, created_at"
+_keys = table(WalletAddressKey)
+_wallets = table(WalletAddress)
+_assets = table(Asset)
+_KEY = (
+    _keys.c.id,
+    _keys.c.wallet_address_id,
+    _keys.c.kid,
+    _keys.c.x,
+    _keys.c.revoked,
+    _keys.c.created_at,
+)
+KEY_COLUMNS = ", ".join(column.name for column in _KEY)
+"""The columns a key is read with, as SQL text."""
+
+_CREATE = Statement(
+    insert(_keys)
+    .values(
+        id=bindparam("id"),
+        wallet_address_id=bindparam("wallet_address_id"),
+        kid=bindparam("kid"),
+        x=bindparam("x"),
+    )
+    .returning(*_KEY)
+)
+# Revoking a revoked key changes nothing, its updated_at included.
+_REVOKE = Statement(
+    update(_keys)
+    .where(_keys.c.id == bindparam("id"))
+    .values(
+        revoked=true(),
+        updated_at=case((_keys.c.revoked, _keys.c.updated_at), else_=func.now()),
+    )
+    .returning(*_KEY)
+)
+_LOAD = Statement(select(*_KEY).where(_keys.c.id == bindparam("id")))
+_ACTIVE_JWKS = Statement(
+    select(_wallets.c.status, _keys.c.kid, _keys.c.x)
+    .select_from(
+        _wallets.outerjoin(
+            _keys, and_(_keys.c.wallet_address_id == _wallets.c.id, ~_keys.c.revoked)
+        )
+    )
+    .where(_wallets.c.url == bindparam("url"))
+    .order_by(_keys.c.created_at, _keys.c.id)
+)
+_DOCUMENT = Statement(
+    select(
+        _wallets.c.url,
+        _wallets.c.public_name,
+        _wallets.c.status,
+        _wallets.c.additional_properties,
+        _assets.c.code,
+        _assets.c.scale,
+    )
+    .select_from(_wallets.join(_assets, _assets.c.id == _wallets.c.asset_id))
+    .where(_wallets.c.url == bindparam("url"))
+)
 # The Open Payments schema's pattern for x; base64url without padding.
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -127,13 +185,8 @@ async def create_key(pool: asyncpg.Pool, wallet_address_id: uuid.UUID, jwk: Jwk)
     Raises :class:`WalletAddressNotFound` or :class:`DuplicateKey` (an active key of that
     wallet address has this ``kid``)."""
     try:
-        row = await pool.fetchrow(
-            "INSERT INTO wallet_address_keys (id, wallet_address_id, kid, x) "
-            "VALUES ($1, $2, $3, $4) RETURNING id, wallet_address_id, kid, x, revoked, created_at",
-            uuid.uuid4(),
-            wallet_address_id,
-            jwk.kid,
-            jwk.x,
+        row = await _CREATE.fetchrow(
+            pool, id=uuid.uuid4(), wallet_address_id=wallet_address_id, kid=jwk.kid, x=jwk.x
         )
     except asyncpg.ForeignKeyViolationError:
         raise WalletAddressNotFound() from None
@@ -146,23 +199,14 @@ async def create_key(pool: asyncpg.Pool, wallet_address_id: uuid.UUID, jwk: Jwk)
 async def revoke_key(pool: asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record:
     """Revoke a key (from now on no signature made with it verifies); revoking a revoked key
     changes nothing. Returns its row; raises :class:`KeyNotFound`."""
-    row = await pool.fetchrow(
-        "UPDATE wallet_address_keys SET revoked = true, "
-        "updated_at = CASE WHEN revoked THEN updated_at ELSE now() END "
-        "WHERE id = $1 RETURNING id, wallet_address_id, kid, x, revoked, created_at",
-        key_id,
-    )
+    row = await _REVOKE.fetchrow(pool, id=key_id)
     if row is None:
         raise KeyNotFound()
     return row
 
 
 async def load_key(pool: asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record:
-    row = await pool.fetchrow(
-        "SELECT id, wallet_address_id, kid, x, revoked, created_at FROM wallet_address_keys "
-        "WHERE id = $1",
-        key_id,
-    )
+    row = await _LOAD.fetchrow(pool, id=key_id)
     if row is None:
         raise KeyNotFound()
     return row
@@ -171,12 +215,7 @@ async def load_key(pool: asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record:
 async def active_jwks(pool: asyncpg.Pool, url: str) -> list[Jwk] | None:
     """The active keys of the active wallet address at ``url``, oldest first; None when no
     active wallet address has that URL."""
-    rows = await pool.fetch(
-        "SELECT w.status, k.kid, k.x FROM wallet_addresses w "
-        "LEFT JOIN wallet_address_keys k ON k.wallet_address_id = w.id AND NOT k.revoked "
-        "WHERE w.url = $1 ORDER BY k.created_at, k.id",
-        url,
-    )
+    rows = await _ACTIVE_JWKS.fetch(pool, url=url)
     if not rows or rows[0]["status"] != WalletAddressStatus.ACTIVE:
         return None
     return [Jwk(r["kid"], r["x"]) for r in rows if r["kid"] is not None]
@@ -187,11 +226,7 @@ async def wallet_address_document(
 ) -> dict[str, Any] | None:
     """The Open Payments wallet address document of the active wallet address at ``url``, or
     None when there is none (unknown or inactive: both are 404 to the world)."""
-    row = await pool.fetchrow(
-        "SELECT w.url, w.public_name, w.status, w.additional_properties, a.code, a.scale "
-        "FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.url = $1",
-        url,
-    )
+    row = await _DOCUMENT.fetchrow(pool, url=url)
     if row is None or row["status"] != WalletAddressStatus.ACTIVE:
         return None
     document: dict[str, Any] = {"id": row["url"]}

@@ -14,13 +14,19 @@ import uuid
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from kiungo.models import WalletAddressStatus
+from sqlalchemy import bindparam, select
+
+from kiungo.models import Asset, IncomingPayment, WalletAddress, WalletAddressStatus
+from kiungo.models.sql import Statement, table
 from kiungo.payments.incoming.states import OPEN
 from kiungo.spsp.pointer import parse_payment_pointer
 
 __all__ = [
     "INCOMING_PAYMENT_RECEIVER",
+    "INCOMING_PAYMENT_RECEIVER_BY_ID",
     "WALLET_ADDRESS_RECEIVER",
+    "WALLET_ADDRESS_RECEIVER_BY_ID",
+    "WALLET_ADDRESS_RECEIVER_BY_URL",
     "InvalidReceiverUrl",
     "ReceiverKind",
     "incoming_payment_open",
@@ -97,22 +103,54 @@ def receiver_open(
     return incoming_payment_open(state, expires_at, now)
 
 
-# What a receiver is, read for paying or completing it. Raw SQL on the packet path (a
-# receiver is looked up per connection); tests/payments/test_receivers.py prepares it
-# against the models' schema.
-WALLET_ADDRESS_RECEIVER = """
-SELECT w.id, w.url, w.status, w.asset_id, a.code AS asset_code, a.scale AS asset_scale
-FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id
-"""
-"""A wallet address with its asset; the caller adds ``WHERE w.id = $1`` or ``w.url = $1``."""
+# What a receiver is, read for paying or completing it (on the packet path: a receiver is
+# looked up per connection).
+_w = table(WalletAddress).alias("w")
+_a = table(Asset).alias("a")
+_p = table(IncomingPayment).alias("p")
 
-INCOMING_PAYMENT_RECEIVER = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
-       p.expires_at, p.metadata, p.client, p.created_at, w.url, w.status AS wallet_status,
-       a.code AS asset_code, a.scale AS asset_scale
-FROM incoming_payments p
-JOIN wallet_addresses w ON w.id = p.wallet_address_id
-JOIN assets a ON a.id = p.asset_id
-WHERE p.id = $1
-"""
-"""One incoming payment (``$1``, its id) with its wallet address's URL and its asset."""
+_WALLET_ADDRESS_RECEIVER = select(
+    _w.c.id,
+    _w.c.url,
+    _w.c.status,
+    _w.c.asset_id,
+    _a.c.code.label("asset_code"),
+    _a.c.scale.label("asset_scale"),
+).select_from(_w.join(_a, _a.c.id == _w.c.asset_id))
+WALLET_ADDRESS_RECEIVER_BY_ID = Statement(
+    _WALLET_ADDRESS_RECEIVER.where(_w.c.id == bindparam("id"))
+)
+"""A wallet address (``id=``) with its asset."""
+WALLET_ADDRESS_RECEIVER_BY_URL = Statement(
+    _WALLET_ADDRESS_RECEIVER.where(_w.c.url == bindparam("url"))
+)
+"""The wallet address stored as ``url=``, with its asset."""
+
+INCOMING_PAYMENT_RECEIVER_BY_ID = Statement(
+    select(
+        _p.c.id,
+        _p.c.wallet_address_id,
+        _p.c.asset_id,
+        _p.c.incoming_amount,
+        _p.c.received_amount,
+        _p.c.state,
+        _p.c.expires_at,
+        _p.c.metadata,
+        _p.c.client,
+        _p.c.created_at,
+        _w.c.url,
+        _w.c.status.label("wallet_status"),
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+    )
+    .select_from(_p.join(_w, _w.c.id == _p.c.wallet_address_id).join(_a, _a.c.id == _p.c.asset_id))
+    .where(_p.c.id == bindparam("id"))
+)
+"""One incoming payment (``id=``) with its wallet address's URL and its asset."""
+
+# The same as SQL text, compiled from the statements above, for callers that compose SQL text
+# (the admin API appends its WHERE to the first; the second takes the id as $1).
+WALLET_ADDRESS_RECEIVER = Statement(_WALLET_ADDRESS_RECEIVER).sql + "\n"
+"""A wallet address with its asset; the caller adds ``WHERE w.id = $1`` or ``w.url = $1``."""
+INCOMING_PAYMENT_RECEIVER = INCOMING_PAYMENT_RECEIVER_BY_ID.sql
+""":data:`INCOMING_PAYMENT_RECEIVER_BY_ID` as SQL text (``$1``, the payment's id)."""

@@ -23,10 +23,14 @@ import asyncio
 import contextlib
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
+from sqlalchemy import Integer, Interval, bindparam, func, or_, select, update
 
 from kiungo.connector.sending.payment import PACKET_LIFETIME, log, log_extra
+from kiungo.models import OutgoingPayment
+from kiungo.models.sql import Statement, table
 from kiungo.payments.outgoing import States
 
 __all__ = ["LEASE", "Lease", "claim"]
@@ -36,36 +40,59 @@ LEASE = timedelta(seconds=10)
 _LEASE_GRACE = timedelta(seconds=2)
 """Past an attempt's deadline and its packets' lifetime, what recording the outcome may take."""
 
-# The state is written into the statements, not passed: the claim's partial index
-# (ix_outgoing_payments_process_at, on SENDING rows only) serves only a plan that has it.
-_CLAIM = f"""
-WITH due AS (
-    SELECT id, process_at AS previous FROM outgoing_payments
-    WHERE state = '{States.SENDING.value}' AND (process_at IS NULL OR process_at <= now())
-    ORDER BY process_at NULLS FIRST
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE outgoing_payments AS p SET process_at = clock_timestamp() + $2::interval
-FROM due WHERE p.id = due.id
-RETURNING p.id, p.process_at, due.previous IS NOT NULL AS resumed
-"""  # noqa: S608
+_payments = table(OutgoingPayment)
+_c = _payments.c
 
-_RENEW = f"""
-UPDATE outgoing_payments
-SET process_at = clock_timestamp() + $3::interval,
-    sent_amount = coalesce($4, sent_amount),
-    delivered_amount = coalesce($5, delivered_amount),
-    updated_at = now()
-WHERE id = $1 AND state = '{States.SENDING.value}' AND process_at = $2
-RETURNING process_at
-"""  # noqa: S608
+
+def _ahead(name: str) -> Any:
+    """``clock_timestamp()`` plus the interval bound as ``name``: a lease's new end."""
+    return func.clock_timestamp() + bindparam(name, type_=Interval)
+
+
+# The state is written into the statements as a literal, not passed: the claim's partial
+# index (ix_outgoing_payments_process_at, on SENDING rows only) serves only a plan that has it.
+_due = (
+    select(_c.id, _c.process_at.label("previous"))
+    .where(
+        _c.state == States.SENDING,
+        or_(_c.process_at.is_(None), _c.process_at <= func.now()),
+    )
+    .order_by(_c.process_at.asc().nulls_first())
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+    .cte("due")
+)
+_CLAIM = Statement(
+    update(_payments)
+    .where(_c.id == _due.c.id)
+    # The claim moves only the lease, not updated_at (the onupdate would add it).
+    .values(process_at=_ahead("lease"), updated_at=_c.updated_at)
+    .returning(_c.id, _c.process_at, _due.c.previous.is_not(None).label("resumed"))
+)
+
+_RENEW = Statement(
+    update(_payments)
+    .where(
+        _c.id == bindparam("id"),
+        _c.state == States.SENDING,
+        _c.process_at == bindparam("token"),
+    )
+    .values(
+        process_at=_ahead("length"),
+        sent_amount=func.coalesce(bindparam("sent", type_=_c.sent_amount.type), _c.sent_amount),
+        delivered_amount=func.coalesce(
+            bindparam("delivered", type_=_c.delivered_amount.type), _c.delivered_amount
+        ),
+        updated_at=func.now(),
+    )
+    .returning(_c.process_at)
+)
 
 
 async def claim(pool: asyncpg.Pool, limit: int, *, attempt_timeout: timedelta) -> list[Lease]:
     """Leases on up to ``limit`` due payments (each a lease ahead, the attempt starting now)."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch(_CLAIM, limit, LEASE)
+        rows = await _CLAIM.fetch(conn, limit=limit, lease=LEASE)
     return [
         Lease(
             pool,
@@ -121,8 +148,13 @@ class Lease:
                 )  # fmt: skip
                 return False
             try:
-                token = await self._pool.fetchval(
-                    _RENEW, self.payment_id, self.token, length, sent, delivered
+                token = await _RENEW.fetchval(
+                    self._pool,
+                    id=self.payment_id,
+                    token=self.token,
+                    length=length,
+                    sent=sent,
+                    delivered=delivered,
                 )
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning(

@@ -10,10 +10,14 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 import asyncpg
+from sqlalchemy import bindparam, select
 
+from kiungo import models
 from kiungo.connector.inprocess import ResolvedReceiver
 from kiungo.connector.peers import PeerInfo, internal_source
 from kiungo.ledger import AccountKind, account_id_for
+from kiungo.models import OutgoingPayment, Quote
+from kiungo.models.sql import Statement, table
 from kiungo.stream.server import Asset
 
 __all__ = [
@@ -34,19 +38,38 @@ log = logging.getLogger("kiungo.connector.sending")
 PACKET_LIFETIME = timedelta(seconds=15)
 PENDING_RECHECK = timedelta(seconds=1)
 
-_LOAD = """
-SELECT p.id, p.state_attempts, p.sent_amount, p.delivered_amount,
-       q.asset_id, a.code AS asset_code, a.scale AS asset_scale, q.receiver, q.debit_amount,
-       q.fee_amount, q.receive_amount, q.receive_asset_code, q.receive_asset_scale,
-       q.max_packet_amount, q.min_exchange_rate_numerator, q.min_exchange_rate_denominator,
-       q.low_estimated_exchange_rate_numerator, q.low_estimated_exchange_rate_denominator,
-       q.high_estimated_exchange_rate_numerator, q.high_estimated_exchange_rate_denominator,
-       q.expires_at, q.stream_destination, q.stream_shared_secret
-FROM outgoing_payments p
-JOIN quotes q ON q.id = p.quote_id
-JOIN assets a ON a.id = q.asset_id
-WHERE p.id = $1
-"""
+_p = table(OutgoingPayment).alias("p")
+_q = table(Quote).alias("q")
+_a = table(models.Asset).alias("a")
+_LOAD = Statement(
+    select(
+        _p.c.id,
+        _p.c.state_attempts,
+        _p.c.sent_amount,
+        _p.c.delivered_amount,
+        _q.c.asset_id,
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+        _q.c.receiver,
+        _q.c.debit_amount,
+        _q.c.fee_amount,
+        _q.c.receive_amount,
+        _q.c.receive_asset_code,
+        _q.c.receive_asset_scale,
+        _q.c.max_packet_amount,
+        _q.c.min_exchange_rate_numerator,
+        _q.c.min_exchange_rate_denominator,
+        _q.c.low_estimated_exchange_rate_numerator,
+        _q.c.low_estimated_exchange_rate_denominator,
+        _q.c.high_estimated_exchange_rate_numerator,
+        _q.c.high_estimated_exchange_rate_denominator,
+        _q.c.expires_at,
+        _q.c.stream_destination,
+        _q.c.stream_shared_secret,
+    )
+    .select_from(_p.join(_q, _q.c.id == _p.c.quote_id).join(_a, _a.c.id == _q.c.asset_id))
+    .where(_p.c.id == bindparam("id"))
+)
 
 
 # -- outcomes ----------------------------------------------------------------------------------
@@ -169,5 +192,5 @@ def log_extra(payment_id: uuid.UUID) -> dict[str, str]:
 
 async def load(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Payment | None:
     """The payment with its quote and asset (None: the row is gone)."""
-    row = await conn.fetchrow(_LOAD, payment_id)
+    row = await _LOAD.fetchrow(conn, id=payment_id)
     return None if row is None else Payment.from_row(row)

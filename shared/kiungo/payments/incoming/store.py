@@ -6,8 +6,9 @@ has moved on is left alone, and the event in the same transaction. Each returns 
 payment moved. They run in the caller's transaction (the caller may hold locks, such as the
 expiry worker's on the ledger account, that must cover the change); outside one they refuse.
 
-Raw SQL: the connector completes payments on its packet path. tests/payments/
-test_incoming_lifecycle.py prepares every statement against the schema the models define.
+Each statement is a :class:`~kiungo.models.sql.Statement` built from the models' table and
+states, compiled once (the connector completes payments on its packet path).
+tests/payments/test_incoming_lifecycle.py prepares every one against the models' schema.
 """
 
 from __future__ import annotations
@@ -20,55 +21,95 @@ from typing import Any
 
 import asyncpg
 from asyncpg import Connection
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from kiungo.events import EventType, incoming_payment_data, insert_event
 from kiungo.ledger import AccountKind, account_id_for
-from kiungo.payments.incoming.states import LIFECYCLE, States, sql_list
+from kiungo.models import IncomingPayment, WebhookEvent
+from kiungo.models.sql import Statement, table
+from kiungo.payments.incoming.states import LIFECYCLE, States
 
 __all__ = ["STATEMENTS", "Asset", "cancel", "complete", "create", "expire", "mark_processing"]
 
 Asset = tuple[str, int]
 """An asset's code and scale, as the events write amounts in it."""
 
+_payments = table(IncomingPayment)
+_events = table(WebhookEvent)
+
 # What an event needs of the payment, besides its asset's code and scale.
 _RETURNING = (
-    "RETURNING id, wallet_address_id, asset_id, incoming_amount, expires_at, metadata, "
-    "client, created_at"
+    _payments.c.id,
+    _payments.c.wallet_address_id,
+    _payments.c.asset_id,
+    _payments.c.incoming_amount,
+    _payments.c.expires_at,
+    _payments.c.metadata,
+    _payments.c.client,
+    _payments.c.created_at,
 )
 
 
-def _guard(new: States) -> str:
-    return f"WHERE id = $1 AND state IN {sql_list(LIFECYCLE.sources(new))}"
+def _in(states: frozenset[States] | set[States]) -> ColumnElement[bool]:
+    """``state IN (...)``, the states as literals in the enum's order: the planner matches
+    literals to the partial index on open payments (``ix_incoming_payments_open_expiry``),
+    which a parameter would not."""
+    return _payments.c.state.in_([s for s in States if s in states])
 
 
-_CREATE = """
-WITH payment AS (
-    INSERT INTO incoming_payments (id, wallet_address_id, asset_id, incoming_amount, expires_at,
-                                   metadata, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7)
-    RETURNING id
+def _move(new: States, **values: Any) -> Any:
+    """The guarded ``UPDATE`` of one payment (``id``) to ``new``: only from the states the
+    lifecycle allows."""
+    return (
+        update(_payments)
+        .where(_payments.c.id == bindparam("id"), _in(LIFECYCLE.sources(new)))
+        .values(state=new, updated_at=func.now(), **values)
+    )
+
+
+_created = (
+    insert(_payments)
+    .values(
+        id=bindparam("id"),
+        wallet_address_id=bindparam("wallet_address_id"),
+        asset_id=bindparam("asset_id"),
+        incoming_amount=bindparam("incoming_amount"),
+        expires_at=bindparam("expires_at"),
+        metadata=bindparam("metadata"),
+        created_at=bindparam("created_at"),
+        updated_at=bindparam("created_at"),
+    )
+    .returning(_payments.c.id)
+    .cte("payment")
 )
-INSERT INTO webhook_events (id, type, resource_id, data, process_at, created_at, updated_at)
-SELECT $8, $9, payment.id, $10::jsonb, $7, $7, $7 FROM payment
-"""
-# Built once from the states' names, never from input: hence the S608 noqa.
-_MARK_PROCESSING = (
-    f"UPDATE incoming_payments SET state = '{States.PROCESSING.value}', updated_at = now() "  # noqa: S608
-    f"{_guard(States.PROCESSING)}"
+_CREATE = Statement(
+    insert(_events).from_select(
+        ["id", "type", "resource_id", "data", "process_at", "created_at", "updated_at"],
+        select(
+            bindparam("event_id", type_=_events.c.id.type),
+            bindparam("event_type", type_=_events.c.type.type),
+            _created.c.id,
+            bindparam("data", type_=JSONB),
+            bindparam("created_at", type_=_events.c.created_at.type),
+            bindparam("created_at", type_=_events.c.created_at.type),
+            bindparam("created_at", type_=_events.c.created_at.type),
+        ).select_from(_created),
+    )
 )
-_COMPLETE = (
-    f"UPDATE incoming_payments SET state = '{States.COMPLETED.value}', received_amount = $2, "  # noqa: S608
-    f"updated_at = now() {_guard(States.COMPLETED)} {_RETURNING}"
+_MARK_PROCESSING = Statement(_move(States.PROCESSING))
+_COMPLETE = Statement(
+    _move(States.COMPLETED, received_amount=bindparam("received")).returning(*_RETURNING)
 )
-_EXPIRE = (
-    f"UPDATE incoming_payments SET state = '{States.EXPIRED.value}', received_amount = $2, "  # noqa: S608
-    f"updated_at = now() {_guard(States.EXPIRED)} {_RETURNING}"
+_EXPIRE = Statement(
+    _move(States.EXPIRED, received_amount=bindparam("received")).returning(*_RETURNING)
 )
 # Cancelling is expiring now, and only a payment that has received nothing: PENDING.
 LIFECYCLE.check(States.PENDING, States.EXPIRED)
-_CANCEL = (
-    f"UPDATE incoming_payments SET state = '{States.EXPIRED.value}', expires_at = now(), "  # noqa: S608
-    f"updated_at = now() WHERE id = $1 AND state IN {sql_list([States.PENDING])}"
+_CANCEL = Statement(
+    update(_payments)
+    .where(_payments.c.id == bindparam("id"), _in({States.PENDING}))
+    .values(state=States.EXPIRED, expires_at=func.now(), updated_at=func.now())
 )
 
 STATEMENTS = (_CREATE, _MARK_PROCESSING, _COMPLETE, _EXPIRE, _CANCEL)
@@ -85,7 +126,7 @@ async def create(
     created_at: datetime,
 ) -> dict[str, Any]:
     """Create a PENDING incoming payment of ``wallet`` (a row of
-    :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER`) with its
+    :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER_BY_ID`) with its
     ``incoming_payment.created`` event, in one statement (one round trip, so no transaction is
     needed); returns it as a row."""
     code, scale = wallet["asset_code"], wallet["asset_scale"]
@@ -106,25 +147,25 @@ async def create(
     data = incoming_payment_data(
         row, asset_code=code, asset_scale=scale, received=0, state=States.PENDING.value
     )
-    await conn.execute(
-        _CREATE,
-        row["id"],
-        row["wallet_address_id"],
-        row["asset_id"],
-        incoming_amount,
-        expires_at,
-        None if metadata is None else json.dumps(metadata, allow_nan=False),
-        created_at,
-        uuid.uuid4(),
-        EventType.INCOMING_PAYMENT_CREATED.value,
-        json.dumps(data),
+    await _CREATE.execute(
+        conn,
+        id=row["id"],
+        wallet_address_id=row["wallet_address_id"],
+        asset_id=row["asset_id"],
+        incoming_amount=incoming_amount,
+        expires_at=expires_at,
+        metadata=None if metadata is None else json.dumps(metadata, allow_nan=False),
+        created_at=created_at,
+        event_id=uuid.uuid4(),
+        event_type=EventType.INCOMING_PAYMENT_CREATED.value,
+        data=json.dumps(data),
     )
     return row
 
 
 async def mark_processing(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
     """A PENDING payment that received its first money is PROCESSING (no event, as Rafiki)."""
-    result: str = await conn.execute(_MARK_PROCESSING, payment_id)
+    result = await _MARK_PROCESSING.execute(conn, id=payment_id)
     return result == "UPDATE 1"
 
 
@@ -143,7 +184,7 @@ async def expire(conn: Connection, payment_id: uuid.UUID, received: int, asset: 
 
 async def cancel(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
     """A PENDING payment is cancelled: EXPIRED now (no event: it received nothing)."""
-    result: str = await conn.execute(_CANCEL, payment_id)
+    result = await _CANCEL.execute(conn, id=payment_id)
     return result == "UPDATE 1"
 
 
@@ -165,7 +206,7 @@ async def _end(
     if not conn.is_in_transaction():
         raise RuntimeError("an incoming payment changes state inside its caller's transaction")
     statement, event_type, even_empty = _ENDINGS[state]
-    row = await conn.fetchrow(statement, payment_id, received)
+    row = await statement.fetchrow(conn, id=payment_id, received=received)
     if row is None:
         return False
     if received == 0 and not even_empty:

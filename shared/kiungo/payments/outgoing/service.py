@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import asyncpg
+from sqlalchemy import bindparam, literal, select
 
-from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW
+from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW_LOCKED
 from kiungo.ledger import (
     AccountKind,
     Ledger,
@@ -24,9 +25,11 @@ from kiungo.ledger import (
     UnknownAccount,
     account_id_for,
 )
-from kiungo.models import WalletAddressStatus
+from kiungo.models import Asset, OutgoingPayment, Quote, WalletAddress, WalletAddressStatus
+from kiungo.models.sql import Statement, table
 from kiungo.payments.outgoing import store
 from kiungo.payments.outgoing.states import ENDED, States
+from kiungo.payments.quotes.service import quote_columns
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
@@ -120,41 +123,63 @@ class FundingRefused(OutgoingPaymentError):
         self.ledger_error = ledger_error
 
 
-OUTGOING_PAYMENT_SELECT = """
-SELECT p.id, p.wallet_address_id, p.quote_id, p.state, p.error, p.state_attempts,
-       p.sent_amount, p.metadata, p.client, p.grant_id, p.created_at, q.asset_id, q.receiver,
-       q.debit_amount, q.fee_amount, q.receive_amount, q.receive_asset_code,
-       q.receive_asset_scale, q.low_estimated_exchange_rate_numerator,
-       q.low_estimated_exchange_rate_denominator, q.created_at AS quote_created_at,
-       q.expires_at AS quote_expires_at, a.code AS asset_code, a.scale AS asset_scale
-FROM outgoing_payments p
-JOIN quotes q ON q.id = p.quote_id
-JOIN assets a ON a.id = q.asset_id
-"""
-"""An outgoing payment with its quote and asset, as the admin API shows it (a WHERE may
-follow)."""
+_p = table(OutgoingPayment).alias("p")
+_q = table(Quote).alias("q")
+_a = table(Asset).alias("a")
+_wallets = table(WalletAddress)
+_quotes = table(Quote)
+_payments = table(OutgoingPayment)
 
-_WALLET_STATUS = "SELECT status FROM wallet_addresses WHERE id = $1"
+# An outgoing payment with its quote and asset, as the admin API shows it.
+_SELECT = select(
+    _p.c.id,
+    _p.c.wallet_address_id,
+    _p.c.quote_id,
+    _p.c.state,
+    _p.c.error,
+    _p.c.state_attempts,
+    _p.c.sent_amount,
+    _p.c.metadata,
+    _p.c.client,
+    _p.c.grant_id,
+    _p.c.created_at,
+    *quote_columns(_q),
+    _q.c.created_at.label("quote_created_at"),
+    _q.c.expires_at.label("quote_expires_at"),
+    _a.c.code.label("asset_code"),
+    _a.c.scale.label("asset_scale"),
+).select_from(_p.join(_q, _q.c.id == _p.c.quote_id).join(_a, _a.c.id == _q.c.asset_id))
+OUTGOING_PAYMENT_SELECT = Statement(_SELECT).sql
+"""An outgoing payment with its quote and asset, as the admin API shows it: the SQL text,
+compiled from the statement, for the admin API's pages (a WHERE may follow, on ``p``, ``q``
+and ``a``)."""
+_LOAD = Statement(_SELECT.where(_p.c.id == bindparam("id")))
+
+_WALLET_STATUS = Statement(select(_wallets.c.status).where(_wallets.c.id == bindparam("id")))
 # Locked: two payments of one quote wait for each other, and the second is a duplicate.
-_QUOTE_LOCKED = (
-    "SELECT wallet_address_id, asset_id, expires_at FROM quotes WHERE id = $1 FOR UPDATE"
+_QUOTE_LOCKED = Statement(
+    select(_quotes.c.wallet_address_id, _quotes.c.asset_id, _quotes.c.expires_at)
+    .where(_quotes.c.id == bindparam("id"))
+    .with_for_update()
 )
-_QUOTE_PAID = "SELECT 1 FROM outgoing_payments WHERE quote_id = $1"
+_QUOTE_PAID = Statement(
+    select(literal(1)).select_from(_payments).where(_payments.c.quote_id == bindparam("id"))
+)
 # Locked while funding, so a cancel waits and then sees SENDING.
-_FUNDING_LOCKED = """
-SELECT p.state, q.asset_id, q.debit_amount FROM outgoing_payments p
-JOIN quotes q ON q.id = p.quote_id WHERE p.id = $1 FOR UPDATE OF p
-"""
+_FUNDING_LOCKED = Statement(
+    select(_p.c.state, _q.c.asset_id, _q.c.debit_amount)
+    .select_from(_p.join(_q, _q.c.id == _p.c.quote_id))
+    .where(_p.c.id == bindparam("id"))
+    .with_for_update(of=_p)
+)
 
 # The namespace of a payment's one deposit's id.
 _DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
 
 
 async def load(pool: asyncpg.Pool, payment_id: uuid.UUID) -> asyncpg.Record:
-    """The payment's row of :data:`OUTGOING_PAYMENT_SELECT`."""
-    row: asyncpg.Record | None = await pool.fetchrow(
-        OUTGOING_PAYMENT_SELECT + " WHERE p.id = $1", payment_id
-    )
+    """The payment's row, as :data:`OUTGOING_PAYMENT_SELECT` reads it."""
+    row = await _LOAD.fetchrow(pool, id=payment_id)
     if row is None:
         raise OutgoingPaymentNotFound()
     return row
@@ -172,19 +197,19 @@ async def create(
     now = datetime.now(UTC)
     payment_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
-        status = await conn.fetchval(_WALLET_STATUS, wallet_id)
+        status = await _WALLET_STATUS.fetchval(conn, id=wallet_id)
         if status is None:
             raise WalletAddressNotFound()
         if status != WalletAddressStatus.ACTIVE:
             raise WalletAddressInactive()
-        quote = await conn.fetchrow(_QUOTE_LOCKED, quote_id)
+        quote = await _QUOTE_LOCKED.fetchrow(conn, id=quote_id)
         if quote is None:
             raise QuoteNotFound()
         if quote["wallet_address_id"] != wallet_id:
             raise InvalidPaymentRequest("the quote is another wallet address's", field="quoteId")
         if quote["expires_at"] <= now:
             raise InvalidPaymentRequest("quote expired", field="quoteId")
-        if await conn.fetchval(_QUOTE_PAID, quote_id):
+        if await _QUOTE_PAID.fetchval(conn, id=quote_id):
             raise QuoteAlreadyPaid()
         try:
             await store.create(conn, payment_id, wallet_id, quote_id, metadata, now)
@@ -218,7 +243,7 @@ async def cancel(
     ``encode_metadata`` writes the new metadata as stored JSON text (the caller's rules on
     metadata apply, and what it raises rolls the cancel back)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW + " FOR UPDATE OF p", payment_id)
+        row = await OUTGOING_PAYMENT_EVENT_ROW_LOCKED.fetchrow(conn, id=payment_id)
         if row is None:
             raise OutgoingPaymentNotFound()
         if row["state"] != States.FUNDING:
@@ -242,7 +267,7 @@ async def fund(pool: asyncpg.Pool, ledger: Ledger, payment_id: uuid.UUID) -> Non
     make the payment SENDING. A deposit whose state change did not commit is finished."""
     transfer = uuid.uuid5(_DEPOSITS, str(payment_id))
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_FUNDING_LOCKED, payment_id)
+        row = await _FUNDING_LOCKED.fetchrow(conn, id=payment_id)
         if row is None:
             raise OutgoingPaymentNotFound()
         if row["state"] != States.FUNDING:

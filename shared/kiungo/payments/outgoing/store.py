@@ -2,12 +2,13 @@
 
 One function per transition (and the two writes of a SENDING payment that are not one: a
 retry, counted in ``state_attempts``, and a postponement). Each is one guarded ``UPDATE``:
-``state = ANY(sources)`` from :data:`~kiungo.payments.outgoing.states.LIFECYCLE`, so a row
+``state IN (sources)`` from :data:`~kiungo.payments.outgoing.states.LIFECYCLE`, so a row
 another writer already moved on is left alone, and the function answers whether the row moved.
 The event (:func:`kiungo.events.insert_event`) is written only then, in the same transaction:
 the caller's when it has one open, else one of the function's own.
 
-The SQL is written out for asyncpg (the worker's outcome is on the payment path); the tests
+Each statement is a :class:`~kiungo.models.sql.Statement` built from the models' table and
+states, compiled once for asyncpg (the worker's outcome is on the payment path); the tests
 (tests/payments/test_outgoing_lifecycle.py) run every statement against the tables
 :mod:`kiungo.models` creates.
 """
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from sqlalchemy import ColumnElement, Interval, bindparam, func, insert, null, select, update
 
 from kiungo.events import (
     OUTGOING_PAYMENT_EVENT_ROW,
@@ -28,6 +30,8 @@ from kiungo.events import (
     insert_event,
     outgoing_payment_data,
 )
+from kiungo.models import OutgoingPayment
+from kiungo.models.sql import Statement, table
 from kiungo.payments.outgoing.states import LIFECYCLE, States
 
 __all__ = [
@@ -45,56 +49,95 @@ __all__ = [
 Withdrawal = tuple[uuid.UUID, uuid.UUID, int]
 """What an ending event offers for withdrawal: (account id, asset id, amount)."""
 
+_payments = table(OutgoingPayment)
+_c = _payments.c
 
-def _sources(new: States) -> list[str]:
-    return sorted(s.value for s in LIFECYCLE.sources(new))
+
+def _from(new: States) -> ColumnElement[bool]:
+    """The guard of the transition to ``new``: ``state IN`` the states it may come from."""
+    return _c.state.in_(sorted(LIFECYCLE.sources(new)))
 
 
-_CREATE = """
-INSERT INTO outgoing_payments (id, wallet_address_id, quote_id, state, metadata, created_at,
-                               updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)
-"""
+def _guarded(new: States) -> Any:
+    """The ``UPDATE`` of one payment (``id``) to ``new``, guarded by :func:`_from`."""
+    return (
+        update(_payments)
+        .where(_c.id == bindparam("id"), _from(new))
+        .values(state=new, updated_at=func.now())
+    )
 
-_CANCEL = """
-UPDATE outgoing_payments SET state = $2, metadata = $3::jsonb, updated_at = now()
-WHERE id = $1 AND state = ANY($4::text[])
-"""
 
-_FUND = """
-UPDATE outgoing_payments SET state = $2, process_at = NULL, updated_at = now()
-WHERE id = $1 AND state = ANY($3::text[])
-"""
+def _sending() -> Any:
+    """The ``UPDATE`` of one SENDING payment (``id``) that stays SENDING."""
+    return (
+        update(_payments)
+        .where(_c.id == bindparam("id"), _c.state == States.SENDING)
+        .values(updated_at=func.now())
+    )
 
-_COMPLETE = """
-UPDATE outgoing_payments SET state = $2, process_at = NULL, error = NULL, sent_amount = $3,
-    delivered_amount = $4, updated_at = now()
-WHERE id = $1 AND state = ANY($5::text[])
-"""
 
-_FAIL = """
-UPDATE outgoing_payments SET state = $2, process_at = NULL, error = $3,
-    state_attempts = state_attempts + 1, sent_amount = coalesce($4, sent_amount),
-    delivered_amount = coalesce($5, delivered_amount), updated_at = now()
-WHERE id = $1 AND state = ANY($6::text[])
-"""
+def _or_kept(column: Any, name: str) -> Any:
+    """The bind ``name``, or the row's value when it is None."""
+    return func.coalesce(bindparam(name, type_=column.type), column)
 
-_RETRY = """
-UPDATE outgoing_payments SET state_attempts = state_attempts + 1,
-    process_at = now() + $3::interval, sent_amount = coalesce($4, sent_amount),
-    delivered_amount = coalesce($5, delivered_amount), updated_at = now()
-WHERE id = $1 AND state = $2
-"""
 
-_POSTPONE = """
-UPDATE outgoing_payments SET process_at = now() + $3::interval, sent_amount = $4,
-    delivered_amount = $5, updated_at = now()
-WHERE id = $1 AND state = $2
-"""
+_CREATE = Statement(
+    insert(_payments).values(
+        id=bindparam("id"),
+        wallet_address_id=bindparam("wallet_address_id"),
+        quote_id=bindparam("quote_id"),
+        state=States.FUNDING,
+        metadata=bindparam("metadata"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
 
-_LOCKED = """
-SELECT state, process_at, state_attempts FROM outgoing_payments WHERE id = $1 FOR UPDATE
-"""
+_CANCEL = Statement(_guarded(States.CANCELLED).values(metadata=bindparam("metadata")))
+
+_FUND = Statement(_guarded(States.SENDING).values(process_at=null()))
+
+_COMPLETE = Statement(
+    _guarded(States.COMPLETED).values(
+        process_at=null(),
+        error=null(),
+        sent_amount=bindparam("sent"),
+        delivered_amount=bindparam("delivered"),
+    )
+)
+
+_FAIL = Statement(
+    _guarded(States.FAILED).values(
+        process_at=null(),
+        error=bindparam("error"),
+        state_attempts=_c.state_attempts + 1,
+        sent_amount=_or_kept(_c.sent_amount, "sent"),
+        delivered_amount=_or_kept(_c.delivered_amount, "delivered"),
+    )
+)
+
+_RETRY = Statement(
+    _sending().values(
+        state_attempts=_c.state_attempts + 1,
+        process_at=func.now() + bindparam("backoff", type_=Interval),
+        sent_amount=_or_kept(_c.sent_amount, "sent"),
+        delivered_amount=_or_kept(_c.delivered_amount, "delivered"),
+    )
+)
+
+_POSTPONE = Statement(
+    _sending().values(
+        process_at=func.now() + bindparam("wait", type_=Interval),
+        sent_amount=bindparam("sent"),
+        delivered_amount=bindparam("delivered"),
+    )
+)
+
+_LOCKED = Statement(
+    select(_c.state, _c.process_at, _c.state_attempts)
+    .where(_c.id == bindparam("id"))
+    .with_for_update()
+)
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +160,7 @@ async def _event(
     payment_id: uuid.UUID,
     withdrawal: Withdrawal | None,
 ) -> None:
-    row = await conn.fetchrow(OUTGOING_PAYMENT_EVENT_ROW, payment_id)
+    row = await OUTGOING_PAYMENT_EVENT_ROW.fetchrow(conn, id=payment_id)
     assert row is not None
     await insert_event(conn, event, payment_id, outgoing_payment_data(row), withdrawal=withdrawal)
 
@@ -134,8 +177,13 @@ async def create(
 
     Raises :class:`asyncpg.UniqueViolationError` when the quote already has a payment."""
     async with _atomic(conn):
-        await conn.execute(
-            _CREATE, payment_id, wallet_address_id, quote_id, States.FUNDING.value, metadata, now
+        await _CREATE.execute(
+            conn,
+            id=payment_id,
+            wallet_address_id=wallet_address_id,
+            quote_id=quote_id,
+            metadata=metadata,
+            now=now,
         )
         # The debit amount in the event is what depositOutgoingPaymentLiquidity will fund.
         await _event(conn, EventType.OUTGOING_PAYMENT_CREATED, payment_id, None)
@@ -153,13 +201,7 @@ async def cancel(
     before (the event carries it with the new state and metadata)."""
     payment_id = payment["id"]
     async with _atomic(conn):
-        status = await conn.execute(
-            _CANCEL,
-            payment_id,
-            States.CANCELLED.value,
-            metadata,
-            _sources(States.CANCELLED),
-        )
+        status = await _CANCEL.execute(conn, id=payment_id, metadata=metadata)
         if not _moved(status):
             return False
         data = outgoing_payment_data(
@@ -174,7 +216,7 @@ async def cancel(
 async def fund(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
     """FUNDING → SENDING once its account holds the debit amount: the connector's worker takes
     it from now (``process_at`` NULL: at once)."""
-    status = await conn.execute(_FUND, payment_id, States.SENDING.value, _sources(States.SENDING))
+    status = await _FUND.execute(conn, id=payment_id)
     return _moved(status)
 
 
@@ -187,7 +229,14 @@ async def complete(
     withdrawal: Withdrawal | None,
 ) -> bool:
     """SENDING → COMPLETED with its final amounts and its ``outgoing_payment.completed`` event."""
-    return await _end(conn, payment_id, States.COMPLETED, _COMPLETE, (sent, delivered), withdrawal)
+    return await _end(
+        conn,
+        payment_id,
+        States.COMPLETED,
+        _COMPLETE,
+        {"sent": sent, "delivered": delivered},
+        withdrawal,
+    )
 
 
 async def fail(
@@ -201,7 +250,8 @@ async def fail(
 ) -> bool:
     """SENDING → FAILED with ``error``, its last attempt counted, and its
     ``outgoing_payment.failed`` event; a None amount keeps the row's."""
-    return await _end(conn, payment_id, States.FAILED, _FAIL, (error, sent, delivered), withdrawal)
+    values = {"error": error, "sent": sent, "delivered": delivered}
+    return await _end(conn, payment_id, States.FAILED, _FAIL, values, withdrawal)
 
 
 _ENDING_EVENTS = {
@@ -214,14 +264,14 @@ async def _end(
     conn: asyncpg.Connection,
     payment_id: uuid.UUID,
     new: States,
-    statement: str,
-    values: tuple[object, ...],
+    statement: Statement,
+    values: Mapping[str, object],
     withdrawal: Withdrawal | None,
 ) -> bool:
-    """The worker's ending of a payment: ``statement`` takes the id, the new state, ``values``
-    and the guard's source states, in that order."""
+    """The worker's ending of a payment: ``statement`` (guarded by the states ``new`` may
+    come from) takes the id and ``values``."""
     async with _atomic(conn):
-        status = await conn.execute(statement, payment_id, new.value, *values, _sources(new))
+        status = await statement.execute(conn, id=payment_id, **values)
         if not _moved(status):
             return False
         await _event(conn, _ENDING_EVENTS[new], payment_id, withdrawal)
@@ -237,7 +287,9 @@ async def retry(
 ) -> bool:
     """A failed attempt of a SENDING payment that will be tried again: one more attempt
     counted, taken again after ``backoff``; a None amount keeps the row's. No event."""
-    status = await conn.execute(_RETRY, payment_id, States.SENDING.value, backoff, sent, delivered)
+    status = await _RETRY.execute(
+        conn, id=payment_id, backoff=backoff, sent=sent, delivered=delivered
+    )
     return _moved(status)
 
 
@@ -246,12 +298,11 @@ async def postpone(
 ) -> bool:
     """Not an attempt: a SENDING payment looked at again after ``wait``, with its amounts as
     known so far (no attempt counted, no event)."""
-    status = await conn.execute(_POSTPONE, payment_id, States.SENDING.value, wait, sent, delivered)
+    status = await _POSTPONE.execute(conn, id=payment_id, wait=wait, sent=sent, delivered=delivered)
     return _moved(status)
 
 
 async def locked(conn: asyncpg.Connection, payment_id: uuid.UUID) -> asyncpg.Record | None:
     """The payment's state, ``process_at`` and ``state_attempts``, its row locked until the
     caller's transaction ends (so that the outcome written next is decided on them)."""
-    row: asyncpg.Record | None = await conn.fetchrow(_LOCKED, payment_id)
-    return row
+    return await _LOCKED.fetchrow(conn, id=payment_id)

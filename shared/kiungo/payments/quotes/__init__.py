@@ -47,10 +47,9 @@ from kiungo.payments.quotes.errors import (
 )
 from kiungo.payments.quotes.fees import SendingFee, sending_fee
 from kiungo.payments.quotes.quoting import Amount, Quoting
-from kiungo.payments.quotes.service import QUOTE_COLUMNS, create_quote, load_quote
+from kiungo.payments.quotes.service import create_quote, load_quote
 
 __all__ = [
-    "QUOTE_COLUMNS",
     "Amount",
     "InvalidQuoteRequest",
     "InvalidReceiver",

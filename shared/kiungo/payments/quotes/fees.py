@@ -7,15 +7,20 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from sqlalchemy import bindparam, select
 
-from kiungo.models import FeeType
+from kiungo.models import Fee, FeeType
+from kiungo.models.sql import Statement, table
 
 __all__ = ["SendingFee", "sending_fee"]
 
-_FEE = """
-SELECT id, fixed_fee, basis_point_fee FROM fees
-WHERE asset_id = $1 AND type = $2 ORDER BY created_at DESC, id DESC LIMIT 1
-"""
+_fees = table(Fee)
+_FEE = Statement(
+    select(_fees.c.id, _fees.c.fixed_fee, _fees.c.basis_point_fee)
+    .where(_fees.c.asset_id == bindparam("asset_id"), _fees.c.type == FeeType.SENDING)
+    .order_by(_fees.c.created_at.desc(), _fees.c.id.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,7 @@ class SendingFee:
 
 async def sending_fee(pool: asyncpg.Pool, asset_id: uuid.UUID) -> SendingFee:
     """The asset's latest SENDING fee (none: zero)."""
-    row = await pool.fetchrow(_FEE, asset_id, FeeType.SENDING.value)
+    row = await _FEE.fetchrow(pool, asset_id=asset_id)
     if row is None:
         return SendingFee(None, 0, 0)
     return SendingFee(row["id"], int(row["fixed_fee"]), int(row["basis_point_fee"]))

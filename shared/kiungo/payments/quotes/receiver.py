@@ -22,8 +22,8 @@ from kiungo.payments.incoming import OPEN
 from kiungo.payments.quotes.errors import InvalidReceiver, QuotingUnavailable, RateProbeFailed
 from kiungo.payments.quotes.quoting import Quoting
 from kiungo.payments.receivers import (
-    INCOMING_PAYMENT_RECEIVER,
-    WALLET_ADDRESS_RECEIVER,
+    INCOMING_PAYMENT_RECEIVER_BY_ID,
+    WALLET_ADDRESS_RECEIVER_BY_URL,
     incoming_payment_open,
     incoming_payment_url,
 )
@@ -41,8 +41,6 @@ __all__ = [
 _PROBE_TIMEOUT_SECONDS = 15.0
 # Rates are stored as NUMERIC(40, 0) numerators and denominators.
 _RATE_PART_LIMIT = 10**40
-# An incoming payment that can still receive (when not expired).
-_LOCAL_WALLET = WALLET_ADDRESS_RECEIVER + "WHERE w.url = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +80,7 @@ async def local_receiver(
     """The wallet address or incoming payment of this node at ``url``, if it can be paid."""
     match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
-        wallet = await quoting.pool.fetchrow(_LOCAL_WALLET, url)
+        wallet = await WALLET_ADDRESS_RECEIVER_BY_URL.fetchrow(quoting.pool, url=url)
         if wallet is None:
             raise InvalidReceiver(f"no wallet address {url} on this node")
         if wallet["status"] != WalletAddressStatus.ACTIVE:
@@ -92,7 +90,7 @@ async def local_receiver(
         expires_at = None
     else:
         payment_id = uuid.UUID(match["id"])
-        row = await quoting.pool.fetchrow(INCOMING_PAYMENT_RECEIVER, payment_id)
+        row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(quoting.pool, id=payment_id)
         if row is None or row["url"] != match["wallet"]:
             raise InvalidReceiver(f"no incoming payment {url} on this node")
         if not incoming_payment_open(row["state"], row["expires_at"], now):

@@ -10,9 +10,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+from sqlalchemy import ColumnElement, bindparam, insert, select
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from kiungo.ilp.oer import MAX_UINT64
-from kiungo.models import WalletAddressStatus
+from kiungo.models import Asset, Quote, WalletAddress, WalletAddressStatus
+from kiungo.models.sql import Statement, table
 from kiungo.payments.quotes.errors import (
     InvalidQuoteRequest,
     InvalidReceiver,
@@ -29,33 +32,84 @@ from kiungo.payments.quotes.receiver import (
 )
 from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
 
-__all__ = ["QUOTE_COLUMNS", "create_quote", "load_quote"]
+__all__ = ["create_quote", "load_quote", "quote_columns"]
 
 _MAX_RECEIVER_LENGTH = 2048
 
-QUOTE_COLUMNS = """
-q.id, q.wallet_address_id, q.asset_id, q.receiver, q.debit_amount, q.fee_amount,
-q.receive_amount, q.receive_asset_code, q.receive_asset_scale,
-q.low_estimated_exchange_rate_numerator, q.low_estimated_exchange_rate_denominator,
-q.created_at, q.expires_at, a.code AS asset_code, a.scale AS asset_scale
-"""
-# Built from the constant column list only.
-_SELECT = f"SELECT {QUOTE_COLUMNS} FROM quotes q JOIN assets a ON a.id = q.asset_id"  # noqa: S608
-_WALLET = """
-SELECT w.id, w.status, w.asset_id, a.code, a.scale
-FROM wallet_addresses w JOIN assets a ON a.id = w.asset_id WHERE w.id = $1
-"""
-_INSERT = """
-INSERT INTO quotes (id, wallet_address_id, asset_id, receiver, debit_amount, fee_amount,
-                    receive_amount, receive_asset_code, receive_asset_scale, max_packet_amount,
-                    min_exchange_rate_numerator, min_exchange_rate_denominator,
-                    low_estimated_exchange_rate_numerator, low_estimated_exchange_rate_denominator,
-                    high_estimated_exchange_rate_numerator,
-                    high_estimated_exchange_rate_denominator, estimated_exchange_rate, fee_id,
-                    expires_at, created_at, updated_at, stream_destination, stream_shared_secret)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $20, $21, $22)
-"""
+_quotes = table(Quote)
+_q = _quotes.alias("q")
+_a = table(Asset).alias("a")
+_w = table(WalletAddress).alias("w")
+
+# A quote (``q``) with its asset (``a``): the row create_quote and load_quote return.
+
+
+def quote_columns(quote: NamedFromClause) -> tuple[ColumnElement[Any], ...]:
+    """What a quote is shown with: its asset, receiver, amounts and low rate estimate
+    (``quote`` the quotes table or an alias of it)."""
+    c = quote.c
+    return (
+        c.asset_id,
+        c.receiver,
+        c.debit_amount,
+        c.fee_amount,
+        c.receive_amount,
+        c.receive_asset_code,
+        c.receive_asset_scale,
+        c.low_estimated_exchange_rate_numerator,
+        c.low_estimated_exchange_rate_denominator,
+    )
+
+
+_SELECT = Statement(
+    select(
+        _q.c.id,
+        _q.c.wallet_address_id,
+        *quote_columns(_q),
+        _q.c.created_at,
+        _q.c.expires_at,
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+    )
+    .select_from(_q.join(_a, _a.c.id == _q.c.asset_id))
+    .where(_q.c.id == bindparam("id"))
+)
+_WALLET = Statement(
+    select(_w.c.id, _w.c.status, _w.c.asset_id, _a.c.code, _a.c.scale)
+    .select_from(_w.join(_a, _a.c.id == _w.c.asset_id))
+    .where(_w.c.id == bindparam("id"))
+)
+_INSERT = Statement(
+    insert(_quotes).values(
+        {
+            name: bindparam(name)
+            for name in (
+                "id",
+                "wallet_address_id",
+                "asset_id",
+                "receiver",
+                "debit_amount",
+                "fee_amount",
+                "receive_amount",
+                "receive_asset_code",
+                "receive_asset_scale",
+                "max_packet_amount",
+                "min_exchange_rate_numerator",
+                "min_exchange_rate_denominator",
+                "low_estimated_exchange_rate_numerator",
+                "low_estimated_exchange_rate_denominator",
+                "high_estimated_exchange_rate_numerator",
+                "high_estimated_exchange_rate_denominator",
+                "estimated_exchange_rate",
+                "fee_id",
+                "expires_at",
+                "stream_destination",
+                "stream_shared_secret",
+            )
+        }
+        | {"created_at": bindparam("now"), "updated_at": bindparam("now")}
+    )
+)
 
 
 def _decimal(rate: Fraction) -> Decimal | None:
@@ -80,7 +134,7 @@ async def create_quote(
     debit_amount: Amount | None,
     receive_amount: Amount | None,
 ) -> dict[str, Any]:
-    """Quote and store; returns the quote's row (as ``QUOTE_COLUMNS`` reads it). Nothing is
+    """Quote and store; returns the quote's row (as :func:`load_quote` reads it). Nothing is
     written unless the quote is made."""
     if debit_amount is not None and receive_amount is not None:
         raise InvalidQuoteRequest("give debitAmount or receiveAmount, not both")
@@ -92,7 +146,7 @@ async def create_quote(
     if not receiver or len(receiver) > _MAX_RECEIVER_LENGTH:
         raise InvalidReceiver(f"give a URL or payment pointer of 1-{_MAX_RECEIVER_LENGTH} chars")
 
-    wallet = await quoting.pool.fetchrow(_WALLET, wallet_id)
+    wallet = await _WALLET.fetchrow(quoting.pool, id=wallet_id)
     if wallet is None:
         raise WalletAddressNotFound()
     if wallet["status"] != WalletAddressStatus.ACTIVE:
@@ -167,30 +221,30 @@ async def create_quote(
     if target.expires_at is not None and target.expires_at < expires_at:
         expires_at = target.expires_at
     quote_id = uuid.uuid4()
-    await quoting.pool.execute(
-        _INSERT,
-        quote_id,
-        wallet_id,
-        wallet["asset_id"],
-        target.url,
-        debit,
-        debit - sent,
-        receive,
-        target.asset_code,
-        target.asset_scale,
-        target.max_packet,
-        minimum_rate.numerator,
-        minimum_rate.denominator,
-        rate.numerator,
-        rate.denominator,
-        target.high.numerator,
-        target.high.denominator,
-        _decimal(rate),
-        fee.id,
-        expires_at,
-        now,
-        target.stream_destination,
-        target.stream_shared_secret,
+    await _INSERT.execute(
+        quoting.pool,
+        id=quote_id,
+        wallet_address_id=wallet_id,
+        asset_id=wallet["asset_id"],
+        receiver=target.url,
+        debit_amount=debit,
+        fee_amount=debit - sent,
+        receive_amount=receive,
+        receive_asset_code=target.asset_code,
+        receive_asset_scale=target.asset_scale,
+        max_packet_amount=target.max_packet,
+        min_exchange_rate_numerator=minimum_rate.numerator,
+        min_exchange_rate_denominator=minimum_rate.denominator,
+        low_estimated_exchange_rate_numerator=rate.numerator,
+        low_estimated_exchange_rate_denominator=rate.denominator,
+        high_estimated_exchange_rate_numerator=target.high.numerator,
+        high_estimated_exchange_rate_denominator=target.high.denominator,
+        estimated_exchange_rate=_decimal(rate),
+        fee_id=fee.id,
+        expires_at=expires_at,
+        now=now,
+        stream_destination=target.stream_destination,
+        stream_shared_secret=target.stream_shared_secret,
     )
     return {
         "id": quote_id,
@@ -212,8 +266,8 @@ async def create_quote(
 
 
 async def load_quote(pool: asyncpg.Pool, quote_id: uuid.UUID) -> asyncpg.Record:
-    """The quote's row, as ``QUOTE_COLUMNS`` reads it."""
-    row: asyncpg.Record | None = await pool.fetchrow(_SELECT + " WHERE q.id = $1", quote_id)
+    """The quote's row (its columns and its asset's code and scale)."""
+    row = await _SELECT.fetchrow(pool, id=quote_id)
     if row is None:
         raise QuoteNotFound()
     return row
