@@ -6,6 +6,7 @@ every response validated against the OpenAPI files."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.openpayments.resource_harness import (  # noqa: F401 (fixture op_node
     op_node_fixture,
 )
 
+from kiungo.openpayments.http_signatures import sign_request
 from kiungo.openpayments.jwk import private_key_to_pem
 
 ALL = ["create", "read", "list", "complete"]
@@ -31,6 +33,10 @@ ADMIN_VIEW = (
 
 def usd(value: int) -> dict[str, Any]:
     return {"value": str(value), "assetCode": "USD", "assetScale": 2}
+
+
+def amount(value: Any, code: str, scale: Any) -> dict[str, Any]:
+    return {"value": value, "assetCode": code, "assetScale": scale}
 
 
 def payment_uuid(payment: dict[str, Any]) -> str:
@@ -290,3 +296,173 @@ async def test_the_open_payments_client_and_pay_end_to_end(op_node: OpNode, tmp_
 
         refused = await js.command({"op": "getIncoming", "url": payment["id"], "accessToken": "x"})
         assert not refused["ok"] and refused["status"] == 401, refused
+
+
+async def test_refusals_are_the_specs_and_change_nothing(op_node: OpNode) -> None:
+    alice = await op_node.client()
+    mallory = await op_node.client()
+    _, bob = await op_node.wallet()
+    _, carol = await op_node.wallet()
+    granted = await alice.grant(incoming_access(ALL, bob))
+    token = granted["value"]
+    made = await alice.create(token, {"walletAddress": bob, "incomingAmount": usd(100)})
+    assert made.status_code == 201, made.text
+    payment = made.json()["id"]
+    carol_token = (await alice.grant(incoming_access(["create"], carol)))["value"]
+    carols = (await alice.create(carol_token, {"walletAddress": carol})).json()["id"]
+    quote_token = (await alice.grant([{"type": "quote", "actions": ["create", "read"]}]))["value"]
+    expiring = await alice.grant(incoming_access(ALL, bob))
+    await op_node.pool.execute(
+        "UPDATE grant_access_tokens SET expires_at = now() - interval '1 second'"
+        " WHERE value_hash = encode(sha256($1::text::bytea), 'hex')",
+        expiring["value"],
+    )
+    revoked = await alice.grant(incoming_access(ALL, bob))
+    gone = await alice.send("DELETE", revoked["manage"], token=revoked["value"])
+    assert gone.status_code == 204, gone.text
+
+    create_url = f"{op_node.url}/incoming-payments"
+    list_url = f"{create_url}?wallet-address={bob}"
+    body = {"walletAddress": bob}
+    before = await op_node.rows()
+    complete = f"{payment}/complete"
+    unknown = f"{create_url}/{uuid.uuid4()}"
+    stale = int(time.time()) - 3600
+    wrong_key = {"key": mallory.key}
+    cases: list[tuple[str, str, str, Any, dict[str, Any], int]] = [
+        # name, method, url, body, send's options, status
+        ("no token", "POST", create_url, body, {"signed": False}, 401),
+        ("unsigned", "POST", create_url, body, {"token": token, "signed": False}, 401),
+        ("unsigned get", "GET", payment, None, {"token": token, "signed": False}, 401),
+        ("unsigned list", "GET", list_url, None, {"token": token, "signed": False}, 401),
+        ("unsigned complete", "POST", complete, None, {"token": token, "signed": False}, 401),
+        ("unknown token", "POST", create_url, body, {"token": "nope"}, 401),
+        ("other client's key", "POST", create_url, body,
+         {"token": token, "key": mallory.key, "kid": mallory.kid}, 401),
+        ("wrong key, right kid", "POST", create_url, body, {"token": token, **wrong_key}, 401),
+        ("outside the skew", "POST", create_url, body, {"token": token, "created": stale}, 401),
+        ("expired token", "POST", create_url, body, {"token": expiring["value"]}, 401),
+        ("revoked token", "GET", payment, None, {"token": revoked["value"]}, 401),
+        ("quote token create", "POST", create_url, body, {"token": quote_token}, 403),
+        ("quote token get", "GET", payment, None, {"token": quote_token}, 403),
+        ("quote token list", "GET", list_url, None, {"token": quote_token}, 403),
+        ("quote token complete", "POST", complete, None, {"token": quote_token}, 403),
+        ("other wallet create", "POST", create_url, {"walletAddress": carol},
+         {"token": token}, 403),
+        ("other wallet list", "GET", f"{create_url}?wallet-address={carol}", None,
+         {"token": token}, 403),
+        ("other wallet get", "GET", carols, None, {"token": token}, 404),
+        ("other wallet complete", "POST", f"{carols}/complete", None, {"token": token}, 404),
+        ("create-only token get", "GET", carols, None, {"token": carol_token}, 403),
+        ("unknown payment", "GET", unknown, None, {"token": token}, 404),
+        ("unknown payment complete", "POST", f"{unknown}/complete", None, {"token": token}, 404),
+        ("not a uuid complete", "POST", f"{create_url}/x/complete", None, {"token": token}, 404),
+        ("unknown public", "GET", unknown, None, {"signed": False}, 404),
+    ]  # fmt: skip
+    for name, method, url, sent, options, status in cases:
+        response = await alice.send(method, url, sent, **options)
+        assert response.status_code == status, (name, response.text)
+        error = response.json()["error"]
+        assert isinstance(error["code"], str) and isinstance(error["description"], str), name
+        if status == 401:
+            assert response.headers["www-authenticate"] == f"GNAP as_uri={op_node.auth_url}", name
+    assert await op_node.rows() == before
+
+    # A body other than the one signed.
+    content = b'{"walletAddress":"' + bob.encode() + b'"}'
+    signed = await alice.send("POST", create_url, raw=content, token=token)
+    assert signed.status_code == 201
+    before = await op_node.rows()
+    headers = {"Authorization": f"GNAP {token}"}
+    headers |= sign_request(
+        method="POST",
+        target_uri=create_url,
+        headers=headers,
+        body=content,
+        private_key=alice.key,
+        key_id=alice.kid,
+        created=int(time.time()),
+    )
+    tampered = content.replace(b"}", b',"metadata":{"x":1}}')
+    headers["Content-Length"] = str(len(tampered))
+    response = await op_node.http.post(create_url, content=tampered, headers=headers)
+    assert response.status_code == 401, response.text
+    assert await op_node.rows() == before
+
+
+async def test_bad_input_is_400_and_changes_nothing(op_node: OpNode) -> None:
+    alice = await op_node.client()
+    _, bob = await op_node.wallet()
+    token = (await alice.grant(incoming_access(ALL)))["value"]
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    bad_amounts: list[Any] = [
+        usd(0),
+        amount("1", "EUR", 2),
+        amount("1", "USD", 3),
+        amount("1", "USD", True),
+        amount(str(1 << 64), "USD", 2),
+        amount("-1", "USD", 2),
+        amount(5, "USD", 2),
+        amount("1.5", "USD", 2),
+        "5",
+        {"value": "5"},
+    ]
+    bad_bodies: list[Any] = [
+        [],
+        "x",
+        {},
+        {"walletAddress": 7},
+        {"walletAddress": bob, "extra": 1},
+        *({"walletAddress": bob, "incomingAmount": bad} for bad in bad_amounts),
+        {"walletAddress": bob, "expiresAt": "yesterday"},
+        {"walletAddress": bob, "expiresAt": "2001-01-01T00:00:00Z"},
+        {"walletAddress": bob, "expiresAt": "2999-01-01T00:00:00Z"},
+        {"walletAddress": bob, "expiresAt": soon.replace("+00:00", "")},
+        {"walletAddress": bob, "expiresAt": 5},
+        {"walletAddress": bob, "metadata": []},
+        {"walletAddress": bob, "metadata": {"x": "\x00"}},
+        {"walletAddress": bob, "metadata": {"x": "y" * 20_000}},
+        {"walletAddress": bob + "\x00"},
+    ]
+    url = f"{op_node.url}/incoming-payments"
+    before = await op_node.rows()
+    for body in bad_bodies:
+        response = await alice.send("POST", url, body, token=token)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["code"] == "invalid_request", body
+    for raw in (b"{", b"[" * 100_000, b"\xff", b'{"walletAddress": "\\ud800"}'):
+        response = await alice.send("POST", url, raw=raw, token=token)
+        assert response.status_code == 400, (raw[:20], response.text)
+    unknown = await alice.send("POST", url, {"walletAddress": f"{op_node.url}/nobody"}, token=token)
+    assert unknown.status_code == 404, unknown.text
+    assert await op_node.rows() == before
+
+    # An expired payment cannot be completed; its methods are gone.
+    made = await alice.create(token, {"walletAddress": bob})
+    payment = made.json()
+    await op_node.pool.execute(
+        "UPDATE incoming_payments SET expires_at = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(payment_uuid(payment)),
+    )
+    read = await alice.send("GET", payment["id"], token=token)
+    assert read.json()["methods"] == []
+    before = await op_node.rows()
+    refused = await alice.send("POST", f"{payment['id']}/complete", token=token)
+    assert refused.status_code == 400, refused.text
+    assert await op_node.rows() == before
+
+
+async def test_a_wallet_address_at_incoming_payments_still_answers_spsp(op_node: OpNode) -> None:
+    """The resource server's paths are reserved only for Open Payments requests: a wallet
+    address whose path happens to be /incoming-payments keeps its document and SPSP."""
+    await op_node.wallet("incoming-payments")
+    document = await op_node.http.get(
+        f"{op_node.url}/incoming-payments", headers={"Accept": "application/json"}
+    )
+    assert document.status_code == 200, document.text
+    assert document.json()["id"] == f"{op_node.url}/incoming-payments"
+    spsp = await op_node.http.get(
+        f"{op_node.url}/incoming-payments", headers={"Accept": "application/spsp4+json"}
+    )
+    assert spsp.status_code == 200, spsp.text
+    assert "destination_account" in spsp.json()
