@@ -127,6 +127,14 @@ class _ResourceServer:
             raise _bad("the client went away") from exc
         return body
 
+    def target(self, request: Request) -> str:
+        """The URL the client addressed, as it sent it (percent-encoding kept): what its
+        signature's ``@target-uri`` covers."""
+        raw = request.scope.get("raw_path")
+        path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return self.base + path + (f"?{query}" if query else "")
+
     def unauthorized(self, description: str) -> _Refused:
         return _Refused(401, "unauthorized", description, self.challenge)
 
@@ -142,14 +150,12 @@ class _ResourceServer:
         grant = await introspect(self.pool, value)
         if grant is None:
             raise self.unauthorized("invalid, expired or revoked access token")
-        query = request.url.query
-        target = self.base + request.url.path + (f"?{query}" if query else "")
         try:
             await verify_client_request(
                 self.pool,
                 grant.client,
                 method=request.method,
-                targets=[target],
+                targets=[self.target(request)],
                 headers=request.headers.items(),
                 body=body,
                 now=int(self.clock()),
