@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from tests.backend.harness import Admin, backend_settings, running_backend
 from tests.connector.harness import free_port, node_settings, seed
 from tests.loopback import serve
-from tests.stores import create_database, drop_database, new_key_prefix
+from tests.stores import create_database, delete_keys, drop_database, new_key_prefix
 
 from kiungo.auth.app import auth_app
 from kiungo.connector.command import connector_server
@@ -214,6 +215,11 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
             await pool.close()
     finally:
         await drop_database(database_url)
+        redis = Redis.from_url(redis_server_url)
+        try:
+            await delete_keys(redis, prefix)
+        finally:
+            await redis.aclose()
 
 
 def b64url_decode(text: str) -> bytes:
