@@ -293,6 +293,21 @@ async def test_the_open_payments_client_and_pay_end_to_end(op_node: OpNode, tmp_
         assert view["state"] == "COMPLETED"
         assert view["client"] == alice.url
         assert bob_id == view["walletAddressId"]
+        # Completed, it takes no more money over the credentials it handed out.
+        [closed] = open_ended["body"]["methods"]
+        status, result = await run_script(
+            "pay.js",
+            "--ilp-url", f"{op_node.url}/ilp",
+            "--token", "alice-token",
+            "--destination-address", closed["ilpAddress"],
+            "--shared-secret", closed["sharedSecret"],
+            "--amount", "100",
+            "--asset-code", "USD",
+            "--asset-scale", "2",
+            "--timeout-ms", "10000",
+        )  # fmt: skip
+        assert status == 1, result
+        assert result["amountDelivered"] == "0", result
 
         refused = await js.command({"op": "getIncoming", "url": payment["id"], "accessToken": "x"})
         assert not refused["ok"] and refused["status"] == 401, refused

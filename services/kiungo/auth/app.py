@@ -32,7 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.openpayments import grants
-from kiungo.openpayments.client_signatures import UnknownClient, verify_client_request
+from kiungo.openpayments.client_signatures import (
+    UnknownClient,
+    addressed_url,
+    verify_client_request,
+)
 from kiungo.openpayments.http_signatures import DEFAULT_MAX_SKEW_SECONDS, SignatureRejected
 
 __all__ = ["MAX_BODY_BYTES", "auth_app"]
@@ -115,8 +119,7 @@ def auth_app(
             raise _Refused(401, "invalid_client", f"invalid signature: {exc.reason}") from None
 
     def target(request: Request) -> str:
-        query = request.url.query
-        return base + request.url.path + (f"?{query}" if query else "")
+        return addressed_url(base, request.scope)
 
     def token_json(token: grants.IssuedToken, access: list[dict[str, Any]]) -> dict[str, Any]:
         return {

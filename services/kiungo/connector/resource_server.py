@@ -43,7 +43,11 @@ from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
 from kiungo.models import WalletAddressStatus
 from kiungo.openpayments import incoming_payments as resources
-from kiungo.openpayments.client_signatures import UnknownClient, verify_client_request
+from kiungo.openpayments.client_signatures import (
+    UnknownClient,
+    addressed_url,
+    verify_client_request,
+)
 from kiungo.openpayments.grants import GrantInfo, introspect
 from kiungo.openpayments.http_signatures import SignatureRejected
 from kiungo.payments.incoming import InvalidExpiry, States, expiry, store
@@ -127,14 +131,6 @@ class _ResourceServer:
             raise _bad("the client went away") from exc
         return body
 
-    def target(self, request: Request) -> str:
-        """The URL the client addressed, as it sent it (percent-encoding kept): what its
-        signature's ``@target-uri`` covers."""
-        raw = request.scope.get("raw_path")
-        path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        return self.base + path + (f"?{query}" if query else "")
-
     def unauthorized(self, description: str) -> _Refused:
         return _Refused(401, "unauthorized", description, self.challenge)
 
@@ -155,7 +151,7 @@ class _ResourceServer:
                 self.pool,
                 grant.client,
                 method=request.method,
-                targets=[self.target(request)],
+                targets=[addressed_url(self.base, request.scope)],
                 headers=request.headers.items(),
                 body=body,
                 now=int(self.clock()),

@@ -5,7 +5,8 @@ signatures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -17,7 +18,17 @@ from kiungo.openpayments.http_signatures import (
 )
 from kiungo.openpayments.wallet_address_keys import active_jwks
 
-__all__ = ["UnknownClient", "verify_client_request"]
+__all__ = ["UnknownClient", "addressed_url", "verify_client_request"]
+
+
+def addressed_url(base: str, scope: Mapping[str, Any]) -> str:
+    """The URL an ASGI request was addressed to under the server's public ``base`` URL, as the
+    client wrote it (percent-encoding kept, from ``raw_path`` and ``query_string``): what its
+    signature's ``@target-uri`` covers."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope.get("path", ""))
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    return base.rstrip("/") + path + (f"?{query}" if query else "")
 
 
 class UnknownClient(Exception):
