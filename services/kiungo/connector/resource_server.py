@@ -119,7 +119,9 @@ class _ResourceServer:
 
     async def body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        if declared is not None and (
+            not declared.isascii() or not declared.isdigit() or int(declared) > MAX_BODY_BYTES
+        ):
             raise _bad("body too large or bad Content-Length")
         body = b""
         try:
