@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// GNAP grants and tokens through @interledger/open-payments' authenticated client, unmodified:
+// GNAP grants and tokens, and incoming payments, through @interledger/open-payments' authenticated client, unmodified:
 // it signs every request (RFC 9421) and validates every response against the Open Payments
 // OpenAPI files it ships (left on).
 //
@@ -10,6 +10,15 @@
 //   {"op":"rotate","url":"<manage URL>","accessToken":"<value>"}   token.rotate
 //   {"op":"revoke","url":"<manage URL>","accessToken":"<value>"}   token.revoke
 //   {"op":"cancel","url":"<continue URI>","accessToken":"<value>"} grant.cancel
+// Incoming payments on a resource server (same client, same signing):
+//   {"op":"createIncoming","url":"<resource server>","accessToken":"…","body":{walletAddress,…}}
+//                                                                  incomingPayment.create
+//   {"op":"getIncoming","url":"<incoming payment id>","accessToken":"…"} incomingPayment.get
+//   {"op":"listIncoming","url":"<resource server>","accessToken":"…","walletAddress":"…",
+//    "pagination":{first|last,cursor}?}                              incomingPayment.list
+//   {"op":"completeIncoming","url":"<incoming payment id>","accessToken":"…"}
+//                                                                  incomingPayment.complete
+//   {"op":"getPublicIncoming","url":"<incoming payment id>"}  an unauthenticated client's get
 // One JSON answer per line:
 //   {"ok":true,"body":{...the response the client returned...}|null}
 //   {"ok":false,"error":"<message>","description":"…","status":401|null,"code":"…"|null,
@@ -17,9 +26,9 @@
 'use strict'
 
 const readline = require('readline')
-const { createAuthenticatedClient } = require('@interledger/open-payments')
+const { createAuthenticatedClient, createUnauthenticatedClient } = require('@interledger/open-payments')
 
-async function answer(client, request) {
+async function answer(client, anonymous, request) {
   if (typeof request.url !== 'string') throw new Error('url must be a string')
   let body
   switch (request.op) {
@@ -34,6 +43,27 @@ async function answer(client, request) {
       break
     case 'cancel':
       body = await client.grant.cancel({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'createIncoming':
+      body = await client.incomingPayment.create(
+        { url: request.url, accessToken: request.accessToken },
+        request.body
+      )
+      break
+    case 'getIncoming':
+      body = await client.incomingPayment.get({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'listIncoming':
+      body = await client.incomingPayment.list(
+        { url: request.url, accessToken: request.accessToken, walletAddress: request.walletAddress },
+        request.pagination
+      )
+      break
+    case 'completeIncoming':
+      body = await client.incomingPayment.complete({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'getPublicIncoming':
+      body = await anonymous.incomingPayment.get({ url: request.url })
       break
     default:
       throw new Error(`unknown op: ${request.op}`)
@@ -61,6 +91,7 @@ async function main() {
     validateResponses: true,
     requestTimeoutMs: 10000,
   })
+  const anonymous = await createUnauthenticatedClient({ validateResponses: true, requestTimeoutMs: 10000 })
   const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
   // One request at a time, in order: each answer is written before the next request is read.
   for await (const line of rl) {
@@ -70,7 +101,7 @@ async function main() {
     try {
       const request = JSON.parse(line)
       id = request && typeof request === 'object' ? request.id : undefined
-      out = await answer(client, request)
+      out = await answer(client, anonymous, request)
     } catch (err) {
       out = failure(err)
     }

@@ -4,6 +4,9 @@
 // PROTOCOLS.md §4) to one peer URL with a bearer token.
 //
 //   node pay.js --ilp-url URL --token TOKEN --spsp-url URL --amount N --asset-code C --asset-scale S
+//   node pay.js --ilp-url URL --token TOKEN --destination-address ADDR --shared-secret B64URL ...
+//       (STREAM credentials given, as an Open Payments incoming payment's ilp method has them:
+//       no SPSP query)
 //       [--receipt-nonce B64 --receipt-secret B64] [--slippage 0.01] [--prices JSON]
 //       [--timeout-ms 60000]
 //       [--spsp-accept "application/json, application/spsp4+json"]
@@ -105,9 +108,18 @@ async function run(values, result, plugin) {
     throw Object.assign(new Error('--receipt-nonce and --receipt-secret go together'), { stage: 'args' })
   }
 
-  result.stage = 'spsp'
-  const spsp = await querySpsp(values['spsp-url'], values['spsp-accept'], receipt)
-  result.spsp = { destinationAccount: spsp.destinationAccount, receiptsEnabled: spsp.receiptsEnabled }
+  let spsp
+  if (values['destination-address'] !== undefined) {
+    const sharedSecret = Buffer.from(values['shared-secret'] ?? '', 'base64')
+    if (sharedSecret.length !== 32) {
+      throw Object.assign(new Error('--shared-secret must be 32 bytes, base64'), { stage: 'args' })
+    }
+    spsp = { destinationAccount: values['destination-address'], sharedSecret, receiptsEnabled: null }
+  } else {
+    result.stage = 'spsp'
+    spsp = await querySpsp(values['spsp-url'], values['spsp-accept'], receipt)
+    result.spsp = { destinationAccount: spsp.destinationAccount, receiptsEnabled: spsp.receiptsEnabled }
+  }
 
   result.stage = 'setup'
   const destination = await setupPayment({
@@ -153,6 +165,8 @@ async function main() {
       'ilp-url': { type: 'string' },
       token: { type: 'string' },
       'spsp-url': { type: 'string' },
+      'destination-address': { type: 'string' },
+      'shared-secret': { type: 'string' },
       amount: { type: 'string' },
       'asset-code': { type: 'string' },
       'asset-scale': { type: 'string' },
@@ -180,7 +194,8 @@ async function main() {
     emit(result)
     process.exit(code)
   }
-  for (const name of ['ilp-url', 'token', 'spsp-url', 'amount', 'asset-code', 'asset-scale']) {
+  const receiver = values['destination-address'] !== undefined ? 'destination-address' : 'spsp-url'
+  for (const name of ['ilp-url', 'token', receiver, 'amount', 'asset-code', 'asset-scale']) {
     if (values[name] === undefined) {
       result.error = `--${name} is required`
       finish(1)

@@ -32,12 +32,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.openpayments import grants
-from kiungo.openpayments.http_signatures import (
-    DEFAULT_MAX_SKEW_SECONDS,
-    SignatureRejected,
-    verify_request,
+from kiungo.openpayments.client_signatures import (
+    UnknownClient,
+    addressed_url,
+    verify_client_request,
 )
-from kiungo.openpayments.wallet_address_keys import active_jwks
+from kiungo.openpayments.http_signatures import DEFAULT_MAX_SKEW_SECONDS, SignatureRejected
 
 __all__ = ["MAX_BODY_BYTES", "auth_app"]
 
@@ -102,30 +102,24 @@ def auth_app(
     base = public_url.rstrip("/")
 
     async def verify(request: Request, client: str, body: bytes, targets: Sequence[str]) -> None:
-        jwks = await active_jwks(pool, client)
-        if jwks is None:
-            raise _Refused(400, "invalid_client", "unknown client wallet address")
-        keys = [key.to_json() for key in jwks]
-        reason = "no target"
-        for target in targets:
-            try:
-                verify_request(
-                    method=request.method,
-                    target_uri=target,
-                    headers=request.headers.items(),
-                    body=body or None,
-                    jwks=keys,
-                    now=int(clock()),
-                    max_skew=max_skew,
-                )
-                return
-            except SignatureRejected as exc:
-                reason = exc.reason
-        raise _Refused(401, "invalid_client", f"invalid signature: {reason}")
+        try:
+            await verify_client_request(
+                pool,
+                client,
+                method=request.method,
+                targets=targets,
+                headers=request.headers.items(),
+                body=body,
+                now=int(clock()),
+                max_skew=max_skew,
+            )
+        except UnknownClient:
+            raise _Refused(400, "invalid_client", "unknown client wallet address") from None
+        except SignatureRejected as exc:
+            raise _Refused(401, "invalid_client", f"invalid signature: {exc.reason}") from None
 
     def target(request: Request) -> str:
-        query = request.url.query
-        return base + request.url.path + (f"?{query}" if query else "")
+        return addressed_url(base, request.scope)
 
     def token_json(token: grants.IssuedToken, access: list[dict[str, Any]]) -> dict[str, Any]:
         return {

@@ -1,5 +1,6 @@
 """The connector's HTTP surface: ILP over HTTP from peers, SPSP, wallet address documents and
-their JWKS, health and metrics, and the
+their JWKS, the Open Payments resource server (:mod:`kiungo.connector.resource_server`), health
+and metrics, and the
 backend's internal quote probe (``POST /internal/quote``, :mod:`kiungo.connector.quote`)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kiungo.config import Settings
 from kiungo.connector.node import Node
 from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
+from kiungo.connector.resource_server import resource_routes
 from kiungo.connector.sending import OutgoingPaymentWorker
 from kiungo.connector.spsp import spsp_endpoint
 from kiungo.connector.wallet_address import jwks_endpoint
@@ -35,7 +37,8 @@ MAX_BODY = 40_000
 
 def create_app(node: Node) -> ASGIApp:
     """``POST /ilp`` on a bare ASGI handler (the hot path: no routing, no Request object), and
-    everything else (SPSP, wallet address documents and keys, /livez, /readyz, /healthz,
+    everything else (SPSP, wallet address documents and keys, Open Payments incoming
+    payments, /livez, /readyz, /healthz,
     /metrics, /internal/quote) on Starlette."""
 
     async def healthz(request: Request) -> Response:
@@ -66,6 +69,7 @@ def create_app(node: Node) -> ASGIApp:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/internal/quote", quote, methods=["POST"]),
             Route("/{path:path}/jwks.json", jwks, methods=["GET", "OPTIONS"]),
+            *resource_routes(node, spsp),
             Route("/{path:path}", spsp, methods=["GET", "OPTIONS"]),
         ]
     )
