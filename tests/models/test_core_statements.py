@@ -73,7 +73,6 @@ CONVERSION_PENDING = {
     "kiungo.wallet_addresses",
     # ledger
     "kiungo.ledger.check",
-    "kiungo.ledger.reads",
     "kiungo.ledger.tigerbeetle",
 }
 
