@@ -72,7 +72,6 @@ CONVERSION_PENDING = {
     "kiungo.payments.receivers",
     "kiungo.wallet_addresses",
     # ledger
-    "kiungo.ledger.check",
     "kiungo.ledger.tigerbeetle",
 }
 
