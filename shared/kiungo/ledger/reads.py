@@ -23,6 +23,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy import (
     ARRAY,
+    Column,
+    FromClause,
+    Table,
     Uuid,
     and_,
     any_,
@@ -265,52 +268,53 @@ _MOVED_MONEY = (
     > 0
 )
 
-_ASSET_LIQUIDITY = Statement(
-    select(
-        _assets.c.id,
-        _assets.c.code,
-        _assets.c.scale,
-        _assets.c.liquidity_threshold_low.label("low"),
-        _assets.c.liquidity_threshold_high.label("high"),
-        _assets.c.liquidity_alert,
-        _AVAILABLE,
-    )
-    .select_from(_assets.join(_accounts, _account_of(AccountKind.ASSET_LIQUIDITY, _assets.c.id)))
-    .where(
-        _assets.c.deleted_at.is_(None),
-        or_(
-            _assets.c.liquidity_threshold_low.is_not(None),
-            _assets.c.liquidity_threshold_high.is_not(None),
-        ),
-        _MOVED_MONEY,
-    )
-    .with_for_update(of=_assets, skip_locked=True)
+# Each asset and each peer with its liquidity account (one, through uq_ledger_accounts_kind_owner).
+_ASSETS_WITH_ACCOUNT = _assets.join(
+    _accounts, _account_of(AccountKind.ASSET_LIQUIDITY, _assets.c.id)
+)
+_PEERS_WITH_ACCOUNT = _peers.join(_assets, _assets.c.id == _peers.c.asset_id).join(
+    _accounts, _account_of(AccountKind.PEER_LIQUIDITY, _peers.c.id)
 )
 
-_PEER_LIQUIDITY = Statement(
-    select(
-        _peers.c.id,
-        _assets.c.id.label("asset_id"),
-        _assets.c.code,
-        _assets.c.scale,
-        _peers.c.liquidity_threshold.label("low"),
-        _peers.c.liquidity_threshold_high.label("high"),
-        _peers.c.liquidity_alert,
-        _AVAILABLE,
-    )
-    .select_from(
-        _peers.join(_assets, _assets.c.id == _peers.c.asset_id).join(
-            _accounts, _account_of(AccountKind.PEER_LIQUIDITY, _peers.c.id)
+
+def _liquidity(
+    owner: Table,
+    columns: Sequence[ColumnElement[Any]],
+    joined: FromClause,
+    low: Column[Any],
+    *where: ColumnElement[bool],
+) -> Statement:
+    """``owner``'s rows (locked, skipping those another transaction holds) with a low or high
+    threshold whose account has moved money: ``id``, ``columns``, ``low, high,
+    liquidity_alert, available``."""
+    high = owner.c.liquidity_threshold_high
+    return Statement(
+        select(
+            owner.c.id,
+            *columns,
+            low.label("low"),
+            high.label("high"),
+            owner.c.liquidity_alert,
+            _AVAILABLE,
         )
+        .select_from(joined)
+        .where(*where, or_(low.is_not(None), high.is_not(None)), _MOVED_MONEY)
+        .with_for_update(of=owner, skip_locked=True)
     )
-    .where(
-        or_(
-            _peers.c.liquidity_threshold.is_not(None),
-            _peers.c.liquidity_threshold_high.is_not(None),
-        ),
-        _MOVED_MONEY,
-    )
-    .with_for_update(of=_peers, skip_locked=True)
+
+
+_ASSET_LIQUIDITY = _liquidity(
+    _assets,
+    (_assets.c.code, _assets.c.scale),
+    _ASSETS_WITH_ACCOUNT,
+    _assets.c.liquidity_threshold_low,
+    _assets.c.deleted_at.is_(None),
+)
+_PEER_LIQUIDITY = _liquidity(
+    _peers,
+    (_assets.c.id.label("asset_id"), _assets.c.code, _assets.c.scale),
+    _PEERS_WITH_ACCOUNT,
+    _peers.c.liquidity_threshold,
 )
 
 
@@ -335,14 +339,10 @@ async def peers_liquidity_against_thresholds(conn: asyncpg.Connection) -> list[a
 _LIQUIDITY_GAUGES = Statement(
     union_all(
         select(literal("asset").label("kind"), _assets.c.id, _assets.c.code, _AVAILABLE)
-        .select_from(
-            _assets.join(_accounts, _account_of(AccountKind.ASSET_LIQUIDITY, _assets.c.id))
-        )
+        .select_from(_ASSETS_WITH_ACCOUNT)
         .where(_assets.c.deleted_at.is_(None)),
         select(literal("peer").label("kind"), _peers.c.id, _assets.c.code, _AVAILABLE).select_from(
-            _peers.join(_assets, _assets.c.id == _peers.c.asset_id).join(
-                _accounts, _account_of(AccountKind.PEER_LIQUIDITY, _peers.c.id)
-            )
+            _PEERS_WITH_ACCOUNT
         ),
     )
 )

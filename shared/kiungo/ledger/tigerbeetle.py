@@ -66,25 +66,9 @@ import tigerbeetle as tb
 from sqlalchemy import bindparam, select
 
 from kiungo.ilp.oer import MAX_UINT64
+from kiungo.ledger import errors
 from kiungo.ledger.accounts import AccountKind, Balance
 from kiungo.ledger.check import CheckResult
-from kiungo.ledger.errors import (
-    AlreadyPosted,
-    AlreadyVoided,
-    CreditLimitExceeded,
-    DifferentAssets,
-    InsufficientBalance,
-    InsufficientLiquidity,
-    InvalidAmount,
-    LedgerError,
-    LedgerUnavailable,
-    PartialGroup,
-    SameAccounts,
-    TransferExists,
-    TransferExpired,
-    UnknownAccount,
-    UnknownTransfer,
-)
 from kiungo.ledger.group_commit import GroupCommit, settle
 from kiungo.ledger.rules import (
     CreateTransfers,
@@ -279,9 +263,9 @@ class TigerBeetleLedger(Ledger):
         try:
             return await asyncio.wait_for(asyncio.shield(task), _REQUEST_TIMEOUT)
         except TimeoutError:
-            raise LedgerUnavailable("TigerBeetle did not answer in time; retry") from None
+            raise errors.LedgerUnavailable("TigerBeetle did not answer in time; retry") from None
         except (tb.ClientClosedError, tb.ClientEvictedError) as exc:
-            raise LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
+            raise errors.LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -298,7 +282,7 @@ class TigerBeetleLedger(Ledger):
         results = await self._call(self.client.create_accounts(accounts))
         for account, result in zip(accounts, results, strict=True):
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
-                raise LedgerError(
+                raise errors.LedgerError(
                     f"TigerBeetle refused account {uuid.UUID(int=account.id)}: {result.status.name}"
                 )
         for mapped_id, mapped_kind in mapped.items():
@@ -314,14 +298,14 @@ class TigerBeetleLedger(Ledger):
             async with self._pool.acquire() as conn:
                 number = await _LEDGER_NUMBER.fetchval(conn, asset_id=asset_id)
             if number is None:
-                raise UnknownAccount(f"asset {asset_id} does not exist")
+                raise errors.UnknownAccount(f"asset {asset_id} does not exist")
             self._ledger_of[asset_id] = number
         return number
 
     async def balance(self, account_id: uuid.UUID) -> Balance:
         [balance] = await self.balances([account_id])
         if balance is None:
-            raise UnknownAccount(f"account {account_id} does not exist")
+            raise errors.UnknownAccount(f"account {account_id} does not exist")
         return balance
 
     async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
@@ -582,27 +566,27 @@ class TigerBeetleLedger(Ledger):
     async def _create(self, op: CreateTransfers) -> list[Transfer]:
         legs = op.legs
         if not legs:
-            raise InvalidAmount("a transfer needs at least one leg")
+            raise errors.InvalidAmount("a transfer needs at least one leg")
         pending = op.timeout is not None
         timeout = 0
         if op.timeout is not None:
             if op.timeout <= timedelta(0):
-                raise InvalidAmount("a pending transfer's timeout must be positive")
+                raise errors.InvalidAmount("a pending transfer's timeout must be positive")
             timeout = max(1, math.ceil(op.timeout.total_seconds()))
         if len({leg.id for leg in legs}) != len(legs):
-            raise TransferExists("two legs share one id")
+            raise errors.TransferExists("two legs share one id")
         code = _TRANSFER_CODES.get(op.code)
         if code is None:
-            raise InvalidAmount(f"unknown transfer code {op.code!r}")
+            raise errors.InvalidAmount(f"unknown transfer code {op.code!r}")
         group = legs[0].id.int
         flags = _F.PENDING if pending else _F.NONE
         assets: list[uuid.UUID] = []
         ledgers: list[int] = []
         for leg in legs:
             if not 0 < leg.amount <= MAX_UINT64:
-                raise InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
+                raise errors.InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
             if leg.debit_account_id == leg.credit_account_id:
-                raise SameAccounts("a transfer cannot debit and credit one account")
+                raise errors.SameAccounts("a transfer cannot debit and credit one account")
             # The caches first: a coroutine per lookup was a visible share of a packet's CPU.
             debit_asset = (
                 self._asset_of.get(leg.debit_account_id)
@@ -613,10 +597,10 @@ class TigerBeetleLedger(Ledger):
                 or (await self._account_facts(leg.credit_account_id))[0]
             )
             if debit_asset != credit_asset:
-                raise DifferentAssets("both accounts of a leg must hold the same asset")
+                raise errors.DifferentAssets("both accounts of a leg must hold the same asset")
             assets.append(debit_asset)
             if leg.credit_until is not None and datetime.now(UTC) >= leg.credit_until:
-                raise CreditLimitExceeded(
+                raise errors.CreditLimitExceeded(
                     f"account {leg.credit_account_id} takes nothing after {leg.credit_until}"
                 )
             ledgers.append(
@@ -716,7 +700,9 @@ class TigerBeetleLedger(Ledger):
                 return await self._enqueue(events, interpreter(events, owners, attempt))
             except _NextAttempt:
                 continue
-        raise TransferExists(f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id")
+        raise errors.TransferExists(
+            f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id"
+        )
 
     async def _replay(self, replay: _Replay) -> list[Transfer]:
         """The original transfers of a create sent again, or TransferExists if they differ."""
@@ -732,7 +718,7 @@ class TigerBeetleLedger(Ledger):
                 or t.amount != leg.amount
                 or bool(t.flags & _F.PENDING) != replay.pending
             ):
-                raise TransferExists(f"transfer {leg.id} exists")
+                raise errors.TransferExists(f"transfer {leg.id} exists")
             originals.append(_from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
         return await self._states(originals, ids)
 
@@ -764,7 +750,9 @@ class TigerBeetleLedger(Ledger):
         results = await self._call(self.client.create_accounts(accounts))
         for result in results:
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
-                raise LedgerError(f"TigerBeetle refused a control account: {result.status.name}")
+                raise errors.LedgerError(
+                    f"TigerBeetle refused a control account: {result.status.name}"
+                )
         funding = tb.Transfer(
             id=_funding_id(account_id),
             debit_account_id=_sink_id(asset_id),
@@ -775,11 +763,11 @@ class TigerBeetleLedger(Ledger):
         )
         [funded] = await self._call(self.client.create_transfers([funding]))
         if funded.status is _S.EXISTS_WITH_DIFFERENT_AMOUNT:
-            raise CreditLimitExceeded(
+            raise errors.CreditLimitExceeded(
                 f"account {account_id} has another credit limit than {limit}; it cannot change"
             )
         if funded.status not in (_S.CREATED, _S.EXISTS):
-            raise LedgerError(f"TigerBeetle refused a credit limit: {funded.status.name}")
+            raise errors.LedgerError(f"TigerBeetle refused a credit limit: {funded.status.name}")
         self._funded[account_id] = limit
 
     def _remember(
@@ -792,9 +780,9 @@ class TigerBeetleLedger(Ledger):
     async def _resolve(self, op: PostTransfers | VoidTransfers) -> list[Transfer]:
         posting = isinstance(op, PostTransfers)
         if not op.ids:
-            raise UnknownTransfer("no transfer named")
+            raise errors.UnknownTransfer("no transfer named")
         if len(set(op.ids)) != len(op.ids):
-            raise UnknownTransfer("a transfer is named twice")
+            raise errors.UnknownTransfer("a transfer is named twice")
         metas = await self._metadata(op.ids)
         groups: dict[uuid.UUID, int] = {}
         for meta in metas:
@@ -803,7 +791,7 @@ class TigerBeetleLedger(Ledger):
         for meta in metas:
             group = meta.transfer.group_id
             if group is not None and groups[group] != meta.group_size:
-                raise PartialGroup(
+                raise errors.PartialGroup(
                     f"transfer {meta.transfer.id} is one leg of several: name them all"
                 )
         derive = _post_id if posting else _void_id
@@ -852,7 +840,7 @@ class TigerBeetleLedger(Ledger):
             for transfer_id in missing:
                 t = found.get(transfer_id)
                 if t is None:
-                    raise UnknownTransfer(f"transfer {transfer_id} does not exist")
+                    raise errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
                 asset_id = await self._asset_for(uuid.UUID(int=t.debit_account_id))
                 self._remember(
                     _from_tb(t, asset_id, transfer_id),
@@ -904,7 +892,9 @@ class TigerBeetleLedger(Ledger):
             results = await self._call(self.client.create_transfers(events))
         except tb.TooMuchDataError:
             if len(batch) == 1:
-                error: Exception = InvalidAmount("the transfer has too many legs for one request")
+                error: Exception = errors.InvalidAmount(
+                    "the transfer has too many legs for one request"
+                )
             else:
                 # The cluster's request limit is below max_batch: learn it, send in halves.
                 self._max_batch = max(1, len(events) // 2)
@@ -912,13 +902,13 @@ class TigerBeetleLedger(Ledger):
                 await self._send_batch(batch[:half])
                 await self._send_batch(batch[half:])
                 return
-        except LedgerUnavailable as exc:
+        except errors.LedgerUnavailable as exc:
             error = exc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("TigerBeetle batch of %d failed unexpectedly", len(batch))
-            error = LedgerUnavailable(f"the ledger could not commit: {exc!r}")
+            error = errors.LedgerUnavailable(f"the ledger could not commit: {exc!r}")
         else:
             self.batches += 1
             self.operations += len(batch)
@@ -935,7 +925,9 @@ class TigerBeetleLedger(Ledger):
                     )
                 except Exception as exc:  # a bug in interpreting must not stop the writer
                     log.exception("interpreting a TigerBeetle result failed")
-                    outcome = LedgerUnavailable(f"the ledger could not read its result: {exc!r}")
+                    outcome = errors.LedgerUnavailable(
+                        f"the ledger could not read its result: {exc!r}"
+                    )
                 settle(request, outcome)
             return
         for request in batch:
@@ -1024,71 +1016,73 @@ def _create_error(
     leg: Leg,
     role: str,
     kinds: dict[uuid.UUID, AccountKind],
-) -> LedgerError:
+) -> errors.LedgerError:
     if role == "limit":
         if status is _S.EXCEEDS_CREDITS:
-            return CreditLimitExceeded(
+            return errors.CreditLimitExceeded(
                 f"account {leg.credit_account_id} would exceed {leg.credit_limit}"
             )
         if status is _S.EXISTS:
-            return TransferExists(f"transfer {leg.id} exists")
+            return errors.TransferExists(f"transfer {leg.id} exists")
     if status is _S.EXCEEDS_CREDITS:
         kind = kinds.get(leg.debit_account_id)
         if kind is not None and kind.is_liquidity_pool:
-            return InsufficientLiquidity(
+            return errors.InsufficientLiquidity(
                 f"account {leg.debit_account_id} has insufficient liquidity", leg.debit_account_id
             )
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.debit_account_id} has insufficient balance", leg.debit_account_id
         )
     if status is _S.EXCEEDS_DEBITS:
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.credit_account_id} cannot be credited that much", leg.credit_account_id
         )
     if status in (_S.DEBIT_ACCOUNT_NOT_FOUND, _S.CREDIT_ACCOUNT_NOT_FOUND):
-        return UnknownAccount(f"an account of transfer {leg.id} does not exist")
+        return errors.UnknownAccount(f"an account of transfer {leg.id} does not exist")
     if status is _S.ACCOUNTS_MUST_BE_DIFFERENT:
-        return SameAccounts("a transfer cannot debit and credit one account")
+        return errors.SameAccounts("a transfer cannot debit and credit one account")
     if status in (
         _S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
         _S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
     ):
-        return DifferentAssets("both accounts of a leg must hold the same asset")
+        return errors.DifferentAssets("both accounts of a leg must hold the same asset")
     if status is _S.CREDIT_ACCOUNT_ALREADY_CLOSED:
-        return CreditLimitExceeded(f"account {leg.credit_account_id} takes no more")
+        return errors.CreditLimitExceeded(f"account {leg.credit_account_id} takes no more")
     if status is _S.DEBIT_ACCOUNT_ALREADY_CLOSED:
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.debit_account_id} is closed", leg.debit_account_id
         )
     if status is _S.ID_ALREADY_FAILED:
         # TigerBeetle remembers an id whose transfer failed for a reason that may pass later
         # (a balance): the same id is refused for good, so a retry needs a new one.
-        return TransferExists(f"transfer {leg.id} failed before; its id cannot be used again")
+        return errors.TransferExists(
+            f"transfer {leg.id} failed before; its id cannot be used again"
+        )
     if status.name.startswith("EXISTS") or status is _S.EXISTS:
-        return TransferExists(f"transfer {leg.id} exists")
+        return errors.TransferExists(f"transfer {leg.id} exists")
     if status.name.startswith("OVERFLOWS"):
-        return InvalidAmount(f"transfer {leg.id} would overflow a balance")
-    return LedgerError(f"TigerBeetle refused transfer {leg.id}: {status.name}")
+        return errors.InvalidAmount(f"transfer {leg.id} would overflow a balance")
+    return errors.LedgerError(f"TigerBeetle refused transfer {leg.id}: {status.name}")
 
 
 def _resolve_error(
     status: tb.CreateTransferStatus, transfer_id: uuid.UUID, posting: bool
-) -> LedgerError:
+) -> errors.LedgerError:
     if status is _S.EXISTS:
         # The post (or void) under this transfer's derived id was created before.
         if posting:
-            return AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
+            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
     if status in (_S.PENDING_TRANSFER_ALREADY_POSTED, _S.PENDING_TRANSFER_NOT_PENDING):
-        return AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
     if status is _S.PENDING_TRANSFER_ALREADY_VOIDED:
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
     if status is _S.PENDING_TRANSFER_EXPIRED:
-        return TransferExpired(f"transfer {transfer_id} expired")
+        return errors.TransferExpired(f"transfer {transfer_id} expired")
     if status is _S.PENDING_TRANSFER_NOT_FOUND:
-        return UnknownTransfer(f"transfer {transfer_id} does not exist")
+        return errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
     if status.name.startswith("EXISTS"):
         if posting:
-            return AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
-    return LedgerError(f"TigerBeetle refused to resolve {transfer_id}: {status.name}")
+            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
+    return errors.LedgerError(f"TigerBeetle refused to resolve {transfer_id}: {status.name}")
