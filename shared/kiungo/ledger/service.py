@@ -191,14 +191,10 @@ _NOW = func.coalesce(
     bindparam("test_now", type_=DateTime(timezone=True)), func.statement_timestamp()
 )
 
+# An account's row in the map (its balances start at 0), made once.
 _INSERT_ACCOUNT = Statement(
     insert(_accounts)
-    .values(
-        id=bindparam("id"),
-        asset_id=bindparam("asset_id"),
-        kind=bindparam("kind"),
-        owner_id=bindparam("owner_id"),
-    )
+    .values({name: bindparam(name) for name in ("id", "asset_id", "kind", "owner_id")})
     .on_conflict_do_nothing()
 )
 
