@@ -38,8 +38,11 @@ from kiungo.models.sql import ALL, Statement, table
 # Modules that keep raw SQL naming the node's tables, each with why. Everything else builds its
 # statements from the models.
 RAW_SQL = {
-    # The ledger's batch: the measured hot path (tests/benchmarks/ledger.py, connector.py), one
-    # round trip of unnested arrays per batch of transfers.
+    # The ledger's batch, and only it: _LOCK_TRANSFERS, _LOCK_EXPIRED_HOLDS, _LOCK_ACCOUNTS,
+    # _LOCK_MORE_ACCOUNTS and _WRITE, the measured hot path (tests/benchmarks/ledger.py,
+    # connector.py), one round trip of unnested arrays per batch of transfers. Its other
+    # statements (accounts, balances, history, the sweep's read, the balance copy) are built
+    # from the models.
     "kiungo.ledger.service",
 }
 
@@ -57,10 +60,6 @@ CONVERSION_PENDING = {
     "kiungo.backend.assets",
     "kiungo.backend.peers",
     "kiungo.backend.workers",
-    # ledger
-    "kiungo.ledger.check",
-    "kiungo.ledger.reads",
-    "kiungo.ledger.tigerbeetle",
 }
 
 _TABLES = re.compile(

@@ -16,13 +16,15 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = [
     "CommandError",
     "Handler",
+    "Subcommands",
     "bytes_from_base64",
     "bytes_from_hex",
+    "command_group",
     "lazy_handler",
     "paragraphs",
     "print_json",
@@ -32,6 +34,18 @@ __all__ = [
 
 Handler = Callable[[argparse.Namespace], int]
 """A subcommand's function (``parser.set_defaults(handler=...)``); returns the exit status."""
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""Where commands are added (``add_parser``): ``kiungo``'s own, or a group's."""
+
+
+def command_group(
+    subparsers: Subcommands, name: str, help: str, description: str | None = None
+) -> Subcommands:
+    """The command ``kiungo NAME`` that only groups commands (``kiungo NAME COMMAND``): where
+    its commands are added."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    return group.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
 
 def lazy_handler(module: str, name: str) -> Handler:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from kiungo.cli.arguments import paragraphs
+from kiungo.cli.arguments import Subcommands, command_group, paragraphs
 from kiungo.config import Settings
 
 if TYPE_CHECKING:
@@ -16,9 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = subparsers.add_parser("ledger", help="inspect the double-entry ledger")
-    commands = group.add_subparsers(title="commands", metavar="COMMAND", required=True)
+def register(subparsers: Subcommands) -> None:
+    commands = command_group(subparsers, "ledger", "inspect the double-entry ledger")
     check = commands.add_parser(
         "check",
         help="verify the ledger's invariants",

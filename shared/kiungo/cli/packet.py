@@ -14,8 +14,10 @@ from typing import Any
 
 from kiungo.cli.arguments import (
     CommandError,
+    Subcommands,
     bytes_from_base64,
     bytes_from_hex,
+    command_group,
     paragraphs,
     print_json,
     read_argument,
@@ -55,13 +57,13 @@ _STREAM_KEYS_HELP = (
 _DECODE_ANNOTATIONS = ("stream", "stream_error", "fulfillable")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    commands = command_group(
+        subparsers,
         "packet",
-        help="decode or encode ILPv4 packets",
-        description="Decode or encode ILPv4 packets (RFC 27), optionally with their STREAM data.",
+        "decode or encode ILPv4 packets",
+        "Decode or encode ILPv4 packets (RFC 27), optionally with their STREAM data.",
     )
-    commands = group.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     decode = commands.add_parser(
         "decode",

@@ -12,7 +12,9 @@ from typing import Any
 
 from kiungo.cli.arguments import (
     CommandError,
+    Subcommands,
     bytes_from_base64,
+    command_group,
     paragraphs,
     print_json,
     read_argument,
@@ -36,13 +38,13 @@ output: {"version": 1, "nonce": <16 bytes hex>, "streamId": <number>, "totalRece
 """
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    commands = command_group(
+        subparsers,
         "receipt",
-        help="verify or decode STREAM receipts",
-        description="Verify or decode STREAM receipts (RFC 39): 58 bytes, given in base64.",
+        "verify or decode STREAM receipts",
+        "Verify or decode STREAM receipts (RFC 39): 58 bytes, given in base64.",
     )
-    commands = group.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     verify = commands.add_parser(
         "verify",

@@ -36,6 +36,7 @@ __all__ = [
     "packet_from_json",
     "packet_to_json",
     "packet_type_from_json",
+    "string_from_json",
     "u64_from_json",
 ]
 
@@ -106,7 +107,7 @@ def packet_from_json(obj: object) -> Packet:
     if len(data) > MAX_DATA_LENGTH:
         raise ValueError(f"data: {len(data)} bytes is more than {MAX_DATA_LENGTH}")
     if packet_type == PacketType.PREPARE:
-        destination = _string(fields["destination"], "destination")
+        destination = string_from_json(fields["destination"], "destination")
         if not is_valid_address(destination):
             raise ValueError(f"destination: {destination[:80]!r} is not a valid ILP address")
         return Prepare(
@@ -120,13 +121,13 @@ def packet_from_json(obj: object) -> Packet:
         )
     if packet_type == PacketType.FULFILL:
         return Fulfill(hex_from_json(fields["fulfillment"], "fulfillment", length=32), data)
-    code = _string(fields["code"], "code")
+    code = string_from_json(fields["code"], "code")
     if len(code) != 3 or not code.isascii():
         raise ValueError(f"code: {code!r} is not 3 ASCII characters")
-    triggered_by = _string(fields["triggeredBy"], "triggeredBy")
+    triggered_by = string_from_json(fields["triggeredBy"], "triggeredBy")
     if triggered_by and not is_valid_address(triggered_by):
         raise ValueError(f"triggeredBy: {triggered_by[:80]!r} is not a valid ILP address")
-    message = _string(fields.get("message", ""), "message")
+    message = string_from_json(fields.get("message", ""), "message")
     if len(message.encode("utf-8")) > MAX_MESSAGE_LENGTH:
         raise ValueError(f"message: more than {MAX_MESSAGE_LENGTH} bytes of UTF-8")
     return Reject(code, triggered_by, message, data)
@@ -184,7 +185,8 @@ def packet_type_from_json(value: object) -> int:
     )
 
 
-def _string(value: object, field: str) -> str:
+def string_from_json(value: object, field: str) -> str:
+    """``value`` as a string field: a str that UTF-8 can encode."""
     if not isinstance(value, str):
         raise ValueError(f"{field}: {_shorten(value)} is not a string")
     try:
@@ -202,7 +204,7 @@ def _expiry_to_json(when: datetime) -> str:
 
 
 def _expiry_from_json(value: object) -> datetime:
-    text = _string(value, "expiresAt")
+    text = string_from_json(value, "expiresAt")
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

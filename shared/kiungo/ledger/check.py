@@ -1,13 +1,22 @@
 """Ledger invariants checked on a live database (``kiungo ledger check``).
 
 Each check is one SQL query returning the rows that break it; an empty result means it holds.
+The queries are built from the models (:class:`kiungo.models.sql.Statement`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+from sqlalchemy import Column, Select, and_, distinct, func, or_, select
+from sqlalchemy.sql.elements import Label
+
+from kiungo.ledger.accounts import AccountKind
+from kiungo.ledger.rules import TransferState
+from kiungo.models import LedgerAccount, LedgerTransfer
+from kiungo.models.sql import Statement, table
 
 __all__ = ["CHECKS", "CheckResult", "run_checks"]
 
@@ -23,79 +32,132 @@ class CheckResult:
         return not self.violations
 
 
-CHECKS: tuple[tuple[str, str, str], ...] = (
+_accounts = table(LedgerAccount)
+_transfers = table(LedgerTransfer)
+
+_BALANCES = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+
+
+def _ledger_balances() -> Select[Any]:
+    a = _accounts.c
+    return (
+        select(a.asset_id, *(func.sum(a[name]).label(name) for name in _BALANCES))
+        .group_by(a.asset_id)
+        .having(
+            or_(
+                func.sum(a.debits_posted) != func.sum(a.credits_posted),
+                func.sum(a.debits_pending) != func.sum(a.credits_pending),
+            )
+        )
+    )
+
+
+def _account_balances_match_transfers() -> Select[Any]:
+    a = _accounts.alias("a")
+    t = _transfers.alias("t")
+
+    def total(side: Column[Any], state: TransferState, name: str) -> Label[Any]:
+        moved = func.sum(t.c.amount).filter(side == a.c.id, t.c.state == state)
+        return func.coalesce(moved, 0).label(name)
+
+    debit, credit = t.c.debit_account_id, t.c.credit_account_id
+    sums = (
+        select(
+            a.c.id,
+            total(debit, TransferState.POSTED, "dp"),
+            total(credit, TransferState.POSTED, "cp"),
+            total(debit, TransferState.PENDING, "dq"),
+            total(credit, TransferState.PENDING, "cq"),
+        )
+        .select_from(a.outerjoin(t, or_(debit == a.c.id, credit == a.c.id)))
+        .group_by(a.c.id)
+        .cte("sums")
+    )
+    # The account's balance and its transfers' sum, for each of the four balances.
+    pairs = list(zip(_BALANCES, (sums.c.dp, sums.c.cp, sums.c.dq, sums.c.cq), strict=True))
+    return (
+        select(
+            a.c.id.label("account_id"),
+            *(
+                column
+                for name, summed in pairs
+                for column in (a.c[name], summed.label(f"transfers_{name}"))
+            ),
+        )
+        .select_from(a.join(sums, sums.c.id == a.c.id))
+        .where(or_(*(a.c[name] != summed for name, summed in pairs)))
+    )
+
+
+def _account_flags() -> Select[Any]:
+    a = _accounts.c
+    settlement = a.kind == AccountKind.SETTLEMENT
+    return select(a.id.label("account_id"), a.kind, *(a[name] for name in _BALANCES)).where(
+        or_(
+            and_(~settlement, a.debits_posted + a.debits_pending > a.credits_posted),
+            and_(settlement, a.credits_posted + a.credits_pending > a.debits_posted),
+        )
+    )
+
+
+def _transfer_legs_agree() -> Select[Any]:
+    t = _transfers.c
+    return (
+        select(t.group_id, func.array_agg(distinct(t.state)).label("states"))
+        .where(t.group_id.is_not(None))
+        .group_by(t.group_id)
+        .having(func.count(distinct(t.state)) > 1)
+    )
+
+
+def _transfer_assets() -> Select[Any]:
+    t = _transfers.alias("t")
+    d = _accounts.alias("d")
+    c = _accounts.alias("c")
+    return (
+        select(t.c.id.label("transfer_id"))
+        .select_from(
+            t.outerjoin(d, d.c.id == t.c.debit_account_id).outerjoin(
+                c, c.c.id == t.c.credit_account_id
+            )
+        )
+        .where(
+            or_(
+                d.c.id.is_(None),
+                c.c.id.is_(None),
+                d.c.asset_id != t.c.asset_id,
+                c.c.asset_id != t.c.asset_id,
+            )
+        )
+    )
+
+
+CHECKS: tuple[tuple[str, str, Statement], ...] = (
     (
         "ledger_balances",
         "per asset, posted debits equal posted credits and pending debits equal pending credits",
-        """
-        SELECT asset_id, sum(debits_posted) AS debits_posted,
-               sum(credits_posted) AS credits_posted, sum(debits_pending) AS debits_pending,
-               sum(credits_pending) AS credits_pending
-        FROM ledger_accounts GROUP BY asset_id
-        HAVING sum(debits_posted) <> sum(credits_posted)
-            OR sum(debits_pending) <> sum(credits_pending)
-        """,
+        Statement(_ledger_balances()),
     ),
     (
         "account_balances_match_transfers",
         "every account's balances equal the sums of its transfers",
-        """
-        WITH sums AS (
-            SELECT a.id,
-                   COALESCE(sum(t.amount) FILTER (WHERE t.debit_account_id = a.id
-                                                  AND t.state = 'POSTED'), 0) AS dp,
-                   COALESCE(sum(t.amount) FILTER (WHERE t.credit_account_id = a.id
-                                                  AND t.state = 'POSTED'), 0) AS cp,
-                   COALESCE(sum(t.amount) FILTER (WHERE t.debit_account_id = a.id
-                                                  AND t.state = 'PENDING'), 0) AS dq,
-                   COALESCE(sum(t.amount) FILTER (WHERE t.credit_account_id = a.id
-                                                  AND t.state = 'PENDING'), 0) AS cq
-            FROM ledger_accounts a
-            LEFT JOIN ledger_transfers t
-              ON t.debit_account_id = a.id OR t.credit_account_id = a.id
-            GROUP BY a.id
-        )
-        SELECT a.id AS account_id, a.debits_posted, s.dp AS transfers_debits_posted,
-               a.credits_posted, s.cp AS transfers_credits_posted,
-               a.debits_pending, s.dq AS transfers_debits_pending,
-               a.credits_pending, s.cq AS transfers_credits_pending
-        FROM ledger_accounts a JOIN sums s ON s.id = a.id
-        WHERE a.debits_posted <> s.dp OR a.credits_posted <> s.cp
-           OR a.debits_pending <> s.dq OR a.credits_pending <> s.cq
-        """,
+        Statement(_account_balances_match_transfers()),
     ),
     (
         "account_flags",
         "no liquidity account debited beyond its credits, no settlement account credited "
         "beyond its debits",
-        """
-        SELECT id AS account_id, kind, debits_posted, credits_posted, debits_pending,
-               credits_pending
-        FROM ledger_accounts
-        WHERE (kind <> 'SETTLEMENT' AND debits_posted + debits_pending > credits_posted)
-           OR (kind = 'SETTLEMENT' AND credits_posted + credits_pending > debits_posted)
-        """,
+        Statement(_account_flags()),
     ),
     (
         "transfer_legs_agree",
         "the legs of a multi-leg transfer are all in one state",
-        """
-        SELECT group_id, array_agg(DISTINCT state) AS states
-        FROM ledger_transfers WHERE group_id IS NOT NULL
-        GROUP BY group_id HAVING count(DISTINCT state) > 1
-        """,
+        Statement(_transfer_legs_agree()),
     ),
     (
         "transfer_assets",
         "both accounts of every transfer exist and hold the transfer's asset",
-        """
-        SELECT t.id AS transfer_id
-        FROM ledger_transfers t
-        LEFT JOIN ledger_accounts d ON d.id = t.debit_account_id
-        LEFT JOIN ledger_accounts c ON c.id = t.credit_account_id
-        WHERE d.id IS NULL OR c.id IS NULL
-           OR d.asset_id <> t.asset_id OR c.asset_id <> t.asset_id
-        """,
+        Statement(_transfer_assets()),
     ),
 )
 
@@ -105,7 +167,7 @@ async def run_checks(conn: asyncpg.Connection) -> list[CheckResult]:
     results = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         for name, description, query in CHECKS:
-            rows = await conn.fetch(query)
+            rows = await query.fetch(conn)
             results.append(
                 CheckResult(name, description, [{k: _plain(v) for k, v in r.items()} for r in rows])
             )

@@ -1,7 +1,8 @@
 """The ledger's tables as the backend reads them, in the caller's transaction (``conn``).
 
 Every statement naming ``ledger_accounts`` or ``ledger_transfers`` outside the ledger itself
-lives here, so the backend never spells the ledger's tables. They read the balance columns of
+lives here, so the backend never spells the ledger's tables; each is built from the models
+(:class:`kiungo.models.sql.Statement`). They read the balance columns of
 ``ledger_accounts``: on TigerBeetle those are a copy, so the caller brings the accounts it reads
 up to date first with :meth:`kiungo.ledger.Ledger.sync_balances` on the same ``conn``.
 
@@ -17,8 +18,34 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    FromClause,
+    Table,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+from sqlalchemy.sql.elements import ColumnElement
+
+from kiungo.ledger.accounts import AccountKind
+from kiungo.ledger.rules import TransferState
+from kiungo.models import Asset, LedgerAccount, LedgerTransfer, Peer, WalletAddress
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "PendingHolds",
@@ -58,10 +85,18 @@ def _received(row: asyncpg.Record) -> Received:
     return Received(int(row["credits_posted"]), int(row["credits_pending"]))
 
 
-_RECEIVED = """
-SELECT credits_posted, credits_pending FROM ledger_accounts
-WHERE kind = 'INCOMING_PAYMENT' AND owner_id = $1
-"""
+_accounts = table(LedgerAccount)
+_transfers = table(LedgerTransfer)
+_assets = table(Asset)
+_peers = table(Peer)
+_wallets = table(WalletAddress)
+
+_RECEIVED = Statement(
+    select(_accounts.c.credits_posted, _accounts.c.credits_pending).where(
+        _accounts.c.kind == AccountKind.INCOMING_PAYMENT,
+        _accounts.c.owner_id == bindparam("payment_id"),
+    )
+)
 
 
 async def incoming_payment_received(
@@ -69,7 +104,7 @@ async def incoming_payment_received(
 ) -> Received | None:
     """What the incoming payment's account holds; None while no money has reached it (its
     account is made with the first packet)."""
-    row = await conn.fetchrow(_RECEIVED, payment_id)
+    row = await _RECEIVED.fetchrow(conn, payment_id=payment_id)
     return None if row is None else _received(row)
 
 
@@ -77,12 +112,15 @@ async def incoming_payment_received(
 # commits before this reads, or runs after this transaction and, its clock being past the
 # payment's expiry, is refused (the packet's leg has the expiry as its ``credit_until``).
 # In id order, as the writer locks them, so that the two never deadlock.
-_LOCK_INCOMING_ACCOUNTS = """
-SELECT owner_id, credits_posted, credits_pending FROM ledger_accounts
-WHERE kind = 'INCOMING_PAYMENT' AND owner_id = ANY($1::uuid[])
-ORDER BY id
-FOR UPDATE
-"""
+_LOCK_INCOMING_ACCOUNTS = Statement(
+    select(_accounts.c.owner_id, _accounts.c.credits_posted, _accounts.c.credits_pending)
+    .where(
+        _accounts.c.kind == AccountKind.INCOMING_PAYMENT,
+        _accounts.c.owner_id == any_(bindparam("payment_ids", type_=ARRAY(Uuid))),
+    )
+    .order_by(_accounts.c.id)
+    .with_for_update()
+)
 
 
 async def lock_incoming_payment_accounts(
@@ -92,46 +130,75 @@ async def lock_incoming_payment_accounts(
     the ledger's writer locks them) until ``conn``'s transaction ends, and return what each
     has received, by payment id. Payments without an account yet are absent. Once this
     returns, no packet credits them before the transaction ends."""
-    rows = await conn.fetch(_LOCK_INCOMING_ACCOUNTS, list(payment_ids))
+    rows = await _LOCK_INCOMING_ACCOUNTS.fetch(conn, payment_ids=list(payment_ids))
     return {row["owner_id"]: _received(row) for row in rows}
 
 
-_ACCOUNT_HOLDS_ANYTHING = """
-SELECT credits_posted <> debits_posted OR debits_pending <> 0 OR credits_pending <> 0
-FROM ledger_accounts WHERE id = $1 FOR UPDATE
-"""
+_ACCOUNT_HOLDS_ANYTHING = Statement(
+    select(
+        or_(
+            _accounts.c.credits_posted != _accounts.c.debits_posted,
+            _accounts.c.debits_pending != 0,
+            _accounts.c.credits_pending != 0,
+        )
+    )
+    .where(_accounts.c.id == bindparam("account_id"))
+    .with_for_update()
+)
 
 
 async def account_holds_anything(conn: asyncpg.Connection, account_id: uuid.UUID) -> bool:
     """Lock the account (``FOR UPDATE``) and tell whether it has a balance or pending
     transfers; False for an account that does not exist."""
-    return bool(await conn.fetchval(_ACCOUNT_HOLDS_ANYTHING, account_id))
+    return bool(await _ACCOUNT_HOLDS_ANYTHING.fetchval(conn, account_id=account_id))
 
 
-_ASSET_ACCOUNTS = "SELECT id FROM ledger_accounts WHERE asset_id = $1"
+_ASSET_ACCOUNTS = Statement(
+    select(_accounts.c.id).where(_accounts.c.asset_id == bindparam("asset_id"))
+)
 
 
 async def asset_accounts(conn: asyncpg.Connection, asset_id: uuid.UUID) -> list[uuid.UUID]:
     """The ids of every account in the asset."""
-    return [row["id"] for row in await conn.fetch(_ASSET_ACCOUNTS, asset_id)]
+    return [row["id"] for row in await _ASSET_ACCOUNTS.fetch(conn, asset_id=asset_id)]
 
 
-_ASSET_ACCOUNTS_HOLD_ANYTHING = """
-SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE asset_id = $1
-               AND (debits_posted + debits_pending + credits_posted + credits_pending) <> 0)
-"""
+_ASSET_ACCOUNTS_HOLD_ANYTHING = Statement(
+    select(
+        exists(
+            select(1).where(
+                _accounts.c.asset_id == bindparam("asset_id"),
+                (
+                    _accounts.c.debits_posted
+                    + _accounts.c.debits_pending
+                    + _accounts.c.credits_posted
+                    + _accounts.c.credits_pending
+                )
+                != 0,
+            )
+        )
+    )
+)
 
 
 async def asset_accounts_hold_anything(conn: asyncpg.Connection, asset_id: uuid.UUID) -> bool:
     """Whether any account of the asset has ever moved money or holds some pending."""
-    return bool(await conn.fetchval(_ASSET_ACCOUNTS_HOLD_ANYTHING, asset_id))
+    return bool(await _ASSET_ACCOUNTS_HOLD_ANYTHING.fetchval(conn, asset_id=asset_id))
 
 
 # Settlement accounts are keyed by their asset, so an asset's id finds its own liquidity
 # account but not its settlement account.
-_ACCOUNTS_OF_OWNER = """
-SELECT id FROM ledger_accounts WHERE id = $1 OR (owner_id = $1 AND kind <> 'SETTLEMENT')
-"""
+_ACCOUNTS_OF_OWNER = Statement(
+    select(_accounts.c.id).where(
+        or_(
+            _accounts.c.id == bindparam("owner_id"),
+            and_(
+                _accounts.c.owner_id == bindparam("owner_id"),
+                _accounts.c.kind != AccountKind.SETTLEMENT,
+            ),
+        )
+    )
+)
 
 
 async def accounts_of_owner(
@@ -139,21 +206,40 @@ async def accounts_of_owner(
 ) -> list[uuid.UUID]:
     """The account ``owner_id``, or the accounts (but settlement) of the asset, peer, wallet
     address or payment ``owner_id``."""
-    return [row["id"] for row in await conn.fetch(_ACCOUNTS_OF_OWNER, owner_id)]
+    return [row["id"] for row in await _ACCOUNTS_OF_OWNER.fetch(conn, owner_id=owner_id)]
 
 
-_UNREPORTED_WEB_MONETIZATION = """
-SELECT w.id, w.url, w.asset_id, w.total_events_amount, w.created_at, l.credits_posted,
-       a.code AS asset_code, a.scale AS asset_scale
-FROM wallet_addresses w
-JOIN ledger_accounts l ON l.kind = 'WALLET_ADDRESS' AND l.owner_id = w.id
-JOIN assets a ON a.id = w.asset_id
-WHERE l.credits_posted - w.total_events_amount
-      >= GREATEST(COALESCE($2, a.withdrawal_threshold, 1), 1)
-ORDER BY w.id
-LIMIT $1
-FOR UPDATE OF w SKIP LOCKED
-"""
+def _account_of(kind: AccountKind, owner_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The join condition of an owner's account of ``kind``."""
+    return and_(_accounts.c.kind == kind, _accounts.c.owner_id == owner_id)
+
+
+_UNREPORTED_WEB_MONETIZATION = Statement(
+    select(
+        _wallets.c.id,
+        _wallets.c.url,
+        _wallets.c.asset_id,
+        _wallets.c.total_events_amount,
+        _wallets.c.created_at,
+        _accounts.c.credits_posted,
+        _assets.c.code.label("asset_code"),
+        _assets.c.scale.label("asset_scale"),
+    )
+    .select_from(
+        _wallets.join(_accounts, _account_of(AccountKind.WALLET_ADDRESS, _wallets.c.id)).join(
+            _assets, _assets.c.id == _wallets.c.asset_id
+        )
+    )
+    .where(
+        _accounts.c.credits_posted - _wallets.c.total_events_amount
+        >= func.greatest(
+            func.coalesce(bindparam("threshold"), _assets.c.withdrawal_threshold, 1), 1
+        )
+    )
+    .order_by(_wallets.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(of=_wallets, skip_locked=True)
+)
 
 
 async def wallet_addresses_with_unreported_receipts(
@@ -163,41 +249,80 @@ async def wallet_addresses_with_unreported_receipts(
     whose account has received at least ``threshold`` (default their asset's withdrawal
     threshold, at least 1) more than ``total_events_amount``: ``id, url, asset_id,
     total_events_amount, created_at, credits_posted, asset_code, asset_scale``."""
-    rows: list[asyncpg.Record] = await conn.fetch(_UNREPORTED_WEB_MONETIZATION, limit, threshold)
+    rows: list[asyncpg.Record] = await _UNREPORTED_WEB_MONETIZATION.fetch(
+        conn, limit=limit, threshold=threshold
+    )
     return rows
 
 
 # Accounts no money has moved through yet (a new asset or peer) raise nothing: they have crossed
 # no threshold; the first deposit, payment or withdrawal makes them count.
-_ASSET_LIQUIDITY = """
-SELECT a.id, a.code, a.scale, a.liquidity_threshold_low AS low, a.liquidity_threshold_high AS high,
-       a.liquidity_alert, l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM assets a
-JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
-WHERE a.deleted_at IS NULL
-  AND (a.liquidity_threshold_low IS NOT NULL OR a.liquidity_threshold_high IS NOT NULL)
-  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
-FOR UPDATE OF a SKIP LOCKED
-"""
+_AVAILABLE = (
+    _accounts.c.credits_posted - _accounts.c.debits_posted - _accounts.c.debits_pending
+).label("available")
+_MOVED_MONEY = (
+    _accounts.c.credits_posted
+    + _accounts.c.credits_pending
+    + _accounts.c.debits_posted
+    + _accounts.c.debits_pending
+    > 0
+)
 
-_PEER_LIQUIDITY = """
-SELECT p.id, a.id AS asset_id, a.code, a.scale, p.liquidity_threshold AS low,
-       p.liquidity_threshold_high AS high, p.liquidity_alert,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM peers p
-JOIN assets a ON a.id = p.asset_id
-JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
-WHERE (p.liquidity_threshold IS NOT NULL OR p.liquidity_threshold_high IS NOT NULL)
-  AND l.credits_posted + l.credits_pending + l.debits_posted + l.debits_pending > 0
-FOR UPDATE OF p SKIP LOCKED
-"""
+# Each asset and each peer with its liquidity account (one, through uq_ledger_accounts_kind_owner).
+_ASSETS_WITH_ACCOUNT = _assets.join(
+    _accounts, _account_of(AccountKind.ASSET_LIQUIDITY, _assets.c.id)
+)
+_PEERS_WITH_ACCOUNT = _peers.join(_assets, _assets.c.id == _peers.c.asset_id).join(
+    _accounts, _account_of(AccountKind.PEER_LIQUIDITY, _peers.c.id)
+)
+
+
+def _liquidity(
+    owner: Table,
+    columns: Sequence[ColumnElement[Any]],
+    joined: FromClause,
+    low: Column[Any],
+    *where: ColumnElement[bool],
+) -> Statement:
+    """``owner``'s rows (locked, skipping those another transaction holds) with a low or high
+    threshold whose account has moved money: ``id``, ``columns``, ``low, high,
+    liquidity_alert, available``."""
+    high = owner.c.liquidity_threshold_high
+    return Statement(
+        select(
+            owner.c.id,
+            *columns,
+            low.label("low"),
+            high.label("high"),
+            owner.c.liquidity_alert,
+            _AVAILABLE,
+        )
+        .select_from(joined)
+        .where(*where, or_(low.is_not(None), high.is_not(None)), _MOVED_MONEY)
+        .with_for_update(of=owner, skip_locked=True)
+    )
+
+
+_ASSET_LIQUIDITY = _liquidity(
+    _assets,
+    (_assets.c.code, _assets.c.scale),
+    _ASSETS_WITH_ACCOUNT,
+    _assets.c.liquidity_threshold_low,
+    _assets.c.deleted_at.is_(None),
+)
+_PEER_LIQUIDITY = _liquidity(
+    _peers,
+    (_assets.c.id.label("asset_id"), _assets.c.code, _assets.c.scale),
+    _PEERS_WITH_ACCOUNT,
+    _peers.c.liquidity_threshold,
+)
 
 
 async def assets_liquidity_against_thresholds(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Every live asset with a liquidity threshold whose liquidity account has moved money
     (locked, skipping those another transaction holds): ``id, code, scale, low, high,
     liquidity_alert, available``."""
-    rows: list[asyncpg.Record] = await conn.fetch(_ASSET_LIQUIDITY)
+    rows: list[asyncpg.Record] = await _ASSET_LIQUIDITY.fetch(conn)
     return rows
 
 
@@ -205,25 +330,22 @@ async def peers_liquidity_against_thresholds(conn: asyncpg.Connection) -> list[a
     """Every peer with a liquidity threshold whose liquidity account has moved money (locked,
     skipping those another transaction holds): ``id, asset_id, code, scale, low, high,
     liquidity_alert, available``."""
-    rows: list[asyncpg.Record] = await conn.fetch(_PEER_LIQUIDITY)
+    rows: list[asyncpg.Record] = await _PEER_LIQUIDITY.fetch(conn)
     return rows
 
 
 # Every asset's and peer's liquidity account, whatever its thresholds: one row per asset and per
 # peer, through uq_ledger_accounts_kind_owner. Deleted assets are left out (their series go).
-_LIQUIDITY_GAUGES = """
-SELECT 'asset' AS kind, a.id, a.code,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM assets a
-JOIN ledger_accounts l ON l.kind = 'ASSET_LIQUIDITY' AND l.owner_id = a.id
-WHERE a.deleted_at IS NULL
-UNION ALL
-SELECT 'peer' AS kind, p.id, a.code,
-       l.credits_posted - l.debits_posted - l.debits_pending AS available
-FROM peers p
-JOIN assets a ON a.id = p.asset_id
-JOIN ledger_accounts l ON l.kind = 'PEER_LIQUIDITY' AND l.owner_id = p.id
-"""
+_LIQUIDITY_GAUGES = Statement(
+    union_all(
+        select(literal("asset").label("kind"), _assets.c.id, _assets.c.code, _AVAILABLE)
+        .select_from(_ASSETS_WITH_ACCOUNT)
+        .where(_assets.c.deleted_at.is_(None)),
+        select(literal("peer").label("kind"), _peers.c.id, _assets.c.code, _AVAILABLE).select_from(
+            _PEERS_WITH_ACCOUNT
+        ),
+    )
+)
 
 
 async def liquidity_gauges(conn: asyncpg.Connection) -> list[tuple[str, uuid.UUID, str, int]]:
@@ -231,23 +353,26 @@ async def liquidity_gauges(conn: asyncpg.Connection) -> list[tuple[str, uuid.UUI
     available)`` with kind ``asset`` or ``peer``."""
     return [
         (row["kind"], row["id"], row["code"], int(row["available"]))
-        for row in await conn.fetch(_LIQUIDITY_GAUGES)
+        for row in await _LIQUIDITY_GAUGES.fetch(conn)
     ]
 
 
 # Both aggregates read only the partial index ix_ledger_transfers_pending_expiry (expires_at
 # WHERE state = 'PENDING'): an index-only scan over the pending holds alone, however many
 # transfers are final. GREATEST skips the NULL of an empty min(): 0 when nothing is pending.
-_PENDING_HOLDS = """
-SELECT count(*) AS holds,
-       GREATEST(EXTRACT(EPOCH FROM now() - min(expires_at)), 0)::float8 AS overdue_seconds
-FROM ledger_transfers
-WHERE state = 'PENDING'
-"""
+_PENDING_HOLDS = Statement(
+    select(
+        func.count().label("holds"),
+        cast(
+            func.greatest(extract("epoch", func.now() - func.min(_transfers.c.expires_at)), 0),
+            DOUBLE_PRECISION,
+        ).label("overdue_seconds"),
+    ).where(_transfers.c.state == TransferState.PENDING)
+)
 
 
 async def pending_holds(conn: asyncpg.Connection) -> PendingHolds:
     """The pending holds, as the gauges report them."""
-    row = await conn.fetchrow(_PENDING_HOLDS)
+    row = await _PENDING_HOLDS.fetchrow(conn)
     assert row is not None
     return PendingHolds(int(row["holds"]), float(row["overdue_seconds"]))

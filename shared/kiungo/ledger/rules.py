@@ -25,23 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kiungo.ilp.oer import MAX_UINT64
+from kiungo.ledger import errors
 from kiungo.ledger.accounts import Account
-from kiungo.ledger.errors import (
-    AlreadyPosted,
-    AlreadyVoided,
-    CreditLimitExceeded,
-    DifferentAssets,
-    InsufficientBalance,
-    InsufficientLiquidity,
-    InvalidAmount,
-    LedgerError,
-    PartialGroup,
-    SameAccounts,
-    TransferExists,
-    TransferExpired,
-    UnknownAccount,
-    UnknownTransfer,
-)
 
 __all__ = [
     "BatchOutcome",
@@ -126,7 +111,7 @@ class Transfer:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    results: list[list[Transfer] | LedgerError]
+    results: list[list[Transfer] | errors.LedgerError]
     created: list[Transfer]
     state_changed: dict[uuid.UUID, Transfer]
     accounts_changed: dict[uuid.UUID, Account]
@@ -186,7 +171,7 @@ def apply_batch(
             else:
                 _resolve(operation, accounts, transfers, now, outcome, groups)
                 result = [transfers[i] for i in operation.ids]
-        except LedgerError as error:
+        except errors.LedgerError as error:
             outcome.results.append(error)
         else:
             outcome.results.append(result)
@@ -203,10 +188,10 @@ def _create(
 ) -> list[Transfer]:
     legs = operation.legs
     if not legs:
-        raise InvalidAmount("a transfer needs at least one leg")
+        raise errors.InvalidAmount("a transfer needs at least one leg")
     pending = operation.timeout is not None
     if pending and operation.timeout is not None and operation.timeout <= timedelta(0):
-        raise InvalidAmount("a pending transfer's timeout must be positive")
+        raise errors.InvalidAmount("a pending transfer's timeout must be positive")
     existing = [transfers.get(leg.id) for leg in legs]
     if any(t is not None for t in existing):
         if all(
@@ -218,26 +203,28 @@ def _create(
             for t, leg in zip(existing, legs, strict=True)
         ):
             return [t for t in existing if t is not None]  # a replay: the original result
-        raise TransferExists(f"transfer {next(t for t in existing if t is not None).id} exists")
+        raise errors.TransferExists(
+            f"transfer {next(t for t in existing if t is not None).id} exists"
+        )
     if len({leg.id for leg in legs}) != len(legs):
-        raise TransferExists("two legs share one id")
+        raise errors.TransferExists("two legs share one id")
 
     scratch: dict[uuid.UUID, Account] = {}
     for leg in legs:
         if not 0 < leg.amount <= MAX_UINT64:
-            raise InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
+            raise errors.InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
         if leg.debit_account_id == leg.credit_account_id:
-            raise SameAccounts("a transfer cannot debit and credit one account")
+            raise errors.SameAccounts("a transfer cannot debit and credit one account")
         for account_id in (leg.debit_account_id, leg.credit_account_id):
             if account_id not in scratch:
                 account = accounts.get(account_id)
                 if account is None:
-                    raise UnknownAccount(f"account {account_id} does not exist")
+                    raise errors.UnknownAccount(f"account {account_id} does not exist")
                 scratch[account_id] = account.copy()
         debit = scratch[leg.debit_account_id]
         credit = scratch[leg.credit_account_id]
         if debit.asset_id != credit.asset_id:
-            raise DifferentAssets("both accounts of a leg must hold the same asset")
+            raise errors.DifferentAssets("both accounts of a leg must hold the same asset")
         if pending:
             debit.debits_pending += leg.amount
             credit.credits_pending += leg.amount
@@ -246,21 +233,25 @@ def _create(
             credit.credits_posted += leg.amount
         if not _check(debit):
             if debit.kind.is_liquidity_pool:
-                raise InsufficientLiquidity(
+                raise errors.InsufficientLiquidity(
                     f"account {debit.id} has insufficient liquidity", debit.id
                 )
-            raise InsufficientBalance(f"account {debit.id} has insufficient balance", debit.id)
+            raise errors.InsufficientBalance(
+                f"account {debit.id} has insufficient balance", debit.id
+            )
         if not _check(credit):
-            raise InsufficientBalance(
+            raise errors.InsufficientBalance(
                 f"account {credit.id} cannot be credited that much", credit.id
             )
         if (
             leg.credit_limit is not None
             and credit.credits_posted + credit.credits_pending > leg.credit_limit
         ):
-            raise CreditLimitExceeded(f"account {credit.id} would exceed {leg.credit_limit}")
+            raise errors.CreditLimitExceeded(f"account {credit.id} would exceed {leg.credit_limit}")
         if leg.credit_until is not None and now >= leg.credit_until:
-            raise CreditLimitExceeded(f"account {credit.id} takes nothing after {leg.credit_until}")
+            raise errors.CreditLimitExceeded(
+                f"account {credit.id} takes nothing after {leg.credit_until}"
+            )
 
     for account_id, account in scratch.items():
         accounts[account_id] = account
@@ -299,29 +290,31 @@ def _resolve(
 ) -> None:
     posting = isinstance(operation, PostTransfers)
     if not operation.ids:
-        raise UnknownTransfer("no transfer named")
+        raise errors.UnknownTransfer("no transfer named")
     targets = []
     for transfer_id in operation.ids:
         transfer = transfers.get(transfer_id)
         if transfer is None:
-            raise UnknownTransfer(f"transfer {transfer_id} does not exist")
+            raise errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
         if transfer.state is TransferState.POSTED:
-            raise AlreadyPosted(f"transfer {transfer_id} is already posted")
+            raise errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
         if transfer.state is TransferState.VOIDED:
-            raise AlreadyVoided(f"transfer {transfer_id} is already voided")
+            raise errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
         if transfer.state is TransferState.EXPIRED or (
             transfer.expires_at is not None and transfer.expires_at <= now
         ):
-            raise TransferExpired(f"transfer {transfer_id} expired")
+            raise errors.TransferExpired(f"transfer {transfer_id} expired")
         if transfer.debit_account_id not in accounts or transfer.credit_account_id not in accounts:
-            raise UnknownAccount(f"accounts of transfer {transfer_id} are not loaded")
+            raise errors.UnknownAccount(f"accounts of transfer {transfer_id} are not loaded")
         targets.append(transfer)
     named = {t.id for t in targets}
     if len(named) != len(targets):
-        raise UnknownTransfer("a transfer is named twice")
+        raise errors.UnknownTransfer("a transfer is named twice")
     for transfer in targets:
         if transfer.group_id is not None and not groups.get(transfer.group_id, set()) <= named:
-            raise PartialGroup(f"transfer {transfer.id} is one leg of several: name them all")
+            raise errors.PartialGroup(
+                f"transfer {transfer.id} is one leg of several: name them all"
+            )
     for transfer in targets:
         debit = accounts[transfer.debit_account_id]
         credit = accounts[transfer.credit_account_id]

@@ -23,6 +23,12 @@ such as how long to retry a post through an outage, stay on their own clocks: th
 only how long to wait, never what the books say.) The sweep releases with
 :class:`~kiungo.ledger.rules.ExpireTransfers`, never a void: a hold not yet due when its batch
 runs stays pending.
+
+**SQL.** The batch's five statements (the locks of steps 1 and 2, the write of step 4) are
+raw SQL: the measured hot path, arrays unnested into one round trip per batch, checked against
+the models by tests/models. Every other statement (accounts, balances, history, the sweep's
+read, the balance copy of :meth:`Ledger.sync_balances`) is built from the models
+(:class:`kiungo.models.sql.Statement`).
 """
 
 from __future__ import annotations
@@ -36,9 +42,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import asyncpg
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Numeric,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.elements import Label
 
 from kiungo.ledger.accounts import Account, AccountKind, Balance
 from kiungo.ledger.check import CheckResult, run_checks
@@ -48,6 +70,7 @@ from kiungo.ledger.errors import (
     LedgerUnavailable,
     UnknownAccount,
 )
+from kiungo.ledger.group_commit import GroupCommit, settle
 from kiungo.ledger.rules import (
     CreateTransfers,
     ExpireTransfers,
@@ -59,7 +82,8 @@ from kiungo.ledger.rules import (
     VoidTransfers,
     apply_batch,
 )
-from kiungo.runtime.tasks import stop_tasks
+from kiungo.models import LedgerAccount, LedgerTransfer
+from kiungo.models.sql import Statement, table
 
 __all__ = ["Ledger", "TransferRecord", "account_id_for"]
 
@@ -67,6 +91,8 @@ log = logging.getLogger(__name__)
 
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4f0e-9d7c-5b2a1e0f3c4d")
 _RETRIES = 3
+
+# The batch's statements (raw SQL, module docstring).
 
 # The named transfers, with every leg of the multi-leg ones among them (a post or void must
 # name them all, which the rules can only tell with all of them loaded).
@@ -144,16 +170,145 @@ SELECT (SELECT count(*) FROM new_transfers), (SELECT count(*) FROM moved),
 """
 
 
-_HISTORY = """
-SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
-       code, created_at
-FROM ledger_transfers
-WHERE {side}_account_id = ANY($1::uuid[])
-ORDER BY created_at DESC, id DESC
-LIMIT $2
-"""
-_DEBITS_HISTORY = _HISTORY.format(side="debit")
-_CREDITS_HISTORY = _HISTORY.format(side="credit")
+# The rest is not the batch's: statements built from the models (kiungo.models.sql).
+
+_accounts = table(LedgerAccount)
+_transfers = table(LedgerTransfer)
+# A transfer as _transfer_from_row reads it.
+_TRANSFER_COLUMNS = (
+    _transfers.c.id,
+    _transfers.c.asset_id,
+    _transfers.c.debit_account_id,
+    _transfers.c.credit_account_id,
+    _transfers.c.amount,
+    _transfers.c.state,
+    _transfers.c.expires_at,
+    _transfers.c.group_id,
+    _transfers.c.code,
+)
+# ``coalesce($n, statement_timestamp())``: the database's clock but in tests (Ledger._test_now).
+_NOW = func.coalesce(
+    bindparam("test_now", type_=DateTime(timezone=True)), func.statement_timestamp()
+)
+
+# An account's row in the map (its balances start at 0), made once.
+_INSERT_ACCOUNT = Statement(
+    insert(_accounts)
+    .values({name: bindparam(name) for name in ("id", "asset_id", "kind", "owner_id")})
+    .on_conflict_do_nothing()
+)
+
+_ACCOUNT_FACTS = Statement(
+    select(_accounts.c.asset_id, _accounts.c.kind).where(_accounts.c.id == bindparam("id"))
+)
+
+
+def _balance() -> Statement:
+    """An account's balances less its holds past their timeout (not yet released)."""
+    now = select(_NOW.label("t")).subquery("now")
+    account = _accounts.alias("a")
+
+    def expired(side: str) -> Label[Any]:
+        held = (
+            select(func.sum(_transfers.c.amount))
+            .where(
+                _transfers.c.state == TransferState.PENDING,
+                _transfers.c.expires_at <= now.c.t,
+                _transfers.c[f"{side}_account_id"] == account.c.id,
+            )
+            .scalar_subquery()
+        )
+        pending = account.c[f"{side}s_pending"] - func.coalesce(held, 0)
+        return pending.label(f"{side}s_pending")
+
+    return Statement(
+        select(
+            account.c.kind,
+            account.c.debits_posted,
+            account.c.credits_posted,
+            expired("debit"),
+            expired("credit"),
+        )
+        .select_from(account, now)
+        .where(account.c.id == bindparam("id"))
+    )
+
+
+_BALANCE = _balance()
+
+_TRANSFERS_OF = Statement(
+    select(*_TRANSFER_COLUMNS)
+    .where(
+        or_(
+            _transfers.c.debit_account_id == bindparam("account_id"),
+            _transfers.c.credit_account_id == bindparam("account_id"),
+        )
+    )
+    .order_by(_transfers.c.created_at, _transfers.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def _history(side: str) -> Statement:
+    """The newest transfers on ``side`` (debit or credit) of any of the accounts."""
+    return Statement(
+        select(*_TRANSFER_COLUMNS, _transfers.c.created_at)
+        .where(
+            _transfers.c[f"{side}_account_id"] == any_(bindparam("account_ids", type_=ARRAY(Uuid)))
+        )
+        .order_by(_transfers.c.created_at.desc(), _transfers.c.id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+_DEBITS_HISTORY = _history("debit")
+_CREDITS_HISTORY = _history("credit")
+
+_TRANSFER = Statement(select(*_TRANSFER_COLUMNS).where(_transfers.c.id == bindparam("id")))
+
+# Each transfer (the legs of one together) whose hold is past its timeout.
+_EXPIRED_HOLDS = Statement(
+    select(func.array_agg(_transfers.c.id).label("ids"))
+    .where(_transfers.c.state == TransferState.PENDING, _transfers.c.expires_at <= _NOW)
+    .group_by(func.coalesce(_transfers.c.group_id, _transfers.c.id))
+    .limit(bindparam("limit"))
+)
+
+_ACCOUNTS_OF_KINDS = Statement(
+    select(_accounts.c.id).where(_accounts.c.kind == any_(bindparam("kinds", type_=ARRAY(String))))
+)
+
+# The balance columns of a ledger that keeps its balances elsewhere (TigerBeetle), written
+# where they changed.
+_copied = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(Uuid)),
+        bindparam("debits_posted", type_=ARRAY(Numeric)),
+        bindparam("credits_posted", type_=ARRAY(Numeric)),
+        bindparam("debits_pending", type_=ARRAY(Numeric)),
+        bindparam("credits_pending", type_=ARRAY(Numeric)),
+    )
+    .table_valued("id", "dp", "cp", "dq", "cq")
+    .render_derived(name="u")
+)
+_COPY_BALANCES = Statement(
+    update(_accounts)
+    .values(
+        debits_posted=_copied.c.dp,
+        credits_posted=_copied.c.cp,
+        debits_pending=_copied.c.dq,
+        credits_pending=_copied.c.cq,
+    )
+    .where(
+        _accounts.c.id == _copied.c.id,
+        tuple_(
+            _accounts.c.debits_posted,
+            _accounts.c.credits_posted,
+            _accounts.c.debits_pending,
+            _accounts.c.credits_pending,
+        ).is_distinct_from(tuple_(_copied.c.dp, _copied.c.cp, _copied.c.dq, _copied.c.cq)),
+    )
+)
 
 
 # Cached: every packet names two to four accounts, and uuid5 (SHA-1 and a UUID object) was a
@@ -201,6 +356,10 @@ class Ledger:
     than ``writers`` connections for reads and for its other users.
     """
 
+    # Whether the balance columns of ledger_accounts are a copy of balances kept elsewhere
+    # (TigerBeetle's), which sync_balances refreshes; here they are the ledger's own.
+    balances_are_a_copy: ClassVar[bool] = False
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -215,16 +374,13 @@ class Ledger:
         self._max_batch = max_batch
         # Tests only: stands in for the database's clock (the module docstring's "Time").
         self._clock = clock
-        self._queue: list[_Request] = []
-        self._wakeup = asyncio.Event()
-        self._writers: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer_count = writers
+        self._commits: GroupCommit[_Request] = GroupCommit("ledger-writer", writers)
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
+        self._kind_of: dict[uuid.UUID, AccountKind] = {}
         self.batches = 0
         self.operations = 0
 
-    async def __aenter__(self) -> Ledger:
+    async def __aenter__(self) -> Self:
         self.start()
         return self
 
@@ -234,23 +390,11 @@ class Ledger:
     def start(self) -> None:
         # Two writers overlap one batch's Python work with the other's time in Postgres; row
         # locks taken in one order keep their batches serial where they share accounts.
-        if not self._writers:
-            # Kept: asking for the running loop on every submit was a getpid() system call each.
-            self._loop = asyncio.get_running_loop()
-            self._writers = [
-                asyncio.create_task(self._write_loop(), name=f"ledger-writer-{i}")
-                for i in range(self._writer_count)
-            ]
+        self._commits.start(self._write_loop)
 
     async def close(self) -> None:
         """Finish what is queued, then stop the writer."""
-        if not self._writers:
-            return
-        while self._queue:
-            self._wakeup.set()
-            await asyncio.sleep(0.001)
-        await stop_tasks(self._writers)
-        self._writers = []
+        await self._commits.close()
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -259,51 +403,54 @@ class Ledger:
     ) -> uuid.UUID:
         """The account of ``kind`` for ``owner_id``, created on first use, with its asset's
         settlement account."""
+        await self._map_accounts(kind, owner_id, asset_id)
         account_id = account_id_for(kind, owner_id)
-        settlement_id = account_id_for(AccountKind.SETTLEMENT, asset_id)
-        rows = [(account_id, asset_id, kind.value, owner_id)]
-        if account_id != settlement_id:
-            rows.append((settlement_id, asset_id, AccountKind.SETTLEMENT.value, asset_id))
-        async with self._pool.acquire() as conn:
-            await conn.executemany(
-                "INSERT INTO ledger_accounts (id, asset_id, kind, owner_id) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                rows,
-            )
         self._asset_of[account_id] = asset_id
         return account_id
+
+    async def _map_accounts(
+        self, kind: AccountKind, owner_id: uuid.UUID, asset_id: uuid.UUID
+    ) -> dict[uuid.UUID, AccountKind]:
+        """Insert (if new) the ``ledger_accounts`` rows of ``owner_id``'s account of ``kind``
+        and of its asset's settlement account; their ids and kinds."""
+        accounts = {
+            account_id_for(kind, owner_id): (kind, owner_id),
+            account_id_for(AccountKind.SETTLEMENT, asset_id): (AccountKind.SETTLEMENT, asset_id),
+        }
+        async with self._pool.acquire() as conn:
+            await _INSERT_ACCOUNT.executemany(
+                conn,
+                [
+                    {"id": account_id, "asset_id": asset_id, "kind": made.value, "owner_id": owner}
+                    for account_id, (made, owner) in accounts.items()
+                ],
+            )
+        return {account_id: made for account_id, (made, _) in accounts.items()}
+
+    async def _account_facts(self, account_id: uuid.UUID) -> tuple[uuid.UUID, AccountKind]:
+        """The account's asset and kind (cached, else looked up)."""
+        asset_id = self._asset_of.get(account_id)
+        kind = self._kind_of.get(account_id)
+        if asset_id is None or kind is None:
+            async with self._pool.acquire() as conn:
+                row = await _ACCOUNT_FACTS.fetchrow(conn, id=account_id)
+            if row is None:
+                raise UnknownAccount(f"account {account_id} does not exist")
+            asset_id, kind = row["asset_id"], AccountKind(row["kind"])
+            self._asset_of[account_id] = asset_id
+            self._kind_of[account_id] = kind
+        return asset_id, kind
 
     async def _asset_for(self, account_id: uuid.UUID) -> uuid.UUID:
         asset_id = self._asset_of.get(account_id)
         if asset_id is None:
-            async with self._pool.acquire() as conn:
-                asset_id = await conn.fetchval(
-                    "SELECT asset_id FROM ledger_accounts WHERE id = $1", account_id
-                )
-            if asset_id is None:
-                raise UnknownAccount(f"account {account_id} does not exist")
-            self._asset_of[account_id] = asset_id
+            asset_id, _ = await self._account_facts(account_id)
         return asset_id
 
     async def balance(self, account_id: uuid.UUID) -> Balance:
         """Balances, with holds past their timeout already released even if not yet swept."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                """
-                SELECT a.kind, a.debits_posted, a.credits_posted,
-                       a.debits_pending - COALESCE((SELECT sum(amount) FROM ledger_transfers
-                           WHERE state = 'PENDING' AND expires_at <= now.t
-                             AND debit_account_id = a.id), 0) AS debits_pending,
-                       a.credits_pending - COALESCE((SELECT sum(amount) FROM ledger_transfers
-                           WHERE state = 'PENDING' AND expires_at <= now.t
-                             AND credit_account_id = a.id), 0) AS credits_pending
-                FROM ledger_accounts a,
-                     (SELECT coalesce($2::timestamptz, statement_timestamp()) AS t) AS now
-                WHERE a.id = $1
-                """,
-                account_id,
-                self._test_now(),
-            )
+            row = await _BALANCE.fetchrow(conn, id=account_id, test_now=self._test_now())
         if row is None:
             raise UnknownAccount(f"account {account_id} does not exist")
         return Balance(
@@ -332,8 +479,27 @@ class Ledger:
         kinds: Sequence[AccountKind] = (),
     ) -> None:
         """Bring the balance columns of ``ledger_accounts`` (``account_ids``, or every account
-        of ``kinds``) up to date for SQL that reads them. Here they are the ledger's own, always
-        current: nothing to do. (On TigerBeetle they are a copy; see its ledger.)"""
+        of ``kinds``) up to date for SQL that reads them, in ``conn``'s transaction: the
+        backend's SQL that joins balances with its own rows (alerts, gauges, expiry, deletions).
+        Here they are the ledger's own, always current: nothing to do. Where they are a copy
+        (:attr:`balances_are_a_copy`, TigerBeetle), what :meth:`balances` reads is written into
+        them; that ledger never reads these columns itself."""
+        if not self.balances_are_a_copy:
+            return
+        if account_ids is None:
+            rows = await _ACCOUNTS_OF_KINDS.fetch(conn, kinds=[k.value for k in kinds])
+            account_ids = [row["id"] for row in rows]
+        found = [b for b in await self.balances(account_ids) if b is not None]
+        if not found:
+            return
+        await _COPY_BALANCES.execute(
+            conn,
+            ids=[b.account_id for b in found],
+            debits_posted=[Decimal(b.debits_posted) for b in found],
+            credits_posted=[Decimal(b.credits_posted) for b in found],
+            debits_pending=[Decimal(b.debits_pending) for b in found],
+            credits_pending=[Decimal(b.credits_pending) for b in found],
+        )
 
     async def check(self) -> list[CheckResult]:
         """The invariants of ``kiungo ledger check`` (:mod:`kiungo.ledger.check`)."""
@@ -341,20 +507,13 @@ class Ledger:
             return await run_checks(conn)
 
     def _test_now(self) -> datetime | None:
-        """``$n`` of a statement's ``coalesce($n, statement_timestamp())``: NULL (the
-        database's clock) but in tests."""
+        """``test_now`` of a statement's ``coalesce(test_now, statement_timestamp())``: NULL
+        (the database's clock) but in tests."""
         return None if self._clock is None else self._clock()
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, "
-                "expires_at, group_id, code FROM ledger_transfers "
-                "WHERE debit_account_id = $1 OR credit_account_id = $1 "
-                "ORDER BY created_at, id LIMIT $2",
-                account_id,
-                limit,
-            )
+            rows = await _TRANSFERS_OF.fetch(conn, account_id=account_id, limit=limit)
         return [_transfer_from_row(r) for r in rows]
 
     async def history(
@@ -364,16 +523,12 @@ class Ledger:
         newest first."""
         query = _DEBITS_HISTORY if debits else _CREDITS_HISTORY
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(query, list(account_ids), limit)
+            rows = await query.fetch(conn, account_ids=list(account_ids), limit=limit)
         return [TransferRecord(_transfer_from_row(r), r["created_at"]) for r in rows]
 
     async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, "
-                "expires_at, group_id, code FROM ledger_transfers WHERE id = $1",
-                transfer_id,
-            )
+            row = await _TRANSFER.fetchrow(conn, id=transfer_id)
         return None if row is None else _transfer_from_row(row)
 
     # -- transfers -----------------------------------------------------------------------------
@@ -427,25 +582,16 @@ class Ledger:
 
     async def submit(self, operation: Operation) -> list[Transfer]:
         """Queue ``operation`` for the next batch and wait for its own result."""
-        loop = self._loop
-        if loop is None or not self._writers:
-            raise RuntimeError("the ledger is not started")
-        future: asyncio.Future[list[Transfer]] = loop.create_future()
-        self._queue.append(_Request(operation, future))
-        self._wakeup.set()
+        commits = self._commits
+        future = commits.future()
+        commits.put(_Request(operation, future))
         return await future
 
     async def expire_pending(self, limit: int = 1000) -> int:
         """Release holds past their timeout everywhere (a background sweep); returns how many
         transfers (or multi-leg groups) it released. Legs of one transfer go together."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT array_agg(id) AS ids FROM ledger_transfers WHERE state = 'PENDING' "
-                "AND expires_at <= coalesce($1::timestamptz, statement_timestamp()) "
-                "GROUP BY coalesce(group_id, id) LIMIT $2",
-                self._test_now(),
-                limit,
-            )
+            rows = await _EXPIRED_HOLDS.fetch(conn, test_now=self._test_now(), limit=limit)
         if not rows:
             return 0
         results = await asyncio.gather(
@@ -461,13 +607,12 @@ class Ledger:
 
     async def _write_loop(self) -> None:
         writer = _WriterConnection(self._pool)
+        queue = self._commits.queue
         try:
             while True:
-                while not self._queue:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                await self._commits.wait()
+                batch = queue[: self._max_batch]
+                del queue[: self._max_batch]
                 await self._run_batch(writer, batch)
         finally:
             await writer.release()
@@ -504,16 +649,10 @@ class Ledger:
                 self.batches += 1
                 self.operations += len(batch)
                 for request, result in zip(batch, results, strict=True):
-                    if request.future.done():
-                        continue
-                    if isinstance(result, LedgerError):
-                        request.future.set_exception(result)
-                    else:
-                        request.future.set_result(result)
+                    settle(request, result)
                 return
             for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(error)
+                settle(request, error)
             return
 
     async def _commit_batch(

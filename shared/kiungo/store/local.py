@@ -7,7 +7,8 @@ keeps its files there between runs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from kiungo.config import Settings
 from kiungo.store.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -15,23 +16,26 @@ from kiungo.store.embedded import EmbeddedPostgres, EmbeddedRedis
 __all__ = ["postgres_url", "redis_url"]
 
 
-@contextlib.asynccontextmanager
-async def postgres_url(settings: Settings) -> AsyncIterator[str]:
+def postgres_url(settings: Settings) -> contextlib.AbstractAsyncContextManager[str]:
     """The database URL to use, starting the embedded Postgres for as long as it is needed."""
-    if settings.database_url:
-        yield settings.database_url
-        return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with EmbeddedPostgres(settings.data_dir) as server:
-        yield server.url
+    return _url(settings.database_url, settings, EmbeddedPostgres)
+
+
+def redis_url(settings: Settings) -> contextlib.AbstractAsyncContextManager[str]:
+    """The Redis URL to use, starting the embedded Redis for as long as it is needed."""
+    return _url(settings.redis_url, settings, EmbeddedRedis)
 
 
 @contextlib.asynccontextmanager
-async def redis_url(settings: Settings) -> AsyncIterator[str]:
-    """The Redis URL to use, starting the embedded Redis for as long as it is needed."""
-    if settings.redis_url:
-        yield settings.redis_url
+async def _url(
+    given: str | None,
+    settings: Settings,
+    engine: Callable[[Path], EmbeddedPostgres | EmbeddedRedis],
+) -> AsyncIterator[str]:
+    """``given``, else the URL of ``engine`` run in the data dir while the block runs."""
+    if given:
+        yield given
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with EmbeddedRedis(settings.data_dir) as server:
+    async with engine(settings.data_dir) as server:
         yield server.url

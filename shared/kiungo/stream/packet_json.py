@@ -18,7 +18,12 @@ import binascii
 from typing import Any
 
 from kiungo.ilp.address import is_valid_address
-from kiungo.ilp.packet_json import hex_from_json, object_from_json, u64_from_json
+from kiungo.ilp.packet_json import (
+    hex_from_json,
+    object_from_json,
+    string_from_json,
+    u64_from_json,
+)
 from kiungo.stream.packet import (
     ConnectionAssetDetailsFrame,
     ConnectionCloseFrame,
@@ -231,12 +236,7 @@ def _field_from_json(value: object, field: str, kind: str) -> Any:
             return base64.b64decode(value, validate=True)
         except binascii.Error:
             raise ValueError(f"{field}: {value[:40]!r} is not standard base64") from None
-    if not isinstance(value, str):
-        raise ValueError(f"{field}: {value!r} is not a string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{field}: is not encodable as UTF-8") from None
+    value = string_from_json(value, field)
     if kind == "address" and value and not is_valid_address(value):
         raise ValueError(f"{field}: {value[:80]!r} is not an ILP address")
     return value
