@@ -46,7 +46,6 @@ RAW_SQL = {
 # Modules still being moved onto Statement (issue 15): each line goes when its module is done.
 CONVERSION_PENDING = {
     # backend
-    "kiungo.backend.api.assets",
     "kiungo.backend.api.incoming_payments",
     "kiungo.backend.api.liquidity",
     "kiungo.backend.api.payments",
@@ -54,7 +53,6 @@ CONVERSION_PENDING = {
     "kiungo.backend.api.receivers",
     "kiungo.backend.api.wallet_address_keys",
     "kiungo.backend.api.webhooks",
-    "kiungo.backend.assets",
     "kiungo.backend.peers",
     "kiungo.backend.workers",
     # payments and the connector
