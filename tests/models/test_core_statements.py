@@ -49,11 +49,9 @@ CONVERSION_PENDING = {
     "kiungo.backend.api.incoming_payments",
     "kiungo.backend.api.liquidity",
     "kiungo.backend.api.payments",
-    "kiungo.backend.api.peers",
     "kiungo.backend.api.receivers",
     "kiungo.backend.api.wallet_address_keys",
     "kiungo.backend.api.webhooks",
-    "kiungo.backend.peers",
     "kiungo.backend.workers",
     # payments and the connector
     "kiungo.connector.peers",
