@@ -48,10 +48,7 @@ CONVERSION_PENDING = {
     # backend
     "kiungo.backend.api.incoming_payments",
     "kiungo.backend.api.liquidity",
-    "kiungo.backend.api.payments",
     "kiungo.backend.api.receivers",
-    "kiungo.backend.api.wallet_address_keys",
-    "kiungo.backend.api.webhooks",
     "kiungo.backend.workers",
     # payments and the connector
     "kiungo.connector.peers",

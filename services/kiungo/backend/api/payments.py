@@ -9,6 +9,18 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    literal,
+    select,
+    union_all,
+)
 
 from kiungo.backend.api.common import (
     FilterString,
@@ -19,24 +31,47 @@ from kiungo.backend.api.common import (
     iso,
     parse_uuid,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
 from kiungo.ledger import reads as ledger_reads
 from kiungo.ledger.service import TransferRecord
+from kiungo.models import Asset, IncomingPayment, OutgoingPayment
+from kiungo.models.sql import Statement, table
 
 __all__ = ["PaymentQuery"]
 
-_PAYMENTS = """
-SELECT * FROM (
-    SELECT id, 'INCOMING' AS type, wallet_address_id, client, state, metadata, created_at
-    FROM incoming_payments
-    UNION ALL
-    SELECT id, 'OUTGOING' AS type, wallet_address_id, client, state, metadata, created_at
-    FROM outgoing_payments
-) AS payments
-"""
+_incoming = table(IncomingPayment)
+_outgoing = table(OutgoingPayment)
+_assets = table(Asset)
+
+
+def _of(payments: Table, kind: str) -> Select[Any]:
+    return select(
+        payments.c.id,
+        literal(kind, String).label("type"),
+        payments.c.wallet_address_id,
+        payments.c.client,
+        payments.c.state,
+        payments.c.metadata,
+        payments.c.created_at,
+    )
+
+
+_both = union_all(_of(_incoming, "INCOMING"), _of(_outgoing, "OUTGOING")).subquery("payments")
+_PAYMENTS = Listing(
+    select(_both),
+    {
+        "types": _both.c.type == any_(bindparam("types", type_=ARRAY(String))),
+        "wallets": _both.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+    },
+)
+_LEDGERS = Statement(
+    select(_assets.c.id, _assets.c.ledger).where(
+        _assets.c.id == any_(bindparam("ids", type_=ARRAY(Uuid)))
+    )
+)
 
 
 @strawberry.enum
@@ -166,22 +201,21 @@ class PaymentQuery:
         sort_order: SortOrder | None = None,
         filter: PaymentFilter | None = None,
     ) -> PaymentConnection:
-        where: list[str] = []
-        params: list[Any] = []
+        filters: dict[str, Any] = {}
         if filter is not None and filter.type is not None:
             kinds = list(filter.type.in_)
             if not set(kinds) <= {"INCOMING", "OUTGOING"}:
                 raise bad_input("type must be INCOMING or OUTGOING")
-            filter_in(where, params, "type", kinds, "text")
+            filters["types"] = kinds
         if filter is not None and filter.wallet_address_id is not None:
-            wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
-            filter_in(where, params, "wallet_address_id", wallets, "uuid")
-        rows, page_info, cursors = await fetch_page(
+            filters["wallets"] = [
+                parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_
+            ]
+        rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _PAYMENTS,
-            where,
-            params,
             PageRequest(first, last, after, before, sort_order),
+            filters,
         )
         return PaymentConnection(
             page_info=page_info,
@@ -210,12 +244,7 @@ class PaymentQuery:
         debits = await ledger.history(accounts, debits=True, limit=count)
         credits = await ledger.history(accounts, debits=False, limit=count)
         assets = {r.transfer.asset_id for r in debits + credits}
-        numbers = {
-            r["id"]: r["ledger"]
-            for r in await pool.fetch(
-                "SELECT id, ledger FROM assets WHERE id = ANY($1::uuid[])", list(assets)
-            )
-        }
+        numbers = {r["id"]: r["ledger"] for r in await _LEDGERS.fetch(pool, ids=list(assets))}
         return AccountingTransferConnection(
             debits=[AccountingTransfer.from_record(r, numbers) for r in debits],
             credits=[AccountingTransfer.from_record(r, numbers) for r in credits],
