@@ -47,9 +47,7 @@ RAW_SQL = {
 CONVERSION_PENDING = {
     # backend
     "kiungo.backend.api.incoming_payments",
-    "kiungo.backend.api.liquidity",
     "kiungo.backend.api.receivers",
-    "kiungo.backend.workers",
     # payments and the connector
     "kiungo.connector.peers",
     "kiungo.connector.sending.lease",

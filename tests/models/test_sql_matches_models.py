@@ -70,8 +70,6 @@ NOT_SQL = {
 # f"SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1", is resolved and prepared). There is no
 # one statement to prepare; each is run by the tests of its module. Keyed "path: function".
 BUILT_PER_CALL = {
-    # The table is the asset's or the peer's, whichever crossed its threshold.
-    "services/kiungo/backend/workers.py: raise_liquidity_alerts",
     # The SET list is the fields the update changes.
     "shared/kiungo/wallet_addresses.py: update",
 }
@@ -227,7 +225,6 @@ def test_discovery_finds_the_statements_of_both_services_and_the_shared_package(
         "kiungo.payments.incoming.store._CREATE",
         "kiungo.ledger.service._WRITE",
         "kiungo.connector.sending.lease._CLAIM",
-        "kiungo.backend.workers._CLAIM_WEBHOOKS",
         "kiungo.ledger.service._CREDITS_HISTORY",
     } <= names
     assert len(names) > 40

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import strawberry
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 
 from kiungo.backend import peers
 from kiungo.backend.api.assets import load_asset
@@ -35,6 +36,8 @@ from kiungo.ledger import (
     UnknownTransfer,
 )
 from kiungo.ledger.rules import TransferState
+from kiungo.models import WebhookEvent
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "AssetLiquidityMutation",
@@ -161,6 +164,17 @@ async def withdraw(
 
 # Withdrawal ids of payments whose announcing event is gone (never, unless deleted by hand).
 _PAYMENT_WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
+_events = table(WebhookEvent)
+# The latest of a payment's events of these types.
+_LATEST_EVENT = Statement(
+    select(_events.c.id)
+    .where(
+        _events.c.resource_id == bindparam("resource_id"),
+        _events.c.type == any_(bindparam("types", type_=ARRAY(String))),
+    )
+    .order_by(_events.c.seq.desc())
+    .limit(1)
+)
 
 
 async def withdraw_payment(
@@ -183,12 +197,7 @@ async def withdraw_payment(
             f"the {what} has nothing to withdraw",
             liquidityError="AmountZero",
         )
-    event_id = await ctx.pool.fetchval(
-        "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
-        "ORDER BY seq DESC LIMIT 1",
-        payment_id,
-        list(events),
-    )
+    event_id = await _LATEST_EVENT.fetchval(ctx.pool, resource_id=payment_id, types=list(events))
     withdrawal_id = event_id or uuid.uuid5(_PAYMENT_WITHDRAWALS, str(payment_id))
     await withdraw(ctx, kind, payment_id, asset_id, withdrawal_id, amount, timeout_seconds)
 
