@@ -45,7 +45,9 @@ RAW_SQL = {
 
 # Modules still being moved onto Statement (issue 15): each line goes when its module is done.
 CONVERSION_PENDING = {
-    # backend
+    # backend: what is left is only kiungo.payments.receivers' SQL text (WALLET_ADDRESS_RECEIVER,
+    # INCOMING_PAYMENT_RECEIVER) with a WHERE or FOR UPDATE appended; they go once that module
+    # gives its reads as Statements
     "kiungo.backend.api.incoming_payments",
     "kiungo.backend.api.receivers",
     # payments and the connector

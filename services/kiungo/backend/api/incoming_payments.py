@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import ARRAY, String, Uuid, any_, bindparam, func, select, update
 
 from kiungo.backend.api.common import (
     Amount,
@@ -33,12 +34,15 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
+from kiungo.models import Asset
+from kiungo.models import IncomingPayment as IncomingPaymentModel
+from kiungo.models.sql import Statement, table
 from kiungo.payments.incoming import ENDED, States, store
 from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER
 
@@ -51,12 +55,40 @@ __all__ = [
 ]
 
 _WALLET = WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1"
-_SELECT = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
-       p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
-       a.scale AS asset_scale
-FROM incoming_payments p JOIN assets a ON a.id = p.asset_id
-"""
+_payments = table(IncomingPaymentModel)
+_assets = table(Asset)
+# An incoming payment with its asset's code and scale.
+_SELECT = select(
+    _payments.c.id,
+    _payments.c.wallet_address_id,
+    _payments.c.asset_id,
+    _payments.c.incoming_amount,
+    _payments.c.received_amount,
+    _payments.c.state,
+    _payments.c.expires_at,
+    _payments.c.metadata,
+    _payments.c.client,
+    _payments.c.created_at,
+    _assets.c.code.label("asset_code"),
+    _assets.c.scale.label("asset_scale"),
+).select_from(_payments.join(_assets, _assets.c.id == _payments.c.asset_id))
+_PAYMENTS = Listing(
+    _SELECT,
+    {
+        "wallets": _payments.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+        "states": _payments.c.state == any_(bindparam("states", type_=ARRAY(String))),
+    },
+)
+_LOAD = Statement(_SELECT.where(_payments.c.id == bindparam("id")))
+_SET_METADATA = Statement(
+    update(_payments)
+    .where(_payments.c.id == bindparam("id"))
+    .values(metadata=bindparam("metadata"), updated_at=func.now())
+    .returning(_payments.c.id)
+)
+_LOCK_STATE = Statement(
+    select(_payments.c.state).where(_payments.c.id == bindparam("id")).with_for_update()
+)
 
 
 # The models' states are the GraphQL enum: fields typed States show as IncomingPaymentState.
@@ -134,13 +166,12 @@ async def page_incoming_payments(
     wallet_address_ids: Sequence[uuid.UUID] | None = None,
     states: Sequence[str] | None = None,
 ) -> IncomingPaymentConnection:
-    where: list[str] = []
-    params: list[Any] = []
+    filters: dict[str, Any] = {}
     if wallet_address_ids is not None:
-        filter_in(where, params, "p.wallet_address_id", wallet_address_ids, "uuid")
+        filters["wallets"] = list(wallet_address_ids)
     if states is not None:
-        filter_in(where, params, "p.state", states, "text")
-    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
+        filters["states"] = list(states)
+    rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
     return IncomingPaymentConnection(
         page_info=page_info,
         edges=[
@@ -151,7 +182,7 @@ async def page_incoming_payments(
 
 
 async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
-    row: asyncpg.Record | None = await ctx.pool.fetchrow(_SELECT + " WHERE p.id = $1", payment_id)
+    row = await _LOAD.fetchrow(ctx.pool, id=payment_id)
     if row is None:
         raise not_found("incoming payment")
     return row
@@ -283,12 +314,7 @@ class IncomingPaymentMutation:
         metadata = metadata_json(input.metadata)
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
-            updated = await ctx.pool.fetchval(
-                "UPDATE incoming_payments SET metadata = $2::jsonb, updated_at = now() "
-                "WHERE id = $1 RETURNING id",
-                payment_id,
-                metadata,
-            )
+            updated = await _SET_METADATA.fetchval(ctx.pool, id=payment_id, metadata=metadata)
             if updated is None:
                 raise not_found("incoming payment")
             record = {"id": str(payment_id)}
@@ -313,9 +339,7 @@ class IncomingPaymentMutation:
 
         async def run() -> tuple[dict[str, Any], CancelIncomingPaymentResponse]:
             async with ctx.pool.acquire() as conn, conn.transaction():
-                state = await conn.fetchval(
-                    "SELECT state FROM incoming_payments WHERE id = $1 FOR UPDATE", payment_id
-                )
+                state = await _LOCK_STATE.fetchval(conn, id=payment_id)
                 if state is None:
                     raise not_found("incoming payment")
                 if state != States.PENDING:
