@@ -67,7 +67,7 @@ NOT_SQL = {
 
 # SQL assembled per call: an f-string in a function body with a part that is not a module
 # constant (an f-string made only of literals and constants, such as
-# f"SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1", is resolved and prepared). There is no
+# f"SELECT {COLUMNS} FROM assets WHERE id = $1", is resolved and prepared). There is no
 # one statement to prepare; each is run by the tests of its module. Keyed "path: function".
 BUILT_PER_CALL = {
     # The SET list is the fields the update changes.
