@@ -57,17 +57,12 @@ _assets = table(Asset)
 _fees = table(Fee)
 _peers = table(Peer)
 _wallets = table(WalletAddress)
+# The columns an asset is made with and changed through, each bound by its name.
+_THRESHOLDS = ("withdrawal_threshold", "liquidity_threshold_low", "liquidity_threshold_high")
 # What an asset's row holds for the API.
-_ASSET_COLUMNS: tuple[ColumnElement[Any], ...] = (
-    _assets.c.id,
-    _assets.c.code,
-    _assets.c.scale,
-    _assets.c.withdrawal_threshold,
-    _assets.c.liquidity_threshold_low,
-    _assets.c.liquidity_threshold_high,
-    _assets.c.ledger,
-    _assets.c.created_at,
-    _assets.c.deleted_at,
+_ASSET_COLUMNS: tuple[ColumnElement[Any], ...] = tuple(
+    _assets.c[name]
+    for name in ("id", "code", "scale", *_THRESHOLDS, "ledger", "created_at", "deleted_at")
 )
 ASSETS: Select[Any] = select(*_ASSET_COLUMNS)
 """Assets' rows, for the caller's conditions (the API pages through those not deleted)."""
@@ -84,13 +79,7 @@ _BY_CODE_AND_SCALE = Statement(
 )
 _CREATE = Statement(
     insert(_assets)
-    .values(
-        code=bindparam("code"),
-        scale=bindparam("scale"),
-        withdrawal_threshold=bindparam("withdrawal_threshold"),
-        liquidity_threshold_low=bindparam("low"),
-        liquidity_threshold_high=bindparam("high"),
-    )
+    .values({column: bindparam(column) for column in ("code", "scale", *_THRESHOLDS)})
     .returning(*_ASSET_COLUMNS)
 )
 _LOCK = Statement(
@@ -100,9 +89,7 @@ _UPDATE = Statement(
     update(_assets)
     .where(_assets.c.id == bindparam("id"))
     .values(
-        withdrawal_threshold=bindparam("withdrawal_threshold"),
-        liquidity_threshold_low=bindparam("low"),
-        liquidity_threshold_high=bindparam("high"),
+        **{column: bindparam(column) for column in _THRESHOLDS},
         liquidity_alert=null(),
         updated_at=func.now(),
     )
@@ -207,8 +194,8 @@ async def create_asset(
             code=code,
             scale=scale,
             withdrawal_threshold=withdrawal_threshold,
-            low=liquidity_threshold,
-            high=liquidity_threshold_high,
+            liquidity_threshold_low=liquidity_threshold,
+            liquidity_threshold_high=liquidity_threshold_high,
         )
     except asyncpg.UniqueViolationError:
         raise AssetExists(code, scale) from None
@@ -229,11 +216,7 @@ async def update_asset(
         merged = {**dict(current), **changes}
         check_thresholds(merged["liquidity_threshold_low"], merged["liquidity_threshold_high"])
         row = await _UPDATE.fetchrow(
-            conn,
-            id=asset_id,
-            withdrawal_threshold=merged["withdrawal_threshold"],
-            low=merged["liquidity_threshold_low"],
-            high=merged["liquidity_threshold_high"],
+            conn, id=asset_id, **{column: merged[column] for column in _THRESHOLDS}
         )
     assert row is not None
     return row

@@ -75,19 +75,20 @@ log = logging.getLogger(__name__)
 _peers = table(Peer)
 _tokens = table(PeerIncomingToken)
 _assets = table(Asset)
+# The columns a peer is made with and changed through, each bound by its name.
+_FIELDS = (
+    "name",
+    "static_ilp_address",
+    "http_endpoint",
+    "http_outgoing_token",
+    "max_packet_amount",
+    "liquidity_threshold",
+    "liquidity_threshold_high",
+    "routes",
+)
 # What a peer's row holds for the API.
-_PEER_COLUMNS: tuple[ColumnElement[Any], ...] = (
-    _peers.c.id,
-    _peers.c.asset_id,
-    _peers.c.name,
-    _peers.c.static_ilp_address,
-    _peers.c.http_endpoint,
-    _peers.c.http_outgoing_token,
-    _peers.c.max_packet_amount,
-    _peers.c.liquidity_threshold,
-    _peers.c.liquidity_threshold_high,
-    _peers.c.routes,
-    _peers.c.created_at,
+_PEER_COLUMNS: tuple[ColumnElement[Any], ...] = tuple(
+    _peers.c[name] for name in ("id", "asset_id", *_FIELDS, "created_at")
 )
 PEERS: Select[Any] = select(*_PEER_COLUMNS)
 """Peers' rows, for the caller's conditions."""
@@ -111,18 +112,7 @@ _SHARE_ASSET = Statement(
 )
 _CREATE = Statement(
     insert(_peers)
-    .values(
-        id=bindparam("id"),
-        asset_id=bindparam("asset_id"),
-        name=bindparam("name"),
-        static_ilp_address=bindparam("static_ilp_address"),
-        http_endpoint=bindparam("http_endpoint"),
-        http_outgoing_token=bindparam("http_outgoing_token"),
-        max_packet_amount=bindparam("max_packet_amount"),
-        liquidity_threshold=bindparam("liquidity_threshold"),
-        liquidity_threshold_high=bindparam("liquidity_threshold_high"),
-        routes=bindparam("routes"),
-    )
+    .values({column: bindparam(column) for column in ("id", "asset_id", *_FIELDS)})
     .returning(*_PEER_COLUMNS)
 )
 _DELETE = Statement(delete(_peers).where(_peers.c.id == bindparam("id")))
@@ -131,14 +121,7 @@ _UPDATE = Statement(
     update(_peers)
     .where(_peers.c.id == bindparam("id"))
     .values(
-        name=bindparam("name"),
-        static_ilp_address=bindparam("static_ilp_address"),
-        http_endpoint=bindparam("http_endpoint"),
-        http_outgoing_token=bindparam("http_outgoing_token"),
-        max_packet_amount=bindparam("max_packet_amount"),
-        liquidity_threshold=bindparam("liquidity_threshold"),
-        liquidity_threshold_high=bindparam("liquidity_threshold_high"),
-        routes=bindparam("routes"),
+        **{field: bindparam(field) for field in _FIELDS},
         liquidity_alert=case(
             (bindparam("forget_alert", type_=Boolean), null()), else_=_peers.c.liquidity_alert
         ),
@@ -318,14 +301,7 @@ async def create_peer(pool: asyncpg.Pool, ledger: Ledger, peer: NewPeer) -> asyn
                 conn,
                 id=peer_id,
                 asset_id=peer.asset_id,
-                name=peer.name,
-                static_ilp_address=peer.static_ilp_address,
-                http_endpoint=peer.http_endpoint,
-                http_outgoing_token=peer.http_outgoing_token,
-                max_packet_amount=peer.max_packet_amount,
-                liquidity_threshold=peer.liquidity_threshold,
-                liquidity_threshold_high=peer.liquidity_threshold_high,
-                routes=peer.routes,
+                **{field: getattr(peer, field) for field in _FIELDS},
             )
             await _insert_tokens(conn, peer_id, peer.incoming_token_digests)
     except asyncpg.UniqueViolationError as exc:
@@ -379,15 +355,8 @@ async def update_peer(
             row = await _UPDATE.fetchrow(
                 conn,
                 id=peer_id,
-                name=merged["name"],
-                static_ilp_address=merged["static_ilp_address"],
-                http_endpoint=merged["http_endpoint"],
-                http_outgoing_token=merged["http_outgoing_token"],
-                max_packet_amount=merged["max_packet_amount"],
-                liquidity_threshold=merged["liquidity_threshold"],
-                liquidity_threshold_high=merged["liquidity_threshold_high"],
-                routes=merged["routes"],
                 forget_alert=thresholds_changed,
+                **{field: merged[field] for field in _FIELDS},
             )
             if digests is not None:
                 await _DELETE_TOKENS.execute(conn, peer_id=peer_id)

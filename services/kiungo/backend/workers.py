@@ -44,6 +44,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
@@ -105,46 +107,43 @@ _CLAIM_WEBHOOKS = Statement(
     .returning(_w.c.id, _w.c.type, _w.c.data, _w.c.attempts)
 )
 
-_delivered = (
-    func.unnest(bindparam("ids", type_=ARRAY(Uuid)), bindparam("statuses", type_=ARRAY(Integer)))
-    .table_valued(column("id", Uuid), column("status", Integer))
-    .render_derived(name="u")
-)
-_DELIVERED = Statement(
-    update(_w)
-    .where(_w.c.id == _delivered.c.id)
-    .values(
-        attempts=_w.c.attempts + 1,
-        status_code=_delivered.c.status,
-        process_at=null(),
-        delivered_at=func.now(),
-        updated_at=func.now(),
-    )
-)
 
-_failed = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(Uuid)),
-        bindparam("statuses", type_=ARRAY(Integer)),
-        bindparam("waits", type_=ARRAY(BigInteger)),
+def _unnested(**columns: type[TypeEngine[Any]]) -> TableValuedAlias:
+    """``unnest($1, $2, …) AS u(<columns>)``: a row per position of the arrays bound by the
+    columns' names (``id=[…]``, ``status=[…]``)."""
+    return (
+        func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in columns.items()))
+        .table_valued(*(column(name, kind) for name, kind in columns.items()))
+        .render_derived(name="u")
     )
-    .table_valued(column("id", Uuid), column("status", Integer), column("wait", BigInteger))
-    .render_derived(name="u")
+
+
+def _attempted(results: TableValuedAlias, **values: Any) -> Statement:
+    """One more attempt of each event of ``results`` (``u.id``), its answer ``u.status``."""
+    return Statement(
+        update(_w)
+        .where(_w.c.id == results.c.id)
+        .values(
+            attempts=_w.c.attempts + 1,
+            status_code=results.c.status,
+            updated_at=func.now(),
+            **values,
+        )
+    )
+
+
+_DELIVERED = _attempted(
+    _unnested(id=Uuid, status=Integer), process_at=null(), delivered_at=func.now()
 )
-_FAILED = Statement(
-    update(_w)
-    .where(_w.c.id == _failed.c.id)
-    .values(
-        attempts=_w.c.attempts + 1,
-        status_code=_failed.c.status,
-        updated_at=func.now(),
-        process_at=case(
-            (_w.c.attempts + 1 >= bindparam("max_attempts", type_=Integer), null()),
-            # make_interval(years, months, weeks, days, hours, mins, secs)
-            else_=func.now()
-            + func.make_interval(0, 0, 0, 0, 0, 0, _failed.c.wait / literal_column("1000.0")),
-        ),
-    )
+_failed = _unnested(id=Uuid, status=Integer, wait=BigInteger)
+_FAILED = _attempted(
+    _failed,
+    process_at=case(
+        (_w.c.attempts + 1 >= bindparam("max_attempts", type_=Integer), null()),
+        # make_interval(years, months, weeks, days, hours, mins, secs)
+        else_=func.now()
+        + func.make_interval(0, 0, 0, 0, 0, 0, _failed.c.wait / literal_column("1000.0")),
+    ),
 )
 
 
@@ -193,14 +192,14 @@ async def deliver_webhooks(
     async with backend.pool.acquire() as conn:
         if delivered:
             await _DELIVERED.execute(
-                conn, ids=[i for i, _ in delivered], statuses=[s for _, s in delivered]
+                conn, id=[i for i, _ in delivered], status=[s for _, s in delivered]
             )
         if failed:
             await _FAILED.execute(
                 conn,
-                ids=[i for i, _, _ in failed],
-                statuses=[s for _, s, _ in failed],
-                waits=[min(a, 6) * backoff for _, _, a in failed],
+                id=[i for i, _, _ in failed],
+                status=[s for _, s, _ in failed],
+                wait=[min(a, 6) * backoff for _, _, a in failed],
                 max_attempts=settings.webhook_max_retry,
             )
     if metrics is not None:
