@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import Alias, TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.context import Backend
@@ -83,7 +83,8 @@ _wallets = table(WalletAddress)
 # The earliest due event of each resource whose earlier events are all delivered or given up.
 _e = _events.alias("e")
 _p = _events.alias("p")
-_w = _events.alias("w")
+# The events a batch updates (an Alias: what update() takes).
+_w = cast(Alias, _events.alias("w"))
 _due = (
     select(_e.c.id)
     .where(

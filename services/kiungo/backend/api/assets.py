@@ -12,8 +12,8 @@ import strawberry
 from sqlalchemy import bindparam
 
 from kiungo.backend import assets as domain
-from kiungo.backend.api.common import PageInfo, SortOrder, UInt8, UInt64, iso, parse_uuid
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
+from kiungo.backend.api.common import PageInfo, UInt8, UInt64, iso, parse_uuid
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, NotFound, Refusal, not_found, refusals_as
 from kiungo.ledger import AccountKind
@@ -124,19 +124,16 @@ class Asset:
         return await _current_fee(info.context, self._uuid, "RECEIVING")
 
     @strawberry.field(description="Every fee set on the asset, newest first by default.")
+    @paged
     async def fees(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> FeesConnection:
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _FEES,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             {"asset_id": self._uuid},
         )
         return FeesConnection(
@@ -190,18 +187,13 @@ class AssetQuery:
         return None if row is None else Asset.from_row(row)
 
     @strawberry.field(description="A page of assets, newest first unless sortOrder says ASC.")
+    @paged
     async def assets(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> AssetsConnection:
-        rows, page_info, cursors = await fetch_listing(
-            info.context.pool, _ASSETS, PageRequest(first, last, after, before, sort_order)
-        )
+        rows, page_info, cursors = await fetch_listing(info.context.pool, _ASSETS, page)
         return AssetsConnection(
             page_info=page_info,
             edges=[

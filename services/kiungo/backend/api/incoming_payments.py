@@ -17,7 +17,6 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
     iso,
     metadata_json,
@@ -34,7 +33,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType
@@ -207,14 +206,11 @@ class IncomingPaymentQuery:
         return IncomingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
 
     @strawberry.field(description="A page of incoming payments, newest first by default.")
+    @paged
     async def incoming_payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: IncomingPaymentFilter | None = None,
     ) -> IncomingPaymentConnection:
         states = None
@@ -225,7 +221,7 @@ class IncomingPaymentQuery:
                 raise bad_input(f"state must be one of {', '.join(sorted(known))}")
         return await page_incoming_payments(
             info.context,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             wallet_address_ids=_uuids(
                 filter.wallet_address_id if filter else None, "walletAddressId"
             ),

@@ -27,7 +27,6 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
     iso,
     metadata_json,
@@ -41,7 +40,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in, paged
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, bad_input, refusals_as
@@ -207,14 +206,11 @@ class OutgoingPaymentQuery:
         return OutgoingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
 
     @strawberry.field(description="A page of outgoing payments, newest first by default.")
+    @paged
     async def outgoing_payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: OutgoingPaymentFilter | None = None,
     ) -> OutgoingPaymentConnection:
         states = wallets = receivers = None
@@ -230,7 +226,7 @@ class OutgoingPaymentQuery:
                 receivers = list(filter.receiver.in_)
         return await page_outgoing_payments(
             info.context,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             wallet_address_ids=wallets,
             states=states,
             receivers=receivers,

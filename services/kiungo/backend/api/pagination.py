@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, tuple_
@@ -32,10 +34,12 @@ __all__ = [
     "fetch_listing",
     "fetch_page",
     "filter_in",
+    "paged",
 ]
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
+T = TypeVar("T")
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -71,6 +75,49 @@ class PageRequest:
     after: str | None = None
     before: str | None = None
     sort_order: SortOrder | None = None
+
+
+_PAGE_ARGUMENTS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    for name, annotation in (
+        ("after", str | None),
+        ("before", str | None),
+        ("first", int | None),
+        ("last", int | None),
+        ("sort_order", SortOrder | None),
+    )
+)
+
+
+def paged(resolver: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A connection's resolver, written with a ``page: PageRequest`` parameter, as GraphQL sees
+    it: that parameter becomes the Relay arguments ``after``, ``before``, ``first``, ``last`` and
+    ``sortOrder`` (in that order, where ``page`` stands), which the resolver gets as one
+    :class:`PageRequest`. Put it under ``@strawberry.field``."""
+    signature = inspect.signature(resolver)
+    parameters = list(signature.parameters.values())
+    at = [parameter.name for parameter in parameters].index("page")
+    own = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters[at + 1 :]
+    ]
+
+    @functools.wraps(resolver)
+    async def resolve(
+        *args: Any,
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+        **kwargs: Any,
+    ) -> T:
+        page = PageRequest(first, last, after, before, sort_order)
+        return await resolver(*args, page=page, **kwargs)
+
+    resolve.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*parameters[:at], *_PAGE_ARGUMENTS, *own]
+    )
+    return resolve
 
 
 @dataclass(frozen=True, slots=True)

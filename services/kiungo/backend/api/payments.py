@@ -26,12 +26,11 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
     iso,
     parse_uuid,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
@@ -191,14 +190,11 @@ class AccountingTransferConnection:
 @strawberry.type
 class PaymentQuery:
     @strawberry.field(description="A page of incoming and outgoing payments together.")
+    @paged
     async def payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: PaymentFilter | None = None,
     ) -> PaymentConnection:
         filters: dict[str, Any] = {}
@@ -214,7 +210,7 @@ class PaymentQuery:
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _PAYMENTS,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             filters,
         )
         return PaymentConnection(

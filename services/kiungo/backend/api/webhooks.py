@@ -9,8 +9,8 @@ import asyncpg
 import strawberry
 from sqlalchemy import ARRAY, String, any_, bindparam, select
 
-from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, SortOrder, iso
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
+from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, iso
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.models import WebhookEvent as WebhookEventModel
 from kiungo.models.sql import table
@@ -72,21 +72,18 @@ class WebhookEventFilter:
 @strawberry.type
 class WebhookQuery:
     @strawberry.field(description="A page of webhook events, newest first unless sortOrder is ASC.")
+    @paged
     async def webhook_events(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: WebhookEventFilter | None = None,
     ) -> WebhookEventsConnection:
         types = None if filter is None or filter.type is None else list(filter.type.in_)
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _EVENTS,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             {} if types is None else {"types": types},
         )
         return WebhookEventsConnection(
