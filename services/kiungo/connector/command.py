@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,11 +13,15 @@ from pathlib import Path
 
 import uvicorn
 
-from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
-from kiungo.runtime.log import configure_logging
-from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.runtime.runner import (
+    command_settings,
+    run_service,
+    serve_command,
+    serve_until_stopped,
+)
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -84,28 +87,18 @@ async def connector_server(
 
 def run(args: argparse.Namespace) -> int:
     """kiungo connector (its arguments: kiungo.commands)."""
-    environ = dict(os.environ)
-    if args.port is not None:  # through the environment, so that ILP_CONNECTOR_URL follows it
-        environ["CONNECTOR_PORT"] = str(args.port)
-    settings = Settings.from_env(environ)
-    configure_logging(settings.log_level, settings.log_format)
-    warn_unused_rafiki_variables(environ)
-    check_processes(args.processes, settings)
+    # Through the environment, so that ILP_CONNECTOR_URL follows it.
+    settings = command_settings(args.port, "CONNECTOR_PORT")
     where = f"http://{args.host}:{settings.connector_port}"
-    if args.processes == 1:
-        print(f"connector on {where}, ILP address {settings.ilp_address}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            run_service(_serve(settings, args.host, None))
-        return 0
-    print(
-        f"connector on {where} ({args.processes} processes), ILP address {settings.ilp_address}",
-        flush=True,
-    )
-    return run_processes(
+    return serve_command(
+        settings,
         args.processes,
         args.host,
         settings.connector_port,
         lambda listener, group: _serve(settings, args.host, listener, group),
+        lambda processes: print(
+            f"connector on {where}{processes}, ILP address {settings.ilp_address}", flush=True
+        ),
     )
 
 

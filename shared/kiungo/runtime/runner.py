@@ -17,9 +17,17 @@ import uvicorn
 import uvloop
 
 from kiungo.cli.arguments import CommandError
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.runtime.log import configure_logging
 
-__all__ = ["check_processes", "run_processes", "run_service", "serve_until_stopped"]
+__all__ = [
+    "check_processes",
+    "command_settings",
+    "run_processes",
+    "run_service",
+    "serve_command",
+    "serve_until_stopped",
+]
 
 log = logging.getLogger("kiungo.runtime.runner")
 
@@ -53,6 +61,40 @@ def check_processes(count: int, settings: Settings) -> None:
             "--processes above 1 needs DATABASE_URL and REDIS_URL: every process must use the "
             "same Postgres and Redis, not embedded ones of its own"
         )
+
+
+def command_settings(port: int | None, port_variable: str) -> Settings:
+    """A serving command's settings: the environment's, with ``--port`` (when given) as
+    ``port_variable`` (so that what follows that variable follows it); logging configured and
+    Rafiki's variables that do nothing here warned of."""
+    environ = dict(os.environ)
+    if port is not None:
+        environ[port_variable] = str(port)
+    settings = Settings.from_env(environ)
+    configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
+    return settings
+
+
+def serve_command(
+    settings: Settings,
+    processes: int,
+    host: str,
+    port: int,
+    serve: Callable[[socket.socket | None, Path | None], Coroutine[Any, Any, None]],
+    announce: Callable[[str], None],
+) -> int:
+    """Run a serving command: ``serve`` in this process (``processes`` 1, no listener and no
+    metrics group) or in that many sharing ``host:port`` (:func:`run_processes`), after
+    ``announce`` of what is served (given "" or " (N processes)"). Its exit status."""
+    check_processes(processes, settings)
+    if processes == 1:
+        announce("")
+        with contextlib.suppress(KeyboardInterrupt):
+            run_service(serve(None, None))
+        return 0
+    announce(f" ({processes} processes)")
+    return run_processes(processes, host, port, serve)
 
 
 def run_processes(
