@@ -6,12 +6,15 @@ import argparse
 import socket
 from pathlib import Path
 
-import uvicorn
-
 from kiungo.auth.app import auth_app
 from kiungo.config import Settings
 from kiungo.runtime.db import create_pool
-from kiungo.runtime.runner import command_settings, serve_command, serve_until_stopped
+from kiungo.runtime.runner import (
+    command_settings,
+    http_server,
+    serve_command,
+    serve_until_stopped,
+)
 from kiungo.store.local import postgres_url
 
 __all__ = ["run"]
@@ -22,11 +25,10 @@ def run(args: argparse.Namespace) -> int:
     settings = command_settings(args.port, "AUTH_PORT")
     where = f"http://{args.host}:{settings.auth_port} for {settings.auth_server_grant_url}"
     return serve_command(
+        args,
         settings,
-        args.processes,
-        args.host,
         settings.auth_port,
-        lambda listener, group: _serve(settings, args.host, listener, group),
+        _serve,
         lambda processes: print(f"auth server on {where}{processes}", flush=True),
     )
 
@@ -42,15 +44,6 @@ async def _serve(
                 settings.auth_server_grant_url,
                 expires_in=settings.access_token_expiry_seconds,
             )
-            config = uvicorn.Config(
-                app,
-                host=host,
-                port=settings.auth_port,
-                log_config=None,
-                log_level=None,
-                lifespan="off",
-                access_log=False,
-            )
-            await serve_until_stopped(uvicorn.Server(config), listener)
+            await serve_until_stopped(http_server(app, host, settings.auth_port), listener)
         finally:
             await pool.close()

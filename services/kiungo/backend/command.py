@@ -10,10 +10,15 @@ import sys
 from pathlib import Path
 
 from kiungo.backend.schema import build_schema
-from kiungo.backend.service import http_server, serve_backend
+from kiungo.backend.service import serve_backend
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings
-from kiungo.runtime.runner import command_settings, serve_command, serve_until_stopped
+from kiungo.runtime.runner import (
+    command_settings,
+    http_server,
+    serve_command,
+    serve_until_stopped,
+)
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "print_schema", "run", "schema_sdl"]
@@ -63,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
     check_bind(settings, args.host)
     url = f"http://{args.host}:{settings.admin_port}/graphql"
     return serve_command(
+        args,
         settings,
-        args.processes,
-        args.host,
         settings.admin_port,
-        lambda listener, group: _serve(settings, args.host, listener, group),
+        _serve,
         lambda processes: _announce(settings, f"{url}{processes}"),
     )
 
