@@ -309,18 +309,17 @@ class IncomingPaymentMutation:
         payment_id = parse_uuid(str(input.id), "id")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
+        async def change() -> uuid.UUID:
             updated = await _SET_METADATA.fetchval(ctx.pool, id=payment_id, metadata=metadata)
             if updated is None:
                 raise not_found("incoming payment")
-            record = {"id": str(payment_id)}
-            return record, IncomingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> IncomingPaymentResponse:
+        async def respond(record: dict[str, Any]) -> IncomingPaymentResponse:
             return IncomingPaymentResponse(payment=await _reload(ctx, record))
 
-        return await ctx.idempotent(
-            "updateIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "updateIncomingPayment", input.idempotency_key, input, change, respond
         )
 
     @strawberry.mutation(
@@ -333,7 +332,7 @@ class IncomingPaymentMutation:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
 
-        async def run() -> tuple[dict[str, Any], CancelIncomingPaymentResponse]:
+        async def change() -> uuid.UUID:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 state = await _LOCK_STATE.fetchval(conn, id=payment_id)
                 if state is None:
@@ -353,14 +352,13 @@ class IncomingPaymentMutation:
                     )
                 await store.cancel(conn, payment_id)
             await ctx.backend.receiver_changed(payment_id)
-            record = {"id": str(payment_id)}
-            return record, CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> CancelIncomingPaymentResponse:
+        async def respond(record: dict[str, Any]) -> CancelIncomingPaymentResponse:
             return CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
 
-        return await ctx.idempotent(
-            "cancelIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "cancelIncomingPayment", input.idempotency_key, input, change, respond
         )
 
     @strawberry.mutation(

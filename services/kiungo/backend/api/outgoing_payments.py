@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -190,6 +191,10 @@ async def _reload(ctx: Context, record: dict[str, Any]) -> OutgoingPayment:
     return OutgoingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
 
 
+async def _response(ctx: Context, record: dict[str, Any]) -> OutgoingPaymentResponse:
+    return OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+
 @strawberry.input
 class OutgoingPaymentFilter:
     receiver: FilterString | None = None
@@ -296,16 +301,11 @@ class OutgoingPaymentMutation:
         quote_id = parse_uuid(input.quote_id, "quoteId")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
-            payment_id = await _create_payment(ctx, wallet_id, quote_id, metadata)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+        async def change() -> uuid.UUID:
+            return await _create_payment(ctx, wallet_id, quote_id, metadata)
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "createOutgoingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "createOutgoingPayment", input.idempotency_key, input, change, partial(_response, ctx)
         )
 
     @strawberry.mutation(
@@ -321,19 +321,18 @@ class OutgoingPaymentMutation:
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+        async def change() -> uuid.UUID:
             quote = await create_quote(
                 ctx, input.wallet_address_id, input.incoming_payment, input.debit_amount, None
             )
-            payment_id = await _create_payment(ctx, wallet_id, quote["id"], metadata)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+            return await _create_payment(ctx, wallet_id, quote["id"], metadata)
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "createOutgoingPaymentFromIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "createOutgoingPaymentFromIncomingPayment",
+            input.idempotency_key,
+            input,
+            change,
+            partial(_response, ctx),
         )
 
     @strawberry.mutation(
@@ -346,17 +345,13 @@ class OutgoingPaymentMutation:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+        async def change() -> uuid.UUID:
             with _api_errors():
                 await domain.cancel(ctx.pool, ctx.ledger, payment_id, input.reason, metadata_json)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "cancelOutgoingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "cancelOutgoingPayment", input.idempotency_key, input, change, partial(_response, ctx)
         )
 
     @strawberry.mutation(
