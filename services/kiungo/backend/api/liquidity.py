@@ -62,50 +62,46 @@ class LiquidityMutationResponse:
     success: bool
 
 
+# Each refusal of the ledger as the API reports it: its code, message and Rafiki's LiquidityError
+# name (None: none). The first that matches wins; LedgerError, their base, is the last.
+_LEDGER_ERRORS: tuple[tuple[type[Exception], ErrorCode, str, str | None], ...] = (
+    (InsufficientBalance, ErrorCode.FORBIDDEN, "insufficient balance", "InsufficientBalance"),
+    (
+        TransferExists,
+        ErrorCode.DUPLICATE,
+        "a transfer with this id already exists",
+        "TransferExists",
+    ),
+    (UnknownTransfer, ErrorCode.NOT_FOUND, "unknown transfer", "UnknownTransfer"),
+    (AlreadyPosted, ErrorCode.CONFLICT, "the transfer is already posted", "AlreadyPosted"),
+    (AlreadyVoided, ErrorCode.CONFLICT, "the transfer is already voided", "AlreadyVoided"),
+    (
+        TransferExpired,
+        ErrorCode.CONFLICT,
+        "the withdrawal expired and its money was released",
+        "TransferExpired",
+    ),
+    (InvalidAmount, ErrorCode.BAD_USER_INPUT, "amount must be above zero", "AmountZero"),
+    (UnknownAccount, ErrorCode.NOT_FOUND, "unknown account", None),
+    (
+        LedgerUnavailable,
+        ErrorCode.INTERNAL_SERVER_ERROR,
+        "the ledger is unavailable; retry with the same id",
+        None,
+    ),
+)
+
+
 @contextlib.contextmanager
 def ledger_errors() -> Iterator[None]:
     """Ledger refusals as typed API errors, with Rafiki's LiquidityError name alongside."""
     try:
         yield
-    except InsufficientBalance:
-        raise ApiError(
-            ErrorCode.FORBIDDEN, "insufficient balance", liquidityError="InsufficientBalance"
-        ) from None
-    except TransferExists:
-        raise ApiError(
-            ErrorCode.DUPLICATE,
-            "a transfer with this id already exists",
-            liquidityError="TransferExists",
-        ) from None
-    except UnknownTransfer:
-        raise ApiError(
-            ErrorCode.NOT_FOUND, "unknown transfer", liquidityError="UnknownTransfer"
-        ) from None
-    except AlreadyPosted:
-        raise ApiError(
-            ErrorCode.CONFLICT, "the transfer is already posted", liquidityError="AlreadyPosted"
-        ) from None
-    except AlreadyVoided:
-        raise ApiError(
-            ErrorCode.CONFLICT, "the transfer is already voided", liquidityError="AlreadyVoided"
-        ) from None
-    except TransferExpired:
-        raise ApiError(
-            ErrorCode.CONFLICT,
-            "the withdrawal expired and its money was released",
-            liquidityError="TransferExpired",
-        ) from None
-    except InvalidAmount:
-        raise ApiError(
-            ErrorCode.BAD_USER_INPUT, "amount must be above zero", liquidityError="AmountZero"
-        ) from None
-    except UnknownAccount:
-        raise ApiError(ErrorCode.NOT_FOUND, "unknown account") from None
-    except LedgerUnavailable:
-        raise ApiError(
-            ErrorCode.INTERNAL_SERVER_ERROR, "the ledger is unavailable; retry with the same id"
-        ) from None
     except LedgerError as exc:
+        for kind, code, message, name in _LEDGER_ERRORS:
+            if isinstance(exc, kind):
+                details = {} if name is None else {"liquidityError": name}
+                raise ApiError(code, message, **details) from None
         raise ApiError(ErrorCode.FORBIDDEN, f"the ledger refused: {exc}") from None
 
 
@@ -336,91 +332,79 @@ async def _peer_asset(ctx: Context, peer_id: uuid.UUID) -> uuid.UUID:
         return await peers.peer_asset(ctx.pool, peer_id)
 
 
-async def _move_owner_liquidity(
-    ctx: Context,
-    mutation: str,
-    input: _OwnerLiquidityInput,
+def _owner_mutation(
+    owner: str,
     kind: AccountKind,
-    owner_id: uuid.UUID,
     asset_of: Callable[[Context, uuid.UUID], Awaitable[uuid.UUID]],
-    timeout_seconds: int | None,
-) -> LiquidityMutationResponse | None:
-    """Deposit into (``timeout_seconds`` None) or withdraw from an asset's or a peer's
-    liquidity account, once per idempotency key; ``asset_of`` refuses an unknown owner."""
-    transfer = transfer_id(input.id)
+    input_type: type[_OwnerLiquidityInput],
+    *,
+    withdrawal: bool,
+    description: str,
+) -> Any:
+    """The mutation depositing into (or, ``withdrawal``, withdrawing from) an asset's or a
+    peer's liquidity account (``owner``: "asset" or "peer", whose id the input's
+    ``<owner>_id`` is), once per idempotency key; ``asset_of`` refuses an unknown owner."""
+    title = owner.capitalize()
+    mutation = f"create{title}LiquidityWithdrawal" if withdrawal else f"deposit{title}Liquidity"
 
-    async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-        asset_id = await asset_of(ctx, owner_id)
-        if timeout_seconds is None:
-            await deposit(ctx, kind, owner_id, asset_id, transfer, input.amount)
-        else:
-            await withdraw(ctx, kind, owner_id, asset_id, transfer, input.amount, timeout_seconds)
-        return success_response()
+    async def resolve(
+        info: strawberry.Info[Context, None], input: Any
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+        owner_id = parse_uuid(getattr(input, f"{owner}_id"), f"{owner}Id")
+        transfer = transfer_id(input.id)
 
-    return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            asset_id = await asset_of(ctx, owner_id)
+            if withdrawal:
+                timeout = input.timeout_seconds
+                await withdraw(ctx, kind, owner_id, asset_id, transfer, input.amount, timeout)
+            else:
+                await deposit(ctx, kind, owner_id, asset_id, transfer, input.amount)
+            return success_response()
+
+        return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+
+    # The GraphQL argument's type: the input of this mutation.
+    resolve.__annotations__ = {**resolve.__annotations__, "input": input_type}
+    return strawberry.mutation(resolver=resolve, description=description)
 
 
 @strawberry.type
 class AssetLiquidityMutation:
-    @strawberry.mutation(description="Deposit liquidity into an asset (settlement → liquidity).")
-    async def deposit_asset_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositAssetLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "depositAssetLiquidity",
-            input,
-            AccountKind.ASSET_LIQUIDITY,
-            parse_uuid(input.asset_id, "assetId"),
-            _asset_itself,
-            None,
-        )
-
-    @strawberry.mutation(
-        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted."
+    deposit_asset_liquidity = _owner_mutation(
+        "asset",
+        AccountKind.ASSET_LIQUIDITY,
+        _asset_itself,
+        DepositAssetLiquidityInput,
+        withdrawal=False,
+        description="Deposit liquidity into an asset (settlement → liquidity).",
     )
-    async def create_asset_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreateAssetLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "createAssetLiquidityWithdrawal",
-            input,
-            AccountKind.ASSET_LIQUIDITY,
-            parse_uuid(input.asset_id, "assetId"),
-            _asset_itself,
-            input.timeout_seconds,
-        )
+    create_asset_liquidity_withdrawal = _owner_mutation(
+        "asset",
+        AccountKind.ASSET_LIQUIDITY,
+        _asset_itself,
+        CreateAssetLiquidityWithdrawalInput,
+        withdrawal=True,
+        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted.",
+    )
 
 
 @strawberry.type
 class PeerLiquidityMutation:
-    @strawberry.mutation(description="Deposit liquidity into a peer (settlement → liquidity).")
-    async def deposit_peer_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositPeerLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "depositPeerLiquidity",
-            input,
-            AccountKind.PEER_LIQUIDITY,
-            parse_uuid(input.peer_id, "peerId"),
-            _peer_asset,
-            None,
-        )
-
-    @strawberry.mutation(
-        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted."
+    deposit_peer_liquidity = _owner_mutation(
+        "peer",
+        AccountKind.PEER_LIQUIDITY,
+        _peer_asset,
+        DepositPeerLiquidityInput,
+        withdrawal=False,
+        description="Deposit liquidity into a peer (settlement → liquidity).",
     )
-    async def create_peer_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreatePeerLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "createPeerLiquidityWithdrawal",
-            input,
-            AccountKind.PEER_LIQUIDITY,
-            parse_uuid(input.peer_id, "peerId"),
-            _peer_asset,
-            input.timeout_seconds,
-        )
+    create_peer_liquidity_withdrawal = _owner_mutation(
+        "peer",
+        AccountKind.PEER_LIQUIDITY,
+        _peer_asset,
+        CreatePeerLiquidityWithdrawalInput,
+        withdrawal=True,
+        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted.",
+    )
