@@ -18,6 +18,8 @@ from kiungo.backend.api.common import (
     JSONObject,
     PageInfo,
     UInt64,
+    filter_states,
+    filter_uuids,
     iso,
     metadata_json,
     metadata_value,
@@ -35,7 +37,7 @@ from kiungo.backend.api.liquidity import (
 )
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
+from kiungo.backend.errors import ApiError, ErrorCode, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
@@ -193,10 +195,6 @@ class IncomingPaymentFilter:
     state: FilterString | None = None
 
 
-def _uuids(values: FilterString | None, what: str) -> list[uuid.UUID] | None:
-    return None if values is None else [parse_uuid(v, what) for v in values.in_]
-
-
 @strawberry.type
 class IncomingPaymentQuery:
     @strawberry.field(description="Fetch an incoming payment by its id.")
@@ -213,19 +211,14 @@ class IncomingPaymentQuery:
         page: PageRequest,
         filter: IncomingPaymentFilter | None = None,
     ) -> IncomingPaymentConnection:
-        states = None
-        if filter is not None and filter.state is not None:
-            known = {s.value for s in States}
-            states = list(filter.state.in_)
-            if not set(states) <= known:
-                raise bad_input(f"state must be one of {', '.join(sorted(known))}")
         return await page_incoming_payments(
             info.context,
             page,
-            wallet_address_ids=_uuids(
+            # States first: with both wrong, the state is the error, as it always was.
+            states=filter_states(filter.state if filter else None, States),
+            wallet_address_ids=filter_uuids(
                 filter.wallet_address_id if filter else None, "walletAddressId"
             ),
-            states=states,
         )
 
 

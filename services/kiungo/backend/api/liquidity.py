@@ -235,38 +235,39 @@ async def replay_success(_record: dict[str, Any]) -> LiquidityMutationResponse:
     return LiquidityMutationResponse(success=True)
 
 
+async def _settle_withdrawal(
+    ctx: Context,
+    mutation: str,
+    input: PostLiquidityWithdrawalInput | VoidLiquidityWithdrawalInput,
+    settle: Callable[[uuid.UUID], Awaitable[object]],
+) -> LiquidityMutationResponse:
+    """Post or void (``settle``) a two-phase withdrawal, once per idempotency key."""
+
+    async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+        transfer = await _withdrawal(ctx, input.withdrawal_id)
+        with ledger_errors():
+            await settle(transfer)
+        return success_response()
+
+    return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+
+
 @strawberry.type
 class LiquidityMutation:
     @strawberry.mutation(description="Post a two-phase liquidity withdrawal: the money leaves.")
     async def post_liquidity_withdrawal(
         self, info: strawberry.Info[Context, None], input: PostLiquidityWithdrawalInput
     ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            transfer = await _withdrawal(ctx, input.withdrawal_id)
-            with ledger_errors():
-                await ctx.ledger.post(transfer)
-            return _SUCCESS, LiquidityMutationResponse(success=True)
-
-        return await ctx.idempotent(
-            "postLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        return await _settle_withdrawal(
+            info.context, "postLiquidityWithdrawal", input, info.context.ledger.post
         )
 
     @strawberry.mutation(description="Void a two-phase liquidity withdrawal: the money stays.")
     async def void_liquidity_withdrawal(
         self, info: strawberry.Info[Context, None], input: VoidLiquidityWithdrawalInput
     ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            transfer = await _withdrawal(ctx, input.withdrawal_id)
-            with ledger_errors():
-                await ctx.ledger.void(transfer)
-            return _SUCCESS, LiquidityMutationResponse(success=True)
-
-        return await ctx.idempotent(
-            "voidLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        return await _settle_withdrawal(
+            info.context, "voidLiquidityWithdrawal", input, info.context.ledger.void
         )
 
 

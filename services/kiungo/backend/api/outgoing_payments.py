@@ -29,6 +29,8 @@ from kiungo.backend.api.common import (
     JSONObject,
     PageInfo,
     UInt64,
+    filter_states,
+    filter_uuids,
     iso,
     metadata_json,
     metadata_value,
@@ -44,7 +46,7 @@ from kiungo.backend.api.liquidity import (
 from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in, paged
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ErrorCode, bad_input, refusals_as
+from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
@@ -218,23 +220,16 @@ class OutgoingPaymentQuery:
         page: PageRequest,
         filter: OutgoingPaymentFilter | None = None,
     ) -> OutgoingPaymentConnection:
-        states = wallets = receivers = None
-        if filter is not None:
-            if filter.state is not None:
-                known = {s.value for s in States}
-                states = list(filter.state.in_)
-                if not set(states) <= known:
-                    raise bad_input(f"state must be one of {', '.join(sorted(known))}")
-            if filter.wallet_address_id is not None:
-                wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
-            if filter.receiver is not None:
-                receivers = list(filter.receiver.in_)
+        receivers = None if filter is None or filter.receiver is None else filter.receiver.in_
         return await page_outgoing_payments(
             info.context,
             page,
-            wallet_address_ids=wallets,
-            states=states,
-            receivers=receivers,
+            # States first: with both wrong, the state is the error, as it always was.
+            states=filter_states(filter.state if filter else None, States),
+            wallet_address_ids=filter_uuids(
+                filter.wallet_address_id if filter else None, "walletAddressId"
+            ),
+            receivers=None if receivers is None else list(receivers),
         )
 
 

@@ -27,6 +27,7 @@ from kiungo.backend.api.common import (
     JSONObject,
     PageInfo,
     UInt64,
+    filter_uuids,
     iso,
     parse_uuid,
 )
@@ -203,10 +204,9 @@ class PaymentQuery:
             if not set(kinds) <= {"INCOMING", "OUTGOING"}:
                 raise bad_input("type must be INCOMING or OUTGOING")
             filters["types"] = kinds
-        if filter is not None and filter.wallet_address_id is not None:
-            filters["wallets"] = [
-                parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_
-            ]
+        wallets = filter_uuids(filter.wallet_address_id if filter else None, "walletAddressId")
+        if wallets is not None:
+            filters["wallets"] = wallets
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _PAYMENTS,
