@@ -62,46 +62,50 @@ class LiquidityMutationResponse:
     success: bool
 
 
-# Each refusal of the ledger as the API reports it: its code, message and Rafiki's LiquidityError
-# name (None: none). The first that matches wins; LedgerError, their base, is the last.
-_LEDGER_ERRORS: tuple[tuple[type[Exception], ErrorCode, str, str | None], ...] = (
-    (InsufficientBalance, ErrorCode.FORBIDDEN, "insufficient balance", "InsufficientBalance"),
-    (
-        TransferExists,
-        ErrorCode.DUPLICATE,
-        "a transfer with this id already exists",
-        "TransferExists",
-    ),
-    (UnknownTransfer, ErrorCode.NOT_FOUND, "unknown transfer", "UnknownTransfer"),
-    (AlreadyPosted, ErrorCode.CONFLICT, "the transfer is already posted", "AlreadyPosted"),
-    (AlreadyVoided, ErrorCode.CONFLICT, "the transfer is already voided", "AlreadyVoided"),
-    (
-        TransferExpired,
-        ErrorCode.CONFLICT,
-        "the withdrawal expired and its money was released",
-        "TransferExpired",
-    ),
-    (InvalidAmount, ErrorCode.BAD_USER_INPUT, "amount must be above zero", "AmountZero"),
-    (UnknownAccount, ErrorCode.NOT_FOUND, "unknown account", None),
-    (
-        LedgerUnavailable,
-        ErrorCode.INTERNAL_SERVER_ERROR,
-        "the ledger is unavailable; retry with the same id",
-        None,
-    ),
-)
-
-
 @contextlib.contextmanager
 def ledger_errors() -> Iterator[None]:
     """Ledger refusals as typed API errors, with Rafiki's LiquidityError name alongside."""
     try:
         yield
+    except InsufficientBalance:
+        raise ApiError(
+            ErrorCode.FORBIDDEN, "insufficient balance", liquidityError="InsufficientBalance"
+        ) from None
+    except TransferExists:
+        raise ApiError(
+            ErrorCode.DUPLICATE,
+            "a transfer with this id already exists",
+            liquidityError="TransferExists",
+        ) from None
+    except UnknownTransfer:
+        raise ApiError(
+            ErrorCode.NOT_FOUND, "unknown transfer", liquidityError="UnknownTransfer"
+        ) from None
+    except AlreadyPosted:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the transfer is already posted", liquidityError="AlreadyPosted"
+        ) from None
+    except AlreadyVoided:
+        raise ApiError(
+            ErrorCode.CONFLICT, "the transfer is already voided", liquidityError="AlreadyVoided"
+        ) from None
+    except TransferExpired:
+        raise ApiError(
+            ErrorCode.CONFLICT,
+            "the withdrawal expired and its money was released",
+            liquidityError="TransferExpired",
+        ) from None
+    except InvalidAmount:
+        raise ApiError(
+            ErrorCode.BAD_USER_INPUT, "amount must be above zero", liquidityError="AmountZero"
+        ) from None
+    except UnknownAccount:
+        raise ApiError(ErrorCode.NOT_FOUND, "unknown account") from None
+    except LedgerUnavailable:
+        raise ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR, "the ledger is unavailable; retry with the same id"
+        ) from None
     except LedgerError as exc:
-        for kind, code, message, name in _LEDGER_ERRORS:
-            if isinstance(exc, kind):
-                details = {} if name is None else {"liquidityError": name}
-                raise ApiError(code, message, **details) from None
         raise ApiError(ErrorCode.FORBIDDEN, f"the ledger refused: {exc}") from None
 
 
