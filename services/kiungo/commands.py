@@ -33,54 +33,69 @@ def port_number(text: str) -> int:
     return int(text)
 
 
-def _serving_options(parser: argparse.ArgumentParser, port_help: str, processes_help: str) -> None:
-    """--host, --port and --processes, as every serving command takes them."""
+def _command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    *description: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose description is ``description``'s paragraphs."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(*description),
+    )
+
+
+def _server(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    description: str,
+    *,
+    port_help: str,
+    processes_help: str = (
+        "serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)"
+    ),
+) -> argparse.ArgumentParser:
+    """A serving subcommand: ``kiungo.<name>.command.run``, with --host, --port and
+    --processes as every serving command takes them."""
+    parser = _command(subparsers, name, help, description)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=port_number, help=port_help)
     parser.add_argument("--processes", type=int, default=1, metavar="N", help=processes_help)
+    parser.set_defaults(handler=lazy_handler(f"kiungo.{name}.command", "run"))
+    return parser
 
 
 def _connector(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    _server(
+        subparsers,
         "connector",
-        help="run the connector",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=paragraphs(
-            "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /livez, "
-            "/readyz, /healthz and /metrics on CONNECTOR_PORT (3002 by default). Uses "
-            "DATABASE_URL and REDIS_URL, or embedded servers in KIUNGO_DATA_DIR when unset. The "
-            "database must be migrated first (kiungo migrate).",
-        ),
+        "run the connector",
+        "Serve ILP over HTTP for peers (POST /ilp), SPSP on every wallet address, /livez, "
+        "/readyz, /healthz and /metrics on CONNECTOR_PORT (3002 by default). Uses "
+        "DATABASE_URL and REDIS_URL, or embedded servers in KIUNGO_DATA_DIR when unset. The "
+        "database must be migrated first (kiungo migrate).",
+        port_help="port to listen on, instead of CONNECTOR_PORT (the default of "
+        "ILP_CONNECTOR_URL follows it)",
+        processes_help="serve from N processes sharing the port, each a replica with its own "
+        "pools and workers (needs DATABASE_URL and REDIS_URL)",
     )
-    _serving_options(
-        parser,
-        "port to listen on, instead of CONNECTOR_PORT (the default of ILP_CONNECTOR_URL "
-        "follows it)",
-        "serve from N processes sharing the port, each a replica with its own pools and "
-        "workers (needs DATABASE_URL and REDIS_URL)",
-    )
-    parser.set_defaults(handler=lazy_handler("kiungo.connector.command", "run"))
 
 
 def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    _server(
+        subparsers,
         "backend",
-        help="run the GraphQL admin API and its workers",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=paragraphs(
-            "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /livez, "
-            "/readyz, /healthz and /metrics on ADMIN_PORT (3001 by default), and run the "
-            "webhook, expiry and event workers. Requests must be signed with "
-            "ADMIN_API_SECRET; without one the API listens on loopback only.",
-        ),
+        "run the GraphQL admin API and its workers",
+        "Serve the GraphQL admin API at /graphql (GraphiQL outside production), /livez, "
+        "/readyz, /healthz and /metrics on ADMIN_PORT (3001 by default), and run the "
+        "webhook, expiry and event workers. Requests must be signed with "
+        "ADMIN_API_SECRET; without one the API listens on loopback only.",
+        port_help="port to listen on, instead of ADMIN_PORT",
     )
-    _serving_options(
-        parser,
-        "port to listen on, instead of ADMIN_PORT",
-        "serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
-    )
-    parser.set_defaults(handler=lazy_handler("kiungo.backend.command", "run"))
-
     schema = subparsers.add_parser(
         "schema",
         help="print the admin API's GraphQL schema (SDL)",
@@ -94,38 +109,29 @@ def _backend(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _auth(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    _server(
+        subparsers,
         "auth",
-        help="run the Open Payments authorization server (GNAP)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=paragraphs(
-            "Serve GNAP grant requests (POST /), token rotation and revocation (/token/{id}) "
-            "and grant continuation (/continue/{id}) on AUTH_PORT (3006 by default), at the "
-            "root of AUTH_SERVER_GRANT_URL, the URL clients sign for. Grants are non-"
-            "interactive (incoming-payment, quote) for this node's wallet addresses as clients. "
-            "State is in DATABASE_URL only, so any number of processes can serve.",
-        ),
+        "run the Open Payments authorization server (GNAP)",
+        "Serve GNAP grant requests (POST /), token rotation and revocation (/token/{id}) "
+        "and grant continuation (/continue/{id}) on AUTH_PORT (3006 by default), at the "
+        "root of AUTH_SERVER_GRANT_URL, the URL clients sign for. Grants are non-"
+        "interactive (incoming-payment, quote) for this node's wallet addresses as clients. "
+        "State is in DATABASE_URL only, so any number of processes can serve.",
+        port_help="port to listen on, instead of AUTH_PORT",
     )
-    _serving_options(
-        parser,
-        "port to listen on, instead of AUTH_PORT",
-        "serve from N processes sharing the port (needs DATABASE_URL and REDIS_URL)",
-    )
-    parser.set_defaults(handler=lazy_handler("kiungo.auth.command", "run"))
 
 
 def _up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = _command(
+        subparsers,
         "up",
-        help="run the whole node, with embedded Postgres and Redis when none are configured",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=paragraphs(
-            "The whole node with one command and no services installed. Starts Postgres and "
-            "Redis (the machine's, from DATABASE_URL and REDIS_URL, or embedded ones from the "
-            "pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector on "
-            "CONNECTOR_PORT and the backend (the admin API and its workers) on ADMIN_PORT, "
-            "printing where everything is. Ctrl-C (or SIGTERM) stops it all.",
-        ),
+        "run the whole node, with embedded Postgres and Redis when none are configured",
+        "The whole node with one command and no services installed. Starts Postgres and "
+        "Redis (the machine's, from DATABASE_URL and REDIS_URL, or embedded ones from the "
+        "pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector on "
+        "CONNECTOR_PORT and the backend (the admin API and its workers) on ADMIN_PORT, "
+        "printing where everything is. Ctrl-C (or SIGTERM) stops it all.",
     )
     # No --port: up serves two ports; CONNECTOR_PORT and ADMIN_PORT choose them.
     parser.add_argument("--host", default="127.0.0.1", help="address the services listen on")
@@ -133,23 +139,21 @@ def _up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = _command(
+        subparsers,
         "demo",
-        help="run two nodes on this machine and pay from one to the other",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=paragraphs(
-            "Starts two complete nodes on loopback (a connector and a backend each, with their "
-            "own databases on one Postgres and their own key prefixes on one Redis: the "
-            "machine's from DATABASE_URL and REDIS_URL, or embedded ones in a temporary "
-            "directory) and a rates service (1 USD = 0.9 EUR), and sets them up through their "
-            "admin APIs as an integrator would: node A holds USD, node B holds USD and EUR; "
-            "they are peered both ways in USD with liquidity; alice has a wallet address on A, "
-            "bob one on B in EUR.",
-            "Then alice pays bob's incoming payment: a quote on A, an outgoing payment, funded "
-            "and sent in many small STREAM packets while a progress bar follows it. It prints "
-            "what was sent and delivered, the rate and both nodes' balances, and ends with one "
-            "JSON line. Exit status 0 when the payment completed with the exact amount.",
-        ),
+        "run two nodes on this machine and pay from one to the other",
+        "Starts two complete nodes on loopback (a connector and a backend each, with their "
+        "own databases on one Postgres and their own key prefixes on one Redis: the "
+        "machine's from DATABASE_URL and REDIS_URL, or embedded ones in a temporary "
+        "directory) and a rates service (1 USD = 0.9 EUR), and sets them up through their "
+        "admin APIs as an integrator would: node A holds USD, node B holds USD and EUR; "
+        "they are peered both ways in USD with liquidity; alice has a wallet address on A, "
+        "bob one on B in EUR.",
+        "Then alice pays bob's incoming payment: a quote on A, an outgoing payment, funded "
+        "and sent in many small STREAM packets while a progress bar follows it. It prints "
+        "what was sent and delivered, the rate and both nodes' balances, and ends with one "
+        "JSON line. Exit status 0 when the payment completed with the exact amount.",
     )
     parser.add_argument(
         "--amount",

@@ -42,7 +42,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kiungo.backend.service import http_server as backend_http_server
 from kiungo.backend.service import serve_backend
 from kiungo.config import Settings
 from kiungo.connector.app import serve_node
@@ -51,6 +50,7 @@ from kiungo.migrations.run import upgrade
 from kiungo.models import OutgoingPaymentState
 from kiungo.runtime.db import plain_url
 from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import http_server as backend_http_server
 from kiungo.runtime.runner import run_service
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url

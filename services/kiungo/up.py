@@ -14,13 +14,13 @@ import contextlib
 
 from kiungo.auth.app import auth_app
 from kiungo.backend.command import check_bind
-from kiungo.backend.service import http_server as backend_http_server
 from kiungo.backend.service import serve_backend
 from kiungo.config import Settings, warn_unused_rafiki_variables
 from kiungo.connector.app import serve_node
 from kiungo.connector.command import http_server
 from kiungo.migrations.run import upgrade
 from kiungo.runtime.log import configure_logging
+from kiungo.runtime.runner import http_server as backend_http_server
 from kiungo.runtime.runner import run_service
 from kiungo.store.local import postgres_url, redis_url
 from kiungo.store.tigerbeetle import tigerbeetle_settings

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import socket
 from pathlib import Path
 
-import uvicorn
-
 from kiungo.auth.app import auth_app
-from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.config import Settings
 from kiungo.runtime.db import create_pool
-from kiungo.runtime.log import configure_logging
-from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.runtime.runner import (
+    command_settings,
+    http_server,
+    serve_command,
+    serve_until_stopped,
+)
 from kiungo.store.local import postgres_url
 
 __all__ = ["run"]
@@ -22,25 +22,14 @@ __all__ = ["run"]
 
 def run(args: argparse.Namespace) -> int:
     """kiungo auth (its arguments: kiungo.commands)."""
-    environ = dict(os.environ)
-    if args.port is not None:
-        environ["AUTH_PORT"] = str(args.port)
-    settings = Settings.from_env(environ)
-    configure_logging(settings.log_level, settings.log_format)
-    warn_unused_rafiki_variables(environ)
-    check_processes(args.processes, settings)
+    settings = command_settings(args.port, "AUTH_PORT")
     where = f"http://{args.host}:{settings.auth_port} for {settings.auth_server_grant_url}"
-    if args.processes == 1:
-        print(f"auth server on {where}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            run_service(_serve(settings, args.host, None))
-        return 0
-    print(f"auth server on {where} ({args.processes} processes)", flush=True)
-    return run_processes(
-        args.processes,
-        args.host,
+    return serve_command(
+        args,
+        settings,
         settings.auth_port,
-        lambda listener, group: _serve(settings, args.host, listener),
+        _serve,
+        lambda processes: print(f"auth server on {where}{processes}", flush=True),
     )
 
 
@@ -55,15 +44,6 @@ async def _serve(
                 settings.auth_server_grant_url,
                 expires_in=settings.access_token_expiry_seconds,
             )
-            config = uvicorn.Config(
-                app,
-                host=host,
-                port=settings.auth_port,
-                log_config=None,
-                log_level=None,
-                lifespan="off",
-                access_log=False,
-            )
-            await serve_until_stopped(uvicorn.Server(config), listener)
+            await serve_until_stopped(http_server(app, host, settings.auth_port), listener)
         finally:
             await pool.close()

@@ -225,22 +225,12 @@ def create_app(backend: Backend, metrics: BackendMetrics | None = None) -> Starl
     metrics = metrics or BackendMetrics()
     graphql = GraphQLEndpoint(backend, build_schema(), metrics)
 
-    async def healthz(request: Request) -> Response:
-        try:
-            async with backend.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-            await backend.redis.ping()
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
-        return JSONResponse({"status": "ok"})
-
     async def render_metrics(request: Request) -> Response:
         return Response(await metrics.scrape(), media_type="text/plain; version=0.0.4")
 
     return Starlette(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
             *health_routes(backend.pool, backend.redis),
             Route("/metrics", render_metrics, methods=["GET"]),
         ]

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
 
 from kiungo.backend.schema import build_schema
-from kiungo.backend.service import http_server, serve_backend
+from kiungo.backend.service import serve_backend
 from kiungo.cli.arguments import CommandError
-from kiungo.config import Settings, warn_unused_rafiki_variables
-from kiungo.runtime.log import configure_logging
-from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.config import Settings
+from kiungo.runtime.runner import (
+    command_settings,
+    http_server,
+    serve_command,
+    serve_until_stopped,
+)
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = ["check_bind", "print_schema", "run", "schema_sdl"]
@@ -62,26 +64,15 @@ def check_bind(settings: Settings, host: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """kiungo backend (its arguments: kiungo.commands)."""
-    environ = dict(os.environ)
-    if args.port is not None:
-        environ["ADMIN_PORT"] = str(args.port)
-    settings = Settings.from_env(environ)
-    configure_logging(settings.log_level, settings.log_format)
-    warn_unused_rafiki_variables(environ)
+    settings = command_settings(args.port, "ADMIN_PORT")
     check_bind(settings, args.host)
-    check_processes(args.processes, settings)
     url = f"http://{args.host}:{settings.admin_port}/graphql"
-    if args.processes == 1:
-        _announce(settings, url)
-        with contextlib.suppress(KeyboardInterrupt):
-            run_service(_serve(settings, args.host, None))
-        return 0
-    _announce(settings, f"{url} ({args.processes} processes)")
-    return run_processes(
-        args.processes,
-        args.host,
+    return serve_command(
+        args,
+        settings,
         settings.admin_port,
-        lambda listener, group: _serve(settings, args.host, listener, group),
+        _serve,
+        lambda processes: _announce(settings, f"{url}{processes}"),
     )
 
 

@@ -181,6 +181,24 @@ class Context:
         await store.finish(scope, key, json.dumps(record))
         return result
 
+    async def idempotent_change(
+        self,
+        operation: str,
+        key: str | None,
+        request: Any,
+        change: Callable[[], Awaitable[object]],
+        respond: Callable[[dict[str, Any]], Awaitable[T]],
+    ) -> T:
+        """:meth:`idempotent` for a mutation that answers with what it changed, read afresh:
+        ``change`` does it and gives the id of what it changed; ``respond`` answers from the
+        record ``{"id": …}``, after the change and on a replay alike."""
+
+        async def run() -> tuple[dict[str, Any], T]:
+            record = {"id": str(await change())}
+            return record, await respond(record)
+
+        return await self.idempotent(operation, key, request, run, respond)
+
 
 def _jsonable(value: Any) -> Any:
     """An input object as plain JSON, for fingerprinting (idempotencyKey itself left out)."""

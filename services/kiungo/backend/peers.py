@@ -6,7 +6,8 @@ A peer's incoming tokens are kept only as their SHA-256 (the connector looks the
 its outgoing token is stored, because the connector sends it. Every change to a peer is
 announced on Redis so that each connector reloads its routing table (connectors also reload
 periodically, should an announcement be lost). Only the backend changes peers, so this lives in
-the backend; the connector reads them with its own routing-table query.
+the backend; the connector reads them with its own routing-table query. Its SQL is built from
+the models (:class:`kiungo.models.sql.Statement`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from redis.exceptions import RedisError
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 
 from kiungo.backend.assets import AssetNotFound
 from kiungo.backend.context import Backend
@@ -26,10 +40,12 @@ from kiungo.backend.errors import NotFound, Refusal
 from kiungo.ilp.address import is_valid_address
 from kiungo.ledger import AccountKind, Ledger, account_id_for
 from kiungo.ledger import reads as ledger_reads
+from kiungo.models import Asset, Peer, PeerIncomingToken
 from kiungo.models.peer import token_hash
+from kiungo.models.sql import Statement, table
 
 __all__ = [
-    "PEER_COLUMNS",
+    "PEERS",
     "InvalidPeer",
     "NewPeer",
     "PeerExists",
@@ -56,10 +72,65 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PEER_COLUMNS = (
-    "id, asset_id, name, static_ilp_address, http_endpoint, http_outgoing_token, "
-    "max_packet_amount, liquidity_threshold, liquidity_threshold_high, routes, created_at"
+_peers = table(Peer)
+_tokens = table(PeerIncomingToken)
+_assets = table(Asset)
+# The columns a peer is made with and changed through, each bound by its name.
+_FIELDS = (
+    "name",
+    "static_ilp_address",
+    "http_endpoint",
+    "http_outgoing_token",
+    "max_packet_amount",
+    "liquidity_threshold",
+    "liquidity_threshold_high",
+    "routes",
 )
+# What a peer's row holds for the API.
+_PEER_COLUMNS: tuple[ColumnElement[Any], ...] = tuple(
+    _peers.c[name] for name in ("id", "asset_id", *_FIELDS, "created_at")
+)
+PEERS: Select[Any] = select(*_PEER_COLUMNS)
+"""Peers' rows, for the caller's conditions."""
+
+_INSERT_TOKEN = Statement(
+    insert(_tokens).values(peer_id=bindparam("peer_id"), token_hash=bindparam("token_hash"))
+)
+_LOAD = Statement(PEERS.where(_peers.c.id == bindparam("id")))
+_BY_ADDRESS_AND_ASSET = Statement(
+    PEERS.where(
+        _peers.c.static_ilp_address == bindparam("address"),
+        _peers.c.asset_id == bindparam("asset_id"),
+    )
+)
+_ASSET = Statement(select(_peers.c.asset_id).where(_peers.c.id == bindparam("id")))
+# Shared lock: the asset cannot be deleted while its peer is being added.
+_SHARE_ASSET = Statement(
+    select(_assets.c.id)
+    .where(_assets.c.id == bindparam("id"), _assets.c.deleted_at.is_(None))
+    .with_for_update(read=True)
+)
+_CREATE = Statement(
+    insert(_peers)
+    .values({column: bindparam(column) for column in ("id", "asset_id", *_FIELDS)})
+    .returning(*_PEER_COLUMNS)
+)
+_DELETE = Statement(delete(_peers).where(_peers.c.id == bindparam("id")))
+_LOCK = Statement(PEERS.where(_peers.c.id == bindparam("id")).with_for_update())
+_UPDATE = Statement(
+    update(_peers)
+    .where(_peers.c.id == bindparam("id"))
+    .values(
+        **{field: bindparam(field) for field in _FIELDS},
+        liquidity_alert=case(
+            (bindparam("forget_alert", type_=Boolean), null()), else_=_peers.c.liquidity_alert
+        ),
+        updated_at=func.now(),
+    )
+    .returning(*_PEER_COLUMNS)
+)
+_DELETE_TOKENS = Statement(delete(_tokens).where(_tokens.c.peer_id == bindparam("peer_id")))
+_LOCK_ID = Statement(select(_peers.c.id).where(_peers.c.id == bindparam("id")).with_for_update())
 # The initial deposit of a peer has a transfer id derived from the peer's, so it happens once.
 _INITIAL_LIQUIDITY = uuid.UUID("3b0f6e2a-5c1d-4e8b-9a7f-2d4c6e8f0a1b")
 _MAX_TOKEN = 1024  # peers.http_outgoing_token is a VARCHAR(1024); incoming tokens alike
@@ -187,9 +258,8 @@ def _exists(exc: asyncpg.UniqueViolationError) -> PeerExists:
 async def _insert_tokens(
     conn: asyncpg.Connection, peer_id: uuid.UUID, digests: list[bytes]
 ) -> None:
-    await conn.executemany(
-        "INSERT INTO peer_incoming_tokens (id, peer_id, token_hash) VALUES ($1, $2, $3)",
-        [(uuid.uuid4(), peer_id, digest) for digest in digests],
+    await _INSERT_TOKEN.executemany(
+        conn, [{"peer_id": peer_id, "token_hash": digest} for digest in digests]
     )
 
 
@@ -202,28 +272,18 @@ async def announce(backend: Backend) -> None:
 
 
 async def load_peer(pool: asyncpg.Pool, peer_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(
-        f"SELECT {PEER_COLUMNS} FROM peers WHERE id = $1", peer_id
-    )
-    return row
+    return await _LOAD.fetchrow(pool, id=peer_id)
 
 
 async def peer_by_address_and_asset(
     pool: asyncpg.Pool, static_ilp_address: str, asset_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(
-        f"SELECT {PEER_COLUMNS} FROM peers WHERE static_ilp_address = $1 AND asset_id = $2",
-        static_ilp_address,
-        asset_id,
-    )
-    return row
+    return await _BY_ADDRESS_AND_ASSET.fetchrow(pool, address=static_ilp_address, asset_id=asset_id)
 
 
 async def peer_asset(pool: asyncpg.Pool, peer_id: uuid.UUID) -> uuid.UUID:
     """The peer's asset; :class:`PeerNotFound` when there is no such peer."""
-    asset_id: uuid.UUID | None = await pool.fetchval(
-        "SELECT asset_id FROM peers WHERE id = $1", peer_id
-    )
+    asset_id: uuid.UUID | None = await _ASSET.fetchval(pool, id=peer_id)
     if asset_id is None:
         raise PeerNotFound
     return asset_id
@@ -234,29 +294,14 @@ async def create_peer(pool: asyncpg.Pool, ledger: Ledger, peer: NewPeer) -> asyn
     peer_id = uuid.uuid4()
     try:
         async with pool.acquire() as conn, conn.transaction():
-            # Shared lock: the asset cannot be deleted while its peer is being added.
-            asset = await conn.fetchval(
-                "SELECT id FROM assets WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
-                peer.asset_id,
-            )
+            asset = await _SHARE_ASSET.fetchval(conn, id=peer.asset_id)
             if asset is None:
                 raise AssetNotFound
-            row = await conn.fetchrow(
-                "INSERT INTO peers (id, asset_id, name, static_ilp_address, http_endpoint, "
-                "http_outgoing_token, max_packet_amount, liquidity_threshold, "
-                "liquidity_threshold_high, routes) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                f"RETURNING {PEER_COLUMNS}",
-                peer_id,
-                peer.asset_id,
-                peer.name,
-                peer.static_ilp_address,
-                peer.http_endpoint,
-                peer.http_outgoing_token,
-                peer.max_packet_amount,
-                peer.liquidity_threshold,
-                peer.liquidity_threshold_high,
-                peer.routes,
+            row = await _CREATE.fetchrow(
+                conn,
+                id=peer_id,
+                asset_id=peer.asset_id,
+                **{field: getattr(peer, field) for field in _FIELDS},
             )
             await _insert_tokens(conn, peer_id, peer.incoming_token_digests)
     except asyncpg.UniqueViolationError as exc:
@@ -279,7 +324,7 @@ async def forget_unfunded(
     was deleted."""
     if await ledger.transfer(transfer) is not None:
         return False
-    await pool.execute("DELETE FROM peers WHERE id = $1", peer_id)
+    await _DELETE.execute(pool, id=peer_id)
     return True
 
 
@@ -299,9 +344,7 @@ async def update_peer(
     thresholds_changed = bool({"liquidity_threshold", "liquidity_threshold_high"} & changes.keys())
     try:
         async with pool.acquire() as conn, conn.transaction():
-            current = await conn.fetchrow(
-                f"SELECT {PEER_COLUMNS} FROM peers WHERE id = $1 FOR UPDATE", peer_id
-            )
+            current = await _LOCK.fetchrow(conn, id=peer_id)
             if current is None:
                 raise PeerNotFound
             merged = {**dict(current), **changes}
@@ -309,25 +352,14 @@ async def update_peer(
                 _u64(merged["liquidity_threshold"]),
                 _u64(merged["liquidity_threshold_high"]),
             )
-            row = await conn.fetchrow(
-                "UPDATE peers SET name = $2, static_ilp_address = $3, http_endpoint = $4, "
-                "http_outgoing_token = $5, max_packet_amount = $6, "
-                "liquidity_threshold = $7, liquidity_threshold_high = $8, routes = $9, "
-                "liquidity_alert = CASE WHEN $10 THEN NULL ELSE liquidity_alert END, "
-                f"updated_at = now() WHERE id = $1 RETURNING {PEER_COLUMNS}",
-                peer_id,
-                merged["name"],
-                merged["static_ilp_address"],
-                merged["http_endpoint"],
-                merged["http_outgoing_token"],
-                merged["max_packet_amount"],
-                merged["liquidity_threshold"],
-                merged["liquidity_threshold_high"],
-                merged["routes"],
-                thresholds_changed,
+            row = await _UPDATE.fetchrow(
+                conn,
+                id=peer_id,
+                forget_alert=thresholds_changed,
+                **{field: merged[field] for field in _FIELDS},
             )
             if digests is not None:
-                await conn.execute("DELETE FROM peer_incoming_tokens WHERE peer_id = $1", peer_id)
+                await _DELETE_TOKENS.execute(conn, peer_id=peer_id)
                 await _insert_tokens(conn, peer_id, digests)
     except asyncpg.UniqueViolationError as exc:
         raise _exists(exc) from None
@@ -342,7 +374,7 @@ async def delete_peer(pool: asyncpg.Pool, ledger: Ledger, peer_id: uuid.UUID) ->
     account = account_id_for(AccountKind.PEER_LIQUIDITY, peer_id)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            found = await conn.fetchval("SELECT id FROM peers WHERE id = $1 FOR UPDATE", peer_id)
+            found = await _LOCK_ID.fetchval(conn, id=peer_id)
             if found is None:
                 raise PeerNotFound
             # Locked, so no ledger batch moves the account's money while we decide.
@@ -352,6 +384,6 @@ async def delete_peer(pool: asyncpg.Pool, ledger: Ledger, peer_id: uuid.UUID) ->
                     "the peer's liquidity account has a balance or pending transfers: "
                     "withdraw its liquidity (and post or void pending withdrawals) first",
                 )
-            await conn.execute("DELETE FROM peers WHERE id = $1", peer_id)
+            await _DELETE.execute(conn, id=peer_id)
     except asyncpg.ForeignKeyViolationError:
         raise PeerInUse("outgoing payments were sent through the peer") from None

@@ -19,6 +19,7 @@ from kiungo.backend.workers import Workers
 from kiungo.config import Settings
 from kiungo.ledger.backend import make_ledger
 from kiungo.runtime.db import create_pool
+from kiungo.runtime.runner import http_server, listening_url, started
 from kiungo.runtime.tasks import stop_tasks
 
 __all__ = ["RunningBackend", "backend_server", "serve_backend"]
@@ -67,22 +68,7 @@ class RunningBackend:
 
     @property
     def url(self) -> str:
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-
-def http_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    # uvicorn logs through kiungo.runtime.log's handler, as the connector's server does.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        log_level=None,
-        lifespan="off",
-        access_log=False,
-    )
-    return uvicorn.Server(config)
+        return listening_url(self.server)
 
 
 @contextlib.asynccontextmanager
@@ -96,16 +82,8 @@ async def backend_server(
     workers: bool = True,
 ) -> AsyncIterator[RunningBackend]:
     """A started backend listening on ``host:port`` (port 0: any free port)."""
-    async with serve_backend(settings, database_url, redis_url, workers=workers) as (backend, app):
-        server = http_server(app, host, port)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the backend stopped while starting")
-            await asyncio.sleep(0.01)
-        try:
-            yield RunningBackend(backend, server)
-        finally:
-            server.should_exit = True
-            await task
+    async with (
+        serve_backend(settings, database_url, redis_url, workers=workers) as (backend, app),
+        started(http_server(app, host, port), "backend") as server,
+    ):
+        yield RunningBackend(backend, server)

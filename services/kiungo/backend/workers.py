@@ -10,6 +10,9 @@
 - liquidity alerts: an asset's or peer's liquidity crossing its low or high threshold raises
   ``*.liquidity_low`` / ``*.liquidity_high`` once per crossing; the same round sets the ledger
   gauges of ``/metrics`` (every liquidity account's balance, pending holds), which only read.
+
+Their SQL is built from the models (:class:`kiungo.models.sql.Statement`); the ledger's tables
+are read through :mod:`kiungo.ledger.reads`.
 """
 
 from __future__ import annotations
@@ -21,16 +24,37 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Interval,
+    Table,
+    Uuid,
+    bindparam,
+    case,
+    column,
+    exists,
+    func,
+    literal_column,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.sql.selectable import Alias, TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.events import EventType, amount_json, insert_event, iso_time
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger import reads as ledger_reads
-from kiungo.payments.incoming import OPEN, sql_list
+from kiungo.models import Asset, IncomingPayment, Peer, WalletAddress, WebhookEvent
+from kiungo.models.sql import Statement, table
+from kiungo.payments.incoming import OPEN
 from kiungo.payments.incoming import store as incoming_store
 from kiungo.runtime.http1 import Http1Client, LinkError
 from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
@@ -50,39 +74,78 @@ _WEBHOOK_BATCH = 100
 _EXPIRY_BATCH = 200
 _WEBHOOK_CONCURRENCY = 50
 
+_events = table(WebhookEvent)
+_assets = table(Asset)
+_peers = table(Peer)
+_incoming = table(IncomingPayment)
+_wallets = table(WalletAddress)
+
 # The earliest due event of each resource whose earlier events are all delivered or given up.
-_CLAIM_WEBHOOKS = """
-WITH due AS (
-    SELECT e.id FROM webhook_events e
-    WHERE e.process_at IS NOT NULL AND e.process_at <= now()
-      AND NOT EXISTS (
-          SELECT 1 FROM webhook_events p
-          WHERE p.resource_id = e.resource_id AND p.process_at IS NOT NULL AND p.seq < e.seq
-      )
-    ORDER BY e.seq
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+_e = _events.alias("e")
+_p = _events.alias("p")
+# The events a batch updates (an Alias: what update() takes).
+_w = cast(Alias, _events.alias("w"))
+_due = (
+    select(_e.c.id)
+    .where(
+        _e.c.process_at.is_not(None),
+        _e.c.process_at <= func.now(),
+        ~exists().where(
+            _p.c.resource_id == _e.c.resource_id,
+            _p.c.process_at.is_not(None),
+            _p.c.seq < _e.c.seq,
+        ),
+    )
+    .order_by(_e.c.seq)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+    .cte("due")
 )
-UPDATE webhook_events w SET process_at = now() + $2::interval, updated_at = now()
-FROM due WHERE w.id = due.id
-RETURNING w.id, w.type, w.data, w.attempts
-"""
+_CLAIM_WEBHOOKS = Statement(
+    update(_w)
+    .where(_w.c.id == _due.c.id)
+    .values(process_at=func.now() + bindparam("lease", type_=Interval), updated_at=func.now())
+    .returning(_w.c.id, _w.c.type, _w.c.data, _w.c.attempts)
+)
 
-_DELIVERED = """
-UPDATE webhook_events AS w
-SET attempts = w.attempts + 1, status_code = u.status, process_at = NULL,
-    delivered_at = now(), updated_at = now()
-FROM unnest($1::uuid[], $2::int[]) AS u(id, status) WHERE w.id = u.id
-"""
 
-_FAILED = """
-UPDATE webhook_events AS w
-SET attempts = w.attempts + 1, status_code = u.status, updated_at = now(),
-    process_at = CASE WHEN w.attempts + 1 >= $4 THEN NULL
-                      ELSE now() + make_interval(secs => u.wait / 1000.0) END
-FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS u(id, status, wait)
-WHERE w.id = u.id
-"""
+def _unnested(**columns: type[TypeEngine[Any]]) -> TableValuedAlias:
+    """``unnest($1, $2, …) AS u(<columns>)``: a row per position of the arrays bound by the
+    columns' names (``id=[…]``, ``status=[…]``)."""
+    return (
+        func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in columns.items()))
+        .table_valued(*(column(name, kind) for name, kind in columns.items()))
+        .render_derived(name="u")
+    )
+
+
+def _attempted(results: TableValuedAlias, **values: Any) -> Statement:
+    """One more attempt of each event of ``results`` (``u.id``), its answer ``u.status``."""
+    return Statement(
+        update(_w)
+        .where(_w.c.id == results.c.id)
+        .values(
+            attempts=_w.c.attempts + 1,
+            status_code=results.c.status,
+            updated_at=func.now(),
+            **values,
+        )
+    )
+
+
+_DELIVERED = _attempted(
+    _unnested(id=Uuid, status=Integer), process_at=null(), delivered_at=func.now()
+)
+_failed = _unnested(id=Uuid, status=Integer, wait=BigInteger)
+_FAILED = _attempted(
+    _failed,
+    process_at=case(
+        (_w.c.attempts + 1 >= bindparam("max_attempts", type_=Integer), null()),
+        # make_interval(years, months, weeks, days, hours, mins, secs)
+        else_=func.now()
+        + func.make_interval(0, 0, 0, 0, 0, 0, _failed.c.wait / literal_column("1000.0")),
+    ),
+)
 
 
 async def deliver_webhooks(
@@ -95,7 +158,7 @@ async def deliver_webhooks(
         return 0
     lease = timedelta(milliseconds=settings.webhook_timeout_ms + 10_000)
     async with backend.pool.acquire() as conn:
-        rows = await conn.fetch(_CLAIM_WEBHOOKS, _WEBHOOK_BATCH, lease)
+        rows = await _CLAIM_WEBHOOKS.fetch(conn, limit=_WEBHOOK_BATCH, lease=lease)
     if not rows:
         return 0
     limit = asyncio.Semaphore(_WEBHOOK_CONCURRENCY)
@@ -129,14 +192,16 @@ async def deliver_webhooks(
     backoff = settings.webhook_retry_backoff_ms
     async with backend.pool.acquire() as conn:
         if delivered:
-            await conn.execute(_DELIVERED, [i for i, _ in delivered], [s for _, s in delivered])
+            await _DELIVERED.execute(
+                conn, id=[i for i, _ in delivered], status=[s for _, s in delivered]
+            )
         if failed:
-            await conn.execute(
-                _FAILED,
-                [i for i, _, _ in failed],
-                [s for _, s, _ in failed],
-                [min(a, 6) * backoff for _, _, a in failed],
-                settings.webhook_max_retry,
+            await _FAILED.execute(
+                conn,
+                id=[i for i, _, _ in failed],
+                status=[s for _, s, _ in failed],
+                wait=[min(a, 6) * backoff for _, _, a in failed],
+                max_attempts=settings.webhook_max_retry,
             )
     if metrics is not None:
         metrics.webhooks.labels("delivered").inc(len(delivered))
@@ -146,15 +211,18 @@ async def deliver_webhooks(
     return len(rows)
 
 
-_DUE_INCOMING_PAYMENTS = f"""
-SELECT p.id, a.code AS asset_code, a.scale AS asset_scale
-FROM incoming_payments p
-JOIN assets a ON a.id = p.asset_id
-WHERE p.state IN {sql_list(OPEN)} AND p.expires_at <= now()
-ORDER BY p.expires_at
-LIMIT $1
-FOR UPDATE OF p SKIP LOCKED
-"""
+_DUE_INCOMING_PAYMENTS = Statement(
+    select(
+        _incoming.c.id,
+        _assets.c.code.label("asset_code"),
+        _assets.c.scale.label("asset_scale"),
+    )
+    .select_from(_incoming.join(_assets, _assets.c.id == _incoming.c.asset_id))
+    .where(_incoming.c.state.in_(OPEN), _incoming.c.expires_at <= func.now())
+    .order_by(_incoming.c.expires_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(of=_incoming, skip_locked=True)
+)
 
 
 async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH) -> int:
@@ -163,7 +231,7 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
     the ledger's lock on its account, so no packet lands after the EXPIRED event."""
     expired = 0
     async with backend.pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(_DUE_INCOMING_PAYMENTS, limit)
+        due = await _DUE_INCOMING_PAYMENTS.fetch(conn, limit=limit)
         if not due:
             return 0
         await backend.ledger.sync_balances(
@@ -191,6 +259,13 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
     return expired
 
 
+_REPORTED = Statement(
+    update(_wallets)
+    .where(_wallets.c.id == bindparam("id"))
+    .values(total_events_amount=bindparam("total"), updated_at=func.now())
+)
+
+
 async def emit_web_monetization_events(
     backend: Backend, limit: int = _EXPIRY_BATCH, *, threshold: int | None = None
 ) -> int:
@@ -202,12 +277,7 @@ async def emit_web_monetization_events(
         unreported = ledger_reads.wallet_addresses_with_unreported_receipts
         for row in await unreported(conn, limit, threshold):
             received = int(row["credits_posted"]) - int(row["total_events_amount"])
-            await conn.execute(
-                "UPDATE wallet_addresses SET total_events_amount = $2, updated_at = now() "
-                "WHERE id = $1",
-                row["id"],
-                row["credits_posted"],
-            )
+            await _REPORTED.execute(conn, id=row["id"], total=row["credits_posted"])
             data = {
                 "walletAddress": {
                     "id": str(row["id"]),
@@ -232,6 +302,19 @@ async def emit_web_monetization_events(
 _LIQUIDITY_KINDS = (AccountKind.ASSET_LIQUIDITY, AccountKind.PEER_LIQUIDITY)
 
 
+def _set_alert(owners: Table) -> Statement:
+    """Records the alert last raised for an asset or a peer (its updated_at unchanged)."""
+    return Statement(
+        update(owners)
+        .where(owners.c.id == bindparam("id"))
+        .values(liquidity_alert=bindparam("alert"), updated_at=owners.c.updated_at)
+    )
+
+
+_SET_ASSET_ALERT = _set_alert(_assets)
+_SET_PEER_ALERT = _set_alert(_peers)
+
+
 def _alert(available: int, low: int | None, high: int | None) -> str | None:
     if low is not None and available < low:
         return "LOW"
@@ -245,15 +328,15 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     raised = 0
     async with backend.pool.acquire() as conn, conn.transaction():
         await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
-        for table, read, low_event, high_event in (
+        for set_alert, read, low_event, high_event in (
             (
-                "assets",
+                _SET_ASSET_ALERT,
                 ledger_reads.assets_liquidity_against_thresholds,
                 EventType.ASSET_LIQUIDITY_LOW,
                 EventType.ASSET_LIQUIDITY_HIGH,
             ),
             (
-                "peers",
+                _SET_PEER_ALERT,
                 ledger_reads.peers_liquidity_against_thresholds,
                 EventType.PEER_LIQUIDITY_LOW,
                 EventType.PEER_LIQUIDITY_HIGH,
@@ -266,14 +349,10 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
                 alert = _alert(available, low, high)
                 if alert == row["liquidity_alert"]:
                     continue
-                await conn.execute(
-                    f"UPDATE {table} SET liquidity_alert = $2 WHERE id = $1",
-                    row["id"],
-                    alert,
-                )
+                await set_alert.execute(conn, id=row["id"], alert=alert)
                 if alert is None:
                     continue
-                asset_id = row["id"] if table == "assets" else row["asset_id"]
+                asset_id = row["id"] if set_alert is _SET_ASSET_ALERT else row["asset_id"]
                 data: dict[str, Any] = {
                     "id": str(row["id"]),
                     "asset": {"id": str(asset_id), "code": row["code"], "scale": row["scale"]},

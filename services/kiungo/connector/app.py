@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,15 +41,6 @@ def create_app(node: Node) -> ASGIApp:
     payments, /livez, /readyz, /healthz,
     /metrics, /internal/quote) on Starlette."""
 
-    async def healthz(request: Request) -> Response:
-        try:
-            async with node.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-            await node.redis.ping()
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
-        return JSONResponse({"status": "ok"})
-
     async def metrics(request: Request) -> Response:
         return Response(await node.metrics.scrape(), media_type="text/plain; version=0.0.4")
 
@@ -64,7 +55,6 @@ def create_app(node: Node) -> ASGIApp:
 
     rest = Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
             *health_routes(node.pool, node.redis),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/internal/quote", quote, methods=["POST"]),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,11 +12,18 @@ from pathlib import Path
 
 import uvicorn
 
-from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
 from kiungo.connector.node import Node
-from kiungo.runtime.log import configure_logging
-from kiungo.runtime.runner import check_processes, run_processes, run_service, serve_until_stopped
+from kiungo.runtime.runner import (
+    command_settings,
+    listening_url,
+    run_service,
+    serve_command,
+    serve_until_stopped,
+    started,
+)
+from kiungo.runtime.runner import http_server as app_server
 from kiungo.store.local import postgres_url, redis_url
 
 __all__ = [
@@ -39,27 +44,14 @@ class RunningConnector:
 
     @property
     def url(self) -> str:
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return listening_url(self.server)
 
 
 def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
     """The uvicorn server of a node's connector app (not yet serving)."""
-    config = uvicorn.Config(
-        create_app(node),
-        host=host,
-        port=port,
-        # uvicorn's records go through kiungo.runtime.log's handler (JSON with LOG_FORMAT=json), at
-        # LOG_LEVEL, rather than through handlers of its own that print plain text.
-        log_config=None,
-        log_level=None,
-        lifespan="off",
-        access_log=False,
-        # Nothing here reads the client's address or the request's scheme and host (SPSP
-        # resolves paths under OPEN_PAYMENTS_URL), and rewriting them costs every packet.
-        proxy_headers=False,
-    )
-    return uvicorn.Server(config)
+    # Nothing here reads the client's address or the request's scheme and host (SPSP resolves
+    # paths under OPEN_PAYMENTS_URL), and rewriting them costs every packet.
+    return app_server(create_app(node), host, port, proxy_headers=False)
 
 
 @contextlib.asynccontextmanager
@@ -67,45 +59,26 @@ async def connector_server(
     settings: Settings, database: str, redis: str, host: str, port: int
 ) -> AsyncIterator[RunningConnector]:
     """A started connector listening on ``host:port`` (port 0: any free port)."""
-    async with serve_node(settings, database, redis) as node:
-        server = http_server(node, host, port)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the connector stopped while starting")
-            await asyncio.sleep(0.01)
-        try:
-            yield RunningConnector(node, server)
-        finally:
-            server.should_exit = True
-            await task
+    async with (
+        serve_node(settings, database, redis) as node,
+        started(http_server(node, host, port), "connector") as server,
+    ):
+        yield RunningConnector(node, server)
 
 
 def run(args: argparse.Namespace) -> int:
     """kiungo connector (its arguments: kiungo.commands)."""
-    environ = dict(os.environ)
-    if args.port is not None:  # through the environment, so that ILP_CONNECTOR_URL follows it
-        environ["CONNECTOR_PORT"] = str(args.port)
-    settings = Settings.from_env(environ)
-    configure_logging(settings.log_level, settings.log_format)
-    warn_unused_rafiki_variables(environ)
-    check_processes(args.processes, settings)
+    # Through the environment, so that ILP_CONNECTOR_URL follows it.
+    settings = command_settings(args.port, "CONNECTOR_PORT")
     where = f"http://{args.host}:{settings.connector_port}"
-    if args.processes == 1:
-        print(f"connector on {where}, ILP address {settings.ilp_address}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            run_service(_serve(settings, args.host, None))
-        return 0
-    print(
-        f"connector on {where} ({args.processes} processes), ILP address {settings.ilp_address}",
-        flush=True,
-    )
-    return run_processes(
-        args.processes,
-        args.host,
+    return serve_command(
+        args,
+        settings,
         settings.connector_port,
-        lambda listener, group: _serve(settings, args.host, listener, group),
+        _serve,
+        lambda processes: print(
+            f"connector on {where}{processes}, ILP address {settings.ilp_address}", flush=True
+        ),
     )
 
 

@@ -1,10 +1,12 @@
-"""Liveness and readiness, the same on both services: ``GET /livez`` and ``GET /readyz``.
+"""Liveness and readiness, the same on both services: ``GET /livez``, ``GET /readyz`` and
+``GET /healthz``.
 
 ``/livez`` answers 200 whenever the process serves HTTP and touches no store: an orchestrator
 restarts a process whose liveness fails, and restarting cures neither a Postgres nor a Redis
 outage. ``/readyz`` answers 200 only when Postgres and Redis both answer within
 ``READY_TIMEOUT`` seconds, else 503 with which of them did not, so that the replica is taken out
-of its load balancer until they do. (``/healthz`` stays, as before: the readiness check alone.)
+of its load balancer until they do. ``/healthz`` stays as it was: both stores asked once, without
+a bound of its own, 503 with the type of the first failure.
 """
 
 from __future__ import annotations
@@ -62,7 +64,17 @@ async def store_problems(
 
 
 def health_routes(pool: asyncpg.Pool, redis: Redis) -> list[Route]:
-    """``GET /livez`` and ``GET /readyz`` for a service whose stores are ``pool`` and ``redis``."""
+    """``GET /healthz``, ``GET /livez`` and ``GET /readyz`` for a service whose stores are
+    ``pool`` and ``redis``."""
+
+    async def healthz(request: Request) -> Response:
+        try:
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            await redis.ping()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok"})
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -73,4 +85,8 @@ def health_routes(pool: asyncpg.Pool, redis: Redis) -> list[Route]:
             return JSONResponse({"status": "unavailable", "reason": problems}, 503)
         return JSONResponse({"status": "ok"})
 
-    return [Route("/livez", livez, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]

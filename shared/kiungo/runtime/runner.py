@@ -3,6 +3,8 @@ use it)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -10,23 +12,30 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 import uvloop
+from starlette.types import ASGIApp
 
 from kiungo.cli.arguments import CommandError
-from kiungo.config import Settings
+from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.runtime.log import configure_logging
 
 __all__ = [
     "RESTARTS_ALLOWED",
     "RESTART_WINDOW_SECONDS",
     "check_processes",
+    "command_settings",
+    "http_server",
+    "listening_url",
     "run_processes",
     "run_service",
+    "serve_command",
     "serve_until_stopped",
+    "started",
 ]
 
 log = logging.getLogger("kiungo.runtime.runner")
@@ -35,6 +44,46 @@ log = logging.getLogger("kiungo.runtime.runner")
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop: it about doubles what one process serves."""
     uvloop.run(main)
+
+
+def http_server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """The uvicorn server of a service's app (not yet serving), ``options`` added to its config.
+    uvicorn's records go through kiungo.runtime.log's handler (JSON with LOG_FORMAT=json), at
+    LOG_LEVEL, rather than through handlers of its own that print plain text."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=None,
+        lifespan="off",
+        access_log=False,
+        **options,
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.asynccontextmanager
+async def started(server: uvicorn.Server, what: str) -> AsyncIterator[uvicorn.Server]:
+    """``server`` serving (in a task) once it listens, until the block ends; if it stops while
+    starting, its error (or one saying the ``what`` stopped)."""
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"the {what} stopped while starting")
+        await asyncio.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
+
+
+def listening_url(server: uvicorn.Server) -> str:
+    """``http://host:port`` of a started server's first socket."""
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return f"http://{host}:{port}"
 
 
 async def serve_until_stopped(server: uvicorn.Server, listener: socket.socket | None) -> None:
@@ -68,6 +117,45 @@ RESTARTS_ALLOWED = 5
 service stops instead of restarting them (a child that dies at once would otherwise be
 restarted forever, hiding the fault)."""
 RESTART_WINDOW_SECONDS = 60.0
+
+
+def command_settings(port: int | None, port_variable: str) -> Settings:
+    """A serving command's settings: the environment's, with ``--port`` (when given) as
+    ``port_variable`` (so that what follows that variable follows it); logging configured and
+    Rafiki's variables that do nothing here warned of."""
+    environ = dict(os.environ)
+    if port is not None:
+        environ[port_variable] = str(port)
+    settings = Settings.from_env(environ)
+    configure_logging(settings.log_level, settings.log_format)
+    warn_unused_rafiki_variables(environ)
+    return settings
+
+
+def serve_command(
+    args: argparse.Namespace,
+    settings: Settings,
+    port: int,
+    serve: Callable[[Settings, str, socket.socket | None, Path | None], Coroutine[Any, Any, None]],
+    announce: Callable[[str], None],
+) -> int:
+    """Run a serving command (``args``: its --host and --processes): ``serve`` in this process
+    (no listener, no metrics group) or in --processes of them sharing ``host:port``
+    (:func:`run_processes`), after ``announce`` of what is served (given "" or
+    " (N processes)"). Its exit status."""
+    check_processes(args.processes, settings)
+    if args.processes == 1:
+        announce("")
+        with contextlib.suppress(KeyboardInterrupt):
+            run_service(serve(settings, args.host, None, None))
+        return 0
+    announce(f" ({args.processes} processes)")
+    return run_processes(
+        args.processes,
+        args.host,
+        port,
+        lambda listener, group: serve(settings, args.host, listener, group),
+    )
 
 
 def run_processes(

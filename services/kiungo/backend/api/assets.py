@@ -9,13 +9,17 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import bindparam
 
 from kiungo.backend import assets as domain
-from kiungo.backend.api.common import PageInfo, SortOrder, UInt8, UInt64, iso, parse_uuid
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.common import PageInfo, UInt8, UInt64, iso, parse_uuid
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, NotFound, Refusal, not_found, refusals_as
 from kiungo.ledger import AccountKind
+from kiungo.models import Asset as AssetModel
+from kiungo.models import Fee as FeeModel
+from kiungo.models.sql import table
 
 __all__ = ["Asset", "AssetMutation", "AssetQuery", "Fee", "FeeMutation", "load_asset"]
 
@@ -26,6 +30,12 @@ _REFUSALS: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.AssetExists, ErrorCode.DUPLICATE),
     (domain.AssetInUse, ErrorCode.FORBIDDEN),
 )
+
+
+_assets = table(AssetModel)
+_fees = table(FeeModel)
+_ASSETS = Listing(domain.ASSETS.where(_assets.c.deleted_at.is_(None)))
+_FEES = Listing(domain.FEES.where(_fees.c.asset_id == bindparam("asset_id")))
 
 
 def _u64(value: Any) -> int | None:
@@ -114,21 +124,17 @@ class Asset:
         return await _current_fee(info.context, self._uuid, "RECEIVING")
 
     @strawberry.field(description="Every fee set on the asset, newest first by default.")
+    @paged
     async def fees(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> FeesConnection:
-        rows, page_info, cursors = await fetch_page(
+        rows, page_info, cursors = await fetch_listing(
             info.context.pool,
-            domain.FEES,
-            ["asset_id = $1"],
-            [self._uuid],
-            PageRequest(first, last, after, before, sort_order),
+            _FEES,
+            page,
+            {"asset_id": self._uuid},
         )
         return FeesConnection(
             page_info=page_info,
@@ -181,22 +187,13 @@ class AssetQuery:
         return None if row is None else Asset.from_row(row)
 
     @strawberry.field(description="A page of assets, newest first unless sortOrder says ASC.")
+    @paged
     async def assets(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> AssetsConnection:
-        rows, page_info, cursors = await fetch_page(
-            info.context.pool,
-            f"SELECT {domain.ASSET_COLUMNS} FROM assets",
-            ["deleted_at IS NULL"],
-            [],
-            PageRequest(first, last, after, before, sort_order),
-        )
+        rows, page_info, cursors = await fetch_listing(info.context.pool, _ASSETS, page)
         return AssetsConnection(
             page_info=page_info,
             edges=[

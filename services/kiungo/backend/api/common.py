@@ -144,6 +144,23 @@ class FilterString:
     in_: list[str] = strawberry.field(name="in")
 
 
+def filter_uuids(values: FilterString | None, what: str) -> list[uuid.UUID] | None:
+    """A filter's UUIDs (BAD_USER_INPUT naming ``what`` for one that is not); None when the
+    filter is not given."""
+    return None if values is None else [parse_uuid(v, what) for v in values.in_]
+
+
+def filter_states(values: FilterString | None, states: type[enum.Enum]) -> list[str] | None:
+    """A filter's states, each one of ``states`` (else BAD_USER_INPUT); None when the filter
+    is not given."""
+    if values is None:
+        return None
+    known = {s.value for s in states}
+    if not set(values.in_) <= known:
+        raise bad_input(f"state must be one of {', '.join(sorted(known))}")
+    return list(values.in_)
+
+
 def parse_uuid(value: str, what: str) -> uuid.UUID:
     """A UUID argument; anything else is BAD_USER_INPUT naming the argument."""
     try:

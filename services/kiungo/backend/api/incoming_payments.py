@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import ARRAY, String, Uuid, any_, bindparam, func, select, update
 
 from kiungo.backend.api.common import (
     Amount,
@@ -16,8 +17,9 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
+    filter_states,
+    filter_uuids,
     iso,
     metadata_json,
     metadata_value,
@@ -33,12 +35,15 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
+from kiungo.backend.errors import ApiError, ErrorCode, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
+from kiungo.models import Asset
+from kiungo.models import IncomingPayment as IncomingPaymentModel
+from kiungo.models.sql import Statement, table
 from kiungo.payments.incoming import ENDED, States, store
 from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER
 
@@ -51,12 +56,40 @@ __all__ = [
 ]
 
 _WALLET = WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1"
-_SELECT = """
-SELECT p.id, p.wallet_address_id, p.asset_id, p.incoming_amount, p.received_amount, p.state,
-       p.expires_at, p.metadata, p.client, p.created_at, a.code AS asset_code,
-       a.scale AS asset_scale
-FROM incoming_payments p JOIN assets a ON a.id = p.asset_id
-"""
+_payments = table(IncomingPaymentModel)
+_assets = table(Asset)
+# An incoming payment with its asset's code and scale.
+_SELECT = select(
+    _payments.c.id,
+    _payments.c.wallet_address_id,
+    _payments.c.asset_id,
+    _payments.c.incoming_amount,
+    _payments.c.received_amount,
+    _payments.c.state,
+    _payments.c.expires_at,
+    _payments.c.metadata,
+    _payments.c.client,
+    _payments.c.created_at,
+    _assets.c.code.label("asset_code"),
+    _assets.c.scale.label("asset_scale"),
+).select_from(_payments.join(_assets, _assets.c.id == _payments.c.asset_id))
+_PAYMENTS = Listing(
+    _SELECT,
+    {
+        "wallets": _payments.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+        "states": _payments.c.state == any_(bindparam("states", type_=ARRAY(String))),
+    },
+)
+_LOAD = Statement(_SELECT.where(_payments.c.id == bindparam("id")))
+_SET_METADATA = Statement(
+    update(_payments)
+    .where(_payments.c.id == bindparam("id"))
+    .values(metadata=bindparam("metadata"), updated_at=func.now())
+    .returning(_payments.c.id)
+)
+_LOCK_STATE = Statement(
+    select(_payments.c.state).where(_payments.c.id == bindparam("id")).with_for_update()
+)
 
 
 # The models' states are the GraphQL enum: fields typed States show as IncomingPaymentState.
@@ -134,13 +167,12 @@ async def page_incoming_payments(
     wallet_address_ids: Sequence[uuid.UUID] | None = None,
     states: Sequence[str] | None = None,
 ) -> IncomingPaymentConnection:
-    where: list[str] = []
-    params: list[Any] = []
+    filters: dict[str, Any] = {}
     if wallet_address_ids is not None:
-        filter_in(where, params, "p.wallet_address_id", wallet_address_ids, "uuid")
+        filters["wallets"] = list(wallet_address_ids)
     if states is not None:
-        filter_in(where, params, "p.state", states, "text")
-    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page, alias="p")
+        filters["states"] = list(states)
+    rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
     return IncomingPaymentConnection(
         page_info=page_info,
         edges=[
@@ -151,7 +183,7 @@ async def page_incoming_payments(
 
 
 async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
-    row: asyncpg.Record | None = await ctx.pool.fetchrow(_SELECT + " WHERE p.id = $1", payment_id)
+    row = await _LOAD.fetchrow(ctx.pool, id=payment_id)
     if row is None:
         raise not_found("incoming payment")
     return row
@@ -163,10 +195,6 @@ class IncomingPaymentFilter:
     state: FilterString | None = None
 
 
-def _uuids(values: FilterString | None, what: str) -> list[uuid.UUID] | None:
-    return None if values is None else [parse_uuid(v, what) for v in values.in_]
-
-
 @strawberry.type
 class IncomingPaymentQuery:
     @strawberry.field(description="Fetch an incoming payment by its id.")
@@ -176,29 +204,21 @@ class IncomingPaymentQuery:
         return IncomingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
 
     @strawberry.field(description="A page of incoming payments, newest first by default.")
+    @paged
     async def incoming_payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: IncomingPaymentFilter | None = None,
     ) -> IncomingPaymentConnection:
-        states = None
-        if filter is not None and filter.state is not None:
-            known = {s.value for s in States}
-            states = list(filter.state.in_)
-            if not set(states) <= known:
-                raise bad_input(f"state must be one of {', '.join(sorted(known))}")
         return await page_incoming_payments(
             info.context,
-            PageRequest(first, last, after, before, sort_order),
-            wallet_address_ids=_uuids(
+            page,
+            # States first: with both wrong, the state is the error, as it always was.
+            states=filter_states(filter.state if filter else None, States),
+            wallet_address_ids=filter_uuids(
                 filter.wallet_address_id if filter else None, "walletAddressId"
             ),
-            states=states,
         )
 
 
@@ -282,23 +302,17 @@ class IncomingPaymentMutation:
         payment_id = parse_uuid(str(input.id), "id")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
-            updated = await ctx.pool.fetchval(
-                "UPDATE incoming_payments SET metadata = $2::jsonb, updated_at = now() "
-                "WHERE id = $1 RETURNING id",
-                payment_id,
-                metadata,
-            )
+        async def change() -> uuid.UUID:
+            updated = await _SET_METADATA.fetchval(ctx.pool, id=payment_id, metadata=metadata)
             if updated is None:
                 raise not_found("incoming payment")
-            record = {"id": str(payment_id)}
-            return record, IncomingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> IncomingPaymentResponse:
+        async def respond(record: dict[str, Any]) -> IncomingPaymentResponse:
             return IncomingPaymentResponse(payment=await _reload(ctx, record))
 
-        return await ctx.idempotent(
-            "updateIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "updateIncomingPayment", input.idempotency_key, input, change, respond
         )
 
     @strawberry.mutation(
@@ -311,11 +325,9 @@ class IncomingPaymentMutation:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
 
-        async def run() -> tuple[dict[str, Any], CancelIncomingPaymentResponse]:
+        async def change() -> uuid.UUID:
             async with ctx.pool.acquire() as conn, conn.transaction():
-                state = await conn.fetchval(
-                    "SELECT state FROM incoming_payments WHERE id = $1 FOR UPDATE", payment_id
-                )
+                state = await _LOCK_STATE.fetchval(conn, id=payment_id)
                 if state is None:
                     raise not_found("incoming payment")
                 if state != States.PENDING:
@@ -333,14 +345,13 @@ class IncomingPaymentMutation:
                     )
                 await store.cancel(conn, payment_id)
             await ctx.backend.receiver_changed(payment_id)
-            record = {"id": str(payment_id)}
-            return record, CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> CancelIncomingPaymentResponse:
+        async def respond(record: dict[str, Any]) -> CancelIncomingPaymentResponse:
             return CancelIncomingPaymentResponse(payment=await _reload(ctx, record))
 
-        return await ctx.idempotent(
-            "cancelIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "cancelIncomingPayment", input.idempotency_key, input, change, respond
         )
 
     @strawberry.mutation(

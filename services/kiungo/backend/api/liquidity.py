@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import strawberry
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 
 from kiungo.backend import peers
 from kiungo.backend.api.assets import load_asset
@@ -35,6 +36,8 @@ from kiungo.ledger import (
     UnknownTransfer,
 )
 from kiungo.ledger.rules import TransferState
+from kiungo.models import WebhookEvent
+from kiungo.models.sql import Statement, table
 
 __all__ = [
     "AssetLiquidityMutation",
@@ -161,6 +164,17 @@ async def withdraw(
 
 # Withdrawal ids of payments whose announcing event is gone (never, unless deleted by hand).
 _PAYMENT_WITHDRAWALS = uuid.UUID("6f1c1d55-3d0a-4f51-9a43-2b7de1c0e8a1")
+_events = table(WebhookEvent)
+# The latest of a payment's events of these types.
+_LATEST_EVENT = Statement(
+    select(_events.c.id)
+    .where(
+        _events.c.resource_id == bindparam("resource_id"),
+        _events.c.type == any_(bindparam("types", type_=ARRAY(String))),
+    )
+    .order_by(_events.c.seq.desc())
+    .limit(1)
+)
 
 
 async def withdraw_payment(
@@ -183,12 +197,7 @@ async def withdraw_payment(
             f"the {what} has nothing to withdraw",
             liquidityError="AmountZero",
         )
-    event_id = await ctx.pool.fetchval(
-        "SELECT id FROM webhook_events WHERE resource_id = $1 AND type = ANY($2::text[]) "
-        "ORDER BY seq DESC LIMIT 1",
-        payment_id,
-        list(events),
-    )
+    event_id = await _LATEST_EVENT.fetchval(ctx.pool, resource_id=payment_id, types=list(events))
     withdrawal_id = event_id or uuid.uuid5(_PAYMENT_WITHDRAWALS, str(payment_id))
     await withdraw(ctx, kind, payment_id, asset_id, withdrawal_id, amount, timeout_seconds)
 
@@ -230,38 +239,39 @@ async def replay_success(_record: dict[str, Any]) -> LiquidityMutationResponse:
     return LiquidityMutationResponse(success=True)
 
 
+async def _settle_withdrawal(
+    ctx: Context,
+    mutation: str,
+    input: PostLiquidityWithdrawalInput | VoidLiquidityWithdrawalInput,
+    settle: Callable[[uuid.UUID], Awaitable[object]],
+) -> LiquidityMutationResponse:
+    """Post or void (``settle``) a two-phase withdrawal, once per idempotency key."""
+
+    async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+        transfer = await _withdrawal(ctx, input.withdrawal_id)
+        with ledger_errors():
+            await settle(transfer)
+        return success_response()
+
+    return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+
+
 @strawberry.type
 class LiquidityMutation:
     @strawberry.mutation(description="Post a two-phase liquidity withdrawal: the money leaves.")
     async def post_liquidity_withdrawal(
         self, info: strawberry.Info[Context, None], input: PostLiquidityWithdrawalInput
     ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            transfer = await _withdrawal(ctx, input.withdrawal_id)
-            with ledger_errors():
-                await ctx.ledger.post(transfer)
-            return _SUCCESS, LiquidityMutationResponse(success=True)
-
-        return await ctx.idempotent(
-            "postLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        return await _settle_withdrawal(
+            info.context, "postLiquidityWithdrawal", input, info.context.ledger.post
         )
 
     @strawberry.mutation(description="Void a two-phase liquidity withdrawal: the money stays.")
     async def void_liquidity_withdrawal(
         self, info: strawberry.Info[Context, None], input: VoidLiquidityWithdrawalInput
     ) -> LiquidityMutationResponse | None:
-        ctx = info.context
-
-        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-            transfer = await _withdrawal(ctx, input.withdrawal_id)
-            with ledger_errors():
-                await ctx.ledger.void(transfer)
-            return _SUCCESS, LiquidityMutationResponse(success=True)
-
-        return await ctx.idempotent(
-            "voidLiquidityWithdrawal", input.idempotency_key, input, run, replay_success
+        return await _settle_withdrawal(
+            info.context, "voidLiquidityWithdrawal", input, info.context.ledger.void
         )
 
 
@@ -327,91 +337,79 @@ async def _peer_asset(ctx: Context, peer_id: uuid.UUID) -> uuid.UUID:
         return await peers.peer_asset(ctx.pool, peer_id)
 
 
-async def _move_owner_liquidity(
-    ctx: Context,
-    mutation: str,
-    input: _OwnerLiquidityInput,
+def _owner_mutation(
+    owner: str,
     kind: AccountKind,
-    owner_id: uuid.UUID,
     asset_of: Callable[[Context, uuid.UUID], Awaitable[uuid.UUID]],
-    timeout_seconds: int | None,
-) -> LiquidityMutationResponse | None:
-    """Deposit into (``timeout_seconds`` None) or withdraw from an asset's or a peer's
-    liquidity account, once per idempotency key; ``asset_of`` refuses an unknown owner."""
-    transfer = transfer_id(input.id)
+    input_type: type[_OwnerLiquidityInput],
+    *,
+    withdrawal: bool,
+    description: str,
+) -> Any:
+    """The mutation depositing into (or, ``withdrawal``, withdrawing from) an asset's or a
+    peer's liquidity account (``owner``: "asset" or "peer", whose id the input's
+    ``<owner>_id`` is), once per idempotency key; ``asset_of`` refuses an unknown owner."""
+    title = owner.capitalize()
+    mutation = f"create{title}LiquidityWithdrawal" if withdrawal else f"deposit{title}Liquidity"
 
-    async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
-        asset_id = await asset_of(ctx, owner_id)
-        if timeout_seconds is None:
-            await deposit(ctx, kind, owner_id, asset_id, transfer, input.amount)
-        else:
-            await withdraw(ctx, kind, owner_id, asset_id, transfer, input.amount, timeout_seconds)
-        return success_response()
+    async def resolve(
+        info: strawberry.Info[Context, None], input: Any
+    ) -> LiquidityMutationResponse | None:
+        ctx = info.context
+        owner_id = parse_uuid(getattr(input, f"{owner}_id"), f"{owner}Id")
+        transfer = transfer_id(input.id)
 
-    return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+        async def run() -> tuple[dict[str, Any], LiquidityMutationResponse]:
+            asset_id = await asset_of(ctx, owner_id)
+            if withdrawal:
+                timeout = input.timeout_seconds
+                await withdraw(ctx, kind, owner_id, asset_id, transfer, input.amount, timeout)
+            else:
+                await deposit(ctx, kind, owner_id, asset_id, transfer, input.amount)
+            return success_response()
+
+        return await ctx.idempotent(mutation, input.idempotency_key, input, run, replay_success)
+
+    # The GraphQL argument's type: the input of this mutation.
+    resolve.__annotations__ = {**resolve.__annotations__, "input": input_type}
+    return strawberry.mutation(resolver=resolve, description=description)
 
 
 @strawberry.type
 class AssetLiquidityMutation:
-    @strawberry.mutation(description="Deposit liquidity into an asset (settlement → liquidity).")
-    async def deposit_asset_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositAssetLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "depositAssetLiquidity",
-            input,
-            AccountKind.ASSET_LIQUIDITY,
-            parse_uuid(input.asset_id, "assetId"),
-            _asset_itself,
-            None,
-        )
-
-    @strawberry.mutation(
-        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted."
+    deposit_asset_liquidity = _owner_mutation(
+        "asset",
+        AccountKind.ASSET_LIQUIDITY,
+        _asset_itself,
+        DepositAssetLiquidityInput,
+        withdrawal=False,
+        description="Deposit liquidity into an asset (settlement → liquidity).",
     )
-    async def create_asset_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreateAssetLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "createAssetLiquidityWithdrawal",
-            input,
-            AccountKind.ASSET_LIQUIDITY,
-            parse_uuid(input.asset_id, "assetId"),
-            _asset_itself,
-            input.timeout_seconds,
-        )
+    create_asset_liquidity_withdrawal = _owner_mutation(
+        "asset",
+        AccountKind.ASSET_LIQUIDITY,
+        _asset_itself,
+        CreateAssetLiquidityWithdrawalInput,
+        withdrawal=True,
+        description="Withdraw asset liquidity; with timeoutSeconds > 0 it waits to be posted.",
+    )
 
 
 @strawberry.type
 class PeerLiquidityMutation:
-    @strawberry.mutation(description="Deposit liquidity into a peer (settlement → liquidity).")
-    async def deposit_peer_liquidity(
-        self, info: strawberry.Info[Context, None], input: DepositPeerLiquidityInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "depositPeerLiquidity",
-            input,
-            AccountKind.PEER_LIQUIDITY,
-            parse_uuid(input.peer_id, "peerId"),
-            _peer_asset,
-            None,
-        )
-
-    @strawberry.mutation(
-        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted."
+    deposit_peer_liquidity = _owner_mutation(
+        "peer",
+        AccountKind.PEER_LIQUIDITY,
+        _peer_asset,
+        DepositPeerLiquidityInput,
+        withdrawal=False,
+        description="Deposit liquidity into a peer (settlement → liquidity).",
     )
-    async def create_peer_liquidity_withdrawal(
-        self, info: strawberry.Info[Context, None], input: CreatePeerLiquidityWithdrawalInput
-    ) -> LiquidityMutationResponse | None:
-        return await _move_owner_liquidity(
-            info.context,
-            "createPeerLiquidityWithdrawal",
-            input,
-            AccountKind.PEER_LIQUIDITY,
-            parse_uuid(input.peer_id, "peerId"),
-            _peer_asset,
-            input.timeout_seconds,
-        )
+    create_peer_liquidity_withdrawal = _owner_mutation(
+        "peer",
+        AccountKind.PEER_LIQUIDITY,
+        _peer_asset,
+        CreatePeerLiquidityWithdrawalInput,
+        withdrawal=True,
+        description="Withdraw peer liquidity; with timeoutSeconds > 0 it waits to be posted.",
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -27,8 +28,9 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
+    filter_states,
+    filter_uuids,
     iso,
     metadata_json,
     metadata_value,
@@ -41,10 +43,10 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in, paged
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ErrorCode, bad_input, refusals_as
+from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
@@ -191,6 +193,10 @@ async def _reload(ctx: Context, record: dict[str, Any]) -> OutgoingPayment:
     return OutgoingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
 
 
+async def _response(ctx: Context, record: dict[str, Any]) -> OutgoingPaymentResponse:
+    return OutgoingPaymentResponse(payment=await _reload(ctx, record))
+
+
 @strawberry.input
 class OutgoingPaymentFilter:
     receiver: FilterString | None = None
@@ -207,33 +213,23 @@ class OutgoingPaymentQuery:
         return OutgoingPayment.from_row(await _load(info.context, parse_uuid(id, "id")))
 
     @strawberry.field(description="A page of outgoing payments, newest first by default.")
+    @paged
     async def outgoing_payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: OutgoingPaymentFilter | None = None,
     ) -> OutgoingPaymentConnection:
-        states = wallets = receivers = None
-        if filter is not None:
-            if filter.state is not None:
-                known = {s.value for s in States}
-                states = list(filter.state.in_)
-                if not set(states) <= known:
-                    raise bad_input(f"state must be one of {', '.join(sorted(known))}")
-            if filter.wallet_address_id is not None:
-                wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
-            if filter.receiver is not None:
-                receivers = list(filter.receiver.in_)
+        receivers = None if filter is None or filter.receiver is None else filter.receiver.in_
         return await page_outgoing_payments(
             info.context,
-            PageRequest(first, last, after, before, sort_order),
-            wallet_address_ids=wallets,
-            states=states,
-            receivers=receivers,
+            page,
+            # States first: with both wrong, the state is the error, as it always was.
+            states=filter_states(filter.state if filter else None, States),
+            wallet_address_ids=filter_uuids(
+                filter.wallet_address_id if filter else None, "walletAddressId"
+            ),
+            receivers=None if receivers is None else list(receivers),
         )
 
 
@@ -300,16 +296,11 @@ class OutgoingPaymentMutation:
         quote_id = parse_uuid(input.quote_id, "quoteId")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
-            payment_id = await _create_payment(ctx, wallet_id, quote_id, metadata)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+        async def change() -> uuid.UUID:
+            return await _create_payment(ctx, wallet_id, quote_id, metadata)
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "createOutgoingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "createOutgoingPayment", input.idempotency_key, input, change, partial(_response, ctx)
         )
 
     @strawberry.mutation(
@@ -325,19 +316,18 @@ class OutgoingPaymentMutation:
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
         metadata = metadata_json(input.metadata)
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+        async def change() -> uuid.UUID:
             quote = await create_quote(
                 ctx, input.wallet_address_id, input.incoming_payment, input.debit_amount, None
             )
-            payment_id = await _create_payment(ctx, wallet_id, quote["id"], metadata)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+            return await _create_payment(ctx, wallet_id, quote["id"], metadata)
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "createOutgoingPaymentFromIncomingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "createOutgoingPaymentFromIncomingPayment",
+            input.idempotency_key,
+            input,
+            change,
+            partial(_response, ctx),
         )
 
     @strawberry.mutation(
@@ -350,17 +340,13 @@ class OutgoingPaymentMutation:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
 
-        async def run() -> tuple[dict[str, Any], OutgoingPaymentResponse]:
+        async def change() -> uuid.UUID:
             with _api_errors():
                 await domain.cancel(ctx.pool, ctx.ledger, payment_id, input.reason, metadata_json)
-            record = {"id": str(payment_id)}
-            return record, OutgoingPaymentResponse(payment=await _reload(ctx, record))
+            return payment_id
 
-        async def replay(record: dict[str, Any]) -> OutgoingPaymentResponse:
-            return OutgoingPaymentResponse(payment=await _reload(ctx, record))
-
-        return await ctx.idempotent(
-            "cancelOutgoingPayment", input.idempotency_key, input, run, replay
+        return await ctx.idempotent_change(
+            "cancelOutgoingPayment", input.idempotency_key, input, change, partial(_response, ctx)
         )
 
     @strawberry.mutation(

@@ -9,28 +9,37 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, tuple_
+from sqlalchemy.sql.elements import ColumnElement
 
 from kiungo.backend.api.common import PageInfo, SortOrder
 from kiungo.backend.errors import bad_input
+from kiungo.models.sql import Statement
 
 __all__ = [
     "MAX_PAGE",
+    "Listing",
     "PageRequest",
     "decode_cursor",
     "encode_cursor",
+    "fetch_listing",
     "fetch_page",
     "filter_in",
+    "paged",
 ]
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
+T = TypeVar("T")
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -68,6 +77,160 @@ class PageRequest:
     sort_order: SortOrder | None = None
 
 
+_PAGE_ARGUMENTS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    for name, annotation in (
+        ("after", str | None),
+        ("before", str | None),
+        ("first", int | None),
+        ("last", int | None),
+        ("sort_order", SortOrder | None),
+    )
+)
+
+
+def paged(resolver: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A connection's resolver, written with a ``page: PageRequest`` parameter, as GraphQL sees
+    it: that parameter becomes the Relay arguments ``after``, ``before``, ``first``, ``last`` and
+    ``sortOrder`` (in that order, where ``page`` stands), which the resolver gets as one
+    :class:`PageRequest`. Put it under ``@strawberry.field``."""
+    signature = inspect.signature(resolver)
+    parameters = list(signature.parameters.values())
+    at = [parameter.name for parameter in parameters].index("page")
+    own = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters[at + 1 :]
+    ]
+
+    @functools.wraps(resolver)
+    async def resolve(
+        *args: Any,
+        after: str | None = None,
+        before: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        sort_order: SortOrder | None = None,
+        **kwargs: Any,
+    ) -> T:
+        page = PageRequest(first, last, after, before, sort_order)
+        return await resolver(*args, page=page, **kwargs)
+
+    resolve.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*parameters[:at], *_PAGE_ARGUMENTS, *own]
+    )
+    return resolve
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How a page request reads: which way, how many, from which cursor."""
+
+    backward: bool
+    size: int
+    read_ascending: bool
+    cursor: tuple[datetime, uuid.UUID] | None
+
+
+def _plan(page: PageRequest, default_order: SortOrder) -> _Plan:
+    if page.first is not None and page.last is not None:
+        raise bad_input("give first or last, not both")
+    for name, value in (("first", page.first), ("last", page.last)):
+        if value is not None and not 0 <= value <= MAX_PAGE:
+            raise bad_input(f"{name} must be from 0 to {MAX_PAGE}", field=name)
+    backward = page.last is not None or (page.before is not None and page.first is None)
+    size = (page.last if backward else page.first) or DEFAULT_PAGE
+    if (page.last if backward else page.first) == 0:
+        size = 0
+    ascending = (page.sort_order or default_order) is SortOrder.ASC
+    # Walking backward reads the other way and reverses the rows afterward.
+    cursor = page.before if backward else page.after
+    return _Plan(
+        backward=backward,
+        size=size,
+        read_ascending=ascending != backward,
+        cursor=None if cursor is None else decode_cursor(cursor),
+    )
+
+
+def _page(
+    rows: list[asyncpg.Record], plan: _Plan, page: PageRequest
+) -> tuple[list[asyncpg.Record], PageInfo, list[str]]:
+    """The page of the ``size + 1`` rows read: the rows in order, the page info, the cursors."""
+    more = len(rows) > plan.size
+    rows = rows[: plan.size]
+    if plan.backward:
+        rows.reverse()
+    cursors = [encode_cursor(r["created_at"], r["id"]) for r in rows]
+    info = PageInfo(
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+        has_next_page=more if not plan.backward else page.before is not None,
+        has_previous_page=more if plan.backward else page.after is not None,
+    )
+    return rows, info, cursors
+
+
+class Listing:
+    """A select to page through (its rows have ``created_at`` and ``id``), with the filters a
+    caller may apply, each a condition on named binds (``col == any_(bindparam("ids"))``).
+
+    Each shape of page (the filters given, whether there is a cursor, which way it reads) is
+    one :class:`Statement`, built the first time it is asked for; the page size is a bind.
+    """
+
+    def __init__(
+        self, query: Select[Any], filters: Mapping[str, ColumnElement[bool]] | None = None
+    ) -> None:
+        self._query = query
+        self._filters = dict(filters or {})
+        self._created_at = query.selected_columns["created_at"]
+        self._id = query.selected_columns["id"]
+        self._statements: dict[tuple[frozenset[str], bool, bool], Statement] = {}
+
+    def statement(self, filters: frozenset[str], cursor: bool, ascending: bool) -> Statement:
+        """The statement of one shape: the query's binds, each filter's (those of ``filters``
+        it has), ``cursor_created_at`` and ``cursor_id`` with a cursor, ``limit``."""
+        filters = filters & frozenset(self._filters)
+        key = (filters, cursor, ascending)
+        statement = self._statements.get(key)
+        if statement is None:
+            query = self._query.where(*(self._filters[name] for name in sorted(filters)))
+            if cursor:
+                keys = tuple_(self._created_at, self._id)
+                after = tuple_(
+                    bindparam("cursor_created_at", type_=DateTime(timezone=True)),
+                    bindparam("cursor_id", type_=Uuid),
+                )
+                query = query.where(keys > after if ascending else keys < after)
+            order = (
+                (self._created_at.asc(), self._id.asc())
+                if ascending
+                else (self._created_at.desc(), self._id.desc())
+            )
+            statement = Statement(query.order_by(*order).limit(bindparam("limit", type_=Integer)))
+            self._statements[key] = statement
+        return statement
+
+
+async def fetch_listing(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    listing: Listing,
+    page: PageRequest,
+    values: Mapping[str, Any] | None = None,
+    *,
+    default_order: SortOrder = SortOrder.DESC,
+) -> tuple[list[asyncpg.Record], PageInfo, list[str]]:
+    """One page of ``listing``: ``values`` are its query's binds and those of the filters to
+    apply (a filter not given is not applied). Returns the rows, the page info and each row's
+    cursor."""
+    plan = _plan(page, default_order)
+    binds = dict(values or {})
+    statement = listing.statement(frozenset(binds), plan.cursor is not None, plan.read_ascending)
+    if plan.cursor is not None:
+        binds["cursor_created_at"], binds["cursor_id"] = plan.cursor
+    rows = await statement.fetch(conn, limit=plan.size + 1, **binds)
+    return _page(rows, plan, page)
+
+
 async def fetch_page(
     conn: asyncpg.Connection | asyncpg.Pool,
     select: str,
@@ -80,45 +243,23 @@ async def fetch_page(
 ) -> tuple[list[asyncpg.Record], PageInfo, list[str]]:
     """Run ``select`` (``SELECT ... FROM ...``, placeholders ``$1``.. for ``params``) under the
     ``where`` conditions, one page of it. Returns the rows, the page info and each row's cursor.
+
+    For the selects other modules still give as SQL text (wallet addresses', outgoing
+    payments'); a select built from the models is a :class:`Listing` (:func:`fetch_listing`).
     """
-    if page.first is not None and page.last is not None:
-        raise bad_input("give first or last, not both")
-    for name, value in (("first", page.first), ("last", page.last)):
-        if value is not None and not 0 <= value <= MAX_PAGE:
-            raise bad_input(f"{name} must be from 0 to {MAX_PAGE}", field=name)
-    backward = page.last is not None or (page.before is not None and page.first is None)
-    size = (page.last if backward else page.first) or DEFAULT_PAGE
-    if (page.last if backward else page.first) == 0:
-        size = 0
-    ascending = (page.sort_order or default_order) is SortOrder.ASC
-    # Walking backward reads the other way and reverses the rows afterward.
-    read_ascending = ascending != backward
+    plan = _plan(page, default_order)
     column = f"{alias}." if alias else ""
     conditions = list(where)
     arguments = list(params)
-    cursor = page.before if backward else page.after
-    if cursor is not None:
-        created_at, row_id = decode_cursor(cursor)
-        arguments += [created_at, row_id]
-        op = ">" if read_ascending else "<"
+    if plan.cursor is not None:
+        arguments += list(plan.cursor)
+        op = ">" if plan.read_ascending else "<"
         conditions.append(
             f"({column}created_at, {column}id) {op} (${len(arguments) - 1}, ${len(arguments)})"
         )
-    direction = "ASC" if read_ascending else "DESC"
+    direction = "ASC" if plan.read_ascending else "DESC"
     sql = select
     if conditions:
         sql += " WHERE " + " AND ".join(f"({c})" for c in conditions)
-    sql += f" ORDER BY {column}created_at {direction}, {column}id {direction} LIMIT {size + 1}"
-    rows = list(await conn.fetch(sql, *arguments))
-    more = len(rows) > size
-    rows = rows[:size]
-    if backward:
-        rows.reverse()
-    cursors = [encode_cursor(r["created_at"], r["id"]) for r in rows]
-    info = PageInfo(
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-        has_next_page=more if not backward else page.before is not None,
-        has_previous_page=more if backward else page.after is not None,
-    )
-    return rows, info, cursors
+    sql += f" ORDER BY {column}created_at {direction}, {column}id {direction} LIMIT {plan.size + 1}"
+    return _page(list(await conn.fetch(sql, *arguments)), plan, page)

@@ -9,34 +9,69 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    literal,
+    select,
+    union_all,
+)
 
 from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
-    SortOrder,
     UInt64,
+    filter_uuids,
     iso,
     parse_uuid,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
 from kiungo.ledger import reads as ledger_reads
 from kiungo.ledger.service import TransferRecord
+from kiungo.models import Asset, IncomingPayment, OutgoingPayment
+from kiungo.models.sql import Statement, table
 
 __all__ = ["PaymentQuery"]
 
-_PAYMENTS = """
-SELECT * FROM (
-    SELECT id, 'INCOMING' AS type, wallet_address_id, client, state, metadata, created_at
-    FROM incoming_payments
-    UNION ALL
-    SELECT id, 'OUTGOING' AS type, wallet_address_id, client, state, metadata, created_at
-    FROM outgoing_payments
-) AS payments
-"""
+_incoming = table(IncomingPayment)
+_outgoing = table(OutgoingPayment)
+_assets = table(Asset)
+
+
+def _of(payments: Table, kind: str) -> Select[Any]:
+    return select(
+        payments.c.id,
+        literal(kind, String).label("type"),
+        payments.c.wallet_address_id,
+        payments.c.client,
+        payments.c.state,
+        payments.c.metadata,
+        payments.c.created_at,
+    )
+
+
+_both = union_all(_of(_incoming, "INCOMING"), _of(_outgoing, "OUTGOING")).subquery("payments")
+_PAYMENTS = Listing(
+    select(_both),
+    {
+        "types": _both.c.type == any_(bindparam("types", type_=ARRAY(String))),
+        "wallets": _both.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+    },
+)
+_LEDGERS = Statement(
+    select(_assets.c.id, _assets.c.ledger).where(
+        _assets.c.id == any_(bindparam("ids", type_=ARRAY(Uuid)))
+    )
+)
 
 
 @strawberry.enum
@@ -156,32 +191,27 @@ class AccountingTransferConnection:
 @strawberry.type
 class PaymentQuery:
     @strawberry.field(description="A page of incoming and outgoing payments together.")
+    @paged
     async def payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: PaymentFilter | None = None,
     ) -> PaymentConnection:
-        where: list[str] = []
-        params: list[Any] = []
+        filters: dict[str, Any] = {}
         if filter is not None and filter.type is not None:
             kinds = list(filter.type.in_)
             if not set(kinds) <= {"INCOMING", "OUTGOING"}:
                 raise bad_input("type must be INCOMING or OUTGOING")
-            filter_in(where, params, "type", kinds, "text")
-        if filter is not None and filter.wallet_address_id is not None:
-            wallets = [parse_uuid(v, "walletAddressId") for v in filter.wallet_address_id.in_]
-            filter_in(where, params, "wallet_address_id", wallets, "uuid")
-        rows, page_info, cursors = await fetch_page(
+            filters["types"] = kinds
+        wallets = filter_uuids(filter.wallet_address_id if filter else None, "walletAddressId")
+        if wallets is not None:
+            filters["wallets"] = wallets
+        rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _PAYMENTS,
-            where,
-            params,
-            PageRequest(first, last, after, before, sort_order),
+            page,
+            filters,
         )
         return PaymentConnection(
             page_info=page_info,
@@ -210,12 +240,7 @@ class PaymentQuery:
         debits = await ledger.history(accounts, debits=True, limit=count)
         credits = await ledger.history(accounts, debits=False, limit=count)
         assets = {r.transfer.asset_id for r in debits + credits}
-        numbers = {
-            r["id"]: r["ledger"]
-            for r in await pool.fetch(
-                "SELECT id, ledger FROM assets WHERE id = ANY($1::uuid[])", list(assets)
-            )
-        }
+        numbers = {r["id"]: r["ledger"] for r in await _LEDGERS.fetch(pool, ids=list(assets))}
         return AccountingTransferConnection(
             debits=[AccountingTransfer.from_record(r, numbers) for r in debits],
             credits=[AccountingTransfer.from_record(r, numbers) for r in credits],

@@ -13,9 +13,9 @@ import strawberry
 
 from kiungo.backend import peers as domain
 from kiungo.backend.api.assets import Asset, load_asset
-from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
+from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
 from kiungo.backend.api.liquidity import deposit
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import (
     ApiError,
@@ -39,6 +39,7 @@ _REFUSALS: tuple[tuple[type[Refusal], ErrorCode], ...] = (
 )
 _MASK_SHOWN = 4
 _MASK_MIN_LENGTH = 16
+_PEERS = Listing(domain.PEERS)
 
 
 def mask_token(token: str) -> str:
@@ -152,22 +153,13 @@ class PeerQuery:
         return None if row is None else Peer.from_row(row)
 
     @strawberry.field(description="A page of peers, newest first unless sortOrder says ASC.")
+    @paged
     async def peers(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> PeersConnection:
-        rows, page_info, cursors = await fetch_page(
-            info.context.pool,
-            f"SELECT {domain.PEER_COLUMNS} FROM peers",
-            [],
-            [],
-            PageRequest(first, last, after, before, sort_order),
-        )
+        rows, page_info, cursors = await fetch_listing(info.context.pool, _PEERS, page)
         return PeersConnection(
             page_info=page_info,
             edges=[

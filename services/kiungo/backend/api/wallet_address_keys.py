@@ -10,11 +10,14 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import bindparam, select
 
 from kiungo.backend.api.common import PageInfo, iso, parse_uuid
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode
+from kiungo.models import WalletAddressKey as WalletAddressKeyModel
+from kiungo.models.sql import table
 from kiungo.openpayments import wallet_address_keys as domain
 
 __all__ = [
@@ -31,7 +34,17 @@ _CODES: tuple[tuple[type[domain.KeyRefusal], ErrorCode], ...] = (
     (domain.KeyNotFound, ErrorCode.NOT_FOUND),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
 )
-_SELECT = "SELECT id, wallet_address_id, kid, x, revoked, created_at FROM wallet_address_keys"
+_keys = table(WalletAddressKeyModel)
+_KEYS = Listing(
+    select(
+        _keys.c.id,
+        _keys.c.wallet_address_id,
+        _keys.c.kid,
+        _keys.c.x,
+        _keys.c.revoked,
+        _keys.c.created_at,
+    ).where(_keys.c.wallet_address_id == bindparam("wallet_address_id"))
+)
 
 
 def _api_error(error: domain.KeyRefusal) -> ApiError:
@@ -110,10 +123,9 @@ class WalletAddressKeyConnection:
 async def page_wallet_address_keys(
     ctx: Context, wallet_address_id: uuid.UUID, page: PageRequest
 ) -> WalletAddressKeyConnection:
-    where: list[str] = []
-    params: list[Any] = []
-    filter_in(where, params, "wallet_address_id", [wallet_address_id], "uuid")
-    rows, page_info, cursors = await fetch_page(ctx.pool, _SELECT, where, params, page)
+    rows, page_info, cursors = await fetch_listing(
+        ctx.pool, _KEYS, page, {"wallet_address_id": wallet_address_id}
+    )
     return WalletAddressKeyConnection(
         page_info=page_info,
         edges=[

@@ -11,10 +11,10 @@ import strawberry
 
 from kiungo import wallet_addresses as domain
 from kiungo.backend.api.assets import Asset, load_asset
-from kiungo.backend.api.common import PageInfo, SortOrder, UInt64, iso, parse_uuid
+from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
 from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
 from kiungo.backend.api.liquidity import transfer_id, withdraw
-from kiungo.backend.api.pagination import PageRequest, fetch_page
+from kiungo.backend.api.pagination import PageRequest, fetch_page, paged
 from kiungo.backend.api.wallet_address_keys import (
     WalletAddressKeyConnection,
     page_wallet_address_keys,
@@ -108,34 +108,26 @@ class WalletAddress:
         return await info.context.backend.available(AccountKind.WALLET_ADDRESS, self._uuid)
 
     @strawberry.field(description="The incoming payments of this wallet address.")
+    @paged
     async def incoming_payments(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> IncomingPaymentConnection | None:
         return await page_incoming_payments(
             info.context,
-            PageRequest(first, last, after, before, sort_order),
+            page,
             wallet_address_ids=[self._uuid],
         )
 
     @strawberry.field(description="The keys of this wallet address, revoked ones too.")
+    @paged
     async def wallet_address_keys(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> WalletAddressKeyConnection | None:
-        return await page_wallet_address_keys(
-            info.context, self._uuid, PageRequest(first, last, after, before, sort_order)
-        )
+        return await page_wallet_address_keys(info.context, self._uuid, page)
 
 
 async def load_wallet_address(ctx: Context, wallet_address_id: uuid.UUID) -> asyncpg.Record:
@@ -188,21 +180,18 @@ class WalletAddressQuery:
         return None if row is None else WalletAddress.from_row(row)
 
     @strawberry.field(description="A page of wallet addresses, newest first by default.")
+    @paged
     async def wallet_addresses(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
     ) -> WalletAddressesConnection:
         rows, page_info, cursors = await fetch_page(
             info.context.pool,
             domain.WALLET_ADDRESS_SELECT,
             [],
             [],
-            PageRequest(first, last, after, before, sort_order),
+            page,
         )
         return WalletAddressesConnection(
             page_info=page_info,

@@ -7,10 +7,13 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 
-from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, SortOrder, iso
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in
+from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, iso
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.context import Context
+from kiungo.models import WebhookEvent as WebhookEventModel
+from kiungo.models.sql import table
 
 __all__ = [
     "WebhookEvent",
@@ -20,9 +23,11 @@ __all__ = [
     "WebhookQuery",
 ]
 
-_COLUMNS = "id, type, data, created_at"
-# Built from the constant column list only.
-_EVENTS = f"SELECT {_COLUMNS} FROM webhook_events"
+_events = table(WebhookEventModel)
+_EVENTS = Listing(
+    select(_events.c.id, _events.c.type, _events.c.data, _events.c.created_at),
+    {"types": _events.c.type == any_(bindparam("types", type_=ARRAY(String)))},
+)
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -67,26 +72,19 @@ class WebhookEventFilter:
 @strawberry.type
 class WebhookQuery:
     @strawberry.field(description="A page of webhook events, newest first unless sortOrder is ASC.")
+    @paged
     async def webhook_events(
         self,
         info: strawberry.Info[Context, None],
-        after: str | None = None,
-        before: str | None = None,
-        first: int | None = None,
-        last: int | None = None,
-        sort_order: SortOrder | None = None,
+        page: PageRequest,
         filter: WebhookEventFilter | None = None,
     ) -> WebhookEventsConnection:
-        where: list[str] = []
-        params: list[Any] = []
-        if filter is not None and filter.type is not None:
-            filter_in(where, params, "type", filter.type.in_, "text")
-        rows, page_info, cursors = await fetch_page(
+        types = None if filter is None or filter.type is None else list(filter.type.in_)
+        rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _EVENTS,
-            where,
-            params,
-            PageRequest(first, last, after, before, sort_order),
+            page,
+            {} if types is None else {"types": types},
         )
         return WebhookEventsConnection(
             page_info=page_info,
