@@ -28,7 +28,7 @@ __all__ = [
     "KEEP",
     "MAX_PROPERTIES",
     "WALLET_ADDRESS_COLUMNS",
-    "WALLET_ADDRESS_SELECT",
+    "WALLET_ADDRESS_QUERY",
     "InvalidWalletAddress",
     "Keep",
     "Property",
@@ -62,8 +62,8 @@ _COLUMNS = (
 WALLET_ADDRESS_COLUMNS = ", ".join(column.name for column in _COLUMNS)
 """The columns a wallet address is read with, as SQL text."""
 
-WALLET_ADDRESS_SELECT = Statement(select(*_COLUMNS)).sql
-"""Every wallet address, as SQL text compiled from the statement (a WHERE may follow)."""
+WALLET_ADDRESS_QUERY = select(*_COLUMNS)
+"""Every wallet address, as a select to page through (the admin API's list)."""
 _BY_ID = Statement(select(*_COLUMNS).where(_wallets.c.id == bindparam("id")))
 _BY_URL = Statement(select(*_COLUMNS).where(_wallets.c.url == bindparam("url")))
 _INSERT = Statement(

@@ -46,15 +46,6 @@ RAW_SQL = {
     "kiungo.ledger.service",
 }
 
-# Modules still being moved onto Statement (issue 15): each line goes when its module is done.
-CONVERSION_PENDING = {
-    # backend: what is left is only kiungo.payments.receivers' SQL text (WALLET_ADDRESS_RECEIVER,
-    # INCOMING_PAYMENT_RECEIVER) with a WHERE or FOR UPDATE appended; they go once that module
-    # gives its reads as Statements
-    "kiungo.backend.api.incoming_payments",
-    "kiungo.backend.api.receivers",
-}
-
 _TABLES = re.compile(
     r"\b(" + "|".join(sorted(Base.metadata.tables, key=len, reverse=True)) + r")\b"
 )
@@ -195,7 +186,7 @@ def test_raw_sql_naming_a_table_is_left_only_where_listed() -> None:
     for sql, where in statements.items():
         if _TABLES.search(sql) and sql.strip() not in built:
             raw.setdefault(_module_of(where), []).append(where)
-    allowed = RAW_SQL | CONVERSION_PENDING
+    allowed = RAW_SQL
     unlisted = {module: places for module, places in raw.items() if module not in allowed}
     assert unlisted == {}
     # A module listed that no longer needs it is taken off the list.

@@ -22,9 +22,8 @@ from kiungo.payments.incoming.states import OPEN
 from kiungo.spsp.pointer import parse_payment_pointer
 
 __all__ = [
-    "INCOMING_PAYMENT_RECEIVER",
     "INCOMING_PAYMENT_RECEIVER_BY_ID",
-    "WALLET_ADDRESS_RECEIVER",
+    "INCOMING_PAYMENT_RECEIVER_FOR_UPDATE",
     "WALLET_ADDRESS_RECEIVER_BY_ID",
     "WALLET_ADDRESS_RECEIVER_BY_URL",
     "InvalidReceiverUrl",
@@ -126,7 +125,7 @@ WALLET_ADDRESS_RECEIVER_BY_URL = Statement(
 )
 """The wallet address stored as ``url=``, with its asset."""
 
-INCOMING_PAYMENT_RECEIVER_BY_ID = Statement(
+_INCOMING_PAYMENT_RECEIVER = (
     select(
         _p.c.id,
         _p.c.wallet_address_id,
@@ -146,11 +145,7 @@ INCOMING_PAYMENT_RECEIVER_BY_ID = Statement(
     .select_from(_p.join(_w, _w.c.id == _p.c.wallet_address_id).join(_a, _a.c.id == _p.c.asset_id))
     .where(_p.c.id == bindparam("id"))
 )
+INCOMING_PAYMENT_RECEIVER_BY_ID = Statement(_INCOMING_PAYMENT_RECEIVER)
 """One incoming payment (``id=``) with its wallet address's URL and its asset."""
-
-# The same as SQL text, compiled from the statements above, for callers that compose SQL text
-# (the admin API appends its WHERE to the first; the second takes the id as $1).
-WALLET_ADDRESS_RECEIVER = Statement(_WALLET_ADDRESS_RECEIVER).sql + "\n"
-"""A wallet address with its asset; the caller adds ``WHERE w.id = $1`` or ``w.url = $1``."""
-INCOMING_PAYMENT_RECEIVER = INCOMING_PAYMENT_RECEIVER_BY_ID.sql
-""":data:`INCOMING_PAYMENT_RECEIVER_BY_ID` as SQL text (``$1``, the payment's id)."""
+INCOMING_PAYMENT_RECEIVER_FOR_UPDATE = Statement(_INCOMING_PAYMENT_RECEIVER.with_for_update(of=_p))
+""":data:`INCOMING_PAYMENT_RECEIVER_BY_ID`, the payment's row locked (completing it)."""

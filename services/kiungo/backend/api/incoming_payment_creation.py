@@ -52,7 +52,7 @@ async def create_incoming_payment(
     ctx: Context, wallet: asyncpg.Record, new: NewIncomingPayment
 ) -> dict[str, Any]:
     """Create ``new`` on ``wallet`` (a row of
-    :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER`): INACTIVE for an inactive
+    :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER_BY_ID`): INACTIVE for an inactive
     wallet address, BAD_USER_INPUT for an amount in another asset."""
     if wallet["status"] != WalletAddressStatus.ACTIVE:
         raise ApiError(ErrorCode.INACTIVE, "the wallet address is inactive")

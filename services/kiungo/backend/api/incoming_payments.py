@@ -45,7 +45,7 @@ from kiungo.models import Asset
 from kiungo.models import IncomingPayment as IncomingPaymentModel
 from kiungo.models.sql import Statement, table
 from kiungo.payments.incoming import ENDED, States, store
-from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER
+from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER_BY_ID
 
 __all__ = [
     "IncomingPayment",
@@ -55,7 +55,6 @@ __all__ = [
     "page_incoming_payments",
 ]
 
-_WALLET = WALLET_ADDRESS_RECEIVER + "WHERE w.id = $1"
 _payments = table(IncomingPaymentModel)
 _assets = table(Asset)
 # An incoming payment with its asset's code and scale.
@@ -279,7 +278,7 @@ class IncomingPaymentMutation:
         new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
-            wallet = await ctx.pool.fetchrow(_WALLET, wallet_id)
+            wallet = await WALLET_ADDRESS_RECEIVER_BY_ID.fetchrow(ctx.pool, id=wallet_id)
             if wallet is None:
                 raise not_found("wallet address")
             row = await create_incoming_payment(ctx, wallet, new)

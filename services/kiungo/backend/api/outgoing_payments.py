@@ -43,7 +43,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import PageRequest, fetch_page, filter_in, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.api.quotes import Quote, create_quote
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
@@ -90,6 +90,9 @@ def _api_errors() -> Iterator[None]:
 
 # The models' enum, registered as the schema's OutgoingPaymentState.
 strawberry.enum(States, name="OutgoingPaymentState")
+
+
+_PAYMENTS = Listing(domain.OUTGOING_PAYMENT_QUERY, domain.OUTGOING_PAYMENT_FILTERS)
 
 
 @strawberry.type
@@ -164,17 +167,14 @@ async def page_outgoing_payments(
     states: Sequence[str] | None = None,
     receivers: Sequence[str] | None = None,
 ) -> OutgoingPaymentConnection:
-    where: list[str] = []
-    params: list[Any] = []
+    filters: dict[str, list[Any]] = {}
     if wallet_address_ids is not None:
-        filter_in(where, params, "p.wallet_address_id", wallet_address_ids, "uuid")
+        filters["wallets"] = list(wallet_address_ids)
     if states is not None:
-        filter_in(where, params, "p.state", states, "text")
+        filters["states"] = list(states)
     if receivers is not None:
-        filter_in(where, params, "q.receiver", receivers, "text")
-    rows, page_info, cursors = await fetch_page(
-        ctx.pool, domain.OUTGOING_PAYMENT_SELECT, where, params, page, alias="p"
-    )
+        filters["receivers"] = list(receivers)
+    rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
     return OutgoingPaymentConnection(
         page_info=page_info,
         edges=[

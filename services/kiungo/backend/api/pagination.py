@@ -12,7 +12,7 @@ import binascii
 import functools
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -32,8 +32,6 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "fetch_listing",
-    "fetch_page",
-    "filter_in",
     "paged",
 ]
 
@@ -57,15 +55,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return moment, uuid.UUID(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad_input(f"{cursor!r} is not a cursor this API gave out") from None
-
-
-def filter_in(
-    where: list[str], params: list[Any], column: str, values: Sequence[Any], sql_type: str
-) -> None:
-    """Add ``column = ANY($n::sql_type[])`` with ``values`` to a page's conditions (a
-    ``FilterString``'s ``in``)."""
-    params.append(list(values))
-    where.append(f"{column} = ANY(${len(params)}::{sql_type}[])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,37 +218,3 @@ async def fetch_listing(
         binds["cursor_created_at"], binds["cursor_id"] = plan.cursor
     rows = await statement.fetch(conn, limit=plan.size + 1, **binds)
     return _page(rows, plan, page)
-
-
-async def fetch_page(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    select: str,
-    where: Sequence[str],
-    params: Sequence[Any],
-    page: PageRequest,
-    *,
-    alias: str = "",
-    default_order: SortOrder = SortOrder.DESC,
-) -> tuple[list[asyncpg.Record], PageInfo, list[str]]:
-    """Run ``select`` (``SELECT ... FROM ...``, placeholders ``$1``.. for ``params``) under the
-    ``where`` conditions, one page of it. Returns the rows, the page info and each row's cursor.
-
-    For the selects other modules still give as SQL text (wallet addresses', outgoing
-    payments'); a select built from the models is a :class:`Listing` (:func:`fetch_listing`).
-    """
-    plan = _plan(page, default_order)
-    column = f"{alias}." if alias else ""
-    conditions = list(where)
-    arguments = list(params)
-    if plan.cursor is not None:
-        arguments += list(plan.cursor)
-        op = ">" if plan.read_ascending else "<"
-        conditions.append(
-            f"({column}created_at, {column}id) {op} (${len(arguments) - 1}, ${len(arguments)})"
-        )
-    direction = "ASC" if plan.read_ascending else "DESC"
-    sql = select
-    if conditions:
-        sql += " WHERE " + " AND ".join(f"({c})" for c in conditions)
-    sql += f" ORDER BY {column}created_at {direction}, {column}id {direction} LIMIT {plan.size + 1}"
-    return _page(list(await conn.fetch(sql, *arguments)), plan, page)

@@ -47,8 +47,9 @@ from kiungo.openpayments.remote import (
 )
 from kiungo.payments.incoming import OPEN, States, store
 from kiungo.payments.receivers import (
-    INCOMING_PAYMENT_RECEIVER,
-    WALLET_ADDRESS_RECEIVER,
+    INCOMING_PAYMENT_RECEIVER_BY_ID,
+    INCOMING_PAYMENT_RECEIVER_FOR_UPDATE,
+    WALLET_ADDRESS_RECEIVER_BY_URL,
     InvalidReceiverUrl,
     incoming_payment_url,
     local_receiver_url,
@@ -62,8 +63,6 @@ _NO_OPEN_PAYMENTS = (
     "Payments, which this node does not speak; pay such a receiver by quoting its wallet "
     "address or incoming payment URL directly (createQuote)"
 )
-_WALLET_BY_URL = WALLET_ADDRESS_RECEIVER + "WHERE w.url = $1"
-_SELECT = INCOMING_PAYMENT_RECEIVER
 
 
 def _local_url(ctx: Context, given: str, field: str) -> str:
@@ -145,7 +144,7 @@ async def _received(ctx: Context, payment_id: uuid.UUID) -> int:
 
 async def _load(ctx: Context, payment_id: uuid.UUID, wallet_url: str | None = None) -> Receiver:
     """The receiver of one incoming payment; with ``wallet_url``, only under that wallet."""
-    row = await ctx.pool.fetchrow(_SELECT, payment_id)
+    row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(ctx.pool, id=payment_id)
     if row is None or (wallet_url is not None and row["url"] != wallet_url):
         raise _unknown(
             str(payment_id) if wallet_url is None else incoming_payment_url(wallet_url, payment_id)
@@ -261,7 +260,7 @@ class ReceiverMutation:
         new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
 
         async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
-            wallet = await ctx.pool.fetchrow(_WALLET_BY_URL, wallet_url)
+            wallet = await WALLET_ADDRESS_RECEIVER_BY_URL.fetchrow(ctx.pool, url=wallet_url)
             if wallet is None:
                 if INCOMING_PAYMENT_PATH.match(wallet_url):
                     raise bad_input(
@@ -294,7 +293,7 @@ class ReceiverMutation:
 
         async def run() -> tuple[dict[str, Any], CompleteReceiverResponse]:
             async with ctx.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(_SELECT + " FOR UPDATE OF p", payment_id)
+                row = await INCOMING_PAYMENT_RECEIVER_FOR_UPDATE.fetchrow(conn, id=payment_id)
                 if row is None or row["url"] != wallet_url:
                     raise _unknown(incoming_payment_url(wallet_url, payment_id))
                 state = row["state"]

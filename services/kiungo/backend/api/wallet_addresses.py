@@ -14,7 +14,7 @@ from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
 from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
 from kiungo.backend.api.liquidity import transfer_id, withdraw
-from kiungo.backend.api.pagination import PageRequest, fetch_page, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.api.wallet_address_keys import (
     WalletAddressKeyConnection,
     page_wallet_address_keys,
@@ -44,6 +44,9 @@ _CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
 
 # The models' enum, registered as the schema's WalletAddressStatus.
 strawberry.enum(WalletAddressStatus, name="WalletAddressStatus")
+
+
+_WALLETS = Listing(domain.WALLET_ADDRESS_QUERY)
 
 
 @strawberry.type
@@ -186,13 +189,7 @@ class WalletAddressQuery:
         info: strawberry.Info[Context, None],
         page: PageRequest,
     ) -> WalletAddressesConnection:
-        rows, page_info, cursors = await fetch_page(
-            info.context.pool,
-            domain.WALLET_ADDRESS_SELECT,
-            [],
-            [],
-            page,
-        )
+        rows, page_info, cursors = await fetch_listing(info.context.pool, _WALLETS, page)
         return WalletAddressesConnection(
             page_info=page_info,
             edges=[

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import String, Uuid, any_, bindparam, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW_LOCKED
 from kiungo.ledger import (
@@ -33,7 +34,8 @@ from kiungo.payments.quotes.service import quote_columns
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
-    "OUTGOING_PAYMENT_SELECT",
+    "OUTGOING_PAYMENT_FILTERS",
+    "OUTGOING_PAYMENT_QUERY",
     "AlreadyFunded",
     "FundingRefused",
     "InvalidPaymentRequest",
@@ -149,10 +151,15 @@ _SELECT = select(
     _a.c.code.label("asset_code"),
     _a.c.scale.label("asset_scale"),
 ).select_from(_p.join(_q, _q.c.id == _p.c.quote_id).join(_a, _a.c.id == _q.c.asset_id))
-OUTGOING_PAYMENT_SELECT = Statement(_SELECT).sql
-"""An outgoing payment with its quote and asset, as the admin API shows it: the SQL text,
-compiled from the statement, for the admin API's pages (a WHERE may follow, on ``p``, ``q``
-and ``a``)."""
+OUTGOING_PAYMENT_QUERY = _SELECT
+"""An outgoing payment with its quote and asset, as the admin API shows it: a select to page
+through (the admin API's lists filter it on :data:`OUTGOING_PAYMENT_FILTERS`)."""
+OUTGOING_PAYMENT_FILTERS = {
+    "wallets": _p.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+    "states": _p.c.state == any_(bindparam("states", type_=ARRAY(String))),
+    "receivers": _q.c.receiver == any_(bindparam("receivers", type_=ARRAY(String))),
+}
+"""The conditions a page of :data:`OUTGOING_PAYMENT_QUERY` may apply, each on its named bind."""
 _LOAD = Statement(_SELECT.where(_p.c.id == bindparam("id")))
 
 _WALLET_STATUS = Statement(select(_wallets.c.status).where(_wallets.c.id == bindparam("id")))
@@ -178,7 +185,7 @@ _DEPOSITS = uuid.UUID("0b8f3a52-6f0e-4d1c-9a57-3e0f6d2b8c41")
 
 
 async def load(pool: asyncpg.Pool, payment_id: uuid.UUID) -> asyncpg.Record:
-    """The payment's row, as :data:`OUTGOING_PAYMENT_SELECT` reads it."""
+    """The payment's row, as :data:`OUTGOING_PAYMENT_QUERY` reads it."""
     row = await _LOAD.fetchrow(pool, id=payment_id)
     if row is None:
         raise OutgoingPaymentNotFound()
