@@ -118,3 +118,18 @@ def test_a_grpc_port_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     assert "pw" not in caplog.text
     # Nothing was traced: shutting down has nothing to send to the unreachable collector.
     tracing._provider.shutdown()
+
+
+async def test_the_standard_sampler_variables_thin_the_spans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    async with otlp_collector() as collector:
+        settings = replace(Settings(), telemetry_traces=True, telemetry_trace_urls=(collector.url,))
+        tracing = start_tracing(settings, CONNECTOR)
+        assert tracing is not None
+        span = tracing.tracer.start_span("ilp.packet")
+        assert not span.is_recording()
+        span.end()
+        await tracing.shutdown()
+    assert collector.spans() == []
