@@ -225,6 +225,14 @@ class Settings:
     worker_interval_ms: int = 1_000
     """``WORKER_INTERVAL_MS`` (Kiungo's own): how often idle backend workers look for work
     (expired incoming payments, Web Monetization events, liquidity alerts, webhooks)."""
+    telemetry_traces: bool = False
+    """``ENABLE_TELEMETRY_TRACES``: export OpenTelemetry traces (a span per ILP packet, GraphQL
+    operation and webhook delivery attempt) over OTLP/HTTP; off, no tracing work is done."""
+    telemetry_trace_urls: tuple[str, ...] = ()
+    """``OPEN_TELEMETRY_TRACE_COLLECTOR_URLS``, or else ``OPEN_TELEMETRY_COLLECTOR_URLS``
+    (Rafiki's metrics collectors; Kiungo exports no OpenTelemetry metrics): the OTLP/HTTP
+    collectors traces go to, comma-separated; a URL with no path gets ``/v1/traces``. No
+    default (Rafiki's sends to the Interledger Foundation's collector): required with traces on."""
 
     @classmethod
     def from_env(
@@ -244,6 +252,16 @@ class Settings:
         stream_secret = read.value("STREAM_SECRET", _secret, None)
         if stream_secret is None and env is Environment.PRODUCTION and serving:
             raise ConfigError("STREAM_SECRET: must be set in production (32 bytes, base64)")
+        telemetry_traces = read.value("ENABLE_TELEMETRY_TRACES", _boolean, cls.telemetry_traces)
+        no_urls: tuple[str, ...] = ()
+        collector_urls = read.value("OPEN_TELEMETRY_COLLECTOR_URLS", _http_urls, no_urls)
+        trace_urls = read.value("OPEN_TELEMETRY_TRACE_COLLECTOR_URLS", _http_urls, collector_urls)
+        if telemetry_traces and not trace_urls:
+            raise ConfigError(
+                "OPEN_TELEMETRY_TRACE_COLLECTOR_URLS: required with ENABLE_TELEMETRY_TRACES=true "
+                "(an OTLP/HTTP collector such as http://otel-collector:4318; "
+                "OPEN_TELEMETRY_COLLECTOR_URLS is used when it is unset)"
+            )
         return cls(
             env=env,
             log_level=read.value("LOG_LEVEL", _log_level, cls.log_level),
@@ -333,6 +351,8 @@ class Settings:
             worker_interval_ms=read.value(
                 "WORKER_INTERVAL_MS", _positive_int, cls.worker_interval_ms
             ),
+            telemetry_traces=telemetry_traces,
+            telemetry_trace_urls=trace_urls,
         )
 
     @property
@@ -540,6 +560,11 @@ def _http_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {_without_password(raw)!r}")
     return raw
+
+
+def _http_urls(raw: str) -> tuple[str, ...]:
+    # Comma-separated, blanks dropped, as Rafiki's envStringArray reads a list.
+    return tuple(_http_url(part.strip()) for part in raw.split(",") if part.strip())
 
 
 def _postgres_url(raw: str) -> str:

@@ -18,6 +18,8 @@ IMPLEMENTED = {
     "NODE_ENV", "OPEN_PAYMENTS_URL", "QUOTE_LIFESPAN", "REDIS_URL", "SIGNATURE_SECRET",
     "SLIPPAGE", "STREAM_SECRET", "WALLET_ADDRESS_URL", "WEBHOOK_MAX_RETRY", "WEBHOOK_TIMEOUT",
     "WEBHOOK_URL", "USE_TIGERBEETLE", "TIGERBEETLE_CLUSTER_ID", "TIGERBEETLE_REPLICA_ADDRESSES",
+    "ENABLE_TELEMETRY_TRACES", "OPEN_TELEMETRY_COLLECTOR_URLS",
+    "OPEN_TELEMETRY_TRACE_COLLECTOR_URLS",
 }  # fmt: skip
 
 
@@ -33,6 +35,8 @@ def test_each_unused_rafiki_variable_is_warned_once_and_no_implemented_one(
     assert not set(warned) & IMPLEMENTED
     # Those still unimplemented when this was written (others may become implemented).
     assert {"COOKIE_KEY", "REDIS_TLS_CA_FILE_PATH", "KEY_ID"} <= set(warned)
+    # Rafiki's OpenTelemetry metrics switches: Kiungo's metrics are Prometheus (/metrics).
+    assert {"ENABLE_TELEMETRY", "OPEN_TELEMETRY_EXPORT_INTERVAL"} <= set(warned)
     assert all(r.levelno == logging.WARNING and r.name == "kiungo.config" for r in caplog.records)
 
 

@@ -27,6 +27,7 @@ from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.schema import MAX_TOKENS, RULES, build_schema
+from kiungo.backend.tracing import end_graphql_span, start_graphql_span
 from kiungo.runtime.health import health_routes
 from kiungo.signatures import SignatureError, verify
 
@@ -152,6 +153,12 @@ class GraphQLEndpoint:
         if operation is not None and not isinstance(operation, str):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "operationName must be a string", 400)
         document, errors = self._document(query)
+        tracing = self._backend.tracing
+        span = (
+            None
+            if tracing is None or document is None
+            else start_graphql_span(tracing, document, operation)
+        )
         if document is None:
             result = ExecutionResult(None, errors)
         else:
@@ -171,9 +178,11 @@ class GraphQLEndpoint:
             out["errors"] = [f for f, _ in formatted]
             if result.data is None and all(request_level for _, request_level in formatted):
                 status = 400
-            self._metrics.requests.labels(out["errors"][0]["extensions"]["code"]).inc()
+            label = out["errors"][0]["extensions"]["code"]
         else:
-            self._metrics.requests.labels("ok").inc()
+            label = "ok"
+        self._metrics.requests.labels(label).inc()
+        end_graphql_span(span, label)
         return JSONResponse(out, status)
 
     def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:

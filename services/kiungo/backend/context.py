@@ -22,6 +22,7 @@ from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
 from kiungo.rates import RatesClient
 from kiungo.runtime.receiver_fetch import receiver_client
+from kiungo.runtime.telemetry import BACKEND, Tracing, start_tracing
 from kiungo.store.channels import (
     PAYMENTS_DUE_CHANNEL,
     PEERS_CHANGED_CHANNEL,
@@ -57,6 +58,8 @@ class Backend:
     # addresses with REFUSE_PRIVATE_RECEIVERS (the connector and the rates service are private).
     receiver_http: httpx.AsyncClient = field(init=False)
     rates: RatesClient = field(init=False)
+    # Set with ENABLE_TELEMETRY_TRACES (kiungo.runtime.telemetry): operations and webhooks traced.
+    tracing: Tracing | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.idempotency = IdempotencyStore(self.redis, self.settings.redis_key_prefix)
@@ -67,10 +70,13 @@ class Backend:
             client=self.http,
             lifetime=timedelta(milliseconds=self.settings.exchange_rates_lifetime_ms),
         )
+        self.tracing = start_tracing(self.settings, BACKEND)
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.receiver_http.aclose()
+        if self.tracing is not None:
+            await self.tracing.shutdown()
 
     async def receiver_changed(self, owner_id: uuid.UUID) -> None:
         """Tell every connector replica to forget what it cached of a wallet address or incoming

@@ -49,6 +49,7 @@ from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.context import Backend
 from kiungo.backend.metrics import BackendMetrics
+from kiungo.backend.tracing import end_webhook_span, start_webhook_span
 from kiungo.events import EventType, amount_json, insert_event, iso_time
 from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger import reads as ledger_reads
@@ -176,12 +177,17 @@ async def deliver_webhooks(
             signed = signature_header(settings.signature_secret, body)
             headers += b"Rafiki-Signature: " + signed.encode() + b"\r\n"
         async with limit:
+            span = (
+                None if backend.tracing is None else start_webhook_span(backend.tracing, url, row)
+            )
             try:
                 async with asyncio.timeout(settings.webhook_timeout_ms / 1000):
                     status, _ = await client.post(url, content, headers)
             except (LinkError, TimeoutError) as exc:
+                end_webhook_span(span, None, exc)
                 log.warning("webhook %s (%s) failed: %r", row["id"], row["type"], exc)
                 return row["id"], None, row["attempts"] + 1
+            end_webhook_span(span, status, None)
         if not 200 <= status < 300:
             log.warning("webhook %s (%s) answered %d", row["id"], row["type"], status)
         return row["id"], status, row["attempts"] + 1

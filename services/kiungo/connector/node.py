@@ -31,6 +31,7 @@ from kiungo.rates import RatesClient
 from kiungo.runtime.db import create_pool
 from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
+from kiungo.runtime.telemetry import CONNECTOR, Tracing, start_tracing
 from kiungo.store.buckets import RateLimiter, ThroughputLimiter
 from kiungo.store.channels import PEERS_CHANGED_CHANNEL, RECEIVERS_CHANGED_CHANNEL
 from kiungo.store.stream_totals import StreamTotals
@@ -66,6 +67,8 @@ class Node:
     throughput: ThroughputLimiter
     metrics: Metrics
     owed: OwedPosts
+    tracing: Tracing | None = None
+    """Set with ENABLE_TELEMETRY_TRACES (:mod:`kiungo.runtime.telemetry`): packets are traced."""
     accounts_ready: set[uuid.UUID] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -114,6 +117,7 @@ class Node:
             throughput=ThroughputLimiter(redis, prefix),
             metrics=Metrics(),
             owed=OwedPosts(ledger, redis, prefix),
+            tracing=start_tracing(settings, CONNECTOR),
         )
         node.owed.on_booked = node._settle_receiver
         node.metrics.posts_owed.set_function(lambda: node.owed.owed)
@@ -205,3 +209,5 @@ class Node:
         await self.links.close()
         await self.redis.aclose()
         await self.pool.close()
+        if self.tracing is not None:
+            await self.tracing.shutdown()

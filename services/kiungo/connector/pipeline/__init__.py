@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from kiungo.connector.metrics import peer_label
 from kiungo.connector.node import Node
@@ -29,6 +31,7 @@ from kiungo.connector.pipeline.checks import (
 from kiungo.connector.pipeline.forward import forward
 from kiungo.connector.pipeline.ildcp import answer_peer_protocol
 from kiungo.connector.pipeline.receive import Acceptance, receive_locally
+from kiungo.connector.tracing import traced_packet
 from kiungo.ilp.errors import IlpError, UnreachableError
 from kiungo.ilp.oer import DecodeError
 from kiungo.ilp.packet import PacketType, Reject, decode_prepare, encode_packet
@@ -38,10 +41,20 @@ __all__ = ["Acceptance", "handle_packet"]
 log = logging.getLogger("kiungo.connector.packets")
 
 
-async def handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Acceptance:
-    """The encoded reply to ``raw`` from ``peer``; never raises. Money received for one of our
-    own receivers comes back held, as an :class:`Acceptance` whose caller ends it (sends the
-    Fulfill :meth:`Acceptance.finish` builds, or declines it when the peer is gone)."""
+def handle_packet(
+    node: Node, peer: PeerInfo, raw: bytes
+) -> Coroutine[Any, Any, bytes | Acceptance]:
+    """The encoded reply to ``raw`` from ``peer`` (to await); never raises. Money received for
+    one of our own receivers comes back held, as an :class:`Acceptance` whose caller ends it
+    (sends the Fulfill :meth:`Acceptance.finish` builds, or declines it when the peer is gone).
+    Traced when the node traces (:mod:`kiungo.connector.tracing`); otherwise this one check is
+    all tracing costs a packet (a plain function: no extra coroutine either)."""
+    if node.tracing is not None:
+        return traced_packet(node, peer, raw, _handle_packet)
+    return _handle_packet(node, peer, raw)
+
+
+async def _handle_packet(node: Node, peer: PeerInfo, raw: bytes) -> bytes | Acceptance:
     started = time.perf_counter()
     condition = ""
     taken = 0  # from the peer's throughput limit
