@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from tests.backend.harness import Admin
+from tests.backend.harness import Admin, create_wallet_address
 
 from kiungo.ledger import AccountKind, account_id_for
 
@@ -236,3 +236,74 @@ async def test_metrics_describe_the_gauges(admin: Admin) -> None:
     assert "exact up to 2^53" in text
     # Nothing pending in a new node.
     await until(admin, lambda g: g.liquidity == {} and g.pending_holds == 0)
+
+
+def _backlog(text: str) -> tuple[float, float, dict[tuple[str, str], float]]:
+    waiting = oldest = -1.0
+    open_payments: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "kiungo_webhook_backlog":
+                waiting = sample.value
+            elif sample.name == "kiungo_oldest_undelivered_webhook_seconds":
+                oldest = sample.value
+            elif sample.name == "kiungo_open_payments":
+                open_payments[sample.labels["type"], sample.labels["state"]] = sample.value
+    return waiting, oldest, open_payments
+
+
+async def test_webhook_backlog_and_open_payments(admin: Admin) -> None:
+    # No WEBHOOK_URL here: every event waits, so the backlog is every event written.
+    usd = await admin.create_asset("USD", 2)
+    wallet = await create_wallet_address(admin, usd, "/gauges")
+    created = await admin.data(
+        "mutation($input: CreateIncomingPaymentInput!) {"
+        " createIncomingPayment(input: $input) { payment { id } } }",
+        {"input": {"walletAddressId": wallet, "idempotencyKey": str(uuid.uuid4())}},
+    )
+    payment = created["createIncomingPayment"]["payment"]["id"]
+    events = await admin.pool.fetchval(
+        "SELECT count(*) FROM webhook_events WHERE process_at IS NOT NULL"
+    )
+    assert events >= 1
+
+    async def scraped() -> tuple[float, float, dict[tuple[str, str], float]]:
+        return _backlog((await admin.client.get(f"{admin.url}/metrics")).text)
+
+    deadline = time.monotonic() + 10
+    while True:
+        waiting, oldest, open_payments = await scraped()
+        if waiting == events and open_payments.get(("incoming", "PENDING")) == 1:
+            break
+        assert time.monotonic() < deadline, (waiting, oldest, open_payments)
+        await asyncio.sleep(0.02)
+    assert oldest >= 0
+    # Every open state has a series, at 0 when nothing is in it.
+    assert open_payments == {
+        ("incoming", "PENDING"): 1,
+        ("incoming", "PROCESSING"): 0,
+        ("outgoing", "FUNDING"): 0,
+        ("outgoing", "SENDING"): 0,
+    }
+    # The oldest event ages while it waits.
+    await asyncio.sleep(1.1)
+    deadline = time.monotonic() + 10
+    while (await scraped())[1] < 1.0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+    # Cancelled: no longer open. Delivered (or given up): no longer waiting.
+    await admin.data(
+        "mutation($input: CancelIncomingPaymentInput!) {"
+        " cancelIncomingPayment(input: $input) { payment { id } } }",
+        {"input": {"id": payment}},
+    )
+    await admin.pool.execute("UPDATE webhook_events SET process_at = NULL")
+    deadline = time.monotonic() + 10
+    while True:
+        waiting, oldest, open_payments = await scraped()
+        if waiting == 0 and open_payments[("incoming", "PENDING")] == 0:
+            break
+        assert time.monotonic() < deadline, (waiting, oldest, open_payments)
+        await asyncio.sleep(0.02)
+    assert oldest == 0

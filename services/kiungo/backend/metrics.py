@@ -62,6 +62,24 @@ class BackendMetrics(ServedMetrics):
             "none is past it (the connector's sweep releases such holds)",
             registry=self.registry,
         )
+        self.webhook_backlog = Gauge(
+            "kiungo_webhook_backlog",
+            "Webhook events not yet delivered (and not given up): waiting for their first "
+            "attempt or a retry",
+            registry=self.registry,
+        )
+        self.oldest_undelivered_webhook = Gauge(
+            "kiungo_oldest_undelivered_webhook_seconds",
+            "Age of the oldest webhook event not yet delivered (0 when none is waiting)",
+            registry=self.registry,
+        )
+        self.open_payments = Gauge(
+            "kiungo_open_payments",
+            "Payments not yet in a final state, by type (incoming, outgoing) and state "
+            "(PENDING, PROCESSING; FUNDING, SENDING)",
+            ["type", "state"],
+            registry=self.registry,
+        )
         self._liquidity_children: set[tuple[str, str, str]] = set()
 
     def set_liquidity(self, balances: Iterable[tuple[str, str, str, int]]) -> None:
@@ -75,6 +93,18 @@ class BackendMetrics(ServedMetrics):
         for gone in self._liquidity_children - children:
             self.liquidity.remove(*gone)
         self._liquidity_children = children
+
+    def set_backlog(
+        self,
+        webhooks: int,
+        oldest_webhook_seconds: float,
+        open_payments: Iterable[tuple[str, str, int]],
+    ) -> None:
+        """Set the webhook backlog gauges and ``kiungo_open_payments`` (type, state, count)."""
+        self.webhook_backlog.set(webhooks)
+        self.oldest_undelivered_webhook.set(oldest_webhook_seconds)
+        for kind, state, count in open_payments:
+            self.open_payments.labels(kind, state).set(count)
 
     def set_pending_holds(self, count: int, oldest_overdue_seconds: float) -> None:
         self.pending_holds.set(count)

@@ -48,6 +48,7 @@ from sqlalchemy.sql.selectable import Alias, TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.context import Backend
+from kiungo.backend.gauges import update_backlog_gauges, update_ledger_gauges
 from kiungo.backend.metrics import BackendMetrics
 from kiungo.backend.tracing import end_webhook_span, start_webhook_span
 from kiungo.events import EventType, amount_json, insert_event, iso_time
@@ -66,7 +67,6 @@ __all__ = [
     "deliver_webhooks",
     "emit_web_monetization_events",
     "expire_incoming_payments",
-    "update_ledger_gauges",
 ]
 
 log = logging.getLogger("kiungo.backend.workers")
@@ -371,20 +371,6 @@ async def raise_liquidity_alerts(backend: Backend) -> int:
     return raised
 
 
-async def update_ledger_gauges(backend: Backend, metrics: BackendMetrics) -> None:
-    """Set ``kiungo_liquidity``, ``kiungo_pending_holds`` and
-    ``kiungo_oldest_pending_hold_seconds`` from the ledger as it is now (reads only)."""
-    async with backend.pool.acquire() as conn:
-        async with conn.transaction():
-            await backend.ledger.sync_balances(conn, kinds=_LIQUIDITY_KINDS)
-        balances = await ledger_reads.liquidity_gauges(conn)
-        holds = await ledger_reads.pending_holds(conn)
-    metrics.set_liquidity(
-        (kind, str(owner_id), code, available) for kind, owner_id, code, available in balances
-    )
-    metrics.set_pending_holds(holds.count, holds.overdue_seconds)
-
-
 class Workers:
     """The loops of one replica; each does a round, then sleeps when it found nothing."""
 
@@ -427,12 +413,16 @@ class Workers:
         ]
 
     async def _liquidity_round(self) -> int:
-        """The ledger gauges, then the liquidity alerts; neither's failure stops the other."""
+        """The gauges, then the liquidity alerts; no one's failure stops the others."""
         if self._metrics is not None:
-            try:
-                await update_ledger_gauges(self._backend, self._metrics)
-            except Exception:
-                log.exception("worker ledger-gauges failed; retrying")
+            for name, update in (
+                ("ledger-gauges", update_ledger_gauges),
+                ("backlog-gauges", update_backlog_gauges),
+            ):
+                try:
+                    await update(self._backend, self._metrics)
+                except Exception:
+                    log.exception("worker %s failed; retrying", name)
         return await raise_liquidity_alerts(self._backend)
 
     async def _loop(
