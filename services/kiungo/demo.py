@@ -34,7 +34,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from starlette.applications import Starlette
@@ -52,6 +51,7 @@ from kiungo.runtime.db import plain_url
 from kiungo.runtime.log import configure_logging
 from kiungo.runtime.runner import http_server as backend_http_server
 from kiungo.runtime.runner import run_service
+from kiungo.runtime.runner import started as serving
 from kiungo.signatures import signature_header
 from kiungo.store.local import postgres_url, redis_url
 from kiungo.store.tigerbeetle import tigerbeetle_settings
@@ -67,23 +67,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _serve(app: Any, port: int) -> AsyncIterator[uvicorn.Server]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _rates_app() -> Starlette:
@@ -384,7 +367,8 @@ async def run_demo(settings: Settings, amount: int, console: Console) -> dict[st
         databases = await _databases(server)
         stack.push_async_callback(_drop, server, databases)
         rates_port = _free_port()
-        await stack.enter_async_context(_serve(_rates_app(), rates_port))
+        rates_server = backend_http_server(_rates_app(), "127.0.0.1", rates_port)
+        await stack.enter_async_context(serving(rates_server, "demo rates server"))
         rates = f"http://127.0.0.1:{rates_port}/"
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
         console.print("starting node A (USD) and node B (USD, EUR) …")

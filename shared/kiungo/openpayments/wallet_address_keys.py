@@ -32,7 +32,7 @@ from kiungo.models.sql import Statement, table
 __all__ = [
     "ALG",
     "CRV",
-    "KEY_COLUMNS",
+    "KEY_QUERY",
     "KTY",
     "DuplicateKey",
     "InvalidJwk",
@@ -64,7 +64,8 @@ _KEY = (
     _keys.c.revoked,
     _keys.c.created_at,
 )
-KEY_COLUMNS = ", ".join(column.name for column in _KEY)
+KEY_QUERY = select(*_KEY)
+"""Every key, as a select to filter and page through (the admin API's list)."""
 """The columns a key is read with, as SQL text."""
 
 _CREATE = Statement(
@@ -87,7 +88,7 @@ _REVOKE = Statement(
     )
     .returning(*_KEY)
 )
-_LOAD = Statement(select(*_KEY).where(_keys.c.id == bindparam("id")))
+_LOAD = Statement(KEY_QUERY.where(_keys.c.id == bindparam("id")))
 _ACTIVE_JWKS = Statement(
     select(_wallets.c.status, _keys.c.kid, _keys.c.x)
     .select_from(

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import strawberry
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam
 
 from kiungo.backend.api.common import PageInfo, iso, parse_uuid
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
@@ -34,16 +34,10 @@ _CODES: tuple[tuple[type[domain.KeyRefusal], ErrorCode], ...] = (
     (domain.KeyNotFound, ErrorCode.NOT_FOUND),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
 )
-_keys = table(WalletAddressKeyModel)
 _KEYS = Listing(
-    select(
-        _keys.c.id,
-        _keys.c.wallet_address_id,
-        _keys.c.kid,
-        _keys.c.x,
-        _keys.c.revoked,
-        _keys.c.created_at,
-    ).where(_keys.c.wallet_address_id == bindparam("wallet_address_id"))
+    domain.KEY_QUERY.where(
+        table(WalletAddressKeyModel).c.wallet_address_id == bindparam("wallet_address_id")
+    )
 )
 
 
