@@ -11,8 +11,9 @@ on the connector at OPEN_PAYMENTS_URL, the ``resourceServer`` wallet address doc
 
 Every authorized request carries ``Authorization: GNAP <token>``, a token of this node's
 authorization server (:func:`kiungo.openpayments.grants.introspect`), and is signed (RFC 9421)
-by a key of the grant's client (:func:`kiungo.openpayments.client_signatures
-.verify_client_request`, what the authorization server checks too). Access is per action on a
+by a key of the grant's client (:class:`kiungo.openpayments.client_signatures.ClientKeys`, what
+the authorization server checks too: a wallet address of this node or another, or the JWK the
+grant stored). Access is per action on a
 wallet address (the access item's ``identifier``); ``read``, ``list`` and ``complete`` reach only
 what the grant's own client created, ``read-all`` and ``list-all`` everything.
 
@@ -43,11 +44,7 @@ from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
 from kiungo.models import WalletAddressStatus
 from kiungo.openpayments import incoming_payments as resources
-from kiungo.openpayments.client_signatures import (
-    UnknownClient,
-    addressed_url,
-    verify_client_request,
-)
+from kiungo.openpayments.client_signatures import ClientKeys, UnknownClient, addressed_url
 from kiungo.openpayments.grants import GrantInfo, introspect
 from kiungo.openpayments.http_signatures import SignatureRejected
 from kiungo.payments.incoming import InvalidExpiry, States, expiry, store
@@ -110,6 +107,11 @@ class _ResourceServer:
         self.base = node.settings.open_payments_url.rstrip("/")
         self.auth_server = node.settings.auth_server_grant_url
         self.challenge = f"GNAP as_uri={self.auth_server}"
+        self.client_keys = ClientKeys(
+            node.pool,
+            node.receiver_http,
+            max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -149,17 +151,17 @@ class _ResourceServer:
         if grant is None:
             raise self.unauthorized("invalid, expired or revoked access token")
         try:
-            await verify_client_request(
-                self.pool,
+            await self.client_keys.verify(
                 grant.client,
+                grant.client_jwk,
                 method=request.method,
                 targets=[addressed_url(self.base, request.scope)],
                 headers=request.headers.items(),
                 body=body,
                 now=int(self.clock()),
             )
-        except UnknownClient:
-            raise self.unauthorized("the grant's client has no active keys here") from None
+        except UnknownClient as exc:
+            raise self.unauthorized(f"the grant's client has no usable keys: {exc}") from None
         except SignatureRejected as exc:
             raise self.unauthorized(f"invalid signature: {exc.reason}") from None
         return grant

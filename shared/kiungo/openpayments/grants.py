@@ -41,6 +41,7 @@ __all__ = [
     "parse_access",
     "revoke_token",
     "rotate_token",
+    "stored_json",
     "token_holder",
 ]
 
@@ -72,6 +73,7 @@ _INSERT_GRANT = Statement(
     insert(_grants).values(
         id=bindparam("id"),
         client=bindparam("client"),
+        client_jwk=bindparam("client_jwk"),
         access=bindparam("access"),
         state=APPROVED,
         continue_token_hash=bindparam("continue_token_hash"),
@@ -80,7 +82,7 @@ _INSERT_GRANT = Statement(
 # The approved grant of an unrevoked token, whoever holds it.
 _HELD = _tokens.join(_grants, _grants.c.id == _tokens.c.grant_id)
 _HOLDER = Statement(
-    select(_grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    select(_grants.c.id.label("grant_id"), _grants.c.client, _grants.c.client_jwk, _grants.c.access)
     .select_from(_HELD)
     .where(
         _tokens.c.id == bindparam("id"),
@@ -102,7 +104,7 @@ _REVOKE = Statement(
     .returning(_tokens.c.grant_id)
 )
 _CONTINUATION = Statement(
-    select(_grants.c.id, _grants.c.client, _grants.c.access).where(
+    select(_grants.c.id, _grants.c.client, _grants.c.client_jwk, _grants.c.access).where(
         _grants.c.id == bindparam("id"),
         _grants.c.continue_token_hash == bindparam("continue_token_hash"),
         _grants.c.state == APPROVED,
@@ -124,7 +126,13 @@ _REVOKE_ALL = Statement(
     .values(revoked=true(), updated_at=func.now())
 )
 _INTROSPECT = Statement(
-    select(_tokens.c.id, _grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    select(
+        _tokens.c.id,
+        _grants.c.id.label("grant_id"),
+        _grants.c.client,
+        _grants.c.client_jwk,
+        _grants.c.access,
+    )
     .select_from(_HELD)
     .where(
         _tokens.c.value_hash == bindparam("value_hash"),
@@ -153,12 +161,19 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class GrantInfo:
-    """What a valid access token authorizes: the grant, its client and access."""
+    """What a valid access token authorizes: the grant, its client (and the client's JWK when
+    it is known by its key) and access."""
 
     grant_id: uuid.UUID
     token_id: uuid.UUID
     client: str
     access: list[dict[str, Any]]
+    client_jwk: dict[str, Any] | None = None
+
+
+def stored_json(raw: Any) -> Any:
+    """A JSONB column's value, whether the connection decodes JSON or hands back its text."""
+    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def hash_token(value: str) -> str:
@@ -227,8 +242,10 @@ async def create_grant(
     client: str,
     access: Sequence[Mapping[str, Any]],
     expires_in: int = ACCESS_TOKEN_EXPIRY_SECONDS,
+    client_jwk: Mapping[str, str] | None = None,
 ) -> tuple[uuid.UUID, IssuedToken, str]:
-    """An approved grant for ``client``: its id, access token, and continuation token value."""
+    """An approved grant for ``client`` (known by ``client_jwk`` when given): its id, access
+    token, and continuation token value."""
     grant_id = uuid.uuid4()
     continue_value = _new_value()
     async with pool.acquire() as conn, conn.transaction():
@@ -236,6 +253,7 @@ async def create_grant(
             conn,
             id=grant_id,
             client=client,
+            client_jwk=None if client_jwk is None else json.dumps(dict(client_jwk)),
             access=json.dumps(list(access)),
             continue_token_hash=hash_token(continue_value),
         )
@@ -246,8 +264,9 @@ async def create_grant(
 async def token_holder(
     pool: asyncpg.Pool, token_id: uuid.UUID, value: str
 ) -> asyncpg.Record | None:
-    """The grant (client, access) of the unrevoked token ``token_id`` whose value is ``value``,
-    expired or not (an expired token may still be rotated or revoked, as in Rafiki); else None."""
+    """The grant (client, client_jwk, access) of the unrevoked token ``token_id`` whose value
+    is ``value``, expired or not (an expired token may still be rotated or revoked, as in
+    Rafiki); else None."""
     return await _HOLDER.fetchrow(pool, id=token_id, value_hash=hash_token(value))
 
 
@@ -316,7 +335,9 @@ async def introspect(
     row = await _INTROSPECT.fetchrow(pool, value_hash=hash_token(token_value))
     if row is None:
         return None
-    access = json.loads(row["access"]) if isinstance(row["access"], str) else row["access"]
+    access = stored_json(row["access"])
     if not all(_covers(access, *need) for need in required):
         return None
-    return GrantInfo(row["grant_id"], row["id"], row["client"], access)
+    return GrantInfo(
+        row["grant_id"], row["id"], row["client"], access, stored_json(row["client_jwk"])
+    )
