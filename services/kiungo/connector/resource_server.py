@@ -265,20 +265,22 @@ class _ResourceServer:
         except (InvalidExpiry, OverflowError) as exc:
             raise _bad(str(exc)) from None
         metadata = _metadata(document.get("metadata"))
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.create(
-                conn,
-                wallet,
-                incoming_amount=amount,
-                expires_at=expires_at,
-                metadata=metadata,
-                created_at=now,
-            )
-            await resources.record_client(conn, row["id"], grant.client)
-        created = await resources.by_id(self.pool, row["id"])
-        if created is None:  # deleted between the commit and this read: nothing to show
-            raise _not_found()
-        return JSONResponse(await self.full(created, with_methods=True), 201)
+        # One statement: the payment, its client and its created event (with the client).
+        row = await store.create(
+            self.pool,
+            wallet,
+            incoming_amount=amount,
+            expires_at=expires_at,
+            metadata=metadata,
+            created_at=now,
+            client=grant.client,
+        )
+        # The response is built from what was written: a payment whose credentials are only
+        # now handed out has received nothing, so neither a re-read nor the ledger is asked.
+        created = {**row, "url": wallet["url"]}
+        return JSONResponse(
+            resources.payment_json(created, self.base, 0, self.methods(created)), 201
+        )
 
     async def get(self, request: Request) -> Response:
         payment_id = request.path_params["id"]

@@ -69,14 +69,29 @@ _INSERT_TOKEN = Statement(
         expires_at=bindparam("expires_at"),
     )
 )
-_INSERT_GRANT = Statement(
-    insert(_grants).values(
+# A grant with its first access token, in one statement (one round trip, no transaction).
+_new_grant = (
+    insert(_grants)
+    .values(
         id=bindparam("id"),
         client=bindparam("client"),
         client_jwk=bindparam("client_jwk"),
         access=bindparam("access"),
         state=APPROVED,
         continue_token_hash=bindparam("continue_token_hash"),
+    )
+    .returning(_grants.c.id)
+    .cte("new_grant")
+)
+_INSERT_GRANT = Statement(
+    insert(_tokens).from_select(
+        ["id", "grant_id", "value_hash", "expires_at"],
+        select(
+            bindparam("token_id", type_=_tokens.c.id.type),
+            _new_grant.c.id,
+            bindparam("value_hash", type_=_tokens.c.value_hash.type),
+            bindparam("expires_at", type_=_tokens.c.expires_at.type),
+        ).select_from(_new_grant),
     )
 )
 # The approved grant of an unrevoked token, whoever holds it.
@@ -225,6 +240,10 @@ def parse_access(raw: object) -> list[dict[str, Any]]:
     return items
 
 
+def _expiry(expires_in: int) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=expires_in)
+
+
 async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int) -> IssuedToken:
     token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
     await _INSERT_TOKEN.execute(
@@ -232,7 +251,7 @@ async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int)
         id=token.id,
         grant_id=grant_id,
         value_hash=hash_token(token.value),
-        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+        expires_at=_expiry(expires_in),
     )
     return token
 
@@ -248,16 +267,18 @@ async def create_grant(
     token, and continuation token value."""
     grant_id = uuid.uuid4()
     continue_value = _new_value()
-    async with pool.acquire() as conn, conn.transaction():
-        await _INSERT_GRANT.execute(
-            conn,
-            id=grant_id,
-            client=client,
-            client_jwk=None if client_jwk is None else json.dumps(dict(client_jwk)),
-            access=json.dumps(list(access)),
-            continue_token_hash=hash_token(continue_value),
-        )
-        token = await _issue(conn, grant_id, expires_in)
+    token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
+    await _INSERT_GRANT.execute(
+        pool,
+        id=grant_id,
+        client=client,
+        client_jwk=None if client_jwk is None else json.dumps(dict(client_jwk)),
+        access=json.dumps(list(access)),
+        continue_token_hash=hash_token(continue_value),
+        token_id=token.id,
+        value_hash=hash_token(token.value),
+        expires_at=_expiry(expires_in),
+    )
     return grant_id, token, continue_value
 
 
