@@ -5,7 +5,8 @@ on the connector at OPEN_PAYMENTS_URL, the ``resourceServer`` wallet address doc
   address and shared secret of a STREAM connection that pays into it, as SPSP on its
   ``<wallet address>/incoming-payments/<id>`` URL gives them).
 - ``GET /incoming-payments/{id}``: with a token the payment (``methods`` while it is open);
-  without ``Authorization`` its public form, ``receivedAmount`` and ``authServer``.
+  without ``Authorization`` its public form, ``receivedAmount`` and ``authServer``, or SPSP
+  when the request accepts ``application/spsp4+json`` (an SPSP-only sender given this URL).
 - ``GET /incoming-payments?wallet-address=…``: a page (``first``/``last``, ``cursor``).
 - ``POST /incoming-payments/{id}/complete``.
 
@@ -40,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.connector.node import Node
+from kiungo.connector.spsp import incoming_payment_spsp
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
 from kiungo.models import WalletAddressStatus
@@ -49,6 +51,7 @@ from kiungo.openpayments.grants import GrantInfo, introspect
 from kiungo.openpayments.http_signatures import SignatureRejected
 from kiungo.payments.incoming import InvalidExpiry, States, expiry, store
 from kiungo.payments.receivers import incoming_payment_tag
+from kiungo.spsp import accepts_spsp
 from kiungo.store.channels import RECEIVERS_CHANGED_CHANNEL
 from kiungo.stream.server import Asset
 
@@ -479,13 +482,20 @@ def resource_routes(
         return await server.list(request)
 
     async def one(request: Request) -> Response:
-        if request.method == "GET" and not _is_uuid(request.path_params["id"]):
+        payment_id = request.path_params["id"]
+        if not _is_uuid(payment_id):
             return await fallback(request)
+        # An SPSP sender given the payment's Open Payments URL: SPSP, as on its wallet
+        # address URL. A request with a token is always the resource server's.
+        if "authorization" not in request.headers and (
+            request.method == "OPTIONS" or accepts_spsp(request.headers.get("accept"))
+        ):
+            return await incoming_payment_spsp(node, request, uuid.UUID(payment_id))
         return await server.get(request)
 
     return [
         Route("/incoming-payments", guarded(collection), methods=["GET", "POST"]),
-        Route("/incoming-payments/{id}", guarded(one), methods=["GET"]),
+        Route("/incoming-payments/{id}", guarded(one), methods=["GET", "OPTIONS"]),
         Route("/incoming-payments/{id}/complete", guarded(server.complete), methods=["POST"]),
     ]
 
