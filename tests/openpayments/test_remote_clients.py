@@ -134,6 +134,13 @@ async def test_a_wallet_address_of_another_node_is_verified_with_its_jwks(auth: 
     async with key_server() as keys, auth_with(auth, clock=lambda: moment[0]) as remote:
         keys.keys = [public_key_to_jwk(key.public_key(), "carol-1")]
         remote.key, remote.kid = key, "carol-1"
+        # A request refused for its own sake reads nothing: unsigned, or outside the skew.
+        unsigned = await remote.send("POST", remote.url, grant_body(keys.wallet), signed=False)
+        skewed = await remote.send(
+            "POST", remote.url, grant_body(keys.wallet), created=int(time.time()) - 3600
+        )
+        assert unsigned.status_code == skewed.status_code == 401
+        assert keys.hits == 0
         granted = await remote.send("POST", remote.url, grant_body(keys.wallet))
         assert granted.status_code == 200, granted.text
         token = granted.json()["access_token"]

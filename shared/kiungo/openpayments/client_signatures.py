@@ -208,15 +208,17 @@ class ClientKeys:
             keys = [key.to_json() for key in local]
             _verify(keys, method, targets, headers, body or None, now, max_skew)
             return
-        cached = self._cached(client)
-        if cached is not None:
-            try:
-                _verify(cached, method, targets, headers, body or None, now, max_skew)
-                return
-            except SignatureRejected as exc:
-                if exc.reason != "unknown keyid":
-                    raise
-            # A key the kept set lacks: the client may have added it since; read again.
+        # With the kept keys (or none): a request refused for anything but its keyid (unsigned,
+        # malformed, outside the skew) is refused without reading anything over the network.
+        try:
+            _verify(
+                self._cached(client) or [], method, targets, headers, body or None, now, max_skew
+            )
+            return
+        except SignatureRejected as exc:
+            if exc.reason != "unknown keyid":
+                raise
+        # Not read yet, or a key the kept set lacks (the client may have added it): read.
         keys = await self._fetch(client)
         _verify(keys, method, targets, headers, body or None, now, max_skew)
 
