@@ -75,6 +75,8 @@ class KeyServer:
             case "gzip":
                 headers = {"Content-Encoding": "gzip"}
                 return Response(body, media_type="application/json", headers=headers)
+            case "unhurried":
+                await asyncio.sleep(0.2)
             case "slow":
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(30):
@@ -272,6 +274,19 @@ async def test_a_client_known_by_its_jwk_is_verified_with_it_for_the_grants_life
     renamed = await auth.send("POST", auth.url, grant_body({"jwk": jwk}))
     assert renamed.status_code == 401
     assert await auth.rows() == before
+
+
+async def test_concurrent_requests_of_a_new_remote_client_make_one_read(auth: Auth) -> None:
+    key = Ed25519PrivateKey.generate()
+    async with key_server() as keys, auth_with(auth) as remote:
+        keys.keys = [public_key_to_jwk(key.public_key(), "carol-1")]
+        keys.mode = "unhurried"
+        remote.key, remote.kid = key, "carol-1"
+        answers = await asyncio.gather(
+            *(remote.send("POST", remote.url, grant_body(keys.wallet)) for _ in range(5))
+        )
+        assert [a.status_code for a in answers] == [200] * 5
+        assert keys.hits == 1
 
 
 @pytest.mark.interop

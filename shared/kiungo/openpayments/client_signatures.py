@@ -9,7 +9,8 @@ A client is identified in one of two ways (Open Payments, as Rafiki takes them):
   its ``<wallet address>/jwks.json`` read over HTTP (:class:`ClientKeys`) with the bounds every
   fetch of a receiver has (:mod:`kiungo.runtime.receiver_fetch`: total time, bytes, no redirects,
   no private addresses under ``REFUSE_PRIVATE_RECEIVERS``) and kept for :data:`KEY_CACHE_SECONDS`;
-  a ``keyid`` not among the kept keys reads them again, once per request;
+  a ``keyid`` not among the kept keys reads them again, once per request (requests arriving
+  while a client's keys are being read wait for that read);
 - by a **JWK** sent in the grant request (``client: {"jwk": …}``): that key, stored with the
   grant, verifies every later request under it. Its identity is the key's RFC 7638 thumbprint
   as an RFC 9278 URI (:func:`jwk_client_id`).
@@ -17,6 +18,7 @@ A client is identified in one of two ways (Open Payments, as Rafiki takes them):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -149,8 +151,26 @@ class ClientKeys:
         self.ttl = ttl
         self.clock = clock
         self._remote: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._reading: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
 
     async def _fetch(self, client: str) -> list[dict[str, Any]]:
+        """The client's key set read now; requests that need it while it is being read wait
+        for that one read (a client's many requests make one fetch, not one each). The read
+        runs on if a waiter goes away, bounded by ``max_seconds``."""
+        task = self._reading.get(client)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(client))
+            self._reading[client] = task
+            task.add_done_callback(lambda done: self._done_reading(client, done))
+        return await asyncio.shield(task)
+
+    def _done_reading(self, client: str, task: asyncio.Task[list[dict[str, Any]]]) -> None:
+        if self._reading.get(client) is task:
+            del self._reading[client]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone away
+
+    async def _read(self, client: str) -> list[dict[str, Any]]:
         url = _remote_url(client)
         try:
             reply = await fetch(
