@@ -60,6 +60,7 @@ bench: venv
 	$(BIN)/python -m tests.benchmarks.ledger
 	$(BIN)/python -m tests.benchmarks.connector
 	$(BIN)/python -m tests.benchmarks.admin
+	$(BIN)/python -m tests.benchmarks.open_payments
 	$(BIN)/python -m tests.benchmarks.payments
 
 # The whole node on this machine: embedded Postgres and Redis unless DATABASE_URL/REDIS_URL are set.

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 
 from kiungo.auth.app import auth_app
+from kiungo.auth.command import client_keys
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import serve_backend
 from kiungo.config import Settings, warn_unused_rafiki_variables
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 grants = auth_app(
                     node.pool,
                     settings.auth_server_grant_url,
+                    client_keys=client_keys(settings, node.pool, node.receiver_http),
                     expires_in=settings.access_token_expiry_seconds,
                 )
                 auth = backend_http_server(grants, args.host, settings.auth_port)

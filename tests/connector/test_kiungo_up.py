@@ -68,6 +68,9 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
             grant = await client.post(f"http://127.0.0.1:{auth_port}/", json={})
             assert grant.status_code == 400
             assert grant.json()["error"]["code"] == "invalid_client"
+            for probe in ("livez", "readyz"):
+                answer = await client.get(f"http://127.0.0.1:{auth_port}/{probe}")
+                assert answer.json() == {"status": "ok"}, probe
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await process.wait()

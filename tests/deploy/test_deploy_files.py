@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 NODES = ("alpha", "beta")
 # The services, their ports (the defaults of kiungo.config) and the commands that run them.
-PORTS = {"backend": Settings().admin_port, "connector": Settings().connector_port}
+PORTS = {
+    "backend": Settings().admin_port,
+    "connector": Settings().connector_port,
+    "auth": Settings().auth_port,
+}
+# The services on Postgres alone (the authorization server uses no Redis).
+POSTGRES_ONLY = {"auth"}
 SECRETS = {"DATABASE_URL", "REDIS_URL", "STREAM_SECRET", "ADMIN_API_SECRET", "SIGNATURE_SECRET"}
 
 
@@ -105,7 +111,7 @@ def _kiungo_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_compose_has_two_nodes_on_one_postgres_and_redis() -> None:
     services = _compose()["services"]
     expected = {"postgres", "redis"} | {
-        f"{node}-{part}" for node in NODES for part in ("migrate", "backend", "connector")
+        f"{node}-{part}" for node in NODES for part in ("migrate", "backend", "connector", "auth")
     }
     assert set(services) == expected
     assert services["postgres"]["image"].startswith("postgres:16")
@@ -126,13 +132,19 @@ def test_compose_nodes_are_valid_production_nodes_apart_from_each_other() -> Non
     services = _kiungo_services(_compose())
     settings = {}
     for node in NODES:
-        envs = [services[f"{node}-{part}"]["environment"] for part in ("migrate", "backend")]
+        envs = [
+            services[f"{node}-{part}"]["environment"]
+            for part in ("migrate", "backend", "connector", "auth")
+        ]
         assert all(env == envs[0] for env in envs), f"{node}'s services differ in settings"
         env = {key: str(value) for key, value in envs[0].items()}
         settings[node] = Settings.from_env(env)
         assert settings[node].env is Environment.PRODUCTION
         assert settings[node].admin_api_secret, "the backend listens beyond loopback"
         assert env["ILP_CONNECTOR_URL"] == f"http://{node}-connector:{PORTS['connector']}"
+        # Wallets reach each node's authorization server at its service name.
+        assert settings[node].auth_server_grant_url == f"http://{node}-auth:{PORTS['auth']}"
+        assert settings[node].auth_port == PORTS["auth"]
     alpha, beta = settings["alpha"], settings["beta"]
     assert alpha.database_url != beta.database_url
     assert alpha.redis_url == beta.redis_url
@@ -170,7 +182,10 @@ def test_compose_commands_health_and_order() -> None:
             depends = service["depends_on"]
             assert depends[f"{node}-migrate"]["condition"] == "service_completed_successfully"
             assert depends["postgres"]["condition"] == "service_healthy"
-            assert depends["redis"]["condition"] == "service_healthy"
+            if part in POSTGRES_ONLY:
+                assert "redis" not in depends
+            else:
+                assert depends["redis"]["condition"] == "service_healthy"
     for store in ("postgres", "redis"):
         assert services[store]["healthcheck"]["test"]
 
@@ -392,9 +407,10 @@ def _check_pod(pod: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any
 def test_k8s_objects() -> None:
     kinds = sorted(kind for kind, _ in _k8s())
     assert kinds == [
-        "ConfigMap", "Deployment", "Deployment", "Job", "NetworkPolicy", "NetworkPolicy",
-        "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Secret",
-        "Secret", "Service", "Service", "Service", "Service", "StatefulSet", "StatefulSet",
+        "ConfigMap", "Deployment", "Deployment", "Deployment", "Job", "NetworkPolicy",
+        "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget",
+        "PodDisruptionBudget", "PodDisruptionBudget", "Secret", "Secret", "Service", "Service",
+        "Service", "Service", "Service", "StatefulSet", "StatefulSet",
     ]  # fmt: skip
 
 
@@ -426,11 +442,13 @@ def _policy_for(labels: dict[str, str]) -> dict[str, Any]:
     return policy
 
 
-def test_k8s_network_policies_open_only_the_connector() -> None:
+def test_k8s_network_policies_open_only_the_connector_and_the_authorization_server() -> None:
     connector = _pod_labels("Deployment", "kiungo-connector")
     backend = _pod_labels("Deployment", "kiungo-backend")
-    (rule,) = _policy_for(connector)["spec"]["ingress"]
-    assert "from" not in rule and rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    # Peers and wallets reach the connector; wallets reach the authorization server.
+    for public in (connector, _pod_labels("Deployment", "kiungo-auth")):
+        (rule,) = _policy_for(public)["spec"]["ingress"]
+        assert "from" not in rule and rule["ports"] == [{"protocol": "TCP", "port": "http"}]
     # The admin API: only pods of the namespace, only its port.
     (rule,) = _policy_for(backend)["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {}}]
@@ -457,6 +475,8 @@ def test_k8s_config_holds_only_settings_and_secrets_only_in_the_secret() -> None
     assert set(secrets) <= SETTINGS, set(secrets) - SETTINGS
     assert not set(config) & SECRETS
     assert {"DATABASE_URL", "REDIS_URL", "STREAM_SECRET", "ADMIN_API_SECRET"} <= set(secrets)
+    # Wallet address documents name a public authorization server, not the default loopback.
+    assert config["AUTH_SERVER_GRANT_URL"].startswith("https://")
     # The placeholders must not make a runnable node: start-up names the secret to replace.
     with pytest.raises(ConfigError, match="STREAM_SECRET"):
         Settings.from_env({**config, **secrets})

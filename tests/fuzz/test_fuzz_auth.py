@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from tests.openpayments.gnap_harness import CLIENT, INCOMING, Auth, auth_server  # noqa: F401 (fixture auth)
 
 from kiungo.openpayments.http_signatures import sign_request
+from kiungo.openpayments.jwk import public_key_to_jwk
 
 EXAMPLES = int(os.environ.get("KIUNGO_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None)
@@ -161,3 +162,51 @@ async def test_mutated_signed_requests_never_5xx_and_change_nothing(auth: Auth) 
 
     await run_in_thread(check)
     assert await auth.rows() == before
+
+
+async def test_signed_grant_requests_with_random_client_jwks_never_5xx(auth: Auth) -> None:
+    """Clients known by a JWK: mutations of the signing key's JWK (and random values) in
+    ``client.jwk``, signed with that key. Only that key may be granted; nothing else writes a
+    row."""
+    jwk = public_key_to_jwk(auth.key.public_key(), auth.kid)
+    before = await auth.rows()
+    granted = 0
+
+    @FUZZ
+    @given(
+        replaced=st.dictionaries(
+            st.sampled_from([*jwk, "d", "key_ops"]), json_values(), max_size=3
+        ),
+        dropped=st.sets(st.sampled_from(list(jwk)), max_size=2),
+        client_value=st.none() | json_values(),
+    )
+    def check(
+        client: httpx.Client, replaced: dict[str, Any], dropped: set[str], client_value: Any
+    ) -> None:
+        nonlocal granted
+        candidate = {k: v for k, v in {**jwk, **replaced}.items() if k not in dropped}
+        value = {"jwk": candidate} if client_value is None else {"jwk": client_value}
+        raw = json.dumps(
+            {"client": value, "access_token": {"access": INCOMING}}, separators=(",", ":")
+        ).encode()
+        headers = sign_request(
+            method="POST",
+            target_uri=auth.url,
+            headers={},
+            body=raw,
+            private_key=auth.key,
+            key_id=auth.kid,
+            created=int(time.time()),
+        )
+        response = client.post(auth.url, content=raw, headers=headers)
+        assert_refused_well(response)
+        if response.status_code == 200:
+            # Only the signing key itself (other members, such as key_ops, are ignored).
+            sent = value["jwk"]
+            assert all(sent.get(k) == jwk[k] for k in ("kid", "kty", "crv", "x", "alg"))
+            assert sent.get("use", "sig") == "sig" and "d" not in sent
+            granted += 1
+
+    await run_in_thread(check)
+    rows = await auth.rows()
+    assert len(rows[0]) == len(before[0]) + granted

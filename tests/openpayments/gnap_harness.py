@@ -19,10 +19,12 @@ from tests.loopback import serve
 
 from kiungo.auth.app import auth_app
 from kiungo.migrations.run import upgrade
+from kiungo.openpayments.client_signatures import ClientKeys
 from kiungo.openpayments.http_signatures import sign_request
 from kiungo.openpayments.jwk import public_key_to_jwk
 from kiungo.openpayments.wallet_address_keys import create_key, parse_jwk
 from kiungo.runtime.db import create_pool
+from kiungo.runtime.receiver_fetch import receiver_client
 
 __all__ = ["CLIENT", "INCOMING", "Auth", "auth_server"]
 
@@ -112,8 +114,12 @@ async def auth_server(database_url: str) -> AsyncIterator[Auth]:
         async def app(scope: Any, receive: Any, send: Any) -> None:
             await holder["app"](scope, receive, send)
 
-        async with serve(app) as url, httpx.AsyncClient(timeout=10) as http:
-            holder["app"] = auth_app(pool, url)
+        async with (
+            serve(app) as url,
+            httpx.AsyncClient(timeout=10) as http,
+            receiver_client(refuse_private=False) as keys_http,
+        ):
+            holder["app"] = auth_app(pool, url, client_keys=ClientKeys(pool, keys_http))
             yield Auth(url + "/", pool, http, key, "alice-key")
     finally:
         await pool.close()

@@ -32,9 +32,11 @@ from tests.stores import create_database, delete_keys, drop_database, new_key_pr
 from kiungo.auth.app import auth_app
 from kiungo.connector.command import connector_server
 from kiungo.migrations.run import upgrade
+from kiungo.openpayments.client_signatures import ClientKeys
 from kiungo.openpayments.http_signatures import sign_request
 from kiungo.openpayments.jwk import public_key_to_jwk
 from kiungo.runtime.db import create_pool
+from kiungo.runtime.receiver_fetch import receiver_client
 
 __all__ = ["Client", "OpNode", "incoming_access", "op_node_fixture"]
 
@@ -188,8 +190,9 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
             async with (
                 serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as hook_url,
                 serve(auth) as auth_url,
+                receiver_client(refuse_private=False) as keys_http,
             ):
-                holder["app"] = auth_app(pool, auth_url)
+                holder["app"] = auth_app(pool, auth_url, client_keys=ClientKeys(pool, keys_http))
                 settings = replace(
                     node_settings(None, prefix),
                     open_payments_url=url,

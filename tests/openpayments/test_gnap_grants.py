@@ -22,8 +22,12 @@ from tests.connector.harness import KIUNGO, free_port
 from tests.interop.node import node_script
 from tests.openpayments.gnap_harness import CLIENT, INCOMING, Auth, auth_server  # noqa: F401 (fixture auth)
 
+from kiungo.auth.app import auth_app
+from kiungo.openpayments.client_signatures import ClientKeys
 from kiungo.openpayments.grants import introspect
 from kiungo.openpayments.jwk import private_key_to_pem
+from kiungo.runtime.db import create_pool
+from kiungo.runtime.receiver_fetch import receiver_client
 
 
 def sha256(value: str) -> str:
@@ -289,6 +293,9 @@ async def test_kiungo_auth_serves_grants_from_two_processes(
                 break
             await asyncio.sleep(0.05)
         assert response.status_code == 200, response.text
+        assert (await auth.http.get(f"{url}/livez")).json() == {"status": "ok"}
+        ready = await auth.http.get(f"{url}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ok"}
         token = response.json()["access_token"]
         assert token["expires_in"] == 90 and token["manage"].startswith(f"{url}/token/")
         # Any process manages a token another issued: the state is only in Postgres.
@@ -323,3 +330,18 @@ async def test_an_expired_token_authorizes_nothing_but_can_still_be_rotated(auth
     rotated = await auth.send("POST", token["manage"], token=token["value"])
     assert rotated.status_code == 200, rotated.text
     assert await introspect(auth.pool, rotated.json()["access_token"]["value"]) is not None
+
+
+async def test_readyz_is_503_without_postgres_and_livez_still_200(
+    auth: Auth, database_url: str
+) -> None:
+    pool = await create_pool(database_url)
+    await pool.close()  # every acquire now fails, as with Postgres gone
+    async with receiver_client(refuse_private=True) as http:
+        app = auth_app(pool, "http://auth.test", client_keys=ClientKeys(pool, http))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+            assert (await client.get("/livez")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert set(ready.json()["reason"]) == {"postgres"}

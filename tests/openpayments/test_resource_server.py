@@ -6,6 +6,7 @@ every response validated against the OpenAPI files."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -461,6 +462,16 @@ async def test_bad_input_is_400_and_changes_nothing(op_node: OpNode) -> None:
     )
     read = await alice.send("GET", payment["id"], token=token)
     assert read.json()["methods"] == []
+    # The backend's expiry worker (every 50 ms) marks it EXPIRED: let it, so that the rows
+    # compared below move only if the refused completion moved them.
+    for _ in range(100):
+        state = await op_node.pool.fetchval(
+            "SELECT state FROM incoming_payments WHERE id = $1",
+            uuid.UUID(payment_uuid(payment)),
+        )
+        if state == "EXPIRED":
+            break
+        await asyncio.sleep(0.05)
     before = await op_node.rows()
     refused = await alice.send("POST", f"{payment['id']}/complete", token=token)
     assert refused.status_code == 400, refused.text
@@ -481,3 +492,52 @@ async def test_a_wallet_address_at_incoming_payments_still_answers_spsp(op_node:
     )
     assert spsp.status_code == 200, spsp.text
     assert "destination_account" in spsp.json()
+
+
+@pytest.mark.interop
+async def test_an_spsp_sender_pays_the_open_payments_url_of_an_incoming_payment(
+    op_node: OpNode,
+) -> None:
+    """``<OPEN_PAYMENTS_URL>/incoming-payments/<id>`` answers SPSP to a request that accepts
+    it and carries no token, as the payment's wallet address URL does; @interledger/pay, an
+    SPSP-only sender, pays it there and the payment completes."""
+    alice = await op_node.client()
+    _, bob = await op_node.wallet()
+    token = (await alice.grant(incoming_access(["create", "read"], bob)))["value"]
+    payment = (await alice.create(token, {"walletAddress": bob, "incomingAmount": usd(300)})).json()
+    url = payment["id"]
+    assert url.startswith(f"{op_node.url}/incoming-payments/")
+
+    spsp = await op_node.http.get(url, headers={"Accept": "application/spsp4+json"})
+    assert spsp.status_code == 200, spsp.text
+    assert spsp.headers["content-type"].startswith("application/spsp4+json")
+    assert set(spsp.json()) >= {"destination_account", "shared_secret"}
+    preflight = await op_node.http.options(url)
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    # Plain JSON is still the public incoming payment; a token is still the resource server.
+    public = await op_node.http.get(url, headers={"Accept": "application/json"})
+    assert public.json() == {"receivedAmount": usd(0), "authServer": op_node.auth_url}
+    read = await alice.send("GET", url, token=token)
+    assert read.status_code == 200 and read.json()["id"] == url, read.text
+    unknown = await op_node.http.get(
+        f"{op_node.url}/incoming-payments/{uuid.uuid4()}",
+        headers={"Accept": "application/spsp4+json"},
+    )
+    assert unknown.status_code == 404
+
+    status, result = await run_script(
+        "pay.js",
+        "--ilp-url", f"{op_node.url}/ilp",
+        "--token", "alice-token",
+        "--spsp-url", url,
+        "--spsp-accept", "application/spsp4+json",
+        "--amount", "300",
+        "--asset-code", "USD",
+        "--asset-scale", "2",
+    )  # fmt: skip
+    assert status == 0, result
+    assert result["amountDelivered"] == "300"
+    await op_node.events(payment_uuid(payment), "incoming_payment.completed")
+    closed = await op_node.http.get(url, headers={"Accept": "application/spsp4+json"})
+    assert closed.status_code == 404, closed.text

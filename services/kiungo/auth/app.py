@@ -1,14 +1,18 @@
 """The Open Payments authorization server over HTTP (GNAP, RFC 9635, as Open Payments'
 auth-server.yaml has it), served at the root of its public URL (AUTH_SERVER_GRANT_URL):
 
-- ``POST /``: a grant request. The client is a wallet address of this node (``client`` as its
-  URL, or ``{"walletAddress": URL}``); the request must be signed (RFC 9421) with one of its
-  active keys. Access to ``incoming-payment`` and ``quote`` is granted at once (200 with
+- ``POST /``: a grant request. The client is a wallet address (``client`` as its URL, or
+  ``{"walletAddress": URL}``), of this node or of another one (its ``jwks.json`` read over HTTP,
+  bounded and kept a few minutes), or is known by an Ed25519 JWK it sends
+  (``{"jwk": {...}}``, as Rafiki accepts for non-interactive grants; the key is stored with the
+  grant). The request must be signed (RFC 9421) with one of the client's keys
+  (:class:`kiungo.openpayments.client_signatures.ClientKeys`); keys that cannot be had are a 400
+  ``invalid_client``. Access to ``incoming-payment`` and ``quote`` is granted at once (200 with
   ``access_token`` and ``continue``); ``outgoing-payment`` needs interaction, which is not offered
-  yet (400 ``invalid_request``). Remote clients and clients identified by a JWK in the request
-  are refused (400 ``invalid_client``) until their JWKS can be fetched.
+  yet (400 ``invalid_request``).
 - ``POST /token/{id}`` rotates, ``DELETE /token/{id}`` revokes an access token, authorized by
   ``Authorization: GNAP <that token>`` and signed by the grant's client.
+- ``GET /livez`` and ``GET /readyz`` (Postgres answers), as the other services have them.
 - ``POST /continue/{id}`` (no grant is ever pending, so 401 ``request_denied``) and
   ``DELETE /continue/{id}`` (cancel: the grant and its tokens end), authorized by the
   continuation token and signed by the client.
@@ -33,11 +37,15 @@ from starlette.routing import Route
 
 from kiungo.openpayments import grants
 from kiungo.openpayments.client_signatures import (
+    ClientKeys,
     UnknownClient,
     addressed_url,
-    verify_client_request,
+    jwk_client_id,
+    public_jwk,
 )
 from kiungo.openpayments.http_signatures import DEFAULT_MAX_SKEW_SECONDS, SignatureRejected
+from kiungo.openpayments.jwk import InvalidJwk
+from kiungo.runtime.health import health_routes
 
 __all__ = ["MAX_BODY_BYTES", "auth_app"]
 
@@ -85,27 +93,53 @@ def _id(request: Request) -> uuid.UUID | None:
 
 
 def _access_json(raw: Any) -> list[dict[str, Any]]:
-    loaded = json.loads(raw) if isinstance(raw, str) else raw
-    return list(loaded)
+    return list(grants.stored_json(raw))
+
+
+def _client(document: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
+    """Who the grant request says its client is: a wallet address URL, or a key (its
+    thumbprint URI and the checked JWK)."""
+    client = document.get("client")
+    if isinstance(client, Mapping) and set(client) == {"walletAddress"}:
+        client = client["walletAddress"]
+    if isinstance(client, Mapping) and set(client) == {"jwk"}:
+        try:
+            jwk = public_jwk(client["jwk"])
+        except InvalidJwk as exc:
+            raise _Refused(400, "invalid_client", f"client jwk: {exc}") from None
+        return jwk_client_id(jwk), jwk
+    if not isinstance(client, str) or not client or len(client) > 2048:
+        raise _Refused(
+            400, "invalid_client", 'client must be a wallet address URL or {"jwk": <JWK>}'
+        )
+    return client, None
 
 
 def auth_app(
     pool: asyncpg.Pool,
     public_url: str,
     *,
+    client_keys: ClientKeys,
     expires_in: int = grants.ACCESS_TOKEN_EXPIRY_SECONDS,
     max_skew: int = DEFAULT_MAX_SKEW_SECONDS,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The authorization server answering at ``public_url`` (what clients address: the URL
-    signatures cover, and the base of the ``manage`` and ``continue`` URLs it hands out)."""
+    signatures cover, and the base of the ``manage`` and ``continue`` URLs it hands out),
+    verifying clients with ``client_keys``."""
     base = public_url.rstrip("/")
 
-    async def verify(request: Request, client: str, body: bytes, targets: Sequence[str]) -> None:
+    async def verify(
+        request: Request,
+        client: str,
+        client_jwk: Mapping[str, Any] | None,
+        body: bytes,
+        targets: Sequence[str],
+    ) -> None:
         try:
-            await verify_client_request(
-                pool,
+            await client_keys.verify(
                 client,
+                client_jwk,
                 method=request.method,
                 targets=targets,
                 headers=request.headers.items(),
@@ -113,8 +147,8 @@ def auth_app(
                 now=int(clock()),
                 max_skew=max_skew,
             )
-        except UnknownClient:
-            raise _Refused(400, "invalid_client", "unknown client wallet address") from None
+        except UnknownClient as exc:
+            raise _Refused(400, "invalid_client", f"unknown client: {exc}") from None
         except SignatureRejected as exc:
             raise _Refused(401, "invalid_client", f"invalid signature: {exc.reason}") from None
 
@@ -139,18 +173,12 @@ def auth_app(
                 raise _Refused(400, "invalid_request", "body must be JSON") from None
             if not isinstance(document, dict):
                 raise _Refused(400, "invalid_request", "body must be a JSON object")
-            client = document.get("client")
-            if isinstance(client, Mapping) and set(client) == {"walletAddress"}:
-                client = client["walletAddress"]
-            if isinstance(client, Mapping) and "jwk" in client:
-                raise _Refused(400, "invalid_client", "clients identified by a JWK: unsupported")
-            if not isinstance(client, str) or not client or len(client) > 2048:
-                raise _Refused(400, "invalid_client", "client must be a wallet address URL")
+            client, client_jwk = _client(document)
             # The grant URL may be addressed with or without its trailing slash.
             path_targets = [target(request)]
             if request.url.path == "/" and not request.url.query:
                 path_targets.append(base)
-            await verify(request, client, body, path_targets)
+            await verify(request, client, client_jwk, body, path_targets)
             access_token = document.get("access_token")
             if not isinstance(access_token, Mapping):
                 raise _Refused(400, "invalid_request", "access_token is required")
@@ -161,7 +189,7 @@ def auth_app(
         except _Refused as refused:
             return refused.response
         grant_id, token, continue_value = await grants.create_grant(
-            pool, client, access, expires_in
+            pool, client, access, expires_in, client_jwk
         )
         return JSONResponse(
             {
@@ -184,7 +212,13 @@ def auth_app(
                 if rotating:
                     raise _Refused(404, "invalid_rotation", "unknown or revoked token")
                 raise _Refused(401, "invalid_client", "unknown or revoked token")
-            await verify(request, holder["client"], body, [target(request)])
+            await verify(
+                request,
+                holder["client"],
+                grants.stored_json(holder["client_jwk"]),
+                body,
+                [target(request)],
+            )
         except _Refused as refused:
             return refused.response
         if not rotating:
@@ -207,7 +241,13 @@ def auth_app(
             )
             if grant is None or grant_id is None:
                 raise _Refused(401, "invalid_continuation", "unknown grant or continuation token")
-            await verify(request, grant["client"], body, [target(request)])
+            await verify(
+                request,
+                grant["client"],
+                grants.stored_json(grant["client_jwk"]),
+                body,
+                [target(request)],
+            )
         except _Refused as refused:
             return refused.response
         if request.method == "DELETE":
@@ -218,6 +258,7 @@ def auth_app(
 
     return Starlette(
         routes=[
+            *health_routes(pool, None),
             Route("/", grant_request, methods=["POST"]),
             Route("/token/{id}", token, methods=["POST", "DELETE"]),
             Route("/continue/{id}", continuation, methods=["POST", "DELETE"]),

@@ -6,9 +6,14 @@ import argparse
 import socket
 from pathlib import Path
 
+import asyncpg
+import httpx
+
 from kiungo.auth.app import auth_app
 from kiungo.config import Settings
+from kiungo.openpayments.client_signatures import ClientKeys
 from kiungo.runtime.db import create_pool
+from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.runtime.runner import (
     command_settings,
     http_server,
@@ -17,7 +22,7 @@ from kiungo.runtime.runner import (
 )
 from kiungo.store.local import postgres_url
 
-__all__ = ["run"]
+__all__ = ["client_keys", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +43,22 @@ async def _serve(
 ) -> None:
     async with postgres_url(settings) as database:
         pool = await create_pool(database)
+        http = receiver_client(refuse_private=settings.refuse_private_receivers)
         try:
             app = auth_app(
                 pool,
                 settings.auth_server_grant_url,
+                client_keys=client_keys(settings, pool, http),
                 expires_in=settings.access_token_expiry_seconds,
             )
             await serve_until_stopped(http_server(app, host, settings.auth_port), listener)
         finally:
+            await http.aclose()
             await pool.close()
+
+
+def client_keys(settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient) -> ClientKeys:
+    """Clients' keys as the settings bound reading them: ``http`` is a
+    :func:`~kiungo.runtime.receiver_fetch.receiver_client` (REFUSE_PRIVATE_RECEIVERS), each read
+    within RECEIVER_FETCH_TIMEOUT_MS."""
+    return ClientKeys(pool, http, max_seconds=settings.receiver_fetch_timeout_ms / 1000)

@@ -5,14 +5,16 @@ on the connector at OPEN_PAYMENTS_URL, the ``resourceServer`` wallet address doc
   address and shared secret of a STREAM connection that pays into it, as SPSP on its
   ``<wallet address>/incoming-payments/<id>`` URL gives them).
 - ``GET /incoming-payments/{id}``: with a token the payment (``methods`` while it is open);
-  without ``Authorization`` its public form, ``receivedAmount`` and ``authServer``.
+  without ``Authorization`` its public form, ``receivedAmount`` and ``authServer``, or SPSP
+  when the request accepts ``application/spsp4+json`` (an SPSP-only sender given this URL).
 - ``GET /incoming-payments?wallet-address=…``: a page (``first``/``last``, ``cursor``).
 - ``POST /incoming-payments/{id}/complete``.
 
 Every authorized request carries ``Authorization: GNAP <token>``, a token of this node's
 authorization server (:func:`kiungo.openpayments.grants.introspect`), and is signed (RFC 9421)
-by a key of the grant's client (:func:`kiungo.openpayments.client_signatures
-.verify_client_request`, what the authorization server checks too). Access is per action on a
+by a key of the grant's client (:class:`kiungo.openpayments.client_signatures.ClientKeys`, what
+the authorization server checks too: a wallet address of this node or another, or the JWK the
+grant stored). Access is per action on a
 wallet address (the access item's ``identifier``); ``read``, ``list`` and ``complete`` reach only
 what the grant's own client created, ``read-all`` and ``list-all`` everything.
 
@@ -39,19 +41,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.connector.node import Node
+from kiungo.connector.spsp import incoming_payment_spsp
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
 from kiungo.models import WalletAddressStatus
 from kiungo.openpayments import incoming_payments as resources
-from kiungo.openpayments.client_signatures import (
-    UnknownClient,
-    addressed_url,
-    verify_client_request,
-)
+from kiungo.openpayments.client_signatures import ClientKeys, UnknownClient, addressed_url
 from kiungo.openpayments.grants import GrantInfo, introspect
 from kiungo.openpayments.http_signatures import SignatureRejected
 from kiungo.payments.incoming import InvalidExpiry, States, expiry, store
 from kiungo.payments.receivers import incoming_payment_tag
+from kiungo.spsp import accepts_spsp
 from kiungo.store.channels import RECEIVERS_CHANGED_CHANNEL
 from kiungo.stream.server import Asset
 
@@ -110,6 +110,11 @@ class _ResourceServer:
         self.base = node.settings.open_payments_url.rstrip("/")
         self.auth_server = node.settings.auth_server_grant_url
         self.challenge = f"GNAP as_uri={self.auth_server}"
+        self.client_keys = ClientKeys(
+            node.pool,
+            node.receiver_http,
+            max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -149,17 +154,17 @@ class _ResourceServer:
         if grant is None:
             raise self.unauthorized("invalid, expired or revoked access token")
         try:
-            await verify_client_request(
-                self.pool,
+            await self.client_keys.verify(
                 grant.client,
+                grant.client_jwk,
                 method=request.method,
                 targets=[addressed_url(self.base, request.scope)],
                 headers=request.headers.items(),
                 body=body,
                 now=int(self.clock()),
             )
-        except UnknownClient:
-            raise self.unauthorized("the grant's client has no active keys here") from None
+        except UnknownClient as exc:
+            raise self.unauthorized(f"the grant's client has no usable keys: {exc}") from None
         except SignatureRejected as exc:
             raise self.unauthorized(f"invalid signature: {exc.reason}") from None
         return grant
@@ -263,20 +268,22 @@ class _ResourceServer:
         except (InvalidExpiry, OverflowError) as exc:
             raise _bad(str(exc)) from None
         metadata = _metadata(document.get("metadata"))
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.create(
-                conn,
-                wallet,
-                incoming_amount=amount,
-                expires_at=expires_at,
-                metadata=metadata,
-                created_at=now,
-            )
-            await resources.record_client(conn, row["id"], grant.client)
-        created = await resources.by_id(self.pool, row["id"])
-        if created is None:  # deleted between the commit and this read: nothing to show
-            raise _not_found()
-        return JSONResponse(await self.full(created, with_methods=True), 201)
+        # One statement: the payment, its client and its created event (with the client).
+        row = await store.create(
+            self.pool,
+            wallet,
+            incoming_amount=amount,
+            expires_at=expires_at,
+            metadata=metadata,
+            created_at=now,
+            client=grant.client,
+        )
+        # The response is built from what was written: a payment whose credentials are only
+        # now handed out has received nothing, so neither a re-read nor the ledger is asked.
+        created = {**row, "url": wallet["url"]}
+        return JSONResponse(
+            resources.payment_json(created, self.base, 0, self.methods(created)), 201
+        )
 
     async def get(self, request: Request) -> Response:
         payment_id = request.path_params["id"]
@@ -475,13 +482,20 @@ def resource_routes(
         return await server.list(request)
 
     async def one(request: Request) -> Response:
-        if request.method == "GET" and not _is_uuid(request.path_params["id"]):
+        payment_id = request.path_params["id"]
+        if not _is_uuid(payment_id):
             return await fallback(request)
+        # An SPSP sender given the payment's Open Payments URL: SPSP, as on its wallet
+        # address URL. A request with a token is always the resource server's.
+        if "authorization" not in request.headers and (
+            request.method == "OPTIONS" or accepts_spsp(request.headers.get("accept"))
+        ):
+            return await incoming_payment_spsp(node, request, uuid.UUID(payment_id))
         return await server.get(request)
 
     return [
         Route("/incoming-payments", guarded(collection), methods=["GET", "POST"]),
-        Route("/incoming-payments/{id}", guarded(one), methods=["GET"]),
+        Route("/incoming-payments/{id}", guarded(one), methods=["GET", "OPTIONS"]),
         Route("/incoming-payments/{id}/complete", guarded(server.complete), methods=["POST"]),
     ]
 

@@ -1,7 +1,9 @@
 """SPSP on every wallet address and incoming payment URL (RFC 9).
 
-``GET <wallet address URL>`` (and ``/.well-known/pay`` for the host's own pointer) or
-``GET <wallet address URL>/incoming-payments/<id>`` with ``Accept: application/spsp4+json``
+``GET <wallet address URL>`` (and ``/.well-known/pay`` for the host's own pointer),
+``GET <wallet address URL>/incoming-payments/<id>`` or the incoming payment's Open Payments URL
+``GET <OPEN_PAYMENTS_URL>/incoming-payments/<id>`` (:func:`incoming_payment_spsp`, called by the
+resource server for requests without ``Authorization``) with ``Accept: application/spsp4+json``
 answers a STREAM destination and shared secret whose payment tag names that receiver, so a
 sender on any node can pay it. The incoming payment URL with ``Accept: application/json``
 answers how far it has got (:mod:`kiungo.openpayments.remote`), completed or expired too; the wallet
@@ -39,7 +41,7 @@ from kiungo.spsp import (
 )
 from kiungo.stream.server import Asset, ReceiptSetup
 
-__all__ = ["CORS_HEADERS", "find_receiver", "spsp_endpoint"]
+__all__ = ["CORS_HEADERS", "find_receiver", "incoming_payment_spsp", "spsp_endpoint"]
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -72,6 +74,20 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
         and accepts_json(accept)
     ):
         return await wallet_address_document_response(node, receiver.url)
+    return _spsp_answer(request, node, receiver)
+
+
+async def incoming_payment_spsp(node: Node, request: Request, payment_id: uuid.UUID) -> Response:
+    """SPSP for the incoming payment ``payment_id`` (a GET that accepts
+    ``application/spsp4+json``, or its CORS preflight), as on its wallet address URL: the same
+    credentials, 404 once it is closed or when it is unknown."""
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=CORS_HEADERS)
+    return _spsp_answer(request, node, await node.receivers.incoming_payment(payment_id))
+
+
+def _spsp_answer(request: Request, node: Node, receiver: Receiver | None) -> Response:
+    accept = request.headers.get("accept")
     if receiver is None or not receiver.open_at(datetime.now(UTC)):
         return _error(404, "InvalidReceiverError", "Invalid receiver ID")
     if not accepts_spsp(accept):

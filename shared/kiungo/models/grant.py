@@ -20,8 +20,13 @@ __all__ = ["Grant", "GrantAccessToken"]
 class Grant(UuidPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "grants"
 
-    # The client's wallet address URL: its JWKS verifies every request made under this grant.
+    # Who the client is: its wallet address URL, whose JWKS verifies every request made under
+    # this grant; or, for a client that sent its key in the grant request, that key's RFC 9278
+    # thumbprint URI (``urn:ietf:params:oauth:jwk-thumbprint:sha-256:…``) with the key itself
+    # in ``client_jwk``.
     client: Mapped[str] = mapped_column(Text)
+    # The public JWK of a client identified by its key (``client: {"jwk": …}``); else NULL.
+    client_jwk: Mapped[Any | None] = mapped_column(JSONB)
     # The access granted, as the request's access_token.access (Open Payments access items).
     access: Mapped[Any] = mapped_column(JSONB)
     # APPROVED while usable; FINALIZED once cancelled (its tokens are revoked with it).

@@ -41,6 +41,7 @@ __all__ = [
     "parse_access",
     "revoke_token",
     "rotate_token",
+    "stored_json",
     "token_holder",
 ]
 
@@ -68,19 +69,35 @@ _INSERT_TOKEN = Statement(
         expires_at=bindparam("expires_at"),
     )
 )
-_INSERT_GRANT = Statement(
-    insert(_grants).values(
+# A grant with its first access token, in one statement (one round trip, no transaction).
+_new_grant = (
+    insert(_grants)
+    .values(
         id=bindparam("id"),
         client=bindparam("client"),
+        client_jwk=bindparam("client_jwk"),
         access=bindparam("access"),
         state=APPROVED,
         continue_token_hash=bindparam("continue_token_hash"),
+    )
+    .returning(_grants.c.id)
+    .cte("new_grant")
+)
+_INSERT_GRANT = Statement(
+    insert(_tokens).from_select(
+        ["id", "grant_id", "value_hash", "expires_at"],
+        select(
+            bindparam("token_id", type_=_tokens.c.id.type),
+            _new_grant.c.id,
+            bindparam("value_hash", type_=_tokens.c.value_hash.type),
+            bindparam("expires_at", type_=_tokens.c.expires_at.type),
+        ).select_from(_new_grant),
     )
 )
 # The approved grant of an unrevoked token, whoever holds it.
 _HELD = _tokens.join(_grants, _grants.c.id == _tokens.c.grant_id)
 _HOLDER = Statement(
-    select(_grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    select(_grants.c.id.label("grant_id"), _grants.c.client, _grants.c.client_jwk, _grants.c.access)
     .select_from(_HELD)
     .where(
         _tokens.c.id == bindparam("id"),
@@ -102,7 +119,7 @@ _REVOKE = Statement(
     .returning(_tokens.c.grant_id)
 )
 _CONTINUATION = Statement(
-    select(_grants.c.id, _grants.c.client, _grants.c.access).where(
+    select(_grants.c.id, _grants.c.client, _grants.c.client_jwk, _grants.c.access).where(
         _grants.c.id == bindparam("id"),
         _grants.c.continue_token_hash == bindparam("continue_token_hash"),
         _grants.c.state == APPROVED,
@@ -124,7 +141,13 @@ _REVOKE_ALL = Statement(
     .values(revoked=true(), updated_at=func.now())
 )
 _INTROSPECT = Statement(
-    select(_tokens.c.id, _grants.c.id.label("grant_id"), _grants.c.client, _grants.c.access)
+    select(
+        _tokens.c.id,
+        _grants.c.id.label("grant_id"),
+        _grants.c.client,
+        _grants.c.client_jwk,
+        _grants.c.access,
+    )
     .select_from(_HELD)
     .where(
         _tokens.c.value_hash == bindparam("value_hash"),
@@ -153,12 +176,19 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class GrantInfo:
-    """What a valid access token authorizes: the grant, its client and access."""
+    """What a valid access token authorizes: the grant, its client (and the client's JWK when
+    it is known by its key) and access."""
 
     grant_id: uuid.UUID
     token_id: uuid.UUID
     client: str
     access: list[dict[str, Any]]
+    client_jwk: dict[str, Any] | None = None
+
+
+def stored_json(raw: Any) -> Any:
+    """A JSONB column's value, whether the connection decodes JSON or hands back its text."""
+    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def hash_token(value: str) -> str:
@@ -210,6 +240,10 @@ def parse_access(raw: object) -> list[dict[str, Any]]:
     return items
 
 
+def _expiry(expires_in: int) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=expires_in)
+
+
 async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int) -> IssuedToken:
     token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
     await _INSERT_TOKEN.execute(
@@ -217,7 +251,7 @@ async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int)
         id=token.id,
         grant_id=grant_id,
         value_hash=hash_token(token.value),
-        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+        expires_at=_expiry(expires_in),
     )
     return token
 
@@ -227,27 +261,33 @@ async def create_grant(
     client: str,
     access: Sequence[Mapping[str, Any]],
     expires_in: int = ACCESS_TOKEN_EXPIRY_SECONDS,
+    client_jwk: Mapping[str, str] | None = None,
 ) -> tuple[uuid.UUID, IssuedToken, str]:
-    """An approved grant for ``client``: its id, access token, and continuation token value."""
+    """An approved grant for ``client`` (known by ``client_jwk`` when given): its id, access
+    token, and continuation token value."""
     grant_id = uuid.uuid4()
     continue_value = _new_value()
-    async with pool.acquire() as conn, conn.transaction():
-        await _INSERT_GRANT.execute(
-            conn,
-            id=grant_id,
-            client=client,
-            access=json.dumps(list(access)),
-            continue_token_hash=hash_token(continue_value),
-        )
-        token = await _issue(conn, grant_id, expires_in)
+    token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
+    await _INSERT_GRANT.execute(
+        pool,
+        id=grant_id,
+        client=client,
+        client_jwk=None if client_jwk is None else json.dumps(dict(client_jwk)),
+        access=json.dumps(list(access)),
+        continue_token_hash=hash_token(continue_value),
+        token_id=token.id,
+        value_hash=hash_token(token.value),
+        expires_at=_expiry(expires_in),
+    )
     return grant_id, token, continue_value
 
 
 async def token_holder(
     pool: asyncpg.Pool, token_id: uuid.UUID, value: str
 ) -> asyncpg.Record | None:
-    """The grant (client, access) of the unrevoked token ``token_id`` whose value is ``value``,
-    expired or not (an expired token may still be rotated or revoked, as in Rafiki); else None."""
+    """The grant (client, client_jwk, access) of the unrevoked token ``token_id`` whose value
+    is ``value``, expired or not (an expired token may still be rotated or revoked, as in
+    Rafiki); else None."""
     return await _HOLDER.fetchrow(pool, id=token_id, value_hash=hash_token(value))
 
 
@@ -316,7 +356,9 @@ async def introspect(
     row = await _INTROSPECT.fetchrow(pool, value_hash=hash_token(token_value))
     if row is None:
         return None
-    access = json.loads(row["access"]) if isinstance(row["access"], str) else row["access"]
+    access = stored_json(row["access"])
     if not all(_covers(access, *need) for need in required):
         return None
-    return GrantInfo(row["grant_id"], row["id"], row["client"], access)
+    return GrantInfo(
+        row["grant_id"], row["id"], row["client"], access, stored_json(row["client_jwk"])
+    )

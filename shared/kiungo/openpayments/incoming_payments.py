@@ -1,7 +1,7 @@
 """Incoming payments as the Open Payments resource server serves them: the reads it needs (one
-payment with its wallet address and asset, a wallet address's payments a page at a time), the
-client a payment created through Open Payments records, which actions a grant's access allows
-on a wallet address, and the resource's JSON.
+payment with its wallet address and asset, a wallet address's payments a page at a time), which
+actions a grant's access allows on a wallet address, and the resource's JSON. A payment created
+through Open Payments records its client (``store.create``'s ``client``).
 
 The rows are the admin API's: a payment is created by :func:`kiungo.payments.incoming.store
 .create` (with its ``incoming_payment.created`` event) and completed by
@@ -18,13 +18,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, or_, select, tuple_
 
-from kiungo.events import EventType, amount_json, iso_time
+from kiungo.events import amount_json, iso_time
 from kiungo.models import Asset, IncomingPayment, WalletAddress
 from kiungo.models.sql import Statement, table
-from kiungo.models.webhook import WebhookEvent
 from kiungo.payments.incoming import States
 from kiungo.payments.receivers import incoming_payment_open
 
@@ -40,7 +38,6 @@ __all__ = [
     "page",
     "payment_json",
     "payment_url",
-    "record_client",
 ]
 
 INCOMING_PAYMENT = "incoming-payment"
@@ -50,7 +47,6 @@ DEFAULT_PAGE = 10
 _P = table(IncomingPayment)
 _W = table(WalletAddress)
 _A = table(Asset)
-_E = table(WebhookEvent)
 
 _COLUMNS = (
     _P.c.id,
@@ -107,37 +103,10 @@ def _page_statement(newest_first: bool) -> Statement:
 _FORWARD = _page_statement(newest_first=True)
 _BACKWARD = _page_statement(newest_first=False)
 
-_SET_CLIENT = Statement(
-    update(_P).where(_P.c.id == bindparam("id")).values(client=bindparam("client"))
-)
-# The created event was written with the payment (store.create, which knows no client); the
-# client joins its data in the same transaction, before any delivery can read it.
-_EVENT_CLIENT = Statement(
-    update(_E)
-    .where(
-        _E.c.resource_id == bindparam("id"),
-        _E.c.type == EventType.INCOMING_PAYMENT_CREATED.value,
-    )
-    .values(
-        data=_E.c.data.op("||", return_type=JSONB)(
-            func.jsonb_build_object("client", bindparam("client", type_=String))
-        )
-    )
-)
-
 
 async def by_id(pool: asyncpg.Pool, payment_id: uuid.UUID) -> asyncpg.Record | None:
     """The payment with its wallet address's URL and asset, or None."""
     return await _BY_ID.fetchrow(pool, id=payment_id)
-
-
-async def record_client(conn: asyncpg.Connection, payment_id: uuid.UUID, client: str) -> None:
-    """Record the Open Payments client that created the payment (and in its created event);
-    in the caller's transaction, the one that created it."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("record the client in the transaction that creates the payment")
-    await _SET_CLIENT.execute(conn, id=payment_id, client=client)
-    await _EVENT_CLIENT.execute(conn, id=payment_id, client=client)
 
 
 async def cursor_position(

@@ -73,6 +73,10 @@ class InnerList:
     params: Parameters
 
 
+# Printable ASCII but the quote and the backslash: what a string holds unescaped.
+_STRING_RUN = re.compile(r"[ !#-\[\]-~]*")
+
+
 class _Reader:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -192,6 +196,11 @@ def _parse_string(reader: _Reader) -> str:
     reader.expect('"')
     out: list[str] = []
     while True:
+        # A run of plain characters at once; then the quote, an escape or a refusal.
+        run = _STRING_RUN.match(reader.text, reader.at)
+        assert run is not None  # the pattern matches the empty string
+        out.append(run.group())
+        reader.at = run.end()
         char = reader.peek()
         if char == "":
             raise StructuredFieldError("unterminated string")
@@ -204,8 +213,6 @@ def _parse_string(reader: _Reader) -> str:
                 raise StructuredFieldError("bad escape in string")
             reader.at += 1
             out.append(escaped)
-        elif " " <= char <= "~":
-            out.append(char)
         else:
             raise StructuredFieldError("control character in string")
 

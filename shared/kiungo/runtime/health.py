@@ -1,12 +1,13 @@
-"""Liveness and readiness, the same on both services: ``GET /livez``, ``GET /readyz`` and
+"""Liveness and readiness, the same on every service: ``GET /livez``, ``GET /readyz`` and
 ``GET /healthz``.
 
 ``/livez`` answers 200 whenever the process serves HTTP and touches no store: an orchestrator
 restarts a process whose liveness fails, and restarting cures neither a Postgres nor a Redis
 outage. ``/readyz`` answers 200 only when Postgres and Redis both answer within
 ``READY_TIMEOUT`` seconds, else 503 with which of them did not, so that the replica is taken out
-of its load balancer until they do. ``/healthz`` stays as it was: both stores asked once, without
-a bound of its own, 503 with the type of the first failure.
+of its load balancer until they do. ``/healthz`` stays as it was: the stores asked once, without
+a bound of its own, 503 with the type of the first failure. A service without Redis (the
+authorization server) checks Postgres alone.
 """
 
 from __future__ import annotations
@@ -32,17 +33,19 @@ READY_TIMEOUT = 2.0
 
 async def store_problems(
     pool: asyncpg.Pool,
-    redis: Redis,
+    redis: Redis | None,
     timeout: float = READY_TIMEOUT,  # noqa: ASYNC109  (each store's own bound, not the call's)
 ) -> dict[str, str]:
     """``{"postgres": ..., "redis": ...}`` for each store that did not answer, each checked
-    at the same time and for at most ``timeout`` seconds; empty when both answered."""
+    at the same time and for at most ``timeout`` seconds; empty when both answered. Without
+    ``redis``, Postgres alone."""
 
     async def postgres() -> None:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
     async def ping() -> None:
+        assert redis is not None
         await redis.ping()
 
     async def check(name: str, probe: Coroutine[Any, Any, None]) -> tuple[str, str | None]:
@@ -59,19 +62,23 @@ async def store_problems(
             return name, type(exc).__name__
         return name, None
 
-    results = await asyncio.gather(check("postgres", postgres()), check("redis", ping()))
+    checks = [check("postgres", postgres())]
+    if redis is not None:
+        checks.append(check("redis", ping()))
+    results = await asyncio.gather(*checks)
     return {name: problem for name, problem in results if problem is not None}
 
 
-def health_routes(pool: asyncpg.Pool, redis: Redis) -> list[Route]:
+def health_routes(pool: asyncpg.Pool, redis: Redis | None) -> list[Route]:
     """``GET /healthz``, ``GET /livez`` and ``GET /readyz`` for a service whose stores are
-    ``pool`` and ``redis``."""
+    ``pool`` and ``redis`` (None: a service on Postgres alone)."""
 
     async def healthz(request: Request) -> Response:
         try:
             async with pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
-            await redis.ping()
+            if redis is not None:
+                await redis.ping()
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
         return JSONResponse({"status": "ok"})

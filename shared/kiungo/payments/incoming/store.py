@@ -77,6 +77,7 @@ _created = (
         incoming_amount=bindparam("incoming_amount"),
         expires_at=bindparam("expires_at"),
         metadata=bindparam("metadata"),
+        client=bindparam("client"),
         created_at=bindparam("created_at"),
         updated_at=bindparam("created_at"),
     )
@@ -124,11 +125,13 @@ async def create(
     expires_at: datetime,
     metadata: dict[str, Any] | None,
     created_at: datetime,
+    client: str | None = None,
 ) -> dict[str, Any]:
     """Create a PENDING incoming payment of ``wallet`` (a row of
     :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER_BY_ID`) with its
     ``incoming_payment.created`` event, in one statement (one round trip, so no transaction is
-    needed); returns it as a row."""
+    needed); returns it as a row. ``client`` is the Open Payments client creating it (in the
+    row and the event's data), None through the admin API."""
     code, scale = wallet["asset_code"], wallet["asset_scale"]
     row: dict[str, Any] = {
         "id": uuid.uuid4(),
@@ -139,7 +142,7 @@ async def create(
         "state": States.PENDING.value,
         "expires_at": expires_at,
         "metadata": metadata,
-        "client": None,
+        "client": client,
         "created_at": created_at,
         "asset_code": code,
         "asset_scale": scale,
@@ -155,6 +158,7 @@ async def create(
         incoming_amount=incoming_amount,
         expires_at=expires_at,
         metadata=None if metadata is None else json.dumps(metadata, allow_nan=False),
+        client=client,
         created_at=created_at,
         event_id=uuid.uuid4(),
         event_type=EventType.INCOMING_PAYMENT_CREATED.value,
