@@ -26,8 +26,6 @@ They change nothing. The rows are the admin API's (:mod:`kiungo.openpayments.inc
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 import uuid
@@ -41,6 +39,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.connector.node import Node
+from kiungo.connector.resource_inputs import (
+    MAX_METADATA_BYTES,
+    Refused,
+    b64url,
+    bad,
+    is_uuid,
+    not_found,
+    parse_amount,
+    parse_json_object,
+    parse_metadata,
+    parse_page_size,
+    storable,
+)
 from kiungo.connector.spsp import incoming_payment_spsp
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
@@ -60,47 +71,9 @@ __all__ = ["MAX_BODY_BYTES", "MAX_METADATA_BYTES", "resource_routes"]
 log = logging.getLogger("kiungo.connector.resource_server")
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_METADATA_BYTES = 16 * 1024  # the admin API's limit
-_MAX_U64 = (1 << 64) - 1
 _MAX_URL = 2048
 _GNAP = "gnap "
 _CREATE_FIELDS = frozenset({"walletAddress", "incomingAmount", "expiresAt", "metadata"})
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, description: str, challenge: str = "") -> None:
-        super().__init__(description)
-        self.status = status
-        self.code = code
-        self.description = description
-        self.challenge = challenge
-
-    def response(self) -> Response:
-        headers = {"WWW-Authenticate": self.challenge} if self.challenge else None
-        return JSONResponse(
-            {"error": {"code": self.code, "description": self.description}},
-            self.status,
-            headers=headers,
-        )
-
-
-def _bad(description: str) -> _Refused:
-    return _Refused(400, "invalid_request", description)
-
-
-def _not_found() -> _Refused:
-    return _Refused(404, "not_found", "incoming payment not found")
-
-
-def _storable(text: str) -> bool:
-    """Whether Postgres can hold ``text``: no NUL, no lone surrogate."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _ResourceServer:
@@ -127,19 +100,19 @@ class _ResourceServer:
         if declared is not None and (
             not declared.isascii() or not declared.isdigit() or int(declared) > MAX_BODY_BYTES
         ):
-            raise _bad("body too large or bad Content-Length")
+            raise bad("body too large or bad Content-Length")
         body = b""
         try:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise _bad("body too large")
+                    raise bad("body too large")
         except ClientDisconnect as exc:
-            raise _bad("the client went away") from exc
+            raise bad("the client went away") from exc
         return body
 
-    def unauthorized(self, description: str) -> _Refused:
-        return _Refused(401, "unauthorized", description, self.challenge)
+    def unauthorized(self, description: str) -> Refused:
+        return Refused(401, "unauthorized", description, self.challenge)
 
     async def authorize(self, request: Request, body: bytes) -> GrantInfo:
         """The grant of the request's active token, its signature verified with a key of the
@@ -148,7 +121,7 @@ class _ResourceServer:
         if header[: len(_GNAP)].lower() != _GNAP or not header[len(_GNAP) :].strip():
             raise self.unauthorized("Authorization: GNAP <access token> is required")
         value = header[len(_GNAP) :].strip()
-        if len(value) > 1024 or not _storable(value):
+        if len(value) > 1024 or not storable(value):
             raise self.unauthorized("invalid access token")
         grant = await introspect(self.pool, value)
         if grant is None:
@@ -193,7 +166,7 @@ class _ResourceServer:
             {
                 "type": "ilp",
                 "ilpAddress": credentials.destination_account,
-                "sharedSecret": _b64url(secret),
+                "sharedSecret": b64url(secret),
             }
         ]
 
@@ -207,30 +180,30 @@ class _ResourceServer:
         the payment is unknown or not one it can see."""
         everywhere = resources.any_actions(grant.access)
         if all_action not in everywhere and action not in everywhere:
-            raise _Refused(403, "insufficient_grant", f"the grant does not allow {action}")
+            raise Refused(403, "insufficient_grant", f"the grant does not allow {action}")
         row = await self.payment(payment_id)
         allowed = resources.granted_actions(grant.access, row["url"])
         if all_action in allowed or (action in allowed and row["client"] == grant.client):
             return row
-        raise _not_found()
+        raise not_found()
 
     async def payment(self, payment_id: str) -> asyncpg.Record:
         try:
             parsed = uuid.UUID(payment_id)
         except ValueError:
-            raise _not_found() from None
+            raise not_found() from None
         row = await resources.by_id(self.pool, parsed)
         if row is None:
-            raise _not_found()
+            raise not_found()
         return row
 
     async def wallet(self, url: object) -> Mapping[str, Any]:
         """The active wallet address of this node at ``url`` (as store.create takes it)."""
-        if not isinstance(url, str) or not url or len(url) > _MAX_URL or not _storable(url):
-            raise _bad("walletAddress must be a wallet address URL")
+        if not isinstance(url, str) or not url or len(url) > _MAX_URL or not storable(url):
+            raise bad("walletAddress must be a wallet address URL")
         found = await self.node.receivers.wallet_address_by_url(url.rstrip("/"))
         if found is None or found.state != WalletAddressStatus.ACTIVE:
-            raise _Refused(404, "not_found", "wallet address not found")
+            raise Refused(404, "not_found", "wallet address not found")
         return {
             "id": found.id,
             "url": found.url,
@@ -245,29 +218,29 @@ class _ResourceServer:
     async def create(self, request: Request) -> Response:
         body = await self.body(request)
         grant = await self.authorize(request, body)
-        document = _json_object(body)
+        document = parse_json_object(body)
         unknown = set(document) - _CREATE_FIELDS
         if unknown:
-            raise _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
         wallet_url = document.get("walletAddress")
-        if not isinstance(wallet_url, str) or not _storable(wallet_url):
-            raise _bad("walletAddress must be a wallet address URL")
+        if not isinstance(wallet_url, str) or not storable(wallet_url):
+            raise bad("walletAddress must be a wallet address URL")
         if "create" not in resources.granted_actions(grant.access, wallet_url.rstrip("/")):
-            raise _Refused(403, "insufficient_grant", "the grant does not allow create here")
+            raise Refused(403, "insufficient_grant", "the grant does not allow create here")
         wallet = await self.wallet(wallet_url)
         if "create" not in resources.granted_actions(grant.access, wallet["url"]):
-            raise _Refused(403, "insufficient_grant", "the grant does not allow create here")
-        amount = _amount(document.get("incomingAmount"), wallet)
+            raise Refused(403, "insufficient_grant", "the grant does not allow create here")
+        amount = parse_amount(document.get("incomingAmount"), wallet)
         now = datetime.now(UTC)
         requested = document.get("expiresAt")
         if requested is not None and (not isinstance(requested, str) or len(requested) > 64):
-            raise _bad("expiresAt must be an ISO 8601 date-time string")
+            raise bad("expiresAt must be an ISO 8601 date-time string")
         longest = timedelta(milliseconds=self.node.settings.incoming_payment_expiry_max_ms)
         try:
             expires_at = expiry(requested, now, longest)
         except (InvalidExpiry, OverflowError) as exc:
-            raise _bad(str(exc)) from None
-        metadata = _metadata(document.get("metadata"))
+            raise bad(str(exc)) from None
+        metadata = parse_metadata(document.get("metadata"))
         # One statement: the payment, its client and its created event (with the client).
         row = await store.create(
             self.pool,
@@ -308,16 +281,16 @@ class _ResourceServer:
         params = request.query_params
         wallet_url = params.get("wallet-address")
         if wallet_url is None:
-            raise _bad("wallet-address is required")
-        if not _storable(wallet_url):
-            raise _bad("wallet-address must be a wallet address URL")
+            raise bad("wallet-address is required")
+        if not storable(wallet_url):
+            raise bad("wallet-address must be a wallet address URL")
         allowed = resources.granted_actions(grant.access, wallet_url.rstrip("/"))
         if "list-all" not in allowed and "list" not in allowed:
-            raise _Refused(403, "insufficient_grant", "the grant does not allow list here")
-        first = _page_size(params.get("first"), "first")
-        last = _page_size(params.get("last"), "last")
+            raise Refused(403, "insufficient_grant", "the grant does not allow list here")
+        first = parse_page_size(params.get("first"), "first")
+        last = parse_page_size(params.get("last"), "last")
         if first is not None and last is not None:
-            raise _bad("first and last cannot both be given")
+            raise bad("first and last cannot both be given")
         wallet = await self.wallet(wallet_url)
         client = None if "list-all" in allowed else grant.client
         cursor = None
@@ -326,10 +299,10 @@ class _ResourceServer:
             try:
                 cursor_id = uuid.UUID(raw_cursor)
             except ValueError:
-                raise _bad("cursor must be an incoming payment id") from None
+                raise bad("cursor must be an incoming payment id") from None
             at = await resources.cursor_position(self.pool, cursor_id, wallet["id"], client)
             if at is None:
-                raise _bad("cursor names no incoming payment of this listing")
+                raise bad("cursor names no incoming payment of this listing")
             cursor = (cursor_id, at)
         found = await resources.page(
             self.pool, wallet["id"], client, first=first, last=last, cursor=cursor
@@ -363,15 +336,15 @@ class _ResourceServer:
         if row["state"] == States.EXPIRED or (
             row["state"] != States.COMPLETED and not resources.is_open(row, datetime.now(UTC))
         ):
-            raise _bad("the incoming payment has expired")
+            raise bad("the incoming payment has expired")
         if row["state"] != States.COMPLETED:
             await self.finish(row)
             reread = await resources.by_id(self.pool, row["id"])
             if reread is None:
-                raise _not_found()
+                raise not_found()
             row = reread
             if row["state"] != States.COMPLETED:  # expired meanwhile
-                raise _bad("the incoming payment has expired")
+                raise bad("the incoming payment has expired")
         return JSONResponse(await self.full(row, with_methods=False))
 
     async def finish(self, row: Mapping[str, Any]) -> None:
@@ -397,62 +370,6 @@ class _ResourceServer:
             log.warning("could not publish a receiver change for %s", payment_id)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise _bad("body must be JSON") from None
-    if not isinstance(document, dict):
-        raise _bad("body must be a JSON object")
-    return document
-
-
-def _amount(raw: object, wallet: Mapping[str, Any]) -> int | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
-        raise _bad("incomingAmount must be {value, assetCode, assetScale}")
-    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        raise _bad("incomingAmount.value must be an unsigned integer string")
-    if len(value) > 20 or not 0 < int(value) <= _MAX_U64:
-        raise _bad("incomingAmount.value must be above zero and fit 64 bits")
-    if (code, scale) != (wallet["asset_code"], wallet["asset_scale"]) or isinstance(scale, bool):
-        raise _bad(
-            f"incomingAmount must be in the wallet address's asset, {wallet['asset_code']}"
-            f" at scale {wallet['asset_scale']}"
-        )
-    return int(value)
-
-
-def _metadata(raw: object) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise _bad("metadata must be a JSON object")
-    try:
-        text = json.dumps(raw, allow_nan=False, ensure_ascii=False)
-    except (ValueError, RecursionError):
-        raise _bad("metadata must be storable JSON") from None
-    if not _storable(text) or "\\u0000" in text:
-        raise _bad("metadata must be storable JSON: no NUL characters or lone surrogates")
-    if len(text.encode()) > MAX_METADATA_BYTES:
-        raise _bad(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON")
-    return raw
-
-
-def _page_size(raw: str | None, name: str) -> int | None:
-    if raw is None:
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= 100:
-        raise _bad(f"{name} must be an integer from 1 to {resources.MAX_PAGE}")
-    return int(raw)
-
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -469,7 +386,7 @@ def resource_routes(
         async def run(request: Request) -> Response:
             try:
                 return await handler(request)
-            except _Refused as refused:
+            except Refused as refused:
                 return refused.response()
 
         return run
@@ -483,7 +400,7 @@ def resource_routes(
 
     async def one(request: Request) -> Response:
         payment_id = request.path_params["id"]
-        if not _is_uuid(payment_id):
+        if not is_uuid(payment_id):
             return await fallback(request)
         # An SPSP sender given the payment's Open Payments URL: SPSP, as on its wallet
         # address URL. A request with a token is always the resource server's.
@@ -498,11 +415,3 @@ def resource_routes(
         Route("/incoming-payments/{id}", guarded(one), methods=["GET", "OPTIONS"]),
         Route("/incoming-payments/{id}/complete", guarded(server.complete), methods=["POST"]),
     ]
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True

@@ -1,0 +1,133 @@
+"""What the resource server (:mod:`kiungo.connector.resource_server`) reads from a request and
+how it refuses one: the spec's ``{"error": {"code", "description"}}`` answers, and the parsers
+of bodies, amounts, metadata and page sizes, each refusing bad input with a 400 that names it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from kiungo.openpayments import incoming_payments as resources
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_U64",
+    "Refused",
+    "b64url",
+    "bad",
+    "is_uuid",
+    "not_found",
+    "parse_amount",
+    "parse_json_object",
+    "parse_metadata",
+    "parse_page_size",
+    "storable",
+]
+
+MAX_METADATA_BYTES = 16 * 1024  # the admin API's limit
+MAX_U64 = (1 << 64) - 1
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, description: str, challenge: str = "") -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+        self.challenge = challenge
+
+    def response(self) -> Response:
+        headers = {"WWW-Authenticate": self.challenge} if self.challenge else None
+        return JSONResponse(
+            {"error": {"code": self.code, "description": self.description}},
+            self.status,
+            headers=headers,
+        )
+
+
+def bad(description: str) -> Refused:
+    return Refused(400, "invalid_request", description)
+
+
+def not_found() -> Refused:
+    return Refused(404, "not_found", "incoming payment not found")
+
+
+def storable(text: str) -> bool:
+    """Whether Postgres can hold ``text``: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise bad("body must be JSON") from None
+    if not isinstance(document, dict):
+        raise bad("body must be a JSON object")
+    return document
+
+
+def parse_amount(raw: object, wallet: Mapping[str, Any]) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
+        raise bad("incomingAmount must be {value, assetCode, assetScale}")
+    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise bad("incomingAmount.value must be an unsigned integer string")
+    if len(value) > 20 or not 0 < int(value) <= MAX_U64:
+        raise bad("incomingAmount.value must be above zero and fit 64 bits")
+    if (code, scale) != (wallet["asset_code"], wallet["asset_scale"]) or isinstance(scale, bool):
+        raise bad(
+            f"incomingAmount must be in the wallet address's asset, {wallet['asset_code']}"
+            f" at scale {wallet['asset_scale']}"
+        )
+    return int(value)
+
+
+def parse_metadata(raw: object) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise bad("metadata must be a JSON object")
+    try:
+        text = json.dumps(raw, allow_nan=False, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        raise bad("metadata must be storable JSON") from None
+    if not storable(text) or "\\u0000" in text:
+        raise bad("metadata must be storable JSON: no NUL characters or lone surrogates")
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise bad(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON")
+    return raw
+
+
+def parse_page_size(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= 100:
+        raise bad(f"{name} must be an integer from 1 to {resources.MAX_PAGE}")
+    return int(raw)
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
