@@ -275,7 +275,7 @@ async def test_one_mutation_peers_both_backends_and_a_second_updates_them(
 async def test_the_mutation_refuses_what_it_cannot_ask_with(
     alpha: Admin, beta: tuple[Admin, str]
 ) -> None:
-    _b, url = beta
+    b, url = beta
     a_usd = await alpha.create_asset("USD", 2)
     cases = [
         ({"peerUrl": "not a url", "assetId": a_usd}, "NOT_FOUND", "InvalidPeerUrl"),
@@ -297,7 +297,10 @@ async def test_the_mutation_refuses_what_it_cannot_ask_with(
         BY_URL, {"i": {"peerUrl": url, "assetId": a_usd, "maxPacketAmount": "0"}}
     )
     assert error.code == "BAD_USER_INPUT"
+    error = await alpha.error(BY_URL, {"i": {"peerUrl": url, "assetId": a_usd, "name": "a\x00"}})
+    assert error.code == "BAD_USER_INPUT"
     assert await _peers(alpha) == []
+    assert await _peers(b) == []  # beta made nothing
 
 
 def _details(**overrides: Any) -> bytes:

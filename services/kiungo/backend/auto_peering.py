@@ -398,6 +398,8 @@ async def initiate_peering(
         ) from None
     peers.check_max_packet_amount(max_packet_amount)
     name = peers.check_name(name)
+    if name is not None and not name.isprintable():
+        raise peers.InvalidPeer("name must be printable text", field="name")
     asset = await load_asset(backend.pool, asset_id)
     if asset is None or asset["deleted_at"] is not None:
         raise AutoPeeringRefusal(AutoPeeringError.UNKNOWN_ASSET)
