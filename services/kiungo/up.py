@@ -14,6 +14,7 @@ import contextlib
 
 from kiungo.auth.app import auth_app
 from kiungo.auth.command import client_keys
+from kiungo.backend.auto_peering import auto_peering_app
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import serve_backend
 from kiungo.config import Settings, warn_unused_rafiki_variables
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             await upgrade(database)
             async with (
                 serve_node(settings, database, redis) as node,
-                serve_backend(settings, database, redis) as (_, admin_app),
+                serve_backend(settings, database, redis) as (backend_state, admin_app),
             ):
                 connector = http_server(node, args.host, settings.connector_port)
                 backend = backend_http_server(admin_app, args.host, settings.admin_port)
@@ -57,6 +58,16 @@ def run(args: argparse.Namespace) -> int:
                     expires_in=settings.access_token_expiry_seconds,
                 )
                 auth = backend_http_server(grants, args.host, settings.auth_port)
+                servers = [connector.serve(), backend.serve(), auth.serve()]
+                peering = ""
+                if settings.enable_auto_peering:
+                    port = settings.auto_peering_server_port
+                    servers.append(
+                        backend_http_server(
+                            auto_peering_app(backend_state), args.host, port
+                        ).serve()
+                    )
+                    peering = f"  auto-peering http://{args.host}:{port}/  (ENABLE_AUTO_PEERING)\n"
                 signed = "signed" if settings.admin_api_secret else "unsigned: loopback only"
                 print(
                     "Kiungo is up\n"
@@ -67,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
                     f"  ({signed}; /livez, /readyz, /metrics)\n"
                     f"  auth server  http://{args.host}:{settings.auth_port}"
                     f"  (GNAP, for {settings.auth_server_grant_url})\n"
+                    f"{peering}"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"
                     f"  ledger       {_ledger(settings)}\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
-                await asyncio.gather(connector.serve(), backend.serve(), auth.serve())
+                await asyncio.gather(*servers)
 
     with contextlib.suppress(KeyboardInterrupt):
         run_service(run(settings))

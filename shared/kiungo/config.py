@@ -185,6 +185,11 @@ class Settings:
     at the root of AUTH_SERVER_GRANT_URL, which a proxy maps to this port."""
     access_token_expiry_seconds: int = 600
     """``ACCESS_TOKEN_EXPIRY_SECONDS``: the lifetime of a GNAP access token."""
+    enable_auto_peering: bool = False
+    """``ENABLE_AUTO_PEERING``: the backend also serves Rafiki's auto-peering endpoint (``POST /``
+    on AUTO_PEERING_SERVER_PORT), where another node makes itself a peer of this one."""
+    auto_peering_server_port: int = 3005
+    """``AUTO_PEERING_SERVER_PORT``: where the auto-peering endpoint listens (Rafiki's 3005)."""
 
     exchange_rates_url: str | None = None
     """``EXCHANGE_RATES_URL``: the operator's rates endpoint (``GET ?base=USD``); unset, same
@@ -313,6 +318,12 @@ class Settings:
             auth_port=read.value("AUTH_PORT", _port, cls.auth_port),
             access_token_expiry_seconds=read.value(
                 "ACCESS_TOKEN_EXPIRY_SECONDS", _positive_int, cls.access_token_expiry_seconds
+            ),
+            enable_auto_peering=read.value(
+                "ENABLE_AUTO_PEERING", _boolean, cls.enable_auto_peering
+            ),
+            auto_peering_server_port=read.value(
+                "AUTO_PEERING_SERVER_PORT", _port, cls.auto_peering_server_port
             ),
             exchange_rates_url=read.value("EXCHANGE_RATES_URL", _http_url, None),
             exchange_rates_lifetime_ms=read.value(

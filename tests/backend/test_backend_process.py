@@ -153,3 +153,38 @@ async def test_kiungo_backend_processes_answer_metrics_for_all_of_them(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
+
+
+async def test_kiungo_backend_serves_auto_peering_from_every_process_when_enabled(
+    migrated_database: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """ENABLE_AUTO_PEERING with `--processes 2`: each process listens on
+    AUTO_PEERING_SERVER_PORT too (SO_REUSEPORT); a request there is answered (an empty one
+    refused with Rafiki's error), and SIGTERM stops both servers of every process."""
+    port, peering_port = free_port(), free_port()
+    env = serving_env(migrated_database, redis_server_url, redis_prefix, port)
+    env |= {"ENABLE_AUTO_PEERING": "true", "AUTO_PEERING_SERVER_PORT": str(peering_port)}
+    process = await asyncio.create_subprocess_exec(
+        KIUNGO, "backend", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=30, limits=fresh) as client:
+            await _until_healthy(client, f"http://127.0.0.1:{port}", process)
+            for _ in range(100):  # the second process may still be starting
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(f"http://127.0.0.1:{peering_port}/", json={})
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(10):
+                answer = await client.post(f"http://127.0.0.1:{peering_port}/", json={})
+                assert answer.status_code == 400, answer.text
+                assert answer.json()["error"]["type"] == "InvalidPeerIlpConfiguration"
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await process.wait() == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()

@@ -20,12 +20,13 @@ KIUNGO = str(Path(sys.executable).parent / "kiungo")
 async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
     database_url: str, redis_server_url: str, redis_prefix: str
 ) -> None:
-    with socket.socket() as s, socket.socket() as t, socket.socket() as u:
+    with socket.socket() as s, socket.socket() as t, socket.socket() as u, socket.socket() as v:
         s.bind(("127.0.0.1", 0))
         t.bind(("127.0.0.1", 0))
         u.bind(("127.0.0.1", 0))
+        v.bind(("127.0.0.1", 0))
         port, admin_port = s.getsockname()[1], t.getsockname()[1]
-        auth_port = u.getsockname()[1]
+        auth_port, peering_port = u.getsockname()[1], v.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -35,6 +36,8 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
         "ADMIN_PORT": str(admin_port),
         "AUTH_PORT": str(auth_port),
         "ILP_ADDRESS": "test.up",
+        "ENABLE_AUTO_PEERING": "true",
+        "AUTO_PEERING_SERVER_PORT": str(peering_port),
     }
     process = await asyncio.create_subprocess_exec(
         KIUNGO, "up", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -71,6 +74,12 @@ async def test_kiungo_up_migrates_serves_and_stops_on_sigint(
             for probe in ("livez", "readyz"):
                 answer = await client.get(f"http://127.0.0.1:{auth_port}/{probe}")
                 assert answer.json() == {"status": "ok"}, probe
+            # The auto-peering endpoint answers (ENABLE_AUTO_PEERING): an empty request is
+            # refused with Rafiki's error.
+            assert f"http://127.0.0.1:{peering_port}/".encode() in banner
+            peering = await client.post(f"http://127.0.0.1:{peering_port}/", json={})
+            assert peering.status_code == 400
+            assert peering.json()["error"]["type"] == "InvalidPeerIlpConfiguration"
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await process.wait()

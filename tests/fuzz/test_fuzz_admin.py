@@ -662,6 +662,8 @@ POISON: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
     "cancelIncomingPayment": ("id", unknown_ids()),
     "createIncomingPaymentWithdrawal": ("incomingPaymentId", unknown_ids()),
     "createPeer": ("assetId", unknown_ids()),
+    # Refused before the peer's URL is asked (an unknown asset, or no UUID).
+    "createOrUpdatePeerByUrl": ("assetId", unknown_ids()),
     "updatePeer": ("id", unknown_ids()),
     "deletePeer": ("id", unknown_ids()),
     "depositPeerLiquidity": ("peerId", unknown_ids()),

@@ -9,6 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
+from kiungo.backend.auto_peering import auto_peering_app
 from kiungo.backend.schema import build_schema
 from kiungo.backend.service import serve_backend
 from kiungo.cli.arguments import CommandError
@@ -16,6 +17,7 @@ from kiungo.config import Settings
 from kiungo.runtime.runner import (
     command_settings,
     http_server,
+    reuse_port_listener,
     serve_command,
     serve_until_stopped,
 )
@@ -72,12 +74,18 @@ def run(args: argparse.Namespace) -> int:
         settings,
         settings.admin_port,
         _serve,
-        lambda processes: _announce(settings, f"{url}{processes}"),
+        lambda processes: _announce(settings, args.host, f"{url}{processes}"),
     )
 
 
-def _announce(settings: Settings, where: str) -> None:
+def _announce(settings: Settings, host: str, where: str) -> None:
     print(f"backend on {where}", flush=True)
+    if settings.enable_auto_peering:
+        print(
+            f"auto-peering on http://{host}:{settings.auto_peering_server_port}/ "
+            "(ENABLE_AUTO_PEERING: any node reaching it becomes a peer)",
+            flush=True,
+        )
     if settings.admin_api_secret is None:
         print(
             "ADMIN_API_SECRET is not set: requests are not authenticated, so the API listens "
@@ -92,6 +100,15 @@ async def _serve(
     async with (
         postgres_url(settings) as database,
         redis_url(settings) as redis,
-        serve_backend(settings, database, redis, group=group) as (_, app),
+        serve_backend(settings, database, redis, group=group) as (backend, app),
     ):
-        await serve_until_stopped(http_server(app, host, settings.admin_port), listener)
+        admin = http_server(app, host, settings.admin_port)
+        if not settings.enable_auto_peering:
+            await serve_until_stopped(admin, listener)
+            return
+        port = settings.auto_peering_server_port
+        # With --processes N, every process listens on the port too (SO_REUSEPORT), as on
+        # ADMIN_PORT.
+        peering_listener = None if listener is None else reuse_port_listener(host, port)
+        peering = http_server(auto_peering_app(backend), host, port)
+        await serve_until_stopped(admin, listener, (peering, peering_listener))

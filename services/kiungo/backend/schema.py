@@ -24,6 +24,7 @@ from graphql import (
 )
 
 from kiungo.backend.api.assets import AssetMutation, AssetQuery, FeeMutation
+from kiungo.backend.api.auto_peering import AutoPeeringMutation
 from kiungo.backend.api.common import SCALARS
 from kiungo.backend.api.incoming_payments import IncomingPaymentMutation, IncomingPaymentQuery
 from kiungo.backend.api.liquidity import (
@@ -77,6 +78,7 @@ class Mutation(
     WalletAddressKeyMutation,
     IncomingPaymentMutation,
     PeerMutation,
+    AutoPeeringMutation,
     PeerLiquidityMutation,
     QuoteMutation,
     OutgoingPaymentMutation,

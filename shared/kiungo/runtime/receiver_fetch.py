@@ -47,8 +47,10 @@ __all__ = [
     "FetchedReply",
     "NonPublicAddress",
     "ReceiverFetchError",
+    "Unreachable",
     "fetch",
     "is_public_address",
+    "post",
     "receiver_client",
 ]
 
@@ -66,6 +68,10 @@ class ReceiverFetchError(Exception):
     the failure, never what a refused host answered)."""
 
 
+class Unreachable(ReceiverFetchError):
+    """No connection could be made: the name did not resolve or nothing listens there."""
+
+
 class NonPublicAddress(ReceiverFetchError):
     """The receiver's host resolves to an address this node does not fetch from."""
 
@@ -76,7 +82,7 @@ class FetchedReply:
     content_type: str
     """The media type, lower case, without parameters ("" when the reply named none)."""
     body: bytes
-    """Read only for a 200 answer: empty otherwise."""
+    """Read only for a 200 answer (any answer to :func:`post`): empty otherwise."""
 
     @property
     def is_json(self) -> bool:
@@ -202,15 +208,55 @@ async def fetch(
     """GET ``url``: the whole exchange within ``max_seconds`` seconds, a 200 body of at most
     ``max_bytes``. Raises :class:`ReceiverFetchError` (its message without ``url``: callers
     name what they were reading) for anything but an answer read in full."""
+    return await _exchange(
+        client, "GET", url, None, accept, max_bytes, max_seconds, headers, every_status=False
+    )
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    *,
+    content_type: str,
+    accept: str,
+    max_bytes: int,
+    max_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> FetchedReply:
+    """POST ``body`` to ``url``, bounded as :func:`fetch` is; the body of every answer is read
+    (at most ``max_bytes``), whatever its status, so that a refusal's reason can be read."""
+    headers = {"Content-Type": content_type}
+    return await _exchange(
+        client, "POST", url, body, accept, max_bytes, max_seconds, headers, every_status=True
+    )
+
+
+async def _exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    content: bytes | None,
+    accept: str,
+    max_bytes: int,
+    max_seconds: float,
+    headers: dict[str, str] | None,
+    *,
+    every_status: bool,
+) -> FetchedReply:
     request_headers = {**(headers or {}), "Accept": accept, "Accept-Encoding": "identity"}
     try:
         async with asyncio.timeout(max_seconds):  # not wait_for: see kiungo.runtime.tasks
             async with client.stream(
-                "GET", url, headers=request_headers, follow_redirects=False, timeout=max_seconds
+                method,
+                url,
+                content=content,
+                headers=request_headers,
+                follow_redirects=False,
+                timeout=max_seconds,
             ) as response:
                 kind = response.headers.get("content-type", "").split(";", 1)[0]
                 reply = FetchedReply(response.status_code, kind.strip().lower(), b"")
-                if response.status_code != 200:
+                if response.status_code != 200 and not every_status:
                     return reply
                 coding = response.headers.get("content-encoding", "identity").strip().lower()
                 if coding not in ("", "identity"):
@@ -231,4 +277,6 @@ async def fetch(
     except httpx.HTTPError as exc:
         # The exception's text can carry what the host said (a reset, a refused port): only
         # the kind of failure goes out.
+        if isinstance(exc, httpx.ConnectError):
+            raise Unreachable(f"could not be read ({type(exc).__name__})") from None
         raise ReceiverFetchError(f"could not be read ({type(exc).__name__})") from None

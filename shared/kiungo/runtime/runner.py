@@ -31,6 +31,7 @@ __all__ = [
     "command_settings",
     "http_server",
     "listening_url",
+    "reuse_port_listener",
     "run_processes",
     "run_service",
     "serve_command",
@@ -86,18 +87,27 @@ def listening_url(server: uvicorn.Server) -> str:
     return f"http://{host}:{port}"
 
 
-async def serve_until_stopped(server: uvicorn.Server, listener: socket.socket | None) -> None:
+async def serve_until_stopped(
+    server: uvicorn.Server,
+    listener: socket.socket | None,
+    *others: tuple[uvicorn.Server, socket.socket | None],
+) -> None:
     """Serve until SIGINT or SIGTERM, then return, so that the caller's cleanup runs (its
     workers finish, pools close). Our own handlers: uvicorn re-raises the signal once it has
     stopped serving, which with the default SIGTERM action would kill the process first
-    (Kubernetes stops pods with SIGTERM)."""
+    (Kubernetes stops pods with SIGTERM). ``others`` (servers of the same process on other
+    ports, each with its listener or None) serve and stop alongside."""
+    servers = [(server, listener), *others]
 
     def stop(*_: object) -> None:
-        server.should_exit = True
+        for each, _listener in servers:
+            each.should_exit = True
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
-    await server.serve(sockets=None if listener is None else [listener])
+    await asyncio.gather(
+        *(each.serve(sockets=None if sock is None else [sock]) for each, sock in servers)
+    )
 
 
 def check_processes(count: int, settings: Settings) -> None:
@@ -184,6 +194,17 @@ def run_processes(
         )
 
 
+def reuse_port_listener(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that other processes may listen on too
+    (SO_REUSEPORT: the kernel spreads connections over them)."""
+    return socket.create_server(
+        (host, port),
+        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        backlog=2048,
+        reuse_port=True,
+    )
+
+
 class _Supervisor:
     """The parent of ``--processes N``: forks the children, restarts the ones that die."""
 
@@ -206,12 +227,7 @@ class _Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                listener = socket.create_server(
-                    (self.host, self.port),
-                    family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
-                    backlog=2048,
-                    reuse_port=True,
-                )
+                listener = reuse_port_listener(self.host, self.port)
                 with contextlib.suppress(KeyboardInterrupt):
                     run_service(self.serve(listener, self.group))
             except BaseException:
