@@ -208,14 +208,16 @@ async def test_wallet_address_quotes_and_outgoing_payments_connections(admin: Ad
     )
     quote_id = quote["createQuote"]["quote"]["id"]
     fields = (
-        "quotes { edges { node { id walletAddressId } } } "
+        "quotes { edges { node { id walletAddressId tenantId } } } "
         "outgoingPayments { edges { node { id } } }"
     )
     before = await admin.data(
         f'query {{ a: walletAddress(id: "{alice}") {{ {fields} }} '
         f'b: walletAddress(id: "{bob}") {{ {fields} }} }}'
     )
-    assert before["a"]["quotes"]["edges"] == [{"node": {"id": quote_id, "walletAddressId": alice}}]
+    assert before["a"]["quotes"]["edges"] == [
+        {"node": {"id": quote_id, "walletAddressId": alice, "tenantId": OPERATOR}}
+    ]
     assert before["b"]["quotes"]["edges"] == [] and before["a"]["outgoingPayments"]["edges"] == []
     await admin.deposit_asset(asset, 1000)
     paid = await admin.data(

@@ -52,6 +52,10 @@ class Quote:
         "amounts are computed with the exact rate."
     )
 
+    @strawberry.field(description="The tenant it was created under: the operator's, here.")
+    def tenant_id(self, info: strawberry.Info[Context, None]) -> strawberry.ID:
+        return strawberry.ID(info.context.backend.settings.operator_tenant_id)
+
     @classmethod
     def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> Quote:
         numerator = row["low_estimated_exchange_rate_numerator"]
