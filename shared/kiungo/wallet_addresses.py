@@ -25,7 +25,6 @@ from kiungo.models.sql import Statement, table
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
-    "FORBIDDEN_PATHS",
     "KEEP",
     "MAX_PROPERTIES",
     "WALLET_ADDRESS_COLUMNS",
@@ -106,16 +105,13 @@ class Property:
     visible: bool
 
 
-# Paths of the Open Payments resource server under OPEN_PAYMENTS_URL: no wallet address may
-# name one (as Rafiki refuses them), or its URL would read as a resource.
-FORBIDDEN_PATHS: Final = ("/incoming-payments", "/outgoing-payments", "/quotes")
-
-
 def normalize_address(address: str, open_payments_url: str) -> str:
     """A wallet address URL as stored, as Rafiki makes it: a full URL under
     ``open_payments_url`` (a ``$host/path`` payment pointer read as ``https://``), or a path or
     name relative to it (``"alice"`` and ``"/alice"`` are ``<open_payments_url>/alice``); no
-    trailing slash, lower-cased, and naming no resource server path."""
+    trailing slash, lower-cased. (Rafiki also refuses paths holding ``/incoming-payments``,
+    ``/outgoing-payments`` or ``/quotes``; Kiungo keeps serving such an address, since its
+    resource server answers only Open Payments requests on those paths.)"""
     text = address.strip()
     base = open_payments_url.rstrip("/")
     if text.startswith("$"):
@@ -135,10 +131,6 @@ def normalize_address(address: str, open_payments_url: str) -> str:
         raise InvalidWalletAddress(
             f"wallet addresses of this node are under {base}/ (OPEN_PAYMENTS_URL)",
             field="address",
-        )
-    if any(forbidden in path.lower() for forbidden in FORBIDDEN_PATHS):
-        raise InvalidWalletAddress(
-            f"a wallet address path cannot contain {', '.join(FORBIDDEN_PATHS)}", field="address"
         )
     return url
 
