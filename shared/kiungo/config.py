@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -174,6 +175,10 @@ class Settings:
 
     open_payments_url: str = "http://127.0.0.1:3002"
     """``OPEN_PAYMENTS_URL``: public base URL under which wallet addresses are created."""
+    operator_tenant_id: str = "00000000-0000-0000-0000-000000000000"
+    """``OPERATOR_TENANT_ID``: the id of this single-tenant node's one tenant, the operator's
+    (Rafiki's setting): the admin API takes it wherever Rafiki takes a tenant id, and refuses
+    any other."""
     wallet_address_url: str = "http://127.0.0.1:3002/.well-known/pay"
     """``WALLET_ADDRESS_URL``: this node's own wallet address; defaults under OPEN_PAYMENTS_URL."""
     auth_server_grant_url: str = "http://127.0.0.1:3006"
@@ -307,6 +312,7 @@ class Settings:
                 "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS", _positive_int, cls.graphql_idempotency_key_ttl_ms
             ),
             open_payments_url=open_payments_url,
+            operator_tenant_id=read.value("OPERATOR_TENANT_ID", _tenant_id, cls.operator_tenant_id),
             wallet_address_url=read.value(
                 "WALLET_ADDRESS_URL",
                 _http_url,
@@ -564,6 +570,13 @@ def _url(raw: str, schemes: tuple[str, ...], example: str) -> str:
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         raise ValueError(f"expected a URL such as {example}, got {_without_password(raw)!r}")
     return raw
+
+
+def _tenant_id(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
 
 
 def _http_url(raw: str) -> str:

@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     OUTGOING_PAYMENT_FAILED = "outgoing_payment.failed"
     OUTGOING_PAYMENT_CANCELLED = "outgoing_payment.cancelled"
     WALLET_ADDRESS_WEB_MONETIZATION = "wallet_address.web_monetization"
+    WALLET_ADDRESS_NOT_FOUND = "wallet_address.not_found"
     ASSET_LIQUIDITY_LOW = "asset.liquidity_low"
     ASSET_LIQUIDITY_HIGH = "asset.liquidity_high"
     PEER_LIQUIDITY_LOW = "peer.liquidity_low"
@@ -91,6 +92,9 @@ def incoming_payment_data(
         data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
     if payment["client"] is not None:
         data["client"] = payment["client"]
+    cancelled_at = payment.get("cancelled_at")
+    if cancelled_at is not None:
+        data["cancelledAt"] = iso_time(cancelled_at)  # as Rafiki's data has it
     return data
 
 
@@ -184,7 +188,7 @@ def outgoing_payment_data(
 async def insert_event(
     conn: asyncpg.Connection,
     event_type: EventType,
-    resource_id: uuid.UUID,
+    resource_id: uuid.UUID | None,
     data: dict[str, Any],
     *,
     withdrawal: tuple[uuid.UUID, uuid.UUID, int] | None = None,

@@ -106,11 +106,18 @@ class Property:
 
 
 def normalize_address(address: str, open_payments_url: str) -> str:
-    """A wallet address URL as stored: ``$host/path`` payment pointers read as ``https://``,
-    no trailing slash, and under ``open_payments_url``, where the connector serves SPSP for it."""
+    """A wallet address URL as stored, as Rafiki makes it: a full URL under
+    ``open_payments_url`` (a ``$host/path`` payment pointer read as ``https://``), or a path or
+    name relative to it (``"alice"`` and ``"/alice"`` are ``<open_payments_url>/alice``); no
+    trailing slash, lower-cased. (Rafiki also refuses paths holding ``/incoming-payments``,
+    ``/outgoing-payments`` or ``/quotes``; Kiungo keeps serving such an address, since its
+    resource server answers only Open Payments requests on those paths.)"""
     text = address.strip()
+    base = open_payments_url.rstrip("/")
     if text.startswith("$"):
         text = "https://" + text[1:]
+    elif "://" not in text:
+        text = f"{base}/{text.lstrip('/')}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise InvalidWalletAddress(f"{address!r} is not a wallet address URL", field="address")
@@ -119,9 +126,8 @@ def normalize_address(address: str, open_payments_url: str) -> str:
         raise InvalidWalletAddress(
             "a wallet address URL needs a path, such as /alice", field="address"
         )
-    url = f"{parts.scheme}://{parts.netloc.lower()}{path}"
-    base = open_payments_url.rstrip("/")
-    if not url.startswith(base + "/"):
+    url = f"{parts.scheme}://{parts.netloc}{path}".lower()
+    if not url.startswith(base.lower() + "/"):
         raise InvalidWalletAddress(
             f"wallet addresses of this node are under {base}/ (OPEN_PAYMENTS_URL)",
             field="address",

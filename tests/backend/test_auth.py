@@ -199,17 +199,22 @@ async def test_twins_signed_in_the_same_millisecond_are_one_request_and_its_repl
     assert data["asset"]["liquidity"] == "100"
 
 
-async def test_a_nonce_and_a_tenant_id_are_accepted(admin: Admin) -> None:
+async def test_a_nonce_and_the_operators_tenant_id_are_accepted(admin: Admin) -> None:
+    operator = admin.backend.settings.operator_tenant_id
     body = create_body("NON")
     header = f"{signature_header(SECRET, body)}, n={uuid.uuid4()}"
-    response = await post_body(admin, body, {"signature": header, "tenant-id": str(uuid.uuid4())})
+    response = await post_body(admin, body, {"signature": header, "tenant-id": operator})
     assert response.status_code == 200, response.text
     assert response.json()["data"]["createAsset"]["asset"]["code"] == "NON"
     # The harness's client: its own signature, plus a nonce-less tenant-id header.
-    response = await admin.post(
-        ASSET_BY_CODE, {"code": "NON"}, headers={"tenant-id": str(uuid.uuid4())}
-    )
+    response = await admin.post(ASSET_BY_CODE, {"code": "NON"}, headers={"tenant-id": operator})
     assert response.json()["data"]["assetByCodeAndScale"] is not None
+    # Another tenant is one this single-tenant node does not have: Rafiki's 401, nothing done.
+    body = create_body("OTH")
+    header = f"{signature_header(SECRET, body)}, n={uuid.uuid4()}"
+    response = await post_body(admin, body, {"signature": header, "tenant-id": str(uuid.uuid4())})
+    assert_unauthenticated(response)
+    assert await admin.pool.fetchval("SELECT count(*) FROM assets WHERE code = 'OTH'") == 0
 
 
 async def test_spaces_after_the_commas_are_optional(admin: Admin) -> None:

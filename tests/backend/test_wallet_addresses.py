@@ -188,3 +188,29 @@ async def _wait_events(admin: Admin, wallet: str, count: int) -> list[dict[str, 
             return events
         await asyncio.sleep(0.05)
     raise AssertionError(f"expected {count} events, got {await _events(admin, wallet)}")
+
+
+async def test_create_wallet_address_by_path_or_name_lower_cased(admin: Admin) -> None:
+    """As Rafiki: a bare name or a path is relative to OPEN_PAYMENTS_URL; the URL is stored
+    lower-cased."""
+    asset = await admin.create_asset()
+    made = {}
+    for given in ("Alice", "/shop/Bob", f"{WALLET_BASE}/CAROL"):
+        created = await admin.data(CREATE, {"input": {"assetId": asset, "address": given}})
+        made[given] = created["createWalletAddress"]["walletAddress"]["address"]
+    assert made == {
+        "Alice": f"{WALLET_BASE}/alice",
+        "/shop/Bob": f"{WALLET_BASE}/shop/bob",
+        f"{WALLET_BASE}/CAROL": f"{WALLET_BASE}/carol",
+    }
+    failure = await admin.error(CREATE, {"input": {"assetId": asset, "address": "ALICE"}})
+    assert failure.code == "DUPLICATE"
+    for bad in ("", "/", "a?b", "ftp://wallet.example/a"):
+        failure = await admin.error(CREATE, {"input": {"assetId": asset, "address": bad}})
+        assert failure.code == "BAD_USER_INPUT", bad
+    by_url = await admin.data(
+        "query($url: String!) { walletAddressByUrl(url: $url) { address } }",
+        {"url": f"{WALLET_BASE}/ALICE"},
+    )
+    assert by_url["walletAddressByUrl"]["address"] == f"{WALLET_BASE}/alice"
+    assert await admin.pool.fetchval("SELECT count(*) FROM wallet_addresses") == 3

@@ -71,7 +71,7 @@ async def test_every_statement_prepares_against_the_models_schema(
         INCOMING_PAYMENT_RECEIVER_BY_ID.sql,
         WALLET_ADDRESS_RECEIVER_BY_ID.sql,
         WALLET_ADDRESS_RECEIVER_BY_URL.sql,
-        _DUE_INCOMING_PAYMENTS,
+        _DUE_INCOMING_PAYMENTS.sql,
     ):
         await conn.prepare(statement)
 

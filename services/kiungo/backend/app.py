@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
 
+from kiungo.backend.api.tenants import is_operator_tenant
 from kiungo.backend.context import Backend, Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.backend.metrics import BackendMetrics
@@ -141,6 +142,12 @@ class GraphQLEndpoint:
             refusal = await self._authenticate(request, payload)
             if refusal is not None:
                 return self._refuse(ErrorCode.UNAUTHENTICATED, refusal, 401)
+        tenant = request.headers.get("tenant-id")
+        if tenant is not None and not is_operator_tenant(
+            self._backend.settings.operator_tenant_id, tenant
+        ):
+            # Rafiki's answer for a tenant-id it does not know; here only the operator's is.
+            return self._refuse(ErrorCode.UNAUTHENTICATED, "Unauthorized", 401)
         if not isinstance(payload, dict):
             return self._refuse(ErrorCode.BAD_USER_INPUT, "the body must be a JSON object", 400)
         query = payload.get("query")

@@ -38,6 +38,7 @@ from kiungo.backend.api.payments import PaymentQuery
 from kiungo.backend.api.peers import PeerMutation, PeerQuery
 from kiungo.backend.api.quotes import QuoteMutation, QuoteQuery
 from kiungo.backend.api.receivers import ReceiverMutation, ReceiverQuery
+from kiungo.backend.api.tenants import TenantQuery
 from kiungo.backend.api.wallet_address_keys import WalletAddressKeyMutation
 from kiungo.backend.api.wallet_addresses import WalletAddressMutation, WalletAddressQuery
 from kiungo.backend.api.webhooks import WebhookQuery
@@ -64,6 +65,7 @@ class Query(
     QuoteQuery,
     OutgoingPaymentQuery,
     ReceiverQuery,
+    TenantQuery,
 ):
     pass
 

@@ -106,7 +106,12 @@ class ReceiverDirectory:
         return receiver
 
     async def wallet_address_by_url(self, url: str) -> Receiver | None:
-        return await self._wallet_address(WALLET_ADDRESS_RECEIVER_BY_URL, url=url)
+        """The wallet address at ``url``; as Rafiki looks them up, case aside (addresses are
+        stored lower-cased; one stored before that is still found as written)."""
+        found = await self._wallet_address(WALLET_ADDRESS_RECEIVER_BY_URL, url=url)
+        if found is None and url != url.lower():
+            found = await self._wallet_address(WALLET_ADDRESS_RECEIVER_BY_URL, url=url.lower())
+        return found
 
     async def _wallet_address(self, statement: Statement, **key: object) -> Receiver | None:
         """The wallet address ``statement`` (by id or by URL) reads for ``key``."""

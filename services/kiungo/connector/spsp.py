@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from kiungo.connector.node import Node
 from kiungo.connector.receivers import Receiver, ReceiverKind
 from kiungo.connector.wallet_address import accepts_json, wallet_address_document_response
+from kiungo.connector.wallet_not_found import report_unknown_wallet_address
 from kiungo.ledger import UnknownAccount
 from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
@@ -58,7 +59,10 @@ async def spsp_endpoint(node: Node, request: Request) -> Response:
     if request.method == "OPTIONS":
         return Response(status_code=204, headers=CORS_HEADERS)
     base = node.settings.open_payments_url.rstrip("/")
-    receiver = await find_receiver(node, base + request.url.path.rstrip("/"))
+    url = base + request.url.path.rstrip("/")
+    receiver = await find_receiver(node, url)
+    if receiver is None and url != base and INCOMING_PAYMENT_PATH.match(url) is None:
+        await report_unknown_wallet_address(node, url)
     accept = request.headers.get("accept")
     if (
         receiver is not None

@@ -52,3 +52,7 @@ class IncomingPayment(UuidPrimaryKeyMixin, TimestampMixin, Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     client: Mapped[str | None] = mapped_column(String(2048))
     process_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Rafiki's: when and why the admin API cancelled it, and who the payer said they are.
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancellation_reason: Mapped[str | None] = mapped_column(String(1024))
+    sender_wallet_address: Mapped[str | None] = mapped_column(String(2048))

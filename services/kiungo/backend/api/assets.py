@@ -14,6 +14,7 @@ from sqlalchemy import bindparam
 from kiungo.backend import assets as domain
 from kiungo.backend.api.common import PageInfo, UInt8, UInt64, iso, parse_uuid
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, NotFound, Refusal, not_found, refusals_as
 from kiungo.ledger import AccountKind
@@ -192,7 +193,9 @@ class AssetQuery:
         self,
         info: strawberry.Info[Context, None],
         page: PageRequest,
+        tenant_id: str | None = None,
     ) -> AssetsConnection:
+        check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _ASSETS, page)
         return AssetsConnection(
             page_info=page_info,
@@ -211,6 +214,10 @@ class CreateAssetInput:
     liquidity_threshold: UInt64 | None = None
     liquidity_threshold_high: UInt64 | None = None
     idempotency_key: str | None = None
+    tenant_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The operator's tenant (OPERATOR_TENANT_ID); any other is refused.",
+    )
 
 
 @strawberry.input
@@ -269,6 +276,7 @@ class AssetMutation:
         self, info: strawberry.Info[Context, None], input: CreateAssetInput
     ) -> AssetMutationResponse:
         ctx = info.context
+        check_tenant(ctx, input.tenant_id)
 
         async def run() -> tuple[dict[str, Any], AssetMutationResponse]:
             row = await domain.create_asset(

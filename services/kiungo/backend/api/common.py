@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NewType
 
@@ -25,9 +26,12 @@ __all__ = [
     "SortOrder",
     "UInt8",
     "UInt64",
+    "filter_binds",
     "iso",
     "parse_uuid",
     "positive_amount",
+    "state_values",
+    "uuid_values",
 ]
 
 U64_MAX = 2**64 - 1
@@ -139,26 +143,50 @@ class AmountInput:
     asset_scale: UInt8
 
 
-@strawberry.input
+@strawberry.input(
+    description="Strings a field must be one of (`in`) and must not be (`notIn`); either or both."
+)
 class FilterString:
-    in_: list[str] = strawberry.field(name="in")
+    in_: list[str] | None = strawberry.field(
+        name="in", default=None, description="Array of strings to include."
+    )
+    not_in: list[str] | None = strawberry.field(
+        default=None, description="Array of strings to exclude."
+    )
 
 
-def filter_uuids(values: FilterString | None, what: str) -> list[uuid.UUID] | None:
-    """A filter's UUIDs (BAD_USER_INPUT naming ``what`` for one that is not); None when the
-    filter is not given."""
-    return None if values is None else [parse_uuid(v, what) for v in values.in_]
-
-
-def filter_states(values: FilterString | None, states: type[enum.Enum]) -> list[str] | None:
-    """A filter's states, each one of ``states`` (else BAD_USER_INPUT); None when the filter
-    is not given."""
+def filter_binds(
+    values: FilterString | None, name: str, parse: Callable[[str], Any] | None = None
+) -> dict[str, list[Any]]:
+    """The binds of a listing's ``name`` filter (:func:`~kiungo.backend.api.pagination.
+    in_filter`): ``name`` for ``in``, ``name_not`` for a non-empty ``notIn`` (as Rafiki, an
+    empty ``notIn`` excludes nothing), each value through ``parse``; none when not given."""
     if values is None:
-        return None
+        return {}
+    convert = parse or str
+    binds: dict[str, list[Any]] = {}
+    if values.in_ is not None:
+        binds[name] = [convert(v) for v in values.in_]
+    if values.not_in:
+        binds[f"{name}_not"] = [convert(v) for v in values.not_in]
+    return binds
+
+
+def uuid_values(what: str) -> Callable[[str], uuid.UUID]:
+    """A filter's parser of UUIDs: BAD_USER_INPUT naming ``what`` for one that is not."""
+    return lambda value: parse_uuid(value, what)
+
+
+def state_values(states: type[enum.Enum], what: str = "state") -> Callable[[str], str]:
+    """A filter's parser of states, each one of ``states`` (else BAD_USER_INPUT)."""
     known = {s.value for s in states}
-    if not set(values.in_) <= known:
-        raise bad_input(f"state must be one of {', '.join(sorted(known))}")
-    return list(values.in_)
+
+    def parse(value: str) -> str:
+        if value not in known:
+            raise bad_input(f"{what} must be one of {', '.join(sorted(known))}")
+        return value
+
+    return parse
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:

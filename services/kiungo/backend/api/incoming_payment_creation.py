@@ -27,6 +27,7 @@ class NewIncomingPayment:
     expires_at: datetime
     incoming_amount: AmountInput | None
     metadata: JSONObject | None
+    sender_wallet_address: str | None = None
 
 
 def new_incoming_payment(
@@ -34,6 +35,7 @@ def new_incoming_payment(
     expires_at: str | None,
     incoming_amount: AmountInput | None,
     metadata: JSONObject | None,
+    sender_wallet_address: str | None = None,
 ) -> NewIncomingPayment:
     """The request's own checks (BAD_USER_INPUT), before anything is read or written."""
     now = datetime.now(UTC)
@@ -45,7 +47,7 @@ def new_incoming_payment(
     metadata_json(metadata)
     if incoming_amount is not None and incoming_amount.value <= 0:
         raise bad_input("incomingAmount must be above zero", field="incomingAmount")
-    return NewIncomingPayment(now, moment, incoming_amount, metadata)
+    return NewIncomingPayment(now, moment, incoming_amount, metadata, sender_wallet_address)
 
 
 async def create_incoming_payment(
@@ -70,4 +72,5 @@ async def create_incoming_payment(
         expires_at=new.expires_at,
         metadata=new.metadata,
         created_at=new.created_at,
+        sender_wallet_address=new.sender_wallet_address,
     )

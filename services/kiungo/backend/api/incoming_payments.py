@@ -3,13 +3,14 @@ connector (by SPSP on the payment's URL), completed, expired, cancelled and with
 
 from __future__ import annotations
 
+import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import strawberry
-from sqlalchemy import ARRAY, String, Uuid, any_, bindparam, func, select, update
+from sqlalchemy import String, Uuid, bindparam, case, func, select, update
 
 from kiungo.backend.api.common import (
     Amount,
@@ -18,12 +19,13 @@ from kiungo.backend.api.common import (
     JSONObject,
     PageInfo,
     UInt64,
-    filter_states,
-    filter_uuids,
+    filter_binds,
     iso,
     metadata_json,
     metadata_value,
     parse_uuid,
+    state_values,
+    uuid_values,
 )
 from kiungo.backend.api.incoming_payment_creation import (
     create_incoming_payment,
@@ -35,15 +37,17 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter, paged
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
-from kiungo.backend.errors import ApiError, ErrorCode, not_found
+from kiungo.backend.errors import ApiError, ErrorCode, bad_input, not_found
 from kiungo.events import EventType
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
 from kiungo.models import Asset
 from kiungo.models import IncomingPayment as IncomingPaymentModel
 from kiungo.models.sql import Statement, table
+from kiungo.openpayments.incoming_payments import payment_url
 from kiungo.payments.incoming import ENDED, States, store
 from kiungo.payments.receivers import WALLET_ADDRESS_RECEIVER_BY_ID
 
@@ -52,6 +56,7 @@ __all__ = [
     "IncomingPaymentConnection",
     "IncomingPaymentMutation",
     "IncomingPaymentQuery",
+    "incoming_payment_filters",
     "page_incoming_payments",
 ]
 
@@ -69,14 +74,22 @@ _SELECT = select(
     _payments.c.metadata,
     _payments.c.client,
     _payments.c.created_at,
+    _payments.c.sender_wallet_address,
+    _payments.c.cancelled_at,
+    _payments.c.cancellation_reason,
     _assets.c.code.label("asset_code"),
     _assets.c.scale.label("asset_scale"),
 ).select_from(_payments.join(_assets, _assets.c.id == _payments.c.asset_id))
+# Rafiki's initiatedBy: an Open Payments client created it (its client is recorded), else
+# the admin API (Rafiki's ADMIN); Kiungo takes no card payments (Rafiki's CARD).
+_INITIATED_BY = case((_payments.c.client.is_not(None), "OPEN_PAYMENTS"), else_="ADMIN")
+INITIATION_REASONS = ("ADMIN", "CARD", "OPEN_PAYMENTS")
 _PAYMENTS = Listing(
     _SELECT,
     {
-        "wallets": _payments.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
-        "states": _payments.c.state == any_(bindparam("states", type_=ARRAY(String))),
+        **in_filter("wallets", _payments.c.wallet_address_id, Uuid()),
+        **in_filter("states", _payments.c.state, String()),
+        **in_filter("initiated", _INITIATED_BY, String()),
     },
 )
 _LOAD = Statement(_SELECT.where(_payments.c.id == bindparam("id")))
@@ -105,6 +118,13 @@ class IncomingPayment:
     incoming_amount: Amount | None
     metadata: JSONObject | None
     created_at: str
+    sender_wallet_address: str | None = strawberry.field(
+        description="The payer's wallet address, as its creator gave it."
+    )
+    cancellation_reason: str | None = strawberry.field(
+        description="Why cancelIncomingPayment cancelled it."
+    )
+    cancelled_at: str | None = strawberry.field(description="When it was cancelled.")
     _uuid: strawberry.Private[uuid.UUID]
     _stored_received: strawberry.Private[int]
     _asset: strawberry.Private[tuple[str, int]]
@@ -126,10 +146,20 @@ class IncomingPayment:
             ),
             metadata=metadata_value(row["metadata"]),
             created_at=iso(row["created_at"]),
+            sender_wallet_address=row["sender_wallet_address"],
+            cancellation_reason=row["cancellation_reason"],
+            cancelled_at=None if row["cancelled_at"] is None else iso(row["cancelled_at"]),
             _uuid=row["id"],
             _stored_received=int(row["received_amount"]),
             _asset=(code, scale),
         )
+
+    @strawberry.field(
+        description="Its Open Payments URL: <OPEN_PAYMENTS_URL>/incoming-payments/<id>, as the "
+        "resource server names it."
+    )
+    def url(self, info: strawberry.Info[Context, None]) -> str:
+        return payment_url(info.context.backend.settings.open_payments_url.rstrip("/"), self._uuid)
 
     @strawberry.field(description="What has been paid in so far (posted packets).")
     async def received_amount(self, info: strawberry.Info[Context, None]) -> Amount:
@@ -160,17 +190,10 @@ class IncomingPaymentConnection:
 
 
 async def page_incoming_payments(
-    ctx: Context,
-    page: PageRequest,
-    *,
-    wallet_address_ids: Sequence[uuid.UUID] | None = None,
-    states: Sequence[str] | None = None,
+    ctx: Context, page: PageRequest, filters: Mapping[str, list[Any]] | None = None
 ) -> IncomingPaymentConnection:
-    filters: dict[str, Any] = {}
-    if wallet_address_ids is not None:
-        filters["wallets"] = list(wallet_address_ids)
-    if states is not None:
-        filters["states"] = list(states)
+    """A page of incoming payments; ``filters`` are binds of the listing's filters
+    (:func:`incoming_payment_filters`, ``wallets``)."""
     rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
     return IncomingPaymentConnection(
         page_info=page_info,
@@ -190,8 +213,35 @@ async def _load(ctx: Context, payment_id: uuid.UUID) -> asyncpg.Record:
 
 @strawberry.input
 class IncomingPaymentFilter:
+    initiated_by: FilterString | None = strawberry.field(
+        default=None,
+        description="Rafiki's initiation reasons: ADMIN (the admin API), OPEN_PAYMENTS (an Open "
+        "Payments client), CARD (never, here).",
+    )
     wallet_address_id: FilterString | None = None
     state: FilterString | None = None
+
+
+def incoming_payment_filters(filter: IncomingPaymentFilter | None) -> dict[str, list[Any]]:
+    """The listing binds of a filter (BAD_USER_INPUT for a value that is none)."""
+    if filter is None:
+        return {}
+    # States first: with both wrong, the state is the error, as it always was.
+    return {
+        **filter_binds(filter.state, "states", state_values(States)),
+        **filter_binds(filter.wallet_address_id, "wallets", uuid_values("walletAddressId")),
+        **filter_binds(
+            filter.initiated_by,
+            "initiated",
+            state_values(_InitiationReason, "initiatedBy"),
+        ),
+    }
+
+
+class _InitiationReason(enum.Enum):
+    ADMIN = "ADMIN"
+    CARD = "CARD"
+    OPEN_PAYMENTS = "OPEN_PAYMENTS"
 
 
 @strawberry.type
@@ -209,16 +259,10 @@ class IncomingPaymentQuery:
         info: strawberry.Info[Context, None],
         page: PageRequest,
         filter: IncomingPaymentFilter | None = None,
+        tenant_id: str | None = None,
     ) -> IncomingPaymentConnection:
-        return await page_incoming_payments(
-            info.context,
-            page,
-            # States first: with both wrong, the state is the error, as it always was.
-            states=filter_states(filter.state if filter else None, States),
-            wallet_address_ids=filter_uuids(
-                filter.wallet_address_id if filter else None, "walletAddressId"
-            ),
-        )
+        check_tenant(info.context, tenant_id)
+        return await page_incoming_payments(info.context, page, incoming_payment_filters(filter))
 
 
 @strawberry.input
@@ -228,6 +272,9 @@ class CreateIncomingPaymentInput:
     metadata: JSONObject | None = None
     incoming_amount: AmountInput | None = None
     idempotency_key: str | None = None
+    sender_wallet_address: str | None = strawberry.field(
+        default=None, description="The payer's wallet address (stored and shown, as Rafiki)."
+    )
 
 
 @strawberry.input
@@ -241,6 +288,9 @@ class UpdateIncomingPaymentInput:
 class CancelIncomingPaymentInput:
     id: strawberry.ID
     idempotency_key: str | None = None
+    cancellation_reason: str | None = strawberry.field(
+        default=None, description="Why it is cancelled (stored and shown)."
+    )
 
 
 @strawberry.input
@@ -260,6 +310,13 @@ class CancelIncomingPaymentResponse:
     payment: IncomingPayment | None
 
 
+def _text(value: str | None, field: str, longest: int) -> str | None:
+    """An optional text input of at most ``longest`` characters (else BAD_USER_INPUT)."""
+    if value is not None and (len(value) > longest or "\x00" in value):
+        raise bad_input(f"{field} is at most {longest} characters, without NUL", field=field)
+    return value
+
+
 async def _reload(ctx: Context, record: dict[str, Any]) -> IncomingPayment:
     return IncomingPayment.from_row(await _load(ctx, uuid.UUID(record["id"])))
 
@@ -275,7 +332,13 @@ class IncomingPaymentMutation:
     ) -> IncomingPaymentResponse:
         ctx = info.context
         wallet_id = parse_uuid(input.wallet_address_id, "walletAddressId")
-        new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
+        new = new_incoming_payment(
+            ctx,
+            input.expires_at,
+            input.incoming_amount,
+            input.metadata,
+            _text(input.sender_wallet_address, "senderWalletAddress", 2048),
+        )
 
         async def run() -> tuple[dict[str, Any], IncomingPaymentResponse]:
             wallet = await WALLET_ADDRESS_RECEIVER_BY_ID.fetchrow(ctx.pool, id=wallet_id)
@@ -323,6 +386,7 @@ class IncomingPaymentMutation:
     ) -> CancelIncomingPaymentResponse:
         ctx = info.context
         payment_id = parse_uuid(str(input.id), "id")
+        reason = _text(input.cancellation_reason, "cancellationReason", 1024)
 
         async def change() -> uuid.UUID:
             async with ctx.pool.acquire() as conn, conn.transaction():
@@ -342,7 +406,7 @@ class IncomingPaymentMutation:
                     raise ApiError(
                         ErrorCode.CONFLICT, "the incoming payment has already received money"
                     )
-                await store.cancel(conn, payment_id)
+                await store.cancel(conn, payment_id, reason)
             await ctx.backend.receiver_changed(payment_id)
             return payment_id
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -29,12 +29,13 @@ from kiungo.backend.api.common import (
     JSONObject,
     PageInfo,
     UInt64,
-    filter_states,
-    filter_uuids,
+    filter_binds,
     iso,
     metadata_json,
     metadata_value,
     parse_uuid,
+    state_values,
+    uuid_values,
 )
 from kiungo.backend.api.liquidity import (
     LiquidityMutationResponse,
@@ -45,6 +46,7 @@ from kiungo.backend.api.liquidity import (
 )
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
 from kiungo.backend.api.quotes import Quote, create_quote
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.events import EventType
@@ -162,18 +164,9 @@ class OutgoingPaymentConnection:
 async def page_outgoing_payments(
     ctx: Context,
     page: PageRequest,
-    *,
-    wallet_address_ids: Sequence[uuid.UUID] | None = None,
-    states: Sequence[str] | None = None,
-    receivers: Sequence[str] | None = None,
+    filters: Mapping[str, list[Any]] | None = None,
 ) -> OutgoingPaymentConnection:
-    filters: dict[str, list[Any]] = {}
-    if wallet_address_ids is not None:
-        filters["wallets"] = list(wallet_address_ids)
-    if states is not None:
-        filters["states"] = list(states)
-    if receivers is not None:
-        filters["receivers"] = list(receivers)
+    """A page of outgoing payments; ``filters`` are binds of OUTGOING_PAYMENT_FILTERS."""
     rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
     return OutgoingPaymentConnection(
         page_info=page_info,
@@ -219,18 +212,23 @@ class OutgoingPaymentQuery:
         info: strawberry.Info[Context, None],
         page: PageRequest,
         filter: OutgoingPaymentFilter | None = None,
+        tenant_id: str | None = None,
     ) -> OutgoingPaymentConnection:
-        receivers = None if filter is None or filter.receiver is None else filter.receiver.in_
-        return await page_outgoing_payments(
-            info.context,
-            page,
-            # States first: with both wrong, the state is the error, as it always was.
-            states=filter_states(filter.state if filter else None, States),
-            wallet_address_ids=filter_uuids(
-                filter.wallet_address_id if filter else None, "walletAddressId"
-            ),
-            receivers=None if receivers is None else list(receivers),
-        )
+        check_tenant(info.context, tenant_id)
+        filters = outgoing_payment_filters(filter)
+        return await page_outgoing_payments(info.context, page, filters)
+
+
+def outgoing_payment_filters(filter: OutgoingPaymentFilter | None) -> dict[str, list[Any]]:
+    """The listing binds of a filter (BAD_USER_INPUT for a value that is none)."""
+    if filter is None:
+        return {}
+    # States first: with both wrong, the state is the error, as it always was.
+    return {
+        **filter_binds(filter.state, "states", state_values(States)),
+        **filter_binds(filter.wallet_address_id, "wallets", uuid_values("walletAddressId")),
+        **filter_binds(filter.receiver, "receivers"),
+    }
 
 
 @strawberry.input

@@ -1,7 +1,9 @@
 """Relay connections over any table with ``created_at`` and ``id``: opaque keyset cursors.
 
 Pages are ordered by ``(created_at, id)``, which never ties, so a page boundary is exact even
-while rows are inserted; a cursor is that pair, base64url-encoded. ``first``/``last`` are at most
+while rows are inserted; a cursor is that pair, base64url-encoded. A row's id is a cursor too
+(Rafiki's cursors are row ids, and its clients page with ``after: <last node's id>``): it
+stands for that row's pair, read when the page is. ``first``/``last`` are at most
 100 (20 when neither is given).
 """
 
@@ -18,8 +20,20 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import DateTime, Integer, Select, Uuid, bindparam, tuple_
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    Select,
+    Uuid,
+    all_,
+    any_,
+    bindparam,
+    select,
+    tuple_,
+)
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 from kiungo.backend.api.common import PageInfo, SortOrder
 from kiungo.backend.errors import bad_input
@@ -32,6 +46,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "fetch_listing",
+    "in_filter",
     "paged",
 ]
 
@@ -111,12 +126,13 @@ def paged(resolver: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """How a page request reads: which way, how many, from which cursor."""
+    """How a page request reads: which way, how many, from which cursor (a row id to look
+    up, or a keyset pair)."""
 
     backward: bool
     size: int
     read_ascending: bool
-    cursor: tuple[datetime, uuid.UUID] | None
+    cursor: tuple[datetime, uuid.UUID] | uuid.UUID | None
 
 
 def _plan(page: PageRequest, default_order: SortOrder) -> _Plan:
@@ -136,8 +152,18 @@ def _plan(page: PageRequest, default_order: SortOrder) -> _Plan:
         backward=backward,
         size=size,
         read_ascending=ascending != backward,
-        cursor=None if cursor is None else decode_cursor(cursor),
+        cursor=None if cursor is None else _cursor(cursor),
     )
+
+
+def _cursor(cursor: str) -> tuple[datetime, uuid.UUID] | uuid.UUID:
+    """A row id (as Rafiki's cursors are), else one of this API's keyset cursors."""
+    if len(cursor) == 36:
+        try:
+            return uuid.UUID(cursor)
+        except ValueError:
+            pass
+    return decode_cursor(cursor)
 
 
 def _page(
@@ -158,6 +184,18 @@ def _page(
     return rows, info, cursors
 
 
+def in_filter(
+    name: str, column: ColumnElement[Any], item_type: TypeEngine[Any]
+) -> dict[str, ColumnElement[bool]]:
+    """A listing's filters for a FilterString on ``column``: ``name`` (one of the bind's
+    values, ``in``) and ``name_not`` (none of them, ``notIn``), as
+    :func:`~kiungo.backend.api.common.filter_binds` gives their binds."""
+    return {
+        name: column == any_(bindparam(name, type_=ARRAY(item_type))),
+        f"{name}_not": column != all_(bindparam(f"{name}_not", type_=ARRAY(item_type))),
+    }
+
+
 class Listing:
     """A select to page through (its rows have ``created_at`` and ``id``), with the filters a
     caller may apply, each a condition on named binds (``col == any_(bindparam("ids"))``).
@@ -174,6 +212,23 @@ class Listing:
         self._created_at = query.selected_columns["created_at"]
         self._id = query.selected_columns["id"]
         self._statements: dict[tuple[frozenset[str], bool, bool], Statement] = {}
+        rows = query.subquery()
+        self._row_cursor = Statement(
+            select(rows.c.created_at, rows.c.id).where(
+                rows.c.id == bindparam("cursor_row", type_=Uuid)
+            )
+        )
+
+    async def row_cursor(
+        self, conn: asyncpg.Connection | asyncpg.Pool, row_id: uuid.UUID, values: Mapping[str, Any]
+    ) -> tuple[datetime, uuid.UUID]:
+        """The keyset pair of the row ``row_id`` names (one of the query's, given its binds
+        among ``values``); BAD_USER_INPUT when there is none."""
+        binds = {k: v for k, v in values.items() if k in self._row_cursor.names}
+        row = await self._row_cursor.fetchrow(conn, cursor_row=row_id, **binds)
+        if row is None:
+            raise bad_input(f"{row_id} is not a cursor this API gave out: no such row")
+        return row["created_at"], row["id"]
 
     def statement(self, filters: frozenset[str], cursor: bool, ascending: bool) -> Statement:
         """The statement of one shape: the query's binds, each filter's (those of ``filters``
@@ -214,7 +269,11 @@ async def fetch_listing(
     plan = _plan(page, default_order)
     binds = dict(values or {})
     statement = listing.statement(frozenset(binds), plan.cursor is not None, plan.read_ascending)
-    if plan.cursor is not None:
+    if isinstance(plan.cursor, uuid.UUID):
+        binds["cursor_created_at"], binds["cursor_id"] = await listing.row_cursor(
+            conn, plan.cursor, binds
+        )
+    elif plan.cursor is not None:
         binds["cursor_created_at"], binds["cursor_id"] = plan.cursor
     rows = await statement.fetch(conn, limit=plan.size + 1, **binds)
     return _page(rows, plan, page)

@@ -26,12 +26,15 @@ from kiungo.backend.api.common import (
     FilterString,
     JSONObject,
     PageInfo,
+    UInt8,
     UInt64,
-    filter_uuids,
+    filter_binds,
     iso,
     parse_uuid,
+    uuid_values,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter, paged
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
 from kiungo.ledger import AccountKind
@@ -63,8 +66,8 @@ _both = union_all(_of(_incoming, "INCOMING"), _of(_outgoing, "OUTGOING")).subque
 _PAYMENTS = Listing(
     select(_both),
     {
-        "types": _both.c.type == any_(bindparam("types", type_=ARRAY(String))),
-        "wallets": _both.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
+        **in_filter("types", _both.c.type, String()),
+        **in_filter("wallets", _both.c.wallet_address_id, Uuid()),
     },
 )
 _LEDGERS = Statement(
@@ -154,7 +157,9 @@ class AccountingTransfer:
     credit_account_id: strawberry.ID
     amount: UInt64
     transfer_type: TransferType
-    ledger: int = strawberry.field(description="The number of the asset's ledger.")
+    ledger: UInt8 = strawberry.field(
+        description="The number of the asset's ledger (Rafiki's UInt8)."
+    )
     created_at: str
     state: TransferState
     expires_at: str | None
@@ -188,6 +193,12 @@ class AccountingTransferConnection:
     credits: list[AccountingTransfer]
 
 
+def _payment_type(value: str) -> str:
+    if value not in ("INCOMING", "OUTGOING"):
+        raise bad_input("type must be INCOMING or OUTGOING")
+    return value
+
+
 @strawberry.type
 class PaymentQuery:
     @strawberry.field(description="A page of incoming and outgoing payments together.")
@@ -197,16 +208,15 @@ class PaymentQuery:
         info: strawberry.Info[Context, None],
         page: PageRequest,
         filter: PaymentFilter | None = None,
+        tenant_id: str | None = None,
     ) -> PaymentConnection:
+        check_tenant(info.context, tenant_id)
         filters: dict[str, Any] = {}
-        if filter is not None and filter.type is not None:
-            kinds = list(filter.type.in_)
-            if not set(kinds) <= {"INCOMING", "OUTGOING"}:
-                raise bad_input("type must be INCOMING or OUTGOING")
-            filters["types"] = kinds
-        wallets = filter_uuids(filter.wallet_address_id if filter else None, "walletAddressId")
-        if wallets is not None:
-            filters["wallets"] = wallets
+        if filter is not None:
+            filters.update(filter_binds(filter.type, "types", _payment_type))
+            filters.update(
+                filter_binds(filter.wallet_address_id, "wallets", uuid_values("walletAddressId"))
+            )
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _PAYMENTS,

@@ -16,6 +16,7 @@ from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
 from kiungo.backend.api.liquidity import deposit
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import (
     ApiError,
@@ -158,7 +159,9 @@ class PeerQuery:
         self,
         info: strawberry.Info[Context, None],
         page: PageRequest,
+        tenant_id: strawberry.ID | None = None,
     ) -> PeersConnection:
+        check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _PEERS, page)
         return PeersConnection(
             page_info=page_info,

@@ -9,14 +9,24 @@ from typing import Any
 
 import asyncpg
 import strawberry
+from sqlalchemy import Uuid
 
-from kiungo.backend.api.common import Amount, AmountInput, iso, parse_uuid
+from kiungo.backend.api.common import Amount, AmountInput, PageInfo, iso, parse_uuid
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.payments import quotes as domain
+from kiungo.payments.quotes.service import QUOTE_QUERY
 from kiungo.refusal import Refusal
 
-__all__ = ["Quote", "QuoteMutation", "QuoteQuery", "create_quote"]
+__all__ = [
+    "Quote",
+    "QuoteConnection",
+    "QuoteMutation",
+    "QuoteQuery",
+    "create_quote",
+    "page_quotes",
+]
 
 # What each refusal of the quote domain is in the API.
 _CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
@@ -41,6 +51,10 @@ class Quote:
         description="Receiver's smallest units per smallest unit sent, for display only: "
         "amounts are computed with the exact rate."
     )
+
+    @strawberry.field(description="The tenant it was created under: the operator's, here.")
+    def tenant_id(self, info: strawberry.Info[Context, None]) -> strawberry.ID:
+        return strawberry.ID(info.context.backend.settings.operator_tenant_id)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> Quote:
@@ -69,6 +83,38 @@ class Quote:
             expires_at=iso(row["expires_at"]),
             estimated_exchange_rate=estimated,
         )
+
+
+@strawberry.type
+class QuoteEdge:
+    node: Quote
+    cursor: str
+
+
+@strawberry.type
+class QuoteConnection:
+    page_info: PageInfo
+    edges: list[QuoteEdge]
+
+
+_QUOTES = Listing(
+    QUOTE_QUERY, in_filter("wallets", QUOTE_QUERY.selected_columns["wallet_address_id"], Uuid())
+)
+
+
+async def page_quotes(
+    ctx: Context, page: PageRequest, wallet_address_id: uuid.UUID
+) -> QuoteConnection:
+    """A page of one wallet address's quotes."""
+    rows, page_info, cursors = await fetch_listing(
+        ctx.pool, _QUOTES, page, {"wallets": [wallet_address_id]}
+    )
+    return QuoteConnection(
+        page_info=page_info,
+        edges=[
+            QuoteEdge(node=Quote.from_row(r), cursor=c) for r, c in zip(rows, cursors, strict=True)
+        ],
+    )
 
 
 def _amount(amount: AmountInput | None) -> domain.Amount | None:

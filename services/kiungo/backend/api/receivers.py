@@ -87,8 +87,10 @@ def _local_url(ctx: Context, given: str, field: str) -> str:
     raise bad_input(f"{field} {given!r} {_NO_OPEN_PAYMENTS}", field=field)
 
 
-def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str]:
-    """The incoming payment id and wallet address URL a receiver URL of this node names."""
+def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str | None]:
+    """The incoming payment id and wallet address URL a receiver URL of this node names; no
+    wallet address URL for its Open Payments URL, ``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``
+    (the payment of any wallet address)."""
     url = _local_url(ctx, receiver_url, field)
     match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
@@ -96,7 +98,10 @@ def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID,
             f"{field} must be an incoming payment URL, <wallet address URL>/incoming-payments/<id>",
             field=field,
         )
-    return uuid.UUID(match["id"]), match["wallet"]
+    wallet: str = match["wallet"]
+    if wallet == ctx.backend.settings.open_payments_url.rstrip("/"):
+        return uuid.UUID(match["id"]), None
+    return uuid.UUID(match["id"]), wallet
 
 
 def _unknown(url: str) -> ApiError:
@@ -220,7 +225,17 @@ class CreateReceiverResponse:
 
 @strawberry.input
 class CompleteReceiverInput:
-    id: str = strawberry.field(description="The receiver's (incoming payment's) URL.")
+    incoming_payment_url: str | None = strawberry.field(
+        default=None,
+        description="The receiver's (incoming payment's) URL (Rafiki's field): "
+        "<wallet address URL>/incoming-payments/<id>, or its Open Payments URL "
+        "<OPEN_PAYMENTS_URL>/incoming-payments/<id>.",
+    )
+    id: str | None = strawberry.field(
+        default=None,
+        description="The receiver's URL, as incomingPaymentUrl.",
+        deprecation_reason="Use `incomingPaymentUrl`, Rafiki's name.",
+    )
     idempotency_key: str | None = None
 
 
@@ -289,13 +304,17 @@ class ReceiverMutation:
         self, info: strawberry.Info[Context, None], input: CompleteReceiverInput
     ) -> CompleteReceiverResponse:
         ctx = info.context
-        payment_id, wallet_url = _payment_of(ctx, input.id, "id")
+        if (input.incoming_payment_url is None) == (input.id is None):
+            raise bad_input("give incomingPaymentUrl (or id, its older name), not both")
+        field = "id" if input.incoming_payment_url is None else "incomingPaymentUrl"
+        given = input.incoming_payment_url or input.id or ""
+        payment_id, wallet_url = _payment_of(ctx, given, field)
 
         async def run() -> tuple[dict[str, Any], CompleteReceiverResponse]:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 row = await INCOMING_PAYMENT_RECEIVER_FOR_UPDATE.fetchrow(conn, id=payment_id)
-                if row is None or row["url"] != wallet_url:
-                    raise _unknown(incoming_payment_url(wallet_url, payment_id))
+                if row is None or (wallet_url is not None and row["url"] != wallet_url):
+                    raise _unknown(given.strip())
                 state = row["state"]
                 if state not in OPEN:
                     raise ApiError(

@@ -12,9 +12,17 @@ import strawberry
 from kiungo import wallet_addresses as domain
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
-from kiungo.backend.api.incoming_payments import IncomingPaymentConnection, page_incoming_payments
+from kiungo.backend.api.incoming_payments import (
+    IncomingPaymentConnection,
+    IncomingPaymentFilter,
+    incoming_payment_filters,
+    page_incoming_payments,
+)
 from kiungo.backend.api.liquidity import transfer_id, withdraw
+from kiungo.backend.api.outgoing_payments import OutgoingPaymentConnection, page_outgoing_payments
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.quotes import QuoteConnection, page_quotes
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.api.wallet_address_keys import (
     WalletAddressKeyConnection,
     page_wallet_address_keys,
@@ -116,12 +124,26 @@ class WalletAddress:
         self,
         info: strawberry.Info[Context, None],
         page: PageRequest,
+        filter: IncomingPaymentFilter | None = None,
     ) -> IncomingPaymentConnection | None:
-        return await page_incoming_payments(
-            info.context,
-            page,
-            wallet_address_ids=[self._uuid],
-        )
+        filters = incoming_payment_filters(filter)
+        # This wallet address's, and only if a walletAddressId filter also names it.
+        filters["wallets"] = [w for w in filters.get("wallets", [self._uuid]) if w == self._uuid]
+        return await page_incoming_payments(info.context, page, filters)
+
+    @strawberry.field(description="The quotes created at this wallet address.")
+    @paged
+    async def quotes(
+        self, info: strawberry.Info[Context, None], page: PageRequest
+    ) -> QuoteConnection | None:
+        return await page_quotes(info.context, page, self._uuid)
+
+    @strawberry.field(description="The outgoing payments sent from this wallet address.")
+    @paged
+    async def outgoing_payments(
+        self, info: strawberry.Info[Context, None], page: PageRequest
+    ) -> OutgoingPaymentConnection | None:
+        return await page_outgoing_payments(info.context, page, {"wallets": [self._uuid]})
 
     @strawberry.field(description="The keys of this wallet address, revoked ones too.")
     @paged
@@ -188,7 +210,9 @@ class WalletAddressQuery:
         self,
         info: strawberry.Info[Context, None],
         page: PageRequest,
+        tenant_id: str | None = None,
     ) -> WalletAddressesConnection:
+        check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _WALLETS, page)
         return WalletAddressesConnection(
             page_info=page_info,
@@ -206,6 +230,10 @@ class CreateWalletAddressInput:
     public_name: str | None = None
     additional_properties: list[AdditionalPropertyInput] | None = None
     idempotency_key: str | None = None
+    tenant_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The operator's tenant (OPERATOR_TENANT_ID); any other is refused.",
+    )
 
 
 @strawberry.input
@@ -276,6 +304,7 @@ class WalletAddressMutation:
         self, info: strawberry.Info[Context, None], input: CreateWalletAddressInput
     ) -> CreateWalletAddressMutationResponse:
         ctx = info.context
+        check_tenant(ctx, input.tenant_id)
         asset_id = parse_uuid(input.asset_id, "assetId")
         url = normalize_address(ctx, input.address)
         properties = _properties_json(input.additional_properties)

@@ -7,10 +7,11 @@ from typing import Any
 
 import asyncpg
 import strawberry
-from sqlalchemy import ARRAY, String, any_, bindparam, select
+from sqlalchemy import String, select
 
-from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, iso
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, filter_binds, iso
+from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter, paged
+from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.models import WebhookEvent as WebhookEventModel
 from kiungo.models.sql import table
@@ -26,7 +27,7 @@ __all__ = [
 _events = table(WebhookEventModel)
 _EVENTS = Listing(
     select(_events.c.id, _events.c.type, _events.c.data, _events.c.created_at),
-    {"types": _events.c.type == any_(bindparam("types", type_=ARRAY(String)))},
+    in_filter("types", _events.c.type, String()),
 )
 
 
@@ -78,13 +79,14 @@ class WebhookQuery:
         info: strawberry.Info[Context, None],
         page: PageRequest,
         filter: WebhookEventFilter | None = None,
+        tenant_id: str | None = None,
     ) -> WebhookEventsConnection:
-        types = None if filter is None or filter.type is None else list(filter.type.in_)
+        check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(
             info.context.pool,
             _EVENTS,
             page,
-            {} if types is None else {"types": types},
+            filter_binds(filter.type if filter else None, "types"),
         )
         return WebhookEventsConnection(
             page_info=page_info,

@@ -78,6 +78,7 @@ _created = (
         expires_at=bindparam("expires_at"),
         metadata=bindparam("metadata"),
         client=bindparam("client"),
+        sender_wallet_address=bindparam("sender_wallet_address"),
         created_at=bindparam("created_at"),
         updated_at=bindparam("created_at"),
     )
@@ -110,7 +111,13 @@ LIFECYCLE.check(States.PENDING, States.EXPIRED)
 _CANCEL = Statement(
     update(_payments)
     .where(_payments.c.id == bindparam("id"), _in({States.PENDING}))
-    .values(state=States.EXPIRED, expires_at=func.now(), updated_at=func.now())
+    .values(
+        state=States.EXPIRED,
+        expires_at=func.now(),
+        updated_at=func.now(),
+        cancelled_at=func.now(),
+        cancellation_reason=bindparam("reason"),
+    )
 )
 
 STATEMENTS = (_CREATE, _MARK_PROCESSING, _COMPLETE, _EXPIRE, _CANCEL)
@@ -126,6 +133,7 @@ async def create(
     metadata: dict[str, Any] | None,
     created_at: datetime,
     client: str | None = None,
+    sender_wallet_address: str | None = None,
 ) -> dict[str, Any]:
     """Create a PENDING incoming payment of ``wallet`` (a row of
     :data:`~kiungo.payments.receivers.WALLET_ADDRESS_RECEIVER_BY_ID`) with its
@@ -143,6 +151,9 @@ async def create(
         "expires_at": expires_at,
         "metadata": metadata,
         "client": client,
+        "sender_wallet_address": sender_wallet_address,
+        "cancelled_at": None,
+        "cancellation_reason": None,
         "created_at": created_at,
         "asset_code": code,
         "asset_scale": scale,
@@ -159,6 +170,7 @@ async def create(
         expires_at=expires_at,
         metadata=None if metadata is None else json.dumps(metadata, allow_nan=False),
         client=client,
+        sender_wallet_address=sender_wallet_address,
         created_at=created_at,
         event_id=uuid.uuid4(),
         event_type=EventType.INCOMING_PAYMENT_CREATED.value,
@@ -186,9 +198,12 @@ async def expire(conn: Connection, payment_id: uuid.UUID, received: int, asset: 
     return await _end(conn, States.EXPIRED, payment_id, received, asset)
 
 
-async def cancel(conn: asyncpg.Connection, payment_id: uuid.UUID) -> bool:
-    """A PENDING payment is cancelled: EXPIRED now (no event: it received nothing)."""
-    result = await _CANCEL.execute(conn, id=payment_id)
+async def cancel(
+    conn: asyncpg.Connection, payment_id: uuid.UUID, reason: str | None = None
+) -> bool:
+    """A PENDING payment is cancelled: EXPIRED now, with when (``cancelled_at``) and
+    ``reason`` recorded (no event: it received nothing)."""
+    result = await _CANCEL.execute(conn, id=payment_id, reason=reason)
     return result == "UPDATE 1"
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy import String, Uuid, any_, bindparam, literal, select
+from sqlalchemy import String, Uuid, all_, any_, bindparam, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from kiungo.events import OUTGOING_PAYMENT_EVENT_ROW_LOCKED
@@ -158,8 +158,12 @@ OUTGOING_PAYMENT_FILTERS = {
     "wallets": _p.c.wallet_address_id == any_(bindparam("wallets", type_=ARRAY(Uuid))),
     "states": _p.c.state == any_(bindparam("states", type_=ARRAY(String))),
     "receivers": _q.c.receiver == any_(bindparam("receivers", type_=ARRAY(String))),
+    "wallets_not": _p.c.wallet_address_id != all_(bindparam("wallets_not", type_=ARRAY(Uuid))),
+    "states_not": _p.c.state != all_(bindparam("states_not", type_=ARRAY(String))),
+    "receivers_not": _q.c.receiver != all_(bindparam("receivers_not", type_=ARRAY(String))),
 }
-"""The conditions a page of :data:`OUTGOING_PAYMENT_QUERY` may apply, each on its named bind."""
+"""The conditions a page of :data:`OUTGOING_PAYMENT_QUERY` may apply, each on its named bind
+(``<name>_not``: none of the values, a FilterString's ``notIn``)."""
 _LOAD = Statement(_SELECT.where(_p.c.id == bindparam("id")))
 
 _WALLET_STATUS = Statement(select(_wallets.c.status).where(_wallets.c.id == bindparam("id")))

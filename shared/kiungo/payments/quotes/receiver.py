@@ -77,10 +77,15 @@ async def _exchange_rate(
 async def local_receiver(
     quoting: Quoting, url: str, sender: tuple[str, int], now: datetime
 ) -> Receiver:
-    """The wallet address or incoming payment of this node at ``url``, if it can be paid."""
+    """The wallet address or incoming payment of this node at ``url``, if it can be paid: an
+    incoming payment by its receiver URL (``<wallet address>/incoming-payments/<id>``) or its
+    Open Payments URL (``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``, Rafiki's ``url``); a
+    wallet address case aside, as Rafiki looks them up (they are stored lower-cased)."""
     match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
         wallet = await WALLET_ADDRESS_RECEIVER_BY_URL.fetchrow(quoting.pool, url=url)
+        if wallet is None and url != url.lower():
+            wallet = await WALLET_ADDRESS_RECEIVER_BY_URL.fetchrow(quoting.pool, url=url.lower())
         if wallet is None:
             raise InvalidReceiver(f"no wallet address {url} on this node")
         if wallet["status"] != WalletAddressStatus.ACTIVE:
@@ -91,7 +96,8 @@ async def local_receiver(
     else:
         payment_id = uuid.UUID(match["id"])
         row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(quoting.pool, id=payment_id)
-        if row is None or row["url"] != match["wallet"]:
+        resource_server = quoting.settings.open_payments_url.rstrip("/")
+        if row is None or match["wallet"] not in (row["url"], resource_server):
             raise InvalidReceiver(f"no incoming payment {url} on this node")
         if not incoming_payment_open(row["state"], row["expires_at"], now):
             state = "expired" if row["state"] in OPEN else row["state"]

@@ -32,7 +32,7 @@ from kiungo.payments.quotes.receiver import (
 )
 from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
 
-__all__ = ["create_quote", "load_quote", "quote_columns"]
+__all__ = ["QUOTE_QUERY", "create_quote", "load_quote", "quote_columns"]
 
 _MAX_RECEIVER_LENGTH = 2048
 
@@ -61,19 +61,17 @@ def quote_columns(quote: NamedFromClause) -> tuple[ColumnElement[Any], ...]:
     )
 
 
-_SELECT = Statement(
-    select(
-        _q.c.id,
-        _q.c.wallet_address_id,
-        *quote_columns(_q),
-        _q.c.created_at,
-        _q.c.expires_at,
-        _a.c.code.label("asset_code"),
-        _a.c.scale.label("asset_scale"),
-    )
-    .select_from(_q.join(_a, _a.c.id == _q.c.asset_id))
-    .where(_q.c.id == bindparam("id"))
-)
+QUOTE_QUERY = select(
+    _q.c.id,
+    _q.c.wallet_address_id,
+    *quote_columns(_q),
+    _q.c.created_at,
+    _q.c.expires_at,
+    _a.c.code.label("asset_code"),
+    _a.c.scale.label("asset_scale"),
+).select_from(_q.join(_a, _a.c.id == _q.c.asset_id))
+"""Every quote with its asset, as load_quote reads one: a select to page through."""
+_SELECT = Statement(QUOTE_QUERY.where(_q.c.id == bindparam("id")))
 _WALLET = Statement(
     select(_w.c.id, _w.c.status, _w.c.asset_id, _a.c.code, _a.c.scale)
     .select_from(_w.join(_a, _a.c.id == _w.c.asset_id))
