@@ -121,4 +121,3 @@ async def test_a_pays_an_incoming_payment_it_created_on_b_over_open_payments(
             await a.gql(READ, {"id": missing})
         assert unknown.value.code == "NOT_FOUND", unknown.value.errors
         await _ledgers_check(a, b)
-
