@@ -155,10 +155,6 @@ def _http_url(value: Any, what: str) -> str:
     return value
 
 
-def _u64_amount(value: Any, what: str) -> tuple[int, str, int]:
-    return _amount(value, what)
-
-
 def _parse_wallet_address(body: Any, url: str) -> WalletAddressDocument:
     if not isinstance(body, dict):
         raise ValueError("not a JSON object")
@@ -222,10 +218,10 @@ def _parse_incoming_payment(body: Any) -> RemoteIncomingPayment:
     if INCOMING_PAYMENT_PATH.match(payment_id) is None:
         raise ValueError("id is not an incoming payment URL")
     wallet = _http_url(body.get("walletAddress"), "walletAddress")
-    received = _u64_amount(body.get("receivedAmount"), "receivedAmount")
+    received = _amount(body.get("receivedAmount"), "receivedAmount")
     incoming_amount = None
     if body.get("incomingAmount") is not None:
-        incoming = _u64_amount(body["incomingAmount"], "incomingAmount")
+        incoming = _amount(body["incomingAmount"], "incomingAmount")
         if incoming[1:] != received[1:]:
             raise ValueError("incomingAmount and receivedAmount differ in asset")
         incoming_amount = incoming[0]
@@ -253,8 +249,13 @@ def _parse_incoming_payment(body: Any) -> RemoteIncomingPayment:
     )
 
 
-def _parse_grant(body: Any) -> tuple[_Grant, str | None]:
-    """The access token of a grant or rotation answer, and the (Unix) time it expires."""
+class _NeedsInteraction(ValueError):
+    """The authorization server answered with an interaction instead of a token."""
+
+
+def _parse_grant(body: Any, now: float) -> _Grant:
+    """The access token of a grant or rotation answer (ValueError for anything else,
+    :class:`_NeedsInteraction` for a grant that needs the account holder)."""
     if not isinstance(body, dict):
         raise ValueError("not a JSON object")
     token = body.get("access_token")
@@ -262,7 +263,7 @@ def _parse_grant(body: Any) -> tuple[_Grant, str | None]:
         token = token[0]
     if not isinstance(token, dict):
         if "interact" in body:
-            return _Grant("", "", None), "the grant needs interaction"
+            raise _NeedsInteraction("the grant needs interaction, which this node cannot give")
         raise ValueError("no access_token")
     value = token.get("value")
     if not isinstance(value, str) or not value or len(value) > 1024 or not value.isascii():
@@ -275,8 +276,8 @@ def _parse_grant(body: Any) -> tuple[_Grant, str | None]:
     if expires_in is not None:
         if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
             raise ValueError("access_token.expires_in must be a positive integer")
-        expires_at = time.time() + min(expires_in, 10**9)
-    return _Grant(value, manage, expires_at), None
+        expires_at = now + min(expires_in, 10**9)
+    return _Grant(value, manage, expires_at)
 
 
 def _json(body: Mapping[str, Any]) -> bytes:
@@ -445,10 +446,9 @@ class OpenPaymentsClient:
             )
             if status != 200:
                 return None
-            rotated, needs = _parse_grant(document)
+            return _parse_grant(document, self.clock())
         except (OpenPaymentsError, ValueError):
             return None
-        return None if needs else rotated
 
     async def _request_grant(self, auth_server: str) -> _Grant:
         request = {
@@ -471,14 +471,13 @@ class OpenPaymentsClient:
                 f"{_error_description(raw)}",
             )
         try:
-            grant, needs = _parse_grant(document)
+            return _parse_grant(document, self.clock())
+        except _NeedsInteraction as exc:
+            raise OpenPaymentsError("InvalidGrant", f"{auth_server}: {exc}") from None
         except ValueError as exc:
             raise OpenPaymentsError(
                 "InvalidGrant", f"the authorization server {auth_server} answered no grant: {exc}"
             ) from None
-        if needs is not None:
-            raise OpenPaymentsError("InvalidGrant", f"{auth_server}: {needs}")
-        return grant
 
     async def _authorized(
         self,
@@ -569,7 +568,7 @@ class OpenPaymentsClient:
         try:
             auth_server = _http_url(document.get("authServer"), "authServer")
             received = document.get("receivedAmount")
-            amount = None if received is None else _u64_amount(received, "receivedAmount")
+            amount = None if received is None else _amount(received, "receivedAmount")
         except ValueError as exc:
             raise OpenPaymentsError(
                 "InvalidRequest", f"{what} answered no public incoming payment: {exc}"
