@@ -24,6 +24,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from kiungo.ilp.address import is_valid_address
+from kiungo.openpayments.jwk import InvalidPrivateKey, load_private_key_pem
 
 __all__ = [
     "RAFIKI_VARIABLES",
@@ -181,6 +182,14 @@ class Settings:
     any other."""
     wallet_address_url: str = "http://127.0.0.1:3002/.well-known/pay"
     """``WALLET_ADDRESS_URL``: this node's own wallet address; defaults under OPEN_PAYMENTS_URL."""
+    key_id: str | None = None
+    """``KEY_ID``: the key id under which this node's own Open Payments client key is published
+    (at WALLET_ADDRESS_URL/jwks.json) and signs its requests to other nodes; unset, the key's
+    RFC 7638 thumbprint."""
+    private_key_file: Path | None = None
+    """``PRIVATE_KEY_FILE``: this node's Open Payments client key, an Ed25519 PKCS#8 PEM file
+    (as Rafiki's). Unset, the key is derived from STREAM_SECRET (so every process of the node
+    holds the same one), or made for the run when that is unset too (development only)."""
     auth_server_grant_url: str = "http://127.0.0.1:3006"
     """``AUTH_SERVER_GRANT_URL``: the Open Payments authorization server's grant endpoint, which
     wallet address documents name as ``authServer`` (their ``resourceServer`` is
@@ -318,6 +327,8 @@ class Settings:
                 _http_url,
                 f"{open_payments_url.rstrip('/')}/.well-known/pay",
             ),
+            key_id=read.value("KEY_ID", _key_id, None),
+            private_key_file=read.value("PRIVATE_KEY_FILE", _private_key_file, None),
             auth_server_grant_url=read.value(
                 "AUTH_SERVER_GRANT_URL", _http_url, cls.auth_server_grant_url
             ),
@@ -535,6 +546,25 @@ def _addresses(raw: str) -> str:
     if not all(parts):
         raise ValueError("must be host:port (or port) entries, comma-separated")
     return ",".join(parts)
+
+
+def _key_id(raw: str) -> str:
+    if len(raw) > 1024 or not raw.isascii() or not raw.isprintable():
+        raise ValueError("expected printable ASCII of at most 1024 characters")
+    return raw
+
+
+def _private_key_file(raw: str) -> Path:
+    # Read once here so that a missing or wrong key stops the node at start, not at its first
+    # payment; kiungo.openpayments.identity reads it again to use it.
+    path = Path(raw)
+    try:
+        load_private_key_pem(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {raw!r}: {exc.strerror or type(exc).__name__}") from None
+    except InvalidPrivateKey as exc:
+        raise ValueError(f"{raw!r} is not an Ed25519 PKCS#8 PEM private key: {exc}") from None
+    return path
 
 
 def _slippage(raw: str) -> Decimal:

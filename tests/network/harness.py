@@ -88,6 +88,7 @@ class FullNode:
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     stderr: dict[str, CapturedOutput] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    auth_url: str = ""
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         # A request id in the body keeps two identical requests signed in one millisecond
@@ -189,13 +190,13 @@ class FullNode:
 
 
 async def _wait_healthy(
-    client: httpx.AsyncClient, url: str, process: Any, stderr: CapturedOutput
+    client: httpx.AsyncClient, url: str, process: Any, stderr: CapturedOutput, health: str
 ) -> None:
     for _ in range(400):
         if process.returncode is not None:
             raise AssertionError(f"{url} exited: {(await stderr.finish())[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if (await client.get(f"{url}/healthz")).status_code == 200:
+            if (await client.get(f"{url}/{health}")).status_code == 200:
                 return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{url} did not start")
@@ -210,12 +211,14 @@ async def full_node(
     *,
     rates_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    auth: bool = False,
 ) -> AsyncIterator[FullNode]:
     """A node named ``name`` (ILP address ``test.<name>``): its own migrated database, key
-    prefix and ports, its connector and backend running as processes."""
+    prefix and ports, its connector and backend running as processes (and with ``auth`` its
+    authorization server, ``kiungo auth``)."""
     database = await create_database(postgres_server_url)
     await upgrade(database)
-    connector_port, admin_port = free_port(), free_port()
+    connector_port, admin_port, auth_port = free_port(), free_port(), free_port()
     connector_url = f"http://127.0.0.1:{connector_port}"
     secret = secrets.token_hex(16)
     env = {
@@ -230,6 +233,8 @@ async def full_node(
         "ADMIN_API_SECRET": secret,
         "OPEN_PAYMENTS_URL": connector_url,
         "ILP_CONNECTOR_URL": connector_url,
+        "AUTH_PORT": str(auth_port),
+        "AUTH_SERVER_GRANT_URL": f"http://127.0.0.1:{auth_port}",
         "WORKER_INTERVAL_MS": "50",
         "LOG_LEVEL": "warning",
         **({"EXCHANGE_RATES_URL": rates_url} if rates_url else {}),
@@ -237,10 +242,10 @@ async def full_node(
     }
     node = FullNode(
         name, f"test.{name}", connector_url, f"http://127.0.0.1:{admin_port}", database, secret,
-        client, env=env,
+        client, env=env, auth_url=f"http://127.0.0.1:{auth_port}",
     )  # fmt: skip
     try:
-        for service in ("connector", "backend"):
+        for service in ("connector", "backend", *(("auth",) if auth else ())):
             await start_service(node, service)
         yield node
     finally:
@@ -273,6 +278,8 @@ def _service_url(node: FullNode, service: str) -> str:
         return node.connector_url
     if service == "backend":
         return node.admin_url
+    if service == "auth":
+        return node.auth_url
     raise ValueError(f"no service {service!r}")
 
 
@@ -299,7 +306,10 @@ async def start_service(node: FullNode, service: str) -> None:
     )  # fmt: skip
     node.processes[service] = process
     node.stderr[service] = CapturedOutput(process.stderr)
-    await _wait_healthy(node.client, _service_url(node, service), process, node.stderr[service])
+    health = "readyz" if service == "auth" else "healthz"
+    await _wait_healthy(
+        node.client, _service_url(node, service), process, node.stderr[service], health
+    )
 
 
 def money(value: int, code: str, scale: int = 2) -> dict[str, Any]:

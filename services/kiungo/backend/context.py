@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.config import Settings
 from kiungo.ledger import AccountKind, Ledger, UnknownAccount, account_id_for
+from kiungo.openpayments.client import OpenPaymentsClient
+from kiungo.openpayments.identity import node_identity
 from kiungo.rates import RatesClient
 from kiungo.runtime.receiver_fetch import receiver_client
 from kiungo.runtime.telemetry import BACKEND, Tracing, start_tracing
@@ -60,6 +62,8 @@ class Backend:
     rates: RatesClient = field(init=False)
     # Set with ENABLE_TELEMETRY_TRACES (kiungo.runtime.telemetry): operations and webhooks traced.
     tracing: Tracing | None = field(init=False)
+    # This node as an Open Payments client of other nodes (receivers created and read there).
+    open_payments: OpenPaymentsClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.idempotency = IdempotencyStore(self.redis, self.settings.redis_key_prefix)
@@ -71,6 +75,13 @@ class Backend:
             lifetime=timedelta(milliseconds=self.settings.exchange_rates_lifetime_ms),
         )
         self.tracing = start_tracing(self.settings, BACKEND)
+        self.open_payments = OpenPaymentsClient(
+            node_identity(self.settings),
+            self.receiver_http,
+            self.redis,
+            self.settings.redis_key_prefix,
+            max_seconds=self.settings.receiver_fetch_timeout_ms / 1000,
+        )
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -8,7 +8,10 @@ has left the node always gets its hold posted or voided, so the books never depe
 payment was interrupted.
 
 :func:`resolve_receiver` turns a receiver (URL or ``$pointer``) into STREAM credentials: for
-this node's own wallet addresses and incoming payments directly, for anything else over SPSP.
+this node's own wallet addresses and incoming payments directly; for another node's incoming
+payment over Open Payments (its ``ilp`` payment method, read with a grant, as Rafiki pays one:
+:mod:`kiungo.openpayments.client`); for anything else, and for an incoming payment URL whose
+node does not speak Open Payments, over SPSP.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.receivers import Receiver
 from kiungo.connector.spsp import find_receiver
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_reply, encode_packet
+from kiungo.openpayments.client import OpenPaymentsError
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH, IncomingPaymentView
 from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
 from kiungo.spsp import SpspQueryError, query
 from kiungo.stream.crypto import random_condition
@@ -114,6 +119,8 @@ class ResolvedReceiver:
     shared_secret: bytes
     local: Receiver | None = None
     """This node's own receiver, when the receiver is one (resolved without HTTP)."""
+    incoming: IncomingPaymentView | None = None
+    """Another node's incoming payment as its resource server showed it (Open Payments)."""
 
 
 async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
@@ -132,6 +139,23 @@ async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
         return ResolvedReceiver(
             credentials.destination_account, credentials.shared_secret, local=found
         )
+    remote = "https://" + receiver[1:] if receiver.startswith("$") else receiver
+    tried = ""
+    if INCOMING_PAYMENT_PATH.match(remote) is not None:
+        try:
+            payment = await node.open_payments.incoming_payment(remote)
+        except OpenPaymentsError as exc:
+            if exc.kind == "NotFound":
+                raise InvalidReceiver(exc.message) from None
+            tried = f"over Open Payments: {exc.message}; "  # not Open Payments: try SPSP
+        else:
+            if not payment.methods:
+                raise InvalidReceiver(
+                    f"the incoming payment {remote} offers no ilp payment method "
+                    "(completed or expired)"
+                )
+            destination, secret = payment.methods[0]
+            return ResolvedReceiver(destination, secret, incoming=payment.view())
     try:
         answer = await query(
             receiver,
@@ -139,5 +163,5 @@ async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
             max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
         )
     except SpspQueryError as exc:
-        raise InvalidReceiver(str(exc)) from None
+        raise InvalidReceiver(f"{tried}{'over SPSP: ' if tried else ''}{exc}") from None
     return ResolvedReceiver(answer.destination_account, answer.shared_secret)

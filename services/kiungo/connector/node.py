@@ -27,6 +27,8 @@ from kiungo.connector.peers import PeerRegistry
 from kiungo.connector.receivers import ReceiverDirectory
 from kiungo.ledger import Ledger
 from kiungo.ledger.backend import make_ledger
+from kiungo.openpayments.client import OpenPaymentsClient
+from kiungo.openpayments.identity import node_identity
 from kiungo.rates import RatesClient
 from kiungo.runtime.db import create_pool
 from kiungo.runtime.receiver_fetch import receiver_client
@@ -56,6 +58,8 @@ class Node:
     receiver_http: httpx.AsyncClient
     """Reads receivers (SPSP, incoming payments): no proxy, no redirects, and with
     REFUSE_PRIVATE_RECEIVERS no private addresses (:mod:`kiungo.runtime.receiver_fetch`)."""
+    open_payments: OpenPaymentsClient
+    """This node as an Open Payments client of other nodes (reads their incoming payments)."""
     links: PeerLinks
     rates: RatesClient
     stream_server: StreamServer
@@ -95,13 +99,21 @@ class Node:
         secret = settings.stream_secret or os.urandom(32)
         stream_server = StreamServer(secret, settings.ilp_address)
         prefix = settings.redis_key_prefix
+        receiver_http = receiver_client(refuse_private=settings.refuse_private_receivers)
         node = cls(
             settings=settings,
             pool=pool,
             redis=redis,
             ledger=ledger,
             http=http,
-            receiver_http=receiver_client(refuse_private=settings.refuse_private_receivers),
+            receiver_http=receiver_http,
+            open_payments=OpenPaymentsClient(
+                node_identity(settings),
+                receiver_http,
+                redis,
+                prefix,
+                max_seconds=settings.receiver_fetch_timeout_ms / 1000,
+            ),
             links=PeerLinks(),
             rates=RatesClient(
                 settings.exchange_rates_url,

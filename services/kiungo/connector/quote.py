@@ -14,8 +14,10 @@ hold is taken and no money moves. The answer::
     422 {"code": "RateProbeFailed", "message"}   the probe failed or took too long
 
 Rates are exact fractions of the assets' smallest units (receiver's per ours). For another
-node's incoming payment URL, the amounts and expiry are read from that node where it offers
-them (:mod:`kiungo.openpayments.remote`; a completed one reads as having received all it expects),
+node's incoming payment URL, the amounts and expiry are those its resource server gave over
+Open Payments with its STREAM credentials (:func:`kiungo.connector.inprocess.resolve_receiver`),
+or, for one paid over SPSP, read from that node where it offers them
+(:mod:`kiungo.openpayments.remote`); a completed one reads as having received all it expects;
 else null.
 
 Who may ask: with ADMIN_API_SECRET set, requests signed as admin API requests are (header
@@ -165,10 +167,12 @@ async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
     deadline = loop.time() + QUOTE_TIMEOUT_SECONDS
     try:
         async with asyncio.timeout_at(deadline):
-            resolved, view = await asyncio.gather(
-                resolve_receiver(node, receiver),
-                _read_incoming_payment(node, receiver),
-            )
+            resolved = await resolve_receiver(node, receiver)
+            # Another node's incoming payment read over Open Payments tells its amounts; one
+            # paid over SPSP may tell them in Kiungo's older JSON.
+            view = resolved.incoming
+            if view is None and resolved.local is None:
+                view = await _read_incoming_payment(node, receiver)
     except InvalidReceiver as exc:
         return _error(404, "InvalidReceiver", str(exc))
     except TimeoutError:

@@ -1,7 +1,8 @@
 """A wallet address as Open Payments clients read it: ``GET <wallet address URL>`` with JSON
 accepted answers its document, ``GET <wallet address URL>/jwks.json`` its active keys
-(:mod:`kiungo.openpayments.wallet_address_keys`). Anonymous reads, as the wallet address
-server API has them: an unknown or inactive wallet address is a 404."""
+(:mod:`kiungo.openpayments.wallet_address_keys`; for this node's own WALLET_ADDRESS_URL, its
+Open Payments client key, :mod:`kiungo.openpayments.identity`). Anonymous reads, as the wallet
+address server API has them: an unknown or inactive wallet address is a 404."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kiungo.connector.node import Node
+from kiungo.openpayments.identity import node_identity
 from kiungo.openpayments.wallet_address_keys import active_jwks, wallet_address_document
 
 __all__ = ["accepts_json", "jwks_endpoint", "wallet_address_document_response"]
@@ -77,7 +79,15 @@ async def jwks_endpoint(node: Node, request: Request) -> Response:
     wallet_path = path[: -len(_JWKS_SUFFIX)].rstrip("/")
     if not wallet_path:
         return _not_found()
-    keys = await active_jwks(node.pool, node.settings.open_payments_url.rstrip("/") + wallet_path)
+    url = node.settings.open_payments_url.rstrip("/") + wallet_path
+    identity = node_identity(node.settings)
+    if url == identity.wallet_address:
+        # This node's own wallet address (WALLET_ADDRESS_URL), as its Open Payments client: the
+        # key it signs its requests to other nodes with (as Rafiki serves it).
+        return JSONResponse(
+            {"keys": [identity.jwk()]}, headers={**CORS_HEADERS, "Cache-Control": "no-cache"}
+        )
+    keys = await active_jwks(node.pool, url)
     if keys is None:
         return _not_found()
     # Not cacheable: a revoked key must stop verifying at once, wherever it is looked up.

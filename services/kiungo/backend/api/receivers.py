@@ -1,18 +1,24 @@
-"""Receivers (Rafiki's receiver API) within what this node can reach.
+"""Receivers (Rafiki's receiver API): incoming payments on this node or on any other that
+speaks Open Payments.
 
-A receiver is an incoming payment named by its URL, ``<wallet address URL>/incoming-payments/<id>``.
-Rafiki creates and reads receivers on any node over Open Payments; this node speaks no Open
-Payments' authorized API, so it creates and completes the receivers of its own wallet addresses
-(URLs under OPEN_PAYMENTS_URL, a ``$pointer`` read as ``https://``) and refuses another node's
-with BAD_USER_INPUT. It reads another node's incoming payment where that node tells its amounts
-to whoever knows the URL (:mod:`kiungo.openpayments.remote`; Kiungo nodes do). Any receiver is
-payable: quote its wallet address or incoming payment URL directly.
+A receiver is an incoming payment named by its URL (``<resource server>/incoming-payments/<id>``
+over Open Payments; this node also names its own ``<wallet address URL>/incoming-payments/<id>``).
+As Rafiki's receiver service, a wallet address or incoming payment of another node is reached
+over Open Payments with this node's own client identity
+(:mod:`kiungo.openpayments.client`: a grant from its authorization server, signed requests to
+its resource server); another Kiungo node that answers only its older JSON is still read that
+way (:mod:`kiungo.openpayments.remote`).
 
-- ``createReceiver`` creates an incoming payment on a wallet address of this node, as
-  ``createIncomingPayment`` does (same checks, same ``incoming_payment.created`` event).
-- ``receiver`` reads one; what it received is its ledger account's posted credits.
-- ``completeReceiver`` completes one early: it stops accepting money, and its
-  ``incoming_payment.completed`` event offers what it received for withdrawal.
+- ``createReceiver`` creates an incoming payment on a wallet address: of this node as
+  ``createIncomingPayment`` does (same checks, same ``incoming_payment.created`` event), of
+  another node on its resource server.
+- ``receiver`` reads one; what a local one received is its ledger account's posted credits.
+- ``completeReceiver`` (``incomingPaymentUrl``, as Rafiki's input, or ``id``) completes one
+  early: it stops accepting money; a local one's ``incoming_payment.completed`` event offers
+  what it received for withdrawal.
+
+Another node's failures are Rafiki's codes: NOT_FOUND (no such payment or wallet address),
+FORBIDDEN (no grant could be had), BAD_USER_INPUT (anything else it answered, or failed to).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from kiungo.backend.api.common import (
     metadata_value,
 )
 from kiungo.backend.api.incoming_payment_creation import (
+    NewIncomingPayment,
     create_incoming_payment,
     new_incoming_payment,
 )
@@ -40,6 +47,7 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
+from kiungo.openpayments.client import OpenPaymentsError, RemoteIncomingPayment
 from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
     ReceiverUnreadable,
@@ -58,11 +66,6 @@ from kiungo.payments.receivers import (
 __all__ = ["Receiver", "ReceiverMutation", "ReceiverQuery"]
 
 _MAX_URL_LENGTH = 2048
-_NO_OPEN_PAYMENTS = (
-    "is on another node: creating or reading incoming payments on other nodes needs Open "
-    "Payments, which this node does not speak; pay such a receiver by quoting its wallet "
-    "address or incoming payment URL directly (createQuote)"
-)
 
 
 def _local_url(ctx: Context, given: str, field: str) -> str:
@@ -84,13 +87,36 @@ def _local_url(ctx: Context, given: str, field: str) -> str:
         raise bad_input(
             f"{field} must be an http(s) URL or a $payment.pointer, not {given!r}", field=field
         )
-    raise bad_input(f"{field} {given!r} {_NO_OPEN_PAYMENTS}", field=field)
+    raise _Remote(parts.geturl())
+
+
+class _Remote(Exception):
+    """The URL is another node's (``url``, a ``$pointer`` read as ``https://``)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+_REMOTE_CODES = {
+    "NotFound": ErrorCode.NOT_FOUND,
+    "UnknownWalletAddress": ErrorCode.NOT_FOUND,
+    "InvalidGrant": ErrorCode.FORBIDDEN,
+}
+
+
+def _remote_error(exc: OpenPaymentsError, field: str) -> ApiError:
+    """Rafiki's GraphQL code for a remote incoming payment error."""
+    code = _REMOTE_CODES.get(exc.kind, ErrorCode.BAD_USER_INPUT)
+    if code is ErrorCode.BAD_USER_INPUT:
+        return bad_input(f"{field}: {exc.message}", field=field)
+    return ApiError(code, exc.message)
 
 
 def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str | None]:
-    """The incoming payment id and wallet address URL a receiver URL of this node names; no
-    wallet address URL for its Open Payments URL, ``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``
-    (the payment of any wallet address)."""
+    """The incoming payment id and wallet address URL a receiver URL of this node names (no
+    wallet address for its Open Payments id, ``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``);
+    :class:`_Remote` for another node's URL."""
     url = _local_url(ctx, receiver_url, field)
     match = INCOMING_PAYMENT_PATH.match(url)
     if match is None:
@@ -98,10 +124,19 @@ def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID,
             f"{field} must be an incoming payment URL, <wallet address URL>/incoming-payments/<id>",
             field=field,
         )
-    wallet: str = match["wallet"]
+    wallet: str | None = match["wallet"]
     if wallet == ctx.backend.settings.open_payments_url.rstrip("/"):
-        return uuid.UUID(match["id"]), None
+        wallet = None
     return uuid.UUID(match["id"]), wallet
+
+
+def _remote_payment_url(url: str, field: str) -> str:
+    if INCOMING_PAYMENT_PATH.match(url) is None:
+        raise bad_input(
+            f"{field} must be an incoming payment URL, <resource server>/incoming-payments/<id>",
+            field=field,
+        )
+    return url
 
 
 def _unknown(url: str) -> ApiError:
@@ -137,6 +172,39 @@ class Receiver:
             metadata=metadata_value(row["metadata"]),
             created_at=iso(row["created_at"]),
         )
+
+
+def _from_remote(payment: RemoteIncomingPayment) -> Receiver:
+    code, scale = payment.asset_code, payment.asset_scale
+    return Receiver(
+        id=payment.id,
+        wallet_address_url=payment.wallet_address,
+        completed=payment.completed,
+        incoming_amount=(
+            None
+            if payment.incoming_amount is None
+            else Amount(value=payment.incoming_amount, asset_code=code, asset_scale=scale)
+        ),
+        received_amount=Amount(value=payment.received_amount, asset_code=code, asset_scale=scale),
+        expires_at=None if payment.expires_at is None else iso(payment.expires_at),
+        metadata=payment.metadata,
+        created_at=iso(payment.created_at),
+    )
+
+
+async def _read_remote(ctx: Context, url: str, field: str) -> Receiver:
+    """Another node's incoming payment over Open Payments; from a Kiungo node that answers
+    only its older JSON, that."""
+    try:
+        return _from_remote(await ctx.backend.open_payments.incoming_payment(url))
+    except OpenPaymentsError as exc:
+        if exc.kind != "InvalidRequest":
+            raise _remote_error(exc, field) from None
+        failure = exc
+    try:
+        return await _load_remote(ctx, url, field)
+    except ApiError:
+        raise _remote_error(failure, field) from None
 
 
 async def _received(ctx: Context, payment_id: uuid.UUID) -> int:
@@ -175,8 +243,9 @@ def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
     return url if INCOMING_PAYMENT_PATH.match(url) else None
 
 
-async def _load_remote(ctx: Context, url: str) -> Receiver:
-    """Another node's incoming payment, read from that node (:mod:`kiungo.openpayments.remote`)."""
+async def _load_remote(ctx: Context, url: str, field: str) -> Receiver:
+    """Another node's incoming payment in Kiungo's older JSON
+    (:mod:`kiungo.openpayments.remote`)."""
     try:
         view = await fetch_incoming_payment(
             ctx.backend.receiver_http,
@@ -184,12 +253,13 @@ async def _load_remote(ctx: Context, url: str) -> Receiver:
             max_seconds=ctx.backend.settings.receiver_fetch_timeout_ms / 1000,
         )
     except ReceiverUnreadable as exc:
-        message = f"id: the receiver's node does not tell its amounts: {exc}"
-        raise bad_input(message, field="id") from None
+        message = f"{field}: the receiver's node does not tell its amounts: {exc}"
+        raise bad_input(message, field=field) from None
     if view is None:
         raise _unknown(url)
     if view.created_at is None:
-        raise bad_input("id: the receiver's node does not tell when it was created", field="id")
+        message = f"{field}: the receiver's node does not tell when it was created"
+        raise bad_input(message, field=field)
     code, scale = view.asset_code, view.asset_scale
     return Receiver(
         id=view.id,
@@ -210,7 +280,7 @@ async def _load_remote(ctx: Context, url: str) -> Receiver:
 @strawberry.input
 class CreateReceiverInput:
     wallet_address_url: str = strawberry.field(
-        description="A wallet address URL of this node (or its $payment.pointer)."
+        description="A wallet address URL (or $payment.pointer), of this node or another."
     )
     expires_at: str | None = None
     incoming_amount: AmountInput | None = None
@@ -228,12 +298,12 @@ class CompleteReceiverInput:
     incoming_payment_url: str | None = strawberry.field(
         default=None,
         description="The receiver's (incoming payment's) URL (Rafiki's field): "
-        "<wallet address URL>/incoming-payments/<id>, or its Open Payments URL "
-        "<OPEN_PAYMENTS_URL>/incoming-payments/<id>.",
+        "<wallet address URL>/incoming-payments/<id>, its Open Payments URL "
+        "<OPEN_PAYMENTS_URL>/incoming-payments/<id>, or another node's incoming payment URL.",
     )
     id: str | None = strawberry.field(
         default=None,
-        description="The receiver's URL, as incomingPaymentUrl.",
+        description="The receiver's URL, as incomingPaymentUrl; give one of the two.",
         deprecation_reason="Use `incomingPaymentUrl`, Rafiki's name.",
     )
     idempotency_key: str | None = None
@@ -248,31 +318,32 @@ class CompleteReceiverResponse:
 class ReceiverQuery:
     @strawberry.field(
         description="An incoming payment by its URL, as a receiver: this node's, or another "
-        "node's that tells its amounts to whoever knows its URL (as this node does; "
-        "BAD_USER_INPUT when it does not)."
+        "node's read over Open Payments with a grant of its authorization server."
     )
     async def receiver(self, info: strawberry.Info[Context, None], id: str) -> Receiver | None:
-        remote = _remote_incoming_payment_url(info.context, id)
-        if remote is not None:
-            return await _load_remote(info.context, remote)
-        payment_id, wallet_url = _payment_of(info.context, id, "id")
+        try:
+            payment_id, wallet_url = _payment_of(info.context, id, "id")
+        except _Remote as remote:
+            return await _read_remote(info.context, _remote_payment_url(remote.url, "id"), "id")
         return await _load(info.context, payment_id, wallet_url)
 
 
 @strawberry.type
 class ReceiverMutation:
     @strawberry.mutation(
-        description="Create a receiver: an incoming payment on a wallet address of this node "
-        "(as createIncomingPayment), named by its URL. A wallet address of another node is "
-        "BAD_USER_INPUT: that needs Open Payments, which this node does not speak; quote its "
-        "wallet address URL directly instead."
+        description="Create a receiver: an incoming payment on a wallet address, of this node "
+        "(as createIncomingPayment) or of another node (over Open Payments, on its resource "
+        "server), named by its URL."
     )
     async def create_receiver(
         self, info: strawberry.Info[Context, None], input: CreateReceiverInput
     ) -> CreateReceiverResponse:
         ctx = info.context
-        wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
         new = new_incoming_payment(ctx, input.expires_at, input.incoming_amount, input.metadata)
+        try:
+            wallet_url = _local_url(ctx, input.wallet_address_url, "walletAddressUrl")
+        except _Remote as remote:
+            return await _create_remote(ctx, input, new, remote.url)
 
         async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
             wallet = await WALLET_ADDRESS_RECEIVER_BY_URL.fetchrow(ctx.pool, url=wallet_url)
@@ -296,25 +367,31 @@ class ReceiverMutation:
         return await ctx.idempotent("createReceiver", input.idempotency_key, input, run, replay)
 
     @strawberry.mutation(
-        description="Complete a PENDING or PROCESSING receiver (incoming payment) of this node "
-        "early: it accepts no more money, and its incoming_payment.completed event offers what "
-        "it received for withdrawal."
+        description="Complete a PENDING or PROCESSING receiver (incoming payment) early: it "
+        "accepts no more money. This node's: its incoming_payment.completed event offers what it "
+        "received for withdrawal. Another node's (one this node created): over Open Payments."
     )
     async def complete_receiver(
         self, info: strawberry.Info[Context, None], input: CompleteReceiverInput
     ) -> CompleteReceiverResponse:
         ctx = info.context
-        if (input.incoming_payment_url is None) == (input.id is None):
-            raise bad_input("give incomingPaymentUrl (or id, its older name), not both")
-        field = "id" if input.incoming_payment_url is None else "incomingPaymentUrl"
-        given = input.incoming_payment_url or input.id or ""
-        payment_id, wallet_url = _payment_of(ctx, given, field)
+        given, field = input.incoming_payment_url, "incomingPaymentUrl"
+        if given is None:
+            given, field = input.id, "id"
+        elif input.id is not None and input.id != given:
+            raise bad_input("give incomingPaymentUrl or id, not both", field="id")
+        if given is None:
+            raise bad_input("incomingPaymentUrl is required", field="incomingPaymentUrl")
+        try:
+            payment_id, wallet_url = _payment_of(ctx, given, field)
+        except _Remote as remote:
+            return await _complete_remote(ctx, input, _remote_payment_url(remote.url, field), field)
 
         async def run() -> tuple[dict[str, Any], CompleteReceiverResponse]:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 row = await INCOMING_PAYMENT_RECEIVER_FOR_UPDATE.fetchrow(conn, id=payment_id)
                 if row is None or (wallet_url is not None and row["url"] != wallet_url):
-                    raise _unknown(given.strip())
+                    raise _unknown(given)
                 state = row["state"]
                 if state not in OPEN:
                     raise ApiError(
@@ -348,3 +425,50 @@ class ReceiverMutation:
             return CompleteReceiverResponse(receiver=await _load(ctx, uuid.UUID(record["id"])))
 
         return await ctx.idempotent("completeReceiver", input.idempotency_key, input, run, replay)
+
+
+async def _create_remote(
+    ctx: Context, input: CreateReceiverInput, new: NewIncomingPayment, wallet_url: str
+) -> CreateReceiverResponse:
+    """createReceiver on another node's wallet address: the incoming payment made on its
+    resource server (an idempotency key replays by reading it there)."""
+    amount = new.incoming_amount
+
+    async def run() -> tuple[dict[str, Any], CreateReceiverResponse]:
+        try:
+            _, payment = await ctx.backend.open_payments.create_incoming_payment(
+                wallet_url,
+                incoming_amount=(
+                    None
+                    if amount is None
+                    else (amount.value, amount.asset_code, amount.asset_scale)
+                ),
+                expires_at=new.expires_at if input.expires_at is not None else None,
+                metadata=new.metadata,
+            )
+        except OpenPaymentsError as exc:
+            raise _remote_error(exc, "walletAddressUrl") from None
+        return {"url": payment.id}, CreateReceiverResponse(receiver=_from_remote(payment))
+
+    async def replay(record: dict[str, Any]) -> CreateReceiverResponse:
+        return CreateReceiverResponse(
+            receiver=await _read_remote(ctx, record["url"], "walletAddressUrl")
+        )
+
+    return await ctx.idempotent("createReceiver", input.idempotency_key, input, run, replay)
+
+
+async def _complete_remote(
+    ctx: Context, input: CompleteReceiverInput, url: str, field: str
+) -> CompleteReceiverResponse:
+    async def run() -> tuple[dict[str, Any], CompleteReceiverResponse]:
+        try:
+            payment = await ctx.backend.open_payments.complete_incoming_payment(url)
+        except OpenPaymentsError as exc:
+            raise _remote_error(exc, field) from None
+        return {"url": url}, CompleteReceiverResponse(receiver=_from_remote(payment))
+
+    async def replay(record: dict[str, Any]) -> CompleteReceiverResponse:
+        return CompleteReceiverResponse(receiver=await _read_remote(ctx, record["url"], field))
+
+    return await ctx.idempotent("completeReceiver", input.idempotency_key, input, run, replay)

@@ -38,8 +38,10 @@ from kiungo.connector.sending.payment import (
     log_extra,
 )
 from kiungo.ledger import UnknownAccount
+from kiungo.openpayments.client import OpenPaymentsError
 from kiungo.openpayments.remote import (
     INCOMING_PAYMENT_PATH,
+    IncomingPaymentView,
     ReceiverUnreadable,
     fetch_incoming_payment,
 )
@@ -112,18 +114,16 @@ async def _remote_progress(node: Node, payment: Payment, sent: int, delivered: i
     assumes no one else pays the same incoming payment meanwhile."""
     if INCOMING_PAYMENT_PATH.match(payment.receiver) is None:
         return delivered
+    view: IncomingPaymentView | None
     try:
-        view = await fetch_incoming_payment(
-            node.receiver_http,
-            payment.receiver,
-            max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
-        )
-    except ReceiverUnreadable as exc:
-        log.info(
-            "outgoing payment %s: the receiver's amounts are not known (%s)",
-            payment.id, exc, extra=log_extra(payment.id),
-        )  # fmt: skip
-        return delivered
+        view = (await node.open_payments.incoming_payment(payment.receiver)).view()
+    except OpenPaymentsError as exc:
+        view = None
+        if exc.kind != "NotFound":  # not over Open Payments: maybe Kiungo's older JSON
+            legacy = await _legacy_view(node, payment)
+            if isinstance(legacy, Failed):
+                return delivered
+            view = legacy
     if view is None:
         gone = "the receiver's node no longer knows the incoming payment"
         return Failed(gone, False, sent, delivered)
@@ -146,3 +146,20 @@ async def _remote_progress(node: Node, payment: Payment, sent: int, delivered: i
             payment.id, counted - delivered, extra=log_extra(payment.id),
         )  # fmt: skip
     return counted
+
+
+async def _legacy_view(node: Node, payment: Payment) -> IncomingPaymentView | Failed | None:
+    """The incoming payment in Kiungo's older JSON (None: its node does not know it; Failed:
+    its amounts are not told)."""
+    try:
+        return await fetch_incoming_payment(
+            node.receiver_http,
+            payment.receiver,
+            max_seconds=node.settings.receiver_fetch_timeout_ms / 1000,
+        )
+    except ReceiverUnreadable as exc:
+        log.info(
+            "outgoing payment %s: the receiver's amounts are not known (%s)",
+            payment.id, exc, extra=log_extra(payment.id),
+        )  # fmt: skip
+        return Failed(str(exc), True, 0, 0)
