@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.runtime.gc_tuning import tune_gc
 from kiungo.runtime.log import configure_logging
 
 __all__ = [
@@ -90,13 +91,15 @@ async def serve_until_stopped(server: uvicorn.Server, listener: socket.socket | 
     """Serve until SIGINT or SIGTERM, then return, so that the caller's cleanup runs (its
     workers finish, pools close). Our own handlers: uvicorn re-raises the signal once it has
     stopped serving, which with the default SIGTERM action would kill the process first
-    (Kubernetes stops pods with SIGTERM)."""
+    (Kubernetes stops pods with SIGTERM). The garbage collector is tuned for serving first
+    (kiungo.runtime.gc_tuning)."""
 
     def stop(*_: object) -> None:
         server.should_exit = True
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+    tune_gc()
     await server.serve(sockets=None if listener is None else [listener])
 
 
