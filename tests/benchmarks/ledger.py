@@ -33,6 +33,7 @@ from tests.tigerbeetle_server import tigerbeetle_server
 from kiungo.ledger import AccountKind, InsufficientLiquidity, Ledger
 from kiungo.ledger.service import account_id_for
 from kiungo.ledger.tigerbeetle import TigerBeetleLedger
+from kiungo.runtime.gc_tuning import tune_gc
 from kiungo.store.embedded import EmbeddedPostgres
 
 HOLD = timedelta(seconds=30)
@@ -157,6 +158,7 @@ async def batched_figure(
 
 async def bench(database_url: str, seconds: float, callers: int, backend: str) -> None:
     await create_schema(database_url)
+    tune_gc()  # as every serving process of the node does before it serves
     connections = min(callers, 64) + 2
     pool = await asyncpg.create_pool(database_url, min_size=connections, max_size=connections)
     try:

@@ -81,6 +81,7 @@ from kiungo.ledger.rules import (
     VoidTransfers,
 )
 from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
+from kiungo.ledger.tigerbeetle_wire import Event, PackedClient, pack_chains
 from kiungo.models import Asset, LedgerAccount
 from kiungo.models.sql import Statement, table
 
@@ -113,6 +114,7 @@ _HAS_LIMIT_LEG = 1
 _ATTEMPT_SHIFT = 8
 _ATTEMPTS = 8
 _S = tb.CreateTransferStatus
+_STATUSES = {int(s): s for s in _S}
 _F = tb.TransferFlags
 # How long one request to the cluster may take before the callers hear LedgerUnavailable.
 # The client keeps retrying it meanwhile, so a caller's retry with the same ids is safe.
@@ -183,7 +185,7 @@ class _Meta:
 
 @dataclass(slots=True)
 class _Request:
-    events: list[tb.Transfer]
+    events: list[Event]
     interpret: Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception]
     future: asyncio.Future[list[Transfer]]
 
@@ -223,7 +225,7 @@ class TigerBeetleLedger(Ledger):
         self._cluster_id = cluster_id
         self._addresses = addresses
         self._max_batch = max_batch
-        self._client: tb.ClientAsync | None = None
+        self._client: PackedClient | None = None
         self._sends: GroupCommit[_Request] = GroupCommit("tigerbeetle-writer", writers)
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
         self._kind_of: dict[uuid.UUID, AccountKind] = {}
@@ -240,14 +242,14 @@ class TigerBeetleLedger(Ledger):
         return self._addresses
 
     @property
-    def client(self) -> tb.ClientAsync:
+    def client(self) -> PackedClient:
         if self._client is None:
             raise RuntimeError("the ledger is not started")
         return self._client
 
     def start(self) -> None:
         if not self._sends.running:
-            self._client = tb.ClientAsync(self._cluster_id, self._addresses)
+            self._client = PackedClient(self._cluster_id, self._addresses)
             self._sends.start(self._send_loop)
 
     async def close(self) -> None:
@@ -579,7 +581,7 @@ class TigerBeetleLedger(Ledger):
         if code is None:
             raise errors.InvalidAmount(f"unknown transfer code {op.code!r}")
         group = legs[0].id.int
-        flags = _F.PENDING if pending else _F.NONE
+        flags = int(_F.PENDING) if pending else 0
         assets: list[uuid.UUID] = []
         ledgers: list[int] = []
         for leg in legs:
@@ -609,18 +611,19 @@ class TigerBeetleLedger(Ledger):
             if leg.credit_limit is not None:
                 await self._fund_control(leg.credit_account_id, debit_asset, leg.credit_limit)
 
-        def events_of(attempt: int) -> tuple[list[tb.Transfer], list[tuple[Leg, str]]]:
-            events: list[tb.Transfer] = []
+        def events_of(attempt: int) -> tuple[list[Event], list[tuple[Leg, str]]]:
+            events: list[Event] = []
             owners: list[tuple[Leg, str]] = []  # for each event, its leg and role
             for leg, asset_id, ledger in zip(legs, assets, ledgers, strict=True):
                 limited = leg.credit_limit is not None
                 tb_id = _attempt_id(leg.id.int, attempt)
                 events.append(
-                    tb.Transfer(
+                    Event(
                         id=tb_id,
                         debit_account_id=leg.debit_account_id.int,
                         credit_account_id=leg.credit_account_id.int,
                         amount=leg.amount,
+                        pending_id=0,
                         user_data_128=group,
                         user_data_64=(_HAS_LIMIT_LEG if limited else 0) | attempt << _ATTEMPT_SHIFT,
                         user_data_32=len(legs),
@@ -633,12 +636,15 @@ class TigerBeetleLedger(Ledger):
                 owners.append((leg, "leg"))
                 if limited:
                     events.append(
-                        tb.Transfer(
+                        Event(
                             id=_limit_leg_id(tb_id),
                             debit_account_id=_control_id(leg.credit_account_id),
                             credit_account_id=_sink_id(asset_id),
                             amount=leg.amount,
+                            pending_id=0,
                             user_data_128=tb_id,
+                            user_data_64=0,
+                            user_data_32=0,
                             timeout=timeout,
                             ledger=ledger,
                             code=_LIMIT_CODE,
@@ -649,7 +655,7 @@ class TigerBeetleLedger(Ledger):
             return events, owners
 
         def interpreter(
-            events: list[tb.Transfer], owners: list[tuple[Leg, str]], attempt: int
+            events: list[Event], owners: list[tuple[Leg, str]], attempt: int
         ) -> Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception]:
             def interpret(
                 statuses: list[tb.CreateTransferStatus], timestamps: list[int]
@@ -795,8 +801,8 @@ class TigerBeetleLedger(Ledger):
                     f"transfer {meta.transfer.id} is one leg of several: name them all"
                 )
         derive = _post_id if posting else _void_id
-        flag = _F.POST_PENDING_TRANSFER if posting else _F.VOID_PENDING_TRANSFER
-        events: list[tb.Transfer] = []
+        flag = int(_F.POST_PENDING_TRANSFER if posting else _F.VOID_PENDING_TRANSFER)
+        events: list[Event] = []
         owners: list[_Meta] = []
         for meta in metas:
             pending_ids = [meta.tb_id]
@@ -804,10 +810,18 @@ class TigerBeetleLedger(Ledger):
                 pending_ids.append(_limit_leg_id(meta.tb_id))
             for pending_id in pending_ids:
                 events.append(
-                    tb.Transfer(
+                    Event(
                         id=derive(pending_id),
-                        pending_id=pending_id,
+                        debit_account_id=0,
+                        credit_account_id=0,
                         amount=tb.AMOUNT_MAX if posting else 0,
+                        pending_id=pending_id,
+                        user_data_128=0,
+                        user_data_64=0,
+                        user_data_32=0,
+                        timeout=0,
+                        ledger=0,
+                        code=0,
                         flags=flag,
                     )
                 )
@@ -854,7 +868,7 @@ class TigerBeetleLedger(Ledger):
 
     async def _enqueue(
         self,
-        events: list[tb.Transfer],
+        events: list[Event],
         interpret: Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception],
     ) -> list[Transfer]:
         sends = self._sends
@@ -883,13 +897,10 @@ class TigerBeetleLedger(Ledger):
             await self._send_batch(batch)
 
     async def _send_batch(self, batch: list[_Request]) -> None:
-        events = [e for r in batch for e in r.events]
-        for request in batch:
-            # Chains: every event but an operation's last is linked to the next.
-            for event in request.events[:-1]:
-                event.flags |= _F.LINKED
         try:
-            results = await self._call(self.client.create_transfers(events))
+            # Chains: every event but an operation's last is linked to the next.
+            packed = pack_chains([r.events for r in batch])
+            results = await self._call(self.client.create_transfers_packed(packed))
         except tb.TooMuchDataError:
             if len(batch) == 1:
                 error: Exception = errors.InvalidAmount(
@@ -897,7 +908,7 @@ class TigerBeetleLedger(Ledger):
                 )
             else:
                 # The cluster's request limit is below max_batch: learn it, send in halves.
-                self._max_batch = max(1, len(events) // 2)
+                self._max_batch = max(1, packed.count // 2)
                 half = len(batch) // 2
                 await self._send_batch(batch[:half])
                 await self._send_batch(batch[half:])
@@ -921,7 +932,8 @@ class TigerBeetleLedger(Ledger):
                     continue
                 try:
                     outcome = request.interpret(
-                        [r.status for r in mine], [r.timestamp for r in mine]
+                        [_STATUSES[status] for status, _ in mine],
+                        [timestamp for _, timestamp in mine],
                     )
                 except Exception as exc:  # a bug in interpreting must not stop the writer
                     log.exception("interpreting a TigerBeetle result failed")

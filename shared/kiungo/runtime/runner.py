@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from kiungo.cli.arguments import CommandError
 from kiungo.config import Settings, warn_unused_rafiki_variables
+from kiungo.runtime.gc_tuning import tune_gc
 from kiungo.runtime.log import configure_logging
 
 __all__ = [
@@ -96,7 +97,8 @@ async def serve_until_stopped(
     workers finish, pools close). Our own handlers: uvicorn re-raises the signal once it has
     stopped serving, which with the default SIGTERM action would kill the process first
     (Kubernetes stops pods with SIGTERM). ``others`` (servers of the same process on other
-    ports, each with its listener or None) serve and stop alongside."""
+    ports, each with its listener or None) serve and stop alongside. The garbage collector is
+    tuned for serving first (kiungo.runtime.gc_tuning)."""
     servers = [(server, listener), *others]
 
     def stop(*_: object) -> None:
@@ -105,6 +107,7 @@ async def serve_until_stopped(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+    tune_gc()
     await asyncio.gather(
         *(each.serve(sockets=None if sock is None else [sock]) for each, sock in servers)
     )
