@@ -5,8 +5,10 @@
 //
 // Usage: open_payments_grants.js <client wallet address URL> <PKCS#8 PEM private key file> <key id>
 // One JSON request per stdin line; runs until stdin closes. An "id" in a request is echoed.
-//   {"op":"grant","url":"<auth server URL>","access":[{...access item...}]}
-//     grant.request({url}, {access_token: {access}})
+//   {"op":"grant","url":"<auth server URL>","access":[{...access item...}],"interact":{...}?}
+//     grant.request({url}, {access_token: {access}, interact?})
+//   {"op":"continue","url":"<continue URI>","accessToken":"<value>","interactRef":"…"}
+//     grant.continue({url, accessToken}, {interact_ref})
 //   {"op":"rotate","url":"<manage URL>","accessToken":"<value>"}   token.rotate
 //   {"op":"revoke","url":"<manage URL>","accessToken":"<value>"}   token.revoke
 //   {"op":"cancel","url":"<continue URI>","accessToken":"<value>"} grant.cancel
@@ -33,7 +35,18 @@ async function answer(client, anonymous, request) {
   let body
   switch (request.op) {
     case 'grant':
-      body = await client.grant.request({ url: request.url }, { access_token: { access: request.access } })
+      body = await client.grant.request(
+        { url: request.url },
+        request.interact === undefined
+          ? { access_token: { access: request.access } }
+          : { access_token: { access: request.access }, interact: request.interact }
+      )
+      break
+    case 'continue':
+      body = await client.grant.continue(
+        { url: request.url, accessToken: request.accessToken },
+        { interact_ref: request.interactRef }
+      )
       break
     case 'rotate':
       body = await client.token.rotate({ url: request.url, accessToken: request.accessToken })
