@@ -1,5 +1,6 @@
 """Interactive grants: a grant's GNAP interaction (its id, nonces, state, reference, expiry,
-browser session and the client's finish URI) and why a finalized grant ended
+browser session and the client's finish URI) and why a finalized grant ended; the Open
+Payments client of a quote
 
 Revision ID: 0009
 Revises: 0007 (0008 is another branch's: whoever merges both chains 0009 after 0008)
@@ -33,9 +34,11 @@ def upgrade() -> None:
     for name, kind in _COLUMNS:
         op.add_column("grants", sa.Column(name, kind, nullable=True))
     op.create_unique_constraint(op.f("uq_grants_interact_id"), "grants", ["interact_id"])
+    op.add_column("quotes", sa.Column("client", sa.String(length=2048), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("quotes", "client")
     op.drop_constraint(op.f("uq_grants_interact_id"), "grants", type_="unique")
     for name, _kind in reversed(_COLUMNS):
         op.drop_column("grants", name)

@@ -1,0 +1,495 @@
+"""The Open Payments resource server's sending side (Open Payments resource-server.yaml), beside
+:mod:`kiungo.connector.resource_server` and with its authorization (token introspection and the
+client's signature) and refusal shapes:
+
+- ``POST /quotes`` (``walletAddress``, ``receiver``, ``method: "ilp"``, ``debitAmount`` or
+  ``receiveAmount`` or neither) and ``GET /quotes/{id}``: quotes made by
+  :func:`kiungo.payments.quotes.create_quote`, as the admin API makes them. Receivers are this
+  node's incoming payments (their Open Payments id or wallet-address form) and wallet
+  addresses; another node's are refused for now.
+- ``POST /outgoing-payments`` (``walletAddress``, ``quoteId``, ``metadata``): the admin API's
+  outgoing payment (:func:`kiungo.payments.outgoing.service.create`, FUNDING, with its
+  ``outgoing_payment.created`` webhook: the operator funds it), made under the grant, whose
+  limits are checked atomically (:mod:`kiungo.payments.outgoing.limits`).
+- ``GET /outgoing-payments/{id}``, ``GET /outgoing-payments?wallet-address=…`` (a page:
+  ``first``/``last``, ``cursor``), ``GET /outgoing-payment-grant`` (what the grant has spent
+  in its current interval).
+
+``read`` and ``list`` reach what the grant's own client created; ``read-all`` and ``list-all``
+everything of the wallet address.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy import String, Uuid, bindparam, select, tuple_, update
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiungo.connector.resource_inputs import (
+    MAX_U64,
+    Refused,
+    bad,
+    parse_json_object,
+    parse_metadata,
+    parse_page_size,
+    storable,
+)
+from kiungo.events import amount_json, iso_time
+from kiungo.models import Quote, WalletAddress
+from kiungo.models.sql import Statement, table
+from kiungo.openpayments import incoming_payments
+from kiungo.openpayments.grants import GrantInfo
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
+from kiungo.payments.outgoing import limits as grant_limits
+from kiungo.payments.outgoing import service as outgoing
+from kiungo.payments.outgoing.service import OUTGOING_PAYMENT_QUERY
+from kiungo.payments.outgoing.states import States
+from kiungo.payments.quotes import errors as quote_errors
+from kiungo.payments.quotes.quoting import Amount, Quoting
+from kiungo.payments.quotes.service import create_quote, load_quote
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+
+if TYPE_CHECKING:
+    from kiungo.connector.resource_server import _ResourceServer
+
+__all__ = ["sending_routes"]
+
+OUTGOING = "outgoing-payment"
+QUOTE = "quote"
+_QUOTE_FIELDS = frozenset({"walletAddress", "receiver", "method", "debitAmount", "receiveAmount"})
+_PAYMENT_FIELDS = frozenset({"walletAddress", "quoteId", "metadata"})
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_MAX_URL = 2048
+
+_quotes = table(Quote)
+_wallets = table(WalletAddress)
+_p = OUTGOING_PAYMENT_QUERY.selected_columns
+
+_SET_QUOTE_CLIENT = Statement(
+    update(_quotes).where(_quotes.c.id == bindparam("id")).values(client=bindparam("client"))
+)
+_QUOTE_OWNER = Statement(
+    select(_quotes.c.client, _wallets.c.url)
+    .select_from(_quotes.join(_wallets, _wallets.c.id == _quotes.c.wallet_address_id))
+    .where(_quotes.c.id == bindparam("id"))
+)
+_WALLET_URL = Statement(select(_wallets.c.url).where(_wallets.c.id == bindparam("id")))
+_PAYMENT = Statement(OUTGOING_PAYMENT_QUERY.where(_p.id == bindparam("id", type_=Uuid)))
+_CLIENT = bindparam("client", type_=String)
+_OF_WALLET = (
+    _p.wallet_address_id == bindparam("wallet_id", type_=Uuid),
+    (_CLIENT.is_(None)) | (_p.client == _CLIENT),
+)
+_POSITION = tuple_(_p.created_at, _p.id)
+_AT = tuple_(bindparam("at_time"), bindparam("at_id", type_=Uuid))
+_PAGE_FIRST = Statement(
+    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET)
+    .order_by(_p.created_at, _p.id)
+    .limit(bindparam("limit"))
+)
+_PAGE_AFTER = Statement(
+    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET, _POSITION > _AT)
+    .order_by(_p.created_at, _p.id)
+    .limit(bindparam("limit"))
+)
+_PAGE_LAST = Statement(
+    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET)
+    .order_by(_p.created_at.desc(), _p.id.desc())
+    .limit(bindparam("limit"))
+)
+_PAGE_BEFORE = Statement(
+    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET, _POSITION < _AT)
+    .order_by(_p.created_at.desc(), _p.id.desc())
+    .limit(bindparam("limit"))
+)
+_DEFAULT_PAGE = 10
+
+
+def _actions(access: Iterable[Mapping[str, Any]], kind: str, wallet: str | None) -> frozenset[str]:
+    """The actions of ``kind`` the grant allows on ``wallet`` (None: on any)."""
+    found: set[str] = set()
+    for item in access:
+        if item.get("type") != kind:
+            continue
+        identifier = item.get("identifier")
+        if (
+            wallet is None
+            or identifier is None
+            or (isinstance(identifier, str) and identifier.rstrip("/") == wallet.rstrip("/"))
+        ):
+            found.update(a for a in item.get("actions", ()) if isinstance(a, str))
+    return frozenset(found)
+
+
+def _outgoing_item(
+    access: Iterable[Mapping[str, Any]], wallet: str | None
+) -> Mapping[str, Any] | None:
+    for item in access:
+        identifier = item.get("identifier")
+        if item.get("type") == OUTGOING and (
+            wallet is None or (isinstance(identifier, str) and identifier.rstrip("/") == wallet)
+        ):
+            return item
+    return None
+
+
+def _parse_amount(raw: object, what: str) -> Amount | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
+        raise bad(f"{what} must be {{value, assetCode, assetScale}}")
+    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise bad(f"{what}.value must be an unsigned integer string")
+    if not 0 < int(value) <= MAX_U64:
+        raise bad(f"{what}.value must be above zero and fit 64 bits")
+    if not isinstance(code, str) or not 0 < len(code) <= 16 or not storable(code):
+        raise bad(f"{what}.assetCode must be an asset code")
+    if type(scale) is not int or not 0 <= scale <= 255:
+        raise bad(f"{what}.assetScale must be an integer from 0 to 255")
+    return Amount(int(value), code, scale)
+
+
+class _Sending:
+    def __init__(self, server: _ResourceServer) -> None:
+        self.server = server
+        node = server.node
+        self.quoting = Quoting(node.settings, node.pool, node.ledger, node.rates, node.http)
+        self.base = server.base
+        self.quote_path = re.compile(rf"^{re.escape(self.base)}/quotes/(?P<id>{_UUID})$")
+        self.incoming_path = re.compile(
+            rf"^{re.escape(self.base)}/incoming-payments/(?P<id>{_UUID})$"
+        )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.server.pool
+
+    # -- receivers ------------------------------------------------------------------------
+
+    async def local_receiver(self, receiver: object) -> str:
+        """The receiver as the quote takes it: this node's incoming payment (its Open Payments
+        id becomes its wallet-address form) or wallet address; 400 otherwise."""
+        if not isinstance(receiver, str) or not receiver or len(receiver) > _MAX_URL:
+            raise bad("receiver must be an incoming payment URL")
+        if not storable(receiver):
+            raise bad("receiver must be an incoming payment URL")
+        match = self.incoming_path.match(receiver)
+        if match is not None:
+            row = await self.server_payment_wallet(uuid.UUID(match["id"]))
+            if row is None:
+                raise Refused(400, "invalid_receiver", "no such incoming payment here")
+            return f"{row}/incoming-payments/{match['id']}"
+        try:
+            local = local_receiver_url(self.node_settings_url, receiver)
+        except InvalidReceiverUrl as exc:
+            raise Refused(400, "invalid_receiver", str(exc)) from None
+        if local is None:
+            raise Refused(
+                400, "invalid_receiver", "only receivers of this node can be quoted here yet"
+            )
+        return receiver
+
+    async def stored_receiver(self, receiver: str) -> str:
+        """``receiver`` as a quote stores it: this node's incoming payment by its Open Payments
+        id in its wallet-address form; anything else as it is."""
+        match = self.incoming_path.match(receiver)
+        wallet = None if match is None else await self.server_payment_wallet(uuid.UUID(match["id"]))
+        return (
+            receiver
+            if wallet is None or match is None
+            else f"{wallet}/incoming-payments/{match['id']}"
+        )
+
+    @property
+    def node_settings_url(self) -> str:
+        return str(self.server.node.settings.open_payments_url)
+
+    async def server_payment_wallet(self, payment_id: uuid.UUID) -> str | None:
+        row = await incoming_payments.by_id(self.pool, payment_id)
+        return None if row is None else str(row["url"])
+
+    def receiver_json(self, receiver: str) -> str:
+        """The receiver as Open Payments names it: this node's incoming payments by their
+        resource server id."""
+        match = INCOMING_PAYMENT_PATH.match(receiver)
+        if match is not None and receiver.startswith(self.base + "/"):
+            return f"{self.base}/incoming-payments/{match['id']}"
+        return receiver
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def quote_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
+        return {
+            "id": f"{self.base}/quotes/{row['id']}",
+            "walletAddress": wallet_url,
+            "receiver": self.receiver_json(row["receiver"]),
+            "debitAmount": amount_json(
+                int(row["debit_amount"]), row["asset_code"], row["asset_scale"]
+            ),
+            "receiveAmount": amount_json(
+                int(row["receive_amount"]), row["receive_asset_code"], row["receive_asset_scale"]
+            ),
+            "method": "ilp",
+            "createdAt": iso_time(row["created_at"]),
+            "expiresAt": iso_time(row["expires_at"]),
+        }
+
+    def payment_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
+        code, scale = row["asset_code"], row["asset_scale"]
+        body: dict[str, Any] = {
+            "id": f"{self.base}/outgoing-payments/{row['id']}",
+            "walletAddress": wallet_url,
+            "quoteId": f"{self.base}/quotes/{row['quote_id']}",
+            "failed": row["state"] == States.FAILED,
+            "receiver": self.receiver_json(row["receiver"]),
+            "receiveAmount": amount_json(
+                int(row["receive_amount"]), row["receive_asset_code"], row["receive_asset_scale"]
+            ),
+            "debitAmount": amount_json(int(row["debit_amount"]), code, scale),
+            "sentAmount": amount_json(int(row["sent_amount"]), code, scale),
+            "createdAt": iso_time(row["created_at"]),
+        }
+        metadata = row["metadata"]
+        if metadata is not None:
+            body["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        return body
+
+    # -- quotes ---------------------------------------------------------------------------
+
+    async def create_quote(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        document = parse_json_object(body)
+        unknown = set(document) - _QUOTE_FIELDS
+        if unknown:
+            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+        if "create" not in _actions(grant.access, QUOTE, None):
+            raise Refused(403, "insufficient_grant", "the grant does not allow creating quotes")
+        if document.get("method") != "ilp":
+            raise bad('method must be "ilp"')
+        wallet = await self.server.wallet(document.get("walletAddress"))
+        debit = _parse_amount(document.get("debitAmount"), "debitAmount")
+        receive = _parse_amount(document.get("receiveAmount"), "receiveAmount")
+        receiver = await self.local_receiver(document.get("receiver"))
+        try:
+            row = await create_quote(self.quoting, wallet["id"], receiver, debit, receive)
+        except quote_errors.InvalidReceiver as exc:
+            raise Refused(400, "invalid_receiver", exc.message) from None
+        except quote_errors.QuoteError as exc:
+            raise bad(exc.message) from None
+        await _SET_QUOTE_CLIENT.execute(self.pool, id=row["id"], client=grant.client)
+        return JSONResponse(self.quote_json(row, wallet["url"]), 201)
+
+    async def get_quote(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        allowed = _actions(grant.access, QUOTE, None)
+        if "read" not in allowed and "read-all" not in allowed:
+            raise Refused(403, "insufficient_grant", "the grant does not allow reading quotes")
+        not_found = Refused(404, "not_found", "quote not found")
+        try:
+            quote_id = uuid.UUID(request.path_params["id"])
+        except ValueError:
+            raise not_found from None
+        owner = await _QUOTE_OWNER.fetchrow(self.pool, id=quote_id)
+        if owner is None or ("read-all" not in allowed and owner["client"] != grant.client):
+            raise not_found
+        try:
+            row = await load_quote(self.pool, quote_id)
+        except quote_errors.QuoteNotFound:
+            raise not_found from None
+        return JSONResponse(self.quote_json(row, owner["url"]))
+
+    # -- outgoing payments ----------------------------------------------------------------
+
+    async def spent_json(self, grant: GrantInfo, item: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The grant's spent amounts in its current interval (null before any payment)."""
+        nothing: dict[str, Any] = {"spentDebitAmount": None, "spentReceiveAmount": None}
+        if item is None:
+            return nothing
+        limits = grant_limits.GrantLimits.of(grant.grant_id, item.get("limits"))
+        bounds = grant_limits.window(limits, datetime.now(UTC))
+        if bounds is None:
+            return nothing
+        used = await grant_limits.spent(self.pool, grant.grant_id, bounds)
+        if used.payments == 0 or used.receive_asset is None:
+            return nothing
+        identifier = item.get("identifier")
+        wallet = await self.server.wallet(identifier)
+        return {
+            "spentDebitAmount": amount_json(
+                used.debit, wallet["asset_code"], wallet["asset_scale"]
+            ),
+            "spentReceiveAmount": amount_json(used.receive, *used.receive_asset),
+        }
+
+    async def create_payment(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        document = parse_json_object(body)
+        if "incomingPayment" in document or "debitAmount" in document:
+            raise bad("create the outgoing payment from a quote (quoteId)")
+        unknown = set(document) - _PAYMENT_FIELDS
+        if unknown:
+            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+        wallet_url = document.get("walletAddress")
+        if not isinstance(wallet_url, str) or not storable(wallet_url):
+            raise bad("walletAddress must be a wallet address URL")
+        if "create" not in _actions(grant.access, OUTGOING, wallet_url):
+            raise Refused(403, "insufficient_grant", "the grant does not allow create here")
+        wallet = await self.server.wallet(wallet_url)
+        quote_ref = document.get("quoteId")
+        match = self.quote_path.match(quote_ref) if isinstance(quote_ref, str) else None
+        if match is None:
+            raise bad(f"quoteId must be a quote URL of this resource server ({self.base}/quotes/…)")
+        metadata = parse_metadata(document.get("metadata"))
+        item = _outgoing_item(grant.access, wallet["url"])
+        limits = grant_limits.GrantLimits.of(
+            grant.grant_id, None if item is None else item.get("limits")
+        )
+        if limits.receiver is not None:
+            # The quote holds this node's incoming payments in their wallet-address form.
+            limits = replace(limits, receiver=await self.stored_receiver(limits.receiver))
+        try:
+            payment_id = await outgoing.create(
+                self.pool,
+                self.server.node.ledger,
+                wallet["id"],
+                uuid.UUID(match["id"]),
+                None if metadata is None else json.dumps(metadata),
+                client=grant.client,
+                grant=limits,
+            )
+        except outgoing.InsufficientGrant as exc:
+            raise Refused(403, "insufficient_grant", exc.message) from None
+        except outgoing.OutgoingPaymentError as exc:
+            raise bad(exc.message) from None
+        row = await outgoing.load(self.pool, payment_id)
+        return JSONResponse(
+            {
+                **self.payment_json(row, wallet["url"]),
+                **{
+                    (
+                        "grantSpentDebitAmount"
+                        if k == "spentDebitAmount"
+                        else "grantSpentReceiveAmount"
+                    ): v
+                    for k, v in (await self.spent_json(grant, item)).items()
+                    if v is not None
+                },
+            },
+            201,
+        )
+
+    async def get_payment(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        if not {"read", "read-all"} & _actions(grant.access, OUTGOING, None):
+            raise Refused(403, "insufficient_grant", "the grant does not allow read")
+        not_found = Refused(404, "not_found", "outgoing payment not found")
+        try:
+            payment_id = uuid.UUID(request.path_params["id"])
+        except ValueError:
+            raise not_found from None
+        row = await _PAYMENT.fetchrow(self.pool, id=payment_id)
+        if row is None:
+            raise not_found
+        wallet_url = await _WALLET_URL.fetchval(self.pool, id=row["wallet_address_id"])
+        allowed = _actions(grant.access, OUTGOING, wallet_url)
+        if "read-all" not in allowed and ("read" not in allowed or row["client"] != grant.client):
+            raise not_found
+        return JSONResponse(self.payment_json(row, wallet_url))
+
+    async def list_payments(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        params = request.query_params
+        wallet_url = params.get("wallet-address")
+        if wallet_url is None or not storable(wallet_url):
+            raise bad("wallet-address is required")
+        allowed = _actions(grant.access, OUTGOING, wallet_url)
+        if "list-all" not in allowed and "list" not in allowed:
+            raise Refused(403, "insufficient_grant", "the grant does not allow list here")
+        first = parse_page_size(params.get("first"), "first")
+        last = parse_page_size(params.get("last"), "last")
+        if first is not None and last is not None:
+            raise bad("first and last cannot both be given")
+        wallet = await self.server.wallet(wallet_url)
+        client = None if "list-all" in allowed else grant.client
+        raw_cursor = params.get("cursor")
+        cursor = None
+        if raw_cursor is not None:
+            try:
+                cursor_id = uuid.UUID(raw_cursor)
+            except ValueError:
+                raise bad("cursor must be an outgoing payment id") from None
+            cursor = await _PAYMENT.fetchrow(self.pool, id=cursor_id)
+            if (
+                cursor is None
+                or cursor["wallet_address_id"] != wallet["id"]
+                or (client is not None and cursor["client"] != client)
+            ):
+                raise bad("cursor names no outgoing payment of this listing")
+        backward = last is not None
+        size = (last if backward else first) or _DEFAULT_PAGE
+        binds: dict[str, Any] = {"wallet_id": wallet["id"], "client": client, "limit": size + 1}
+        if cursor is not None:
+            binds |= {"at_time": cursor["created_at"], "at_id": cursor["id"]}
+            statement = _PAGE_BEFORE if backward else _PAGE_AFTER
+        else:
+            statement = _PAGE_LAST if backward else _PAGE_FIRST
+        rows = list(await statement.fetch(self.pool, **binds))
+        more = len(rows) > size
+        rows = rows[:size]
+        if backward:
+            rows.reverse()
+        pagination: dict[str, Any] = {
+            "hasNextPage": cursor is not None if backward else more,
+            "hasPreviousPage": more if backward else cursor is not None,
+        }
+        if rows:
+            pagination["startCursor"] = str(rows[0]["id"])
+            pagination["endCursor"] = str(rows[-1]["id"])
+        return JSONResponse(
+            {
+                "pagination": pagination,
+                "result": [self.payment_json(r, wallet["url"]) for r in rows],
+            }
+        )
+
+    async def grant_spent(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        item = _outgoing_item(grant.access, None)
+        if item is None:
+            raise Refused(403, "insufficient_grant", "the grant has no outgoing-payment access")
+        return JSONResponse(await self.spent_json(grant, item))
+
+
+def sending_routes(server: _ResourceServer, guarded: Any) -> list[Route]:
+    """The sending side's routes, each refusal answered by ``guarded``."""
+    sending = _Sending(server)
+
+    async def payments(request: Request) -> Response:
+        if request.method == "POST":
+            return await sending.create_payment(request)
+        return await sending.list_payments(request)
+
+    return [
+        Route("/quotes", guarded(sending.create_quote), methods=["POST"]),
+        Route("/quotes/{id}", guarded(sending.get_quote), methods=["GET"]),
+        Route("/outgoing-payments", guarded(payments), methods=["GET", "POST"]),
+        Route("/outgoing-payments/{id}", guarded(sending.get_payment), methods=["GET"]),
+        Route("/outgoing-payment-grant", guarded(sending.grant_spent), methods=["GET"]),
+    ]
