@@ -460,3 +460,63 @@ async def test_the_open_payments_client_quotes_pays_and_reads_spent_amounts(
         assert [p["id"] for p in listed["result"]] == [created["id"]]
         spent = await ok({"op": "grantSpent", "url": url, "accessToken": token})
         assert spent == {"spentDebitAmount": usd(debit), "spentReceiveAmount": usd(250)}
+
+
+GRANTS = """
+query($filter: GrantFilter) {
+  grants(filter: $filter, first: 5) {
+    edges { node { id client state finalizationReason access {
+      type actions identifier
+      limits {
+        receiver interval debitAmount { value assetCode assetScale } receiveAmount { value }
+      }
+    } } }
+  }
+}"""
+GRANT = "query($id: String!) { grant(id: $id) { id state finalizationReason client } }"
+REVOKE = """
+mutation($input: RevokeGrantInput!) { revokeGrant(input: $input) { id } }"""
+
+
+async def test_the_operator_lists_reads_and_revokes_grants_through_the_admin_api(
+    op_node: OpNode,
+) -> None:
+    alice = await op_node.client()
+    limits = {"debitAmount": usd(700), "interval": "R/2026-01-01T00:00:00Z/P1W"}
+    token = (await alice.interactive_grant(outgoing_access(alice.url, limits)))["value"]
+    found = await op_node.admin.data(
+        GRANTS, {"filter": {"identifier": {"in": [alice.url]}, "state": {"in": ["APPROVED"]}}}
+    )
+    (edge,) = found["grants"]["edges"]
+    grant = edge["node"]
+    assert grant["client"] == alice.url and grant["state"] == "APPROVED"
+    assert grant["finalizationReason"] is None
+    assert grant["access"] == [
+        {
+            "type": "outgoing-payment",
+            "actions": ["create", "read", "list"],
+            "identifier": alice.url,
+            "limits": {
+                "receiver": None,
+                "interval": "R/2026-01-01T00:00:00Z/P1W",
+                "debitAmount": {"value": "700", "assetCode": "USD", "assetScale": 2},
+                "receiveAmount": None,
+            },
+        }
+    ]
+    none = await op_node.admin.data(GRANTS, {"filter": {"identifier": {"in": ["https://x.test"]}}})
+    assert none["grants"]["edges"] == []
+    assert (await op_node.admin.data(GRANT, {"id": grant["id"]}))["grant"]["id"] == grant["id"]
+
+    listing = f"{op_node.url}/outgoing-payments?wallet-address={alice.url}"
+    assert (await alice.send("GET", listing, token=token)).status_code == 200
+    revoked = await op_node.admin.data(REVOKE, {"input": {"grantId": grant["id"]}})
+    assert revoked == {"revokeGrant": {"id": grant["id"]}}
+    after = (await op_node.admin.data(GRANT, {"id": grant["id"]}))["grant"]
+    assert (after["state"], after["finalizationReason"]) == ("FINALIZED", "REVOKED")
+    assert (await alice.send("GET", listing, token=token)).status_code == 401
+
+    again = await op_node.admin.error(REVOKE, {"input": {"grantId": grant["id"]}})
+    assert again.code == "NOT_FOUND"
+    assert (await op_node.admin.error(GRANT, {"id": str(uuid.uuid4())})).code == "NOT_FOUND"
+    assert (await op_node.admin.error(GRANT, {"id": "nope"})).code == "BAD_USER_INPUT"

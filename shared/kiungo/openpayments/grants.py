@@ -46,6 +46,7 @@ __all__ = [
     "needs_interaction",
     "new_value",
     "parse_access",
+    "revoke_grant",
     "revoke_token",
     "rotate_token",
     "stored_json",
@@ -160,6 +161,13 @@ _FINALIZE = Statement(
         _grants.c.continue_token_hash == bindparam("continue_token_hash"),
         _grants.c.state.in_(_LIVE),
     )
+    .values(state=FINALIZED, finalization_reason=REVOKED, updated_at=func.now())
+    .returning(_grants.c.id)
+)
+# The operator's revocation (the admin API's revokeGrant): any grant not yet finalized.
+_REVOKE_GRANT = Statement(
+    update(_grants)
+    .where(_grants.c.id == bindparam("id"), _grants.c.state.in_(_LIVE))
     .values(state=FINALIZED, finalization_reason=REVOKED, updated_at=func.now())
     .returning(_grants.c.id)
 )
@@ -413,6 +421,17 @@ async def cancel_grant(pool: asyncpg.Pool, grant_id: uuid.UUID, value: str) -> b
             conn, id=grant_id, continue_token_hash=hash_token(value)
         )
         if cancelled is None:
+            return False
+        await _REVOKE_ALL.execute(conn, grant_id=grant_id)
+    return True
+
+
+async def revoke_grant(pool: asyncpg.Pool, grant_id: uuid.UUID) -> bool:
+    """Finalize grant ``grant_id`` as REVOKED and revoke its tokens; False when it is unknown
+    or already finalized."""
+    async with pool.acquire() as conn, conn.transaction():
+        revoked = await _REVOKE_GRANT.fetchval(conn, id=grant_id)
+        if revoked is None:
             return False
         await _REVOKE_ALL.execute(conn, grant_id=grant_id)
     return True
