@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy import String, Uuid, bindparam, select, tuple_, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -44,16 +43,13 @@ from kiungo.connector.resource_inputs import (
     parse_page_size,
     storable,
 )
-from kiungo.events import amount_json, iso_time
-from kiungo.models import Quote, WalletAddress
-from kiungo.models.sql import Statement, table
+from kiungo.events import amount_json
 from kiungo.openpayments import incoming_payments
+from kiungo.openpayments import outgoing_payments as resources
 from kiungo.openpayments.grants import GrantInfo
 from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.outgoing import limits as grant_limits
 from kiungo.payments.outgoing import service as outgoing
-from kiungo.payments.outgoing.service import OUTGOING_PAYMENT_QUERY
-from kiungo.payments.outgoing.states import States
 from kiungo.payments.quotes import errors as quote_errors
 from kiungo.payments.quotes.quoting import Amount, Quoting
 from kiungo.payments.quotes.service import create_quote, load_quote
@@ -70,77 +66,6 @@ _QUOTE_FIELDS = frozenset({"walletAddress", "receiver", "method", "debitAmount",
 _PAYMENT_FIELDS = frozenset({"walletAddress", "quoteId", "metadata"})
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _MAX_URL = 2048
-
-_quotes = table(Quote)
-_wallets = table(WalletAddress)
-_p = OUTGOING_PAYMENT_QUERY.selected_columns
-
-_SET_QUOTE_CLIENT = Statement(
-    update(_quotes).where(_quotes.c.id == bindparam("id")).values(client=bindparam("client"))
-)
-_QUOTE_OWNER = Statement(
-    select(_quotes.c.client, _wallets.c.url)
-    .select_from(_quotes.join(_wallets, _wallets.c.id == _quotes.c.wallet_address_id))
-    .where(_quotes.c.id == bindparam("id"))
-)
-_WALLET_URL = Statement(select(_wallets.c.url).where(_wallets.c.id == bindparam("id")))
-_PAYMENT = Statement(OUTGOING_PAYMENT_QUERY.where(_p.id == bindparam("id", type_=Uuid)))
-_CLIENT = bindparam("client", type_=String)
-_OF_WALLET = (
-    _p.wallet_address_id == bindparam("wallet_id", type_=Uuid),
-    (_CLIENT.is_(None)) | (_p.client == _CLIENT),
-)
-_POSITION = tuple_(_p.created_at, _p.id)
-_AT = tuple_(bindparam("at_time"), bindparam("at_id", type_=Uuid))
-_PAGE_FIRST = Statement(
-    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET)
-    .order_by(_p.created_at, _p.id)
-    .limit(bindparam("limit"))
-)
-_PAGE_AFTER = Statement(
-    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET, _POSITION > _AT)
-    .order_by(_p.created_at, _p.id)
-    .limit(bindparam("limit"))
-)
-_PAGE_LAST = Statement(
-    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET)
-    .order_by(_p.created_at.desc(), _p.id.desc())
-    .limit(bindparam("limit"))
-)
-_PAGE_BEFORE = Statement(
-    OUTGOING_PAYMENT_QUERY.where(*_OF_WALLET, _POSITION < _AT)
-    .order_by(_p.created_at.desc(), _p.id.desc())
-    .limit(bindparam("limit"))
-)
-_DEFAULT_PAGE = 10
-
-
-def _actions(access: Iterable[Mapping[str, Any]], kind: str, wallet: str | None) -> frozenset[str]:
-    """The actions of ``kind`` the grant allows on ``wallet`` (None: on any)."""
-    found: set[str] = set()
-    for item in access:
-        if item.get("type") != kind:
-            continue
-        identifier = item.get("identifier")
-        if (
-            wallet is None
-            or identifier is None
-            or (isinstance(identifier, str) and identifier.rstrip("/") == wallet.rstrip("/"))
-        ):
-            found.update(a for a in item.get("actions", ()) if isinstance(a, str))
-    return frozenset(found)
-
-
-def _outgoing_item(
-    access: Iterable[Mapping[str, Any]], wallet: str | None
-) -> Mapping[str, Any] | None:
-    for item in access:
-        identifier = item.get("identifier")
-        if item.get("type") == OUTGOING and (
-            wallet is None or (isinstance(identifier, str) and identifier.rstrip("/") == wallet)
-        ):
-            return item
-    return None
 
 
 def _parse_amount(raw: object, what: str) -> Amount | None:
@@ -230,40 +155,12 @@ class _Sending:
     # -- JSON -----------------------------------------------------------------------------
 
     def quote_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
-        return {
-            "id": f"{self.base}/quotes/{row['id']}",
-            "walletAddress": wallet_url,
-            "receiver": self.receiver_json(row["receiver"]),
-            "debitAmount": amount_json(
-                int(row["debit_amount"]), row["asset_code"], row["asset_scale"]
-            ),
-            "receiveAmount": amount_json(
-                int(row["receive_amount"]), row["receive_asset_code"], row["receive_asset_scale"]
-            ),
-            "method": "ilp",
-            "createdAt": iso_time(row["created_at"]),
-            "expiresAt": iso_time(row["expires_at"]),
-        }
+        return resources.quote_json(row, self.base, wallet_url, self.receiver_json(row["receiver"]))
 
     def payment_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
-        code, scale = row["asset_code"], row["asset_scale"]
-        body: dict[str, Any] = {
-            "id": f"{self.base}/outgoing-payments/{row['id']}",
-            "walletAddress": wallet_url,
-            "quoteId": f"{self.base}/quotes/{row['quote_id']}",
-            "failed": row["state"] == States.FAILED,
-            "receiver": self.receiver_json(row["receiver"]),
-            "receiveAmount": amount_json(
-                int(row["receive_amount"]), row["receive_asset_code"], row["receive_asset_scale"]
-            ),
-            "debitAmount": amount_json(int(row["debit_amount"]), code, scale),
-            "sentAmount": amount_json(int(row["sent_amount"]), code, scale),
-            "createdAt": iso_time(row["created_at"]),
-        }
-        metadata = row["metadata"]
-        if metadata is not None:
-            body["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
-        return body
+        return resources.payment_json(
+            row, self.base, wallet_url, self.receiver_json(row["receiver"])
+        )
 
     # -- quotes ---------------------------------------------------------------------------
 
@@ -274,7 +171,7 @@ class _Sending:
         unknown = set(document) - _QUOTE_FIELDS
         if unknown:
             raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
-        if "create" not in _actions(grant.access, QUOTE, None):
+        if "create" not in resources.actions(grant.access, QUOTE, None):
             raise Refused(403, "insufficient_grant", "the grant does not allow creating quotes")
         if document.get("method") != "ilp":
             raise bad('method must be "ilp"')
@@ -288,13 +185,13 @@ class _Sending:
             raise Refused(400, "invalid_receiver", exc.message) from None
         except quote_errors.QuoteError as exc:
             raise bad(exc.message) from None
-        await _SET_QUOTE_CLIENT.execute(self.pool, id=row["id"], client=grant.client)
+        await resources.set_quote_client(self.pool, row["id"], grant.client)
         return JSONResponse(self.quote_json(row, wallet["url"]), 201)
 
     async def get_quote(self, request: Request) -> Response:
         body = await self.server.body(request)
         grant = await self.server.authorize(request, body)
-        allowed = _actions(grant.access, QUOTE, None)
+        allowed = resources.actions(grant.access, QUOTE, None)
         if "read" not in allowed and "read-all" not in allowed:
             raise Refused(403, "insufficient_grant", "the grant does not allow reading quotes")
         not_found = Refused(404, "not_found", "quote not found")
@@ -302,7 +199,7 @@ class _Sending:
             quote_id = uuid.UUID(request.path_params["id"])
         except ValueError:
             raise not_found from None
-        owner = await _QUOTE_OWNER.fetchrow(self.pool, id=quote_id)
+        owner = await resources.quote_owner(self.pool, quote_id)
         if owner is None or ("read-all" not in allowed and owner["client"] != grant.client):
             raise not_found
         try:
@@ -346,7 +243,7 @@ class _Sending:
         wallet_url = document.get("walletAddress")
         if not isinstance(wallet_url, str) or not storable(wallet_url):
             raise bad("walletAddress must be a wallet address URL")
-        if "create" not in _actions(grant.access, OUTGOING, wallet_url):
+        if "create" not in resources.actions(grant.access, OUTGOING, wallet_url):
             raise Refused(403, "insufficient_grant", "the grant does not allow create here")
         wallet = await self.server.wallet(wallet_url)
         quote_ref = document.get("quoteId")
@@ -354,7 +251,7 @@ class _Sending:
         if match is None:
             raise bad(f"quoteId must be a quote URL of this resource server ({self.base}/quotes/…)")
         metadata = parse_metadata(document.get("metadata"))
-        item = _outgoing_item(grant.access, wallet["url"])
+        item = resources.outgoing_item(grant.access, wallet["url"])
         limits = grant_limits.GrantLimits.of(
             grant.grant_id, None if item is None else item.get("limits")
         )
@@ -395,18 +292,20 @@ class _Sending:
     async def get_payment(self, request: Request) -> Response:
         body = await self.server.body(request)
         grant = await self.server.authorize(request, body)
-        if not {"read", "read-all"} & _actions(grant.access, OUTGOING, None):
+        if not {"read", "read-all"} & resources.actions(grant.access, OUTGOING, None):
             raise Refused(403, "insufficient_grant", "the grant does not allow read")
         not_found = Refused(404, "not_found", "outgoing payment not found")
         try:
             payment_id = uuid.UUID(request.path_params["id"])
         except ValueError:
             raise not_found from None
-        row = await _PAYMENT.fetchrow(self.pool, id=payment_id)
+        row = await resources.payment_by_id(self.pool, payment_id)
         if row is None:
             raise not_found
-        wallet_url = await _WALLET_URL.fetchval(self.pool, id=row["wallet_address_id"])
-        allowed = _actions(grant.access, OUTGOING, wallet_url)
+        wallet_url = await resources.wallet_url(self.pool, row["wallet_address_id"])
+        if wallet_url is None:
+            raise not_found
+        allowed = resources.actions(grant.access, OUTGOING, wallet_url)
         if "read-all" not in allowed and ("read" not in allowed or row["client"] != grant.client):
             raise not_found
         return JSONResponse(self.payment_json(row, wallet_url))
@@ -418,7 +317,7 @@ class _Sending:
         wallet_url = params.get("wallet-address")
         if wallet_url is None or not storable(wallet_url):
             raise bad("wallet-address is required")
-        allowed = _actions(grant.access, OUTGOING, wallet_url)
+        allowed = resources.actions(grant.access, OUTGOING, wallet_url)
         if "list-all" not in allowed and "list" not in allowed:
             raise Refused(403, "insufficient_grant", "the grant does not allow list here")
         first = parse_page_size(params.get("first"), "first")
@@ -434,7 +333,7 @@ class _Sending:
                 cursor_id = uuid.UUID(raw_cursor)
             except ValueError:
                 raise bad("cursor must be an outgoing payment id") from None
-            cursor = await _PAYMENT.fetchrow(self.pool, id=cursor_id)
+            cursor = await resources.payment_by_id(self.pool, cursor_id)
             if (
                 cursor is None
                 or cursor["wallet_address_id"] != wallet["id"]
@@ -442,18 +341,8 @@ class _Sending:
             ):
                 raise bad("cursor names no outgoing payment of this listing")
         backward = last is not None
-        size = (last if backward else first) or _DEFAULT_PAGE
-        binds: dict[str, Any] = {"wallet_id": wallet["id"], "client": client, "limit": size + 1}
-        if cursor is not None:
-            binds |= {"at_time": cursor["created_at"], "at_id": cursor["id"]}
-            statement = _PAGE_BEFORE if backward else _PAGE_AFTER
-        else:
-            statement = _PAGE_LAST if backward else _PAGE_FIRST
-        rows = list(await statement.fetch(self.pool, **binds))
-        more = len(rows) > size
-        rows = rows[:size]
-        if backward:
-            rows.reverse()
+        size = (last if backward else first) or resources.DEFAULT_PAGE
+        rows, more = await resources.page(self.pool, wallet["id"], client, size, cursor, backward)
         pagination: dict[str, Any] = {
             "hasNextPage": cursor is not None if backward else more,
             "hasPreviousPage": more if backward else cursor is not None,
@@ -471,7 +360,7 @@ class _Sending:
     async def grant_spent(self, request: Request) -> Response:
         body = await self.server.body(request)
         grant = await self.server.authorize(request, body)
-        item = _outgoing_item(grant.access, None)
+        item = resources.outgoing_item(grant.access, None)
         if item is None:
             raise Refused(403, "insufficient_grant", "the grant has no outgoing-payment access")
         return JSONResponse(await self.spent_json(grant, item))
