@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from tests.interop.node import node_script
+from tests.loopback import serve
 from tests.openpayments.gnap_harness import (  # noqa: F401 (fixture auth)
     CLIENT,
     IDP_SECRET,
@@ -24,8 +25,11 @@ from tests.openpayments.gnap_harness import (  # noqa: F401 (fixture auth)
     auth_server,
 )
 
+from kiungo.auth.app import auth_app
+from kiungo.openpayments.client_signatures import ClientKeys
 from kiungo.openpayments.grants import introspect
 from kiungo.openpayments.jwk import private_key_to_pem
+from kiungo.runtime.receiver_fetch import receiver_client
 
 FINISH = "https://client.test/finished?session=7"
 LIMITS = {
@@ -343,3 +347,59 @@ async def test_the_open_payments_client_requests_and_continues_an_interactive_gr
         token = continued["body"]["access_token"]
         assert token["access"] == OUTGOING
         assert await introspect(auth.pool, token["value"], ("outgoing-payment", "create", CLIENT))
+
+
+async def test_the_development_consent_page_asks_in_the_browser_that_started(auth: Auth) -> None:
+    """``kiungo up``'s stand-in identity provider: the interaction start sends the browser to
+    the consent page, which shows the access asked for; the same browser accepts and is sent
+    through the finish to the client with the hash. Another browser is turned away."""
+    holder: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await holder["app"](scope, receive, send)
+
+    async with (
+        serve(app) as url,
+        receiver_client(refuse_private=False) as keys_http,
+        httpx.AsyncClient(timeout=10) as browser,
+        httpx.AsyncClient(timeout=10) as stranger,
+    ):
+        holder["app"] = auth_app(
+            auth.pool, url, client_keys=ClientKeys(auth.pool, keys_http), consent_page=True
+        )
+        grant_url = url + "/"
+        body = {
+            "client": CLIENT,
+            "access_token": {"access": OUTGOING},
+            "interact": interact("dev-nonce"),
+        }
+        granted = (await auth.send("POST", grant_url, body)).json()
+        page = await browser.get(granted["interact"]["redirect"], follow_redirects=True)
+        assert page.status_code == 200, page.text
+        assert "Accept" in page.text and CLIENT in page.text and "debitAmount" in page.text
+        form_url = str(page.url)
+        assert form_url.endswith("/consent")
+        assert (await stranger.get(form_url)).status_code == 401
+        refused = await stranger.post(form_url, data={"choice": "accept"})
+        assert refused.status_code == 401
+        assert await auth.pool.fetchval("SELECT interact_state FROM grants") == "PENDING"
+        bad = await browser.post(form_url, data={"choice": "maybe"})
+        assert bad.status_code == 400
+        accepted = await browser.post(form_url, data={"choice": "accept"})
+        assert accepted.status_code == 303
+        finished = await browser.get(accepted.headers["location"])
+        assert finished.status_code == 302, finished.text
+        params = {
+            k: v[0] for k, v in parse_qs(urlsplit(finished.headers["location"]).query).items()
+        }
+        assert params["hash"] == expected_hash(
+            "dev-nonce", granted["interact"]["finish"], params["interact_ref"], grant_url
+        )
+        cont = granted["continue"]
+        continued = await auth.send(
+            "POST",
+            cont["uri"],
+            {"interact_ref": params["interact_ref"]},
+            token=cont["access_token"]["value"],
+        )
+        assert continued.status_code == 200, continued.text

@@ -39,6 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kiungo.auth.consent import consent_routes
 from kiungo.auth.interaction import interaction_routes
 from kiungo.openpayments import grants, interactions
 from kiungo.openpayments.client_signatures import (
@@ -179,13 +180,18 @@ def auth_app(
     identity_server_url: str | None = None,
     identity_server_secret: str | None = None,
     interaction_expires_in: int = interactions.INTERACTION_EXPIRY_SECONDS,
+    consent_page: bool = False,
 ) -> Starlette:
     """The authorization server answering at ``public_url`` (what clients address: the URL
     signatures cover, and the base of the ``manage``, ``continue`` and interaction URLs it
     hands out), verifying clients with ``client_keys``; consent to interactive grants is asked
     of the identity provider at ``identity_server_url`` (none: they are refused), which
-    authenticates to the interaction API with ``identity_server_secret``."""
+    authenticates to the interaction API with ``identity_server_secret``. With
+    ``consent_page`` (development: ``kiungo up``), the server's own consent page
+    (:mod:`kiungo.auth.consent`) stands in for an identity provider that is not given."""
     base = public_url.rstrip("/")
+    if consent_page and identity_server_url is None:
+        identity_server_url = f"{base}/consent"
 
     async def verify(
         request: Request,
@@ -357,6 +363,7 @@ def auth_app(
             Route("/", grant_request, methods=["POST"]),
             Route("/token/{id}", token, methods=["POST", "DELETE"]),
             Route("/continue/{id}", continuation, methods=["POST", "DELETE"]),
+            *(consent_routes(pool, base) if consent_page else []),
             *interaction_routes(
                 pool,
                 base,
