@@ -220,14 +220,10 @@ class _Sending:
         if bounds is None:
             return nothing
         used = await grant_limits.spent(self.pool, grant.grant_id, bounds)
-        if used.payments == 0 or used.receive_asset is None:
+        if used.debit_asset is None or used.receive_asset is None:
             return nothing
-        identifier = item.get("identifier")
-        wallet = await self.server.wallet(identifier)
         return {
-            "spentDebitAmount": amount_json(
-                used.debit, wallet["asset_code"], wallet["asset_scale"]
-            ),
+            "spentDebitAmount": amount_json(used.debit, *used.debit_asset),
             "spentReceiveAmount": amount_json(used.receive, *used.receive_asset),
         }
 

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, String, bindparam, case, func, select
 
-from kiungo.models import Grant, OutgoingPayment, Quote
+from kiungo.models import Asset, Grant, OutgoingPayment, Quote
 from kiungo.models.sql import Statement, table
 from kiungo.openpayments.intervals import current_interval, parse_interval
 from kiungo.payments.outgoing.states import States
@@ -31,6 +31,7 @@ __all__ = ["GrantLimits", "Spent", "lock_grant", "spent", "window"]
 _p = table(OutgoingPayment)
 _q = table(Quote)
 _g = table(Grant)
+_a = table(Asset)
 
 _failed = _p.c.state == States.FAILED
 _SPENT = Statement(
@@ -53,8 +54,10 @@ _SPENT = Statement(
         func.count().label("payments"),
         func.max(_q.c.receive_asset_code).label("receive_asset_code"),
         func.max(_q.c.receive_asset_scale).label("receive_asset_scale"),
+        func.max(_a.c.code).label("debit_asset_code"),
+        func.max(_a.c.scale).label("debit_asset_scale"),
     )
-    .select_from(_p.join(_q, _q.c.id == _p.c.quote_id))
+    .select_from(_p.join(_q, _q.c.id == _p.c.quote_id).join(_a, _a.c.id == _q.c.asset_id))
     .where(
         _p.c.grant_id == bindparam("grant_id", type_=String),
         _p.c.state != States.CANCELLED,
@@ -105,7 +108,9 @@ class Spent:
     debit: int
     receive: int
     payments: int
-    # The receivers' asset (one of them, should the grant's payments have paid several).
+    # The payments' assets (None without payments; one of them, should the grant's payments
+    # have paid receivers in several).
+    debit_asset: tuple[str, int] | None = None
     receive_asset: tuple[str, int] | None = None
 
 
@@ -130,9 +135,12 @@ async def spent(
     """What the grant's payments created within ``bounds`` spent."""
     row = await _SPENT.fetchrow(executor, grant_id=str(grant_id), since=bounds[0], until=bounds[1])
     assert row is not None
-    asset = (
-        None
-        if row["receive_asset_code"] is None
-        else (row["receive_asset_code"], int(row["receive_asset_scale"]))
+    if row["debit_asset_code"] is None:
+        return Spent(int(row["debit"]), int(row["receive"]), int(row["payments"]))
+    return Spent(
+        int(row["debit"]),
+        int(row["receive"]),
+        int(row["payments"]),
+        (row["debit_asset_code"], int(row["debit_asset_scale"])),
+        (row["receive_asset_code"], int(row["receive_asset_scale"])),
     )
-    return Spent(int(row["debit"]), int(row["receive"]), int(row["payments"]), asset)
