@@ -520,3 +520,15 @@ async def test_the_operator_lists_reads_and_revokes_grants_through_the_admin_api
     assert again.code == "NOT_FOUND"
     assert (await op_node.admin.error(GRANT, {"id": str(uuid.uuid4())})).code == "NOT_FOUND"
     assert (await op_node.admin.error(GRANT, {"id": "nope"})).code == "BAD_USER_INPUT"
+
+
+async def test_wallet_addresses_named_like_the_sending_routes_are_still_served(
+    op_node: OpNode,
+) -> None:
+    """``GET`` without a token on ``/quotes`` or ``/outgoing-payments`` is no Open Payments
+    request: a wallet address at that path answers its document there, as before."""
+    for name in ("quotes", "outgoing-payments", "outgoing-payment-grant"):
+        _, url = await op_node.wallet(name)
+        response = await op_node.http.get(url, headers={"Accept": "application/json"})
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["id"] == url

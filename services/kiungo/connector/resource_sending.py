@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from kiungo.connector.resource_server import _ResourceServer
 
 __all__ = ["sending_routes"]
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 OUTGOING = "outgoing-payment"
 QUOTE = "quote"
@@ -362,9 +364,22 @@ class _Sending:
         return JSONResponse(await self.spent_json(grant, item))
 
 
-def sending_routes(server: _ResourceServer, guarded: Any) -> list[Route]:
-    """The sending side's routes, each refusal answered by ``guarded``."""
+def sending_routes(
+    server: _ResourceServer, guarded: Callable[[Handler], Handler], fallback: Handler
+) -> list[Route]:
+    """The sending side's routes, each refusal answered by ``guarded``. A ``GET`` without
+    ``Authorization`` is no Open Payments request (every one of these needs a token): it goes
+    to ``fallback`` (SPSP and wallet address documents), for a wallet address whose path these
+    routes would shadow (``/quotes``, ``/outgoing-payments/…``)."""
     sending = _Sending(server)
+
+    def authorized_get(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            if request.method == "GET" and "authorization" not in request.headers:
+                return await fallback(request)
+            return await guarded(handler)(request)
+
+        return run
 
     async def payments(request: Request) -> Response:
         if request.method == "POST":
@@ -373,8 +388,8 @@ def sending_routes(server: _ResourceServer, guarded: Any) -> list[Route]:
 
     return [
         Route("/quotes", guarded(sending.create_quote), methods=["POST"]),
-        Route("/quotes/{id}", guarded(sending.get_quote), methods=["GET"]),
-        Route("/outgoing-payments", guarded(payments), methods=["GET", "POST"]),
-        Route("/outgoing-payments/{id}", guarded(sending.get_payment), methods=["GET"]),
-        Route("/outgoing-payment-grant", guarded(sending.grant_spent), methods=["GET"]),
+        Route("/quotes/{id}", authorized_get(sending.get_quote), methods=["GET"]),
+        Route("/outgoing-payments", authorized_get(payments), methods=["GET", "POST"]),
+        Route("/outgoing-payments/{id}", authorized_get(sending.get_payment), methods=["GET"]),
+        Route("/outgoing-payment-grant", authorized_get(sending.grant_spent), methods=["GET"]),
     ]

@@ -415,5 +415,5 @@ def resource_routes(
         Route("/incoming-payments", guarded(collection), methods=["GET", "POST"]),
         Route("/incoming-payments/{id}", guarded(one), methods=["GET", "OPTIONS"]),
         Route("/incoming-payments/{id}/complete", guarded(server.complete), methods=["POST"]),
-        *sending_routes(server, guarded),
+        *sending_routes(server, guarded, fallback),
     ]
