@@ -2,8 +2,9 @@
 
 Starts Postgres and Redis (the machine's, from DATABASE_URL/REDIS_URL, or embedded ones from
 the pip wheels in KIUNGO_DATA_DIR), applies the migrations, and runs the connector, the
-backend (the admin API and its workers) and the authorization server (GNAP, on AUTH_PORT),
-printing where everything is. Ctrl-C (or SIGTERM) stops it all.
+backend (the admin API and its workers) and the authorization server (GNAP, on AUTH_PORT;
+without IDENTITY_SERVER_URL, its development consent page asks for consent to interactive
+grants), printing where everything is. Ctrl-C (or SIGTERM) stops it all.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
                     settings.auth_server_grant_url,
                     client_keys=client_keys(settings, node.pool, node.receiver_http),
                     expires_in=settings.access_token_expiry_seconds,
+                    identity_server_url=settings.identity_server_url,
+                    identity_server_secret=settings.identity_server_secret,
+                    interaction_expires_in=settings.interaction_expiry_seconds,
+                    # Without an identity provider, the development consent page stands in.
+                    consent_page=settings.identity_server_url is None,
                 )
                 auth = backend_http_server(grants, args.host, settings.auth_port)
                 servers = [connector.serve(), backend.serve(), auth.serve()]
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                         ).serve()
                     )
                     peering = f"  auto-peering http://{args.host}:{port}/  (ENABLE_AUTO_PEERING)\n"
+                consent = settings.identity_server_url or "development page, no login"
                 signed = "signed" if settings.admin_api_secret else "unsigned: loopback only"
                 print(
                     "Kiungo is up\n"
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                     f"  admin API    http://{args.host}:{settings.admin_port}/graphql"
                     f"  ({signed}; /livez, /readyz, /metrics)\n"
                     f"  auth server  http://{args.host}:{settings.auth_port}"
-                    f"  (GNAP, for {settings.auth_server_grant_url})\n"
+                    f"  (GNAP, for {settings.auth_server_grant_url}; consent: {consent})\n"
                     f"{peering}"
                     f"  postgres     {'DATABASE_URL' if settings.database_url else database}\n"
                     f"  redis        {'REDIS_URL' if settings.redis_url else redis}\n"

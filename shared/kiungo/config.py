@@ -199,6 +199,17 @@ class Settings:
     at the root of AUTH_SERVER_GRANT_URL, which a proxy maps to this port."""
     access_token_expiry_seconds: int = 600
     """``ACCESS_TOKEN_EXPIRY_SECONDS``: the lifetime of a GNAP access token."""
+    identity_server_url: str | None = None
+    """``IDENTITY_SERVER_URL``: the operator's identity provider, where the authorization
+    server sends the account holder's browser to consent to an interactive grant (with
+    ``interactId``, ``nonce``, ``clientName`` and ``clientUri`` in its query), as Rafiki does.
+    Unset: interactive grants are refused."""
+    identity_server_secret: str | None = dataclasses.field(default=None, repr=False)
+    """``IDENTITY_SERVER_SECRET``: what the identity provider sends as ``x-idp-secret`` to the
+    interaction API (``GET /grant/{id}/{nonce}``, ``POST /grant/{id}/{nonce}/accept|reject``).
+    Unset: the interaction API refuses every call."""
+    interaction_expiry_seconds: int = 600
+    """``INTERACTION_EXPIRY_SECONDS``: how long the account holder has to consent."""
     enable_auto_peering: bool = False
     """``ENABLE_AUTO_PEERING``: the backend also serves Rafiki's auto-peering endpoint (``POST /``
     on AUTO_PEERING_SERVER_PORT), where another node makes itself a peer of this one."""
@@ -335,6 +346,11 @@ class Settings:
             auth_port=read.value("AUTH_PORT", _port, cls.auth_port),
             access_token_expiry_seconds=read.value(
                 "ACCESS_TOKEN_EXPIRY_SECONDS", _positive_int, cls.access_token_expiry_seconds
+            ),
+            identity_server_url=read.value("IDENTITY_SERVER_URL", _http_url, None),
+            identity_server_secret=read.value("IDENTITY_SERVER_SECRET", str, None),
+            interaction_expiry_seconds=read.value(
+                "INTERACTION_EXPIRY_SECONDS", _positive_int, cls.interaction_expiry_seconds
             ),
             enable_auto_peering=read.value(
                 "ENABLE_AUTO_PEERING", _boolean, cls.enable_auto_peering

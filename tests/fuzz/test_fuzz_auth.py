@@ -14,13 +14,20 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.openpayments.gnap_harness import CLIENT, INCOMING, Auth, auth_server  # noqa: F401 (fixture auth)
+from tests.openpayments.gnap_harness import (  # noqa: F401 (fixture auth)
+    CLIENT,
+    IDP_SECRET,
+    INCOMING,
+    Auth,
+    auth_server,
+)
 
 from kiungo.openpayments.http_signatures import sign_request
 from kiungo.openpayments.jwk import public_key_to_jwk
@@ -210,3 +217,118 @@ async def test_signed_grant_requests_with_random_client_jwks_never_5xx(auth: Aut
     await run_in_thread(check)
     rows = await auth.rows()
     assert len(rows[0]) == len(before[0]) + granted
+
+
+async def test_interactive_grant_requests_and_interaction_calls_never_5xx(auth: Auth) -> None:
+    """Signed grant requests with random ``interact`` and ``limits``, and random calls of the
+    interaction routes (with and without the identity provider's secret): never a 5xx."""
+    pending = await auth.send(
+        "POST",
+        auth.url,
+        {
+            "client": CLIENT,
+            "access_token": {
+                "access": [
+                    {"type": "outgoing-payment", "actions": ["create"], "identifier": CLIENT}
+                ]
+            },
+            "interact": {
+                "start": ["redirect"],
+                "finish": {"method": "redirect", "uri": "https://c.test/f", "nonce": "n"},
+            },
+        },
+    )
+    assert pending.status_code == 200, pending.text
+    redirect = pending.json()["interact"]["redirect"]
+    _, _, interact_id, nonce = redirect.removeprefix(auth.url.rstrip("/")).split("/")
+    interaction_paths = [
+        f"interact/{interact_id}/{nonce}",
+        f"interact/{interact_id}/{nonce}/finish",
+        f"grant/{interact_id}/{nonce}",
+        f"grant/{interact_id}/{nonce}/accept",
+        f"grant/{interact_id}/{nonce}/reject",
+        f"grant/{interact_id}/x/accept",
+        f"grant/{uuid.uuid4()}/{nonce}",
+    ]
+    limits = st.fixed_dictionaries(
+        {},
+        optional={
+            "debitAmount": json_values()
+            | st.just({"value": "1", "assetCode": "USD", "assetScale": 2}),
+            "receiveAmount": json_values(),
+            "interval": st.sampled_from(
+                ["R/2026-01-01T00:00:00Z/P1M", "R5/2026-01-01/PT1S", "R/P1D/2026-01-01", "R0/x/y"]
+            )
+            | TEXT,
+            "receiver": json_values(),
+        },
+    )
+    interact = st.fixed_dictionaries(
+        {},
+        optional={
+            "start": st.lists(st.sampled_from(["redirect", "user_code"]) | TEXT, max_size=3),
+            "finish": st.fixed_dictionaries(
+                {},
+                optional={
+                    "method": st.sampled_from(["redirect", "push"]) | json_values(),
+                    "uri": st.sampled_from(["https://c.test/f", "javascript:x", "c.test"])
+                    | json_values(),
+                    "nonce": TEXT | json_values(),
+                },
+            )
+            | json_values(),
+        },
+    )
+
+    @FUZZ
+    @given(
+        grant=st.fixed_dictionaries(
+            {
+                "access": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "type": st.just("outgoing-payment"),
+                            "actions": st.lists(
+                                st.sampled_from(["create", "read", "list", "read-all"]),
+                                max_size=3,
+                            ),
+                            "identifier": st.just(CLIENT) | json_values(),
+                        },
+                        optional={"limits": limits | json_values()},
+                    ),
+                    min_size=1,
+                    max_size=2,
+                ),
+                "interact": interact | json_values(),
+            }
+        ),
+        call=st.tuples(
+            st.sampled_from(["GET", "POST"]),
+            st.sampled_from(interaction_paths) | TEXT.map(lambda t: "grant/" + t.lstrip("/")),
+            st.sampled_from([None, IDP_SECRET, "x"]),
+        ),
+    )
+    def check(client: httpx.Client, grant: dict[str, Any], call: tuple[str, str, Any]) -> None:
+        body = json.dumps(
+            {
+                "client": CLIENT,
+                "access_token": {"access": grant["access"]},
+                "interact": grant["interact"],
+            }
+        ).encode()
+        headers = sign_request(
+            method="POST",
+            target_uri=auth.url,
+            headers={},
+            body=body,
+            private_key=auth.key,
+            key_id=auth.kid,
+            created=int(time.time()),
+        )
+        assert_refused_well(client.post(auth.url, headers=headers, content=body))
+        method, path, secret = call
+        extra = {} if secret is None else {"x-idp-secret": secret}
+        response = client.request(method, auth.url + path, headers=extra, follow_redirects=False)
+        assert response.status_code < 500, response.text
+
+    await run_in_thread(check)

@@ -238,3 +238,107 @@ async def test_mutated_signed_requests_never_5xx_and_change_nothing(op_node: OpN
 
     await run_in_thread(check)
     assert await op_node.rows() == before
+
+
+def sending_like(
+    wallets: list[str], receivers: list[str], quotes: list[str]
+) -> st.SearchStrategy[Any]:
+    """Bodies of quote and outgoing payment creations, valid and not."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "walletAddress": st.sampled_from(wallets) | json_values(),
+            "receiver": st.sampled_from(receivers) | json_values(),
+            "method": st.sampled_from(["ilp", "ILP"]) | json_values(),
+            "debitAmount": amounts() | json_values(),
+            "receiveAmount": amounts() | json_values(),
+            "quoteId": st.sampled_from(quotes) | json_values(),
+            "metadata": json_values(),
+            "incomingPayment": st.sampled_from(receivers) | json_values(),
+        },
+    )
+
+
+async def test_signed_sending_requests_with_random_bodies_and_queries_never_5xx(
+    op_node: OpNode,
+) -> None:
+    """The sending side (quotes, outgoing payments, spent amounts) with a token allowing all of
+    it and random bodies, ids and queries: never a 5xx, never a signature refusal."""
+    alice = await op_node.client()
+    _, bob = await op_node.wallet()
+    incoming = (await alice.grant(incoming_access(["create"], bob)))["value"]
+    receiver = (await alice.create(incoming, {"walletAddress": bob})).json()["id"]
+    access: list[dict[str, Any]] = [
+        {"type": "quote", "actions": ["create", "read", "read-all"]},
+        {
+            "type": "outgoing-payment",
+            "actions": ["create", "read", "read-all", "list", "list-all"],
+            "identifier": alice.url,
+            "limits": {"debitAmount": {"value": "1000", "assetCode": "USD", "assetScale": 2}},
+        },
+    ]
+    token = (await alice.interactive_grant(access))["value"]
+    made = await alice.send(
+        "POST",
+        f"{op_node.url}/quotes",
+        {
+            "walletAddress": alice.url,
+            "receiver": receiver,
+            "method": "ilp",
+            "receiveAmount": {"value": "5", "assetCode": "USD", "assetScale": 2},
+        },
+        token=token,
+    )
+    assert made.status_code == 201, made.text
+    quote_id = made.json()["id"]
+    wallets = [alice.url, bob, f"{op_node.url}/nobody", "x"]
+    receivers = [receiver, bob, f"{op_node.url}/incoming-payments/{uuid.uuid4()}", "$x.test"]
+    quotes = [quote_id, f"{op_node.url}/quotes/{uuid.uuid4()}", "x"]
+    query_value = TEXT | st.sampled_from(["0", "1", "100", "101", str(uuid.uuid4()), *wallets])
+
+    @FUZZ
+    @given(
+        kind=st.sampled_from(["quote", "pay", "get-quote", "get-payment", "list", "spent"]),
+        body=sending_like(wallets, receivers, quotes).map(lambda v: json.dumps(v).encode())
+        | st.binary(max_size=200),
+        query=st.fixed_dictionaries(
+            {"wallet-address": st.sampled_from(wallets)},
+            optional={name: query_value for name in ("first", "last", "cursor")},
+        ),
+        tail=TEXT.filter(lambda t: t not in (".", "..")) | st.just(str(uuid.uuid4())),
+    )
+    def check(
+        client: httpx.Client, kind: str, body: bytes, query: dict[str, str], tail: str
+    ) -> None:
+        method = "POST" if kind in ("quote", "pay") else "GET"
+        url = {
+            "quote": f"{op_node.url}/quotes",
+            "pay": f"{op_node.url}/outgoing-payments",
+            "get-quote": f"{op_node.url}/quotes/{quote(tail, safe='')}",
+            "get-payment": f"{op_node.url}/outgoing-payments/{quote(tail, safe='')}",
+            "list": str(httpx.URL(f"{op_node.url}/outgoing-payments", params=query)),
+            "spent": f"{op_node.url}/outgoing-payment-grant",
+        }[kind]
+        raw = body if method == "POST" else b""
+        headers = {"Authorization": f"GNAP {token}"}
+        headers |= sign_request(
+            method=method,
+            target_uri=url,
+            headers=headers,
+            body=raw or None,
+            private_key=alice.key,
+            key_id=alice.kid,
+            created=int(time.time()),
+        )
+        response = client.request(method, url, headers=headers, content=raw)
+        assert_refused_well(response)
+        assert response.status_code != 401, (url, raw, response.text)
+
+    await run_in_thread(check)
+    # Whatever was paid stayed within the grant's limit.
+    spent = await op_node.pool.fetchval(
+        "SELECT coalesce(sum(q.debit_amount), 0) FROM outgoing_payments p"
+        " JOIN quotes q ON q.id = p.quote_id WHERE p.client = $1",
+        alice.url,
+    )
+    assert int(spent) <= 1000

@@ -5,8 +5,10 @@
 //
 // Usage: open_payments_grants.js <client wallet address URL> <PKCS#8 PEM private key file> <key id>
 // One JSON request per stdin line; runs until stdin closes. An "id" in a request is echoed.
-//   {"op":"grant","url":"<auth server URL>","access":[{...access item...}]}
-//     grant.request({url}, {access_token: {access}})
+//   {"op":"grant","url":"<auth server URL>","access":[{...access item...}],"interact":{...}?}
+//     grant.request({url}, {access_token: {access}, interact?})
+//   {"op":"continue","url":"<continue URI>","accessToken":"<value>","interactRef":"…"}
+//     grant.continue({url, accessToken}, {interact_ref})
 //   {"op":"rotate","url":"<manage URL>","accessToken":"<value>"}   token.rotate
 //   {"op":"revoke","url":"<manage URL>","accessToken":"<value>"}   token.revoke
 //   {"op":"cancel","url":"<continue URI>","accessToken":"<value>"} grant.cancel
@@ -19,6 +21,15 @@
 //   {"op":"completeIncoming","url":"<incoming payment id>","accessToken":"…"}
 //                                                                  incomingPayment.complete
 //   {"op":"getPublicIncoming","url":"<incoming payment id>"}  an unauthenticated client's get
+// Quotes and outgoing payments (same client, same signing):
+//   {"op":"createQuote","url":"<resource server>","accessToken":"…","body":{walletAddress,…}}
+//   {"op":"getQuote","url":"<quote id>","accessToken":"…"}
+//   {"op":"createOutgoing","url":"<resource server>","accessToken":"…","body":{…}}
+//   {"op":"getOutgoing","url":"<outgoing payment id>","accessToken":"…"}
+//   {"op":"listOutgoing","url":"<resource server>","accessToken":"…","walletAddress":"…",
+//    "pagination":{…}?}
+//   {"op":"grantSpent","url":"<resource server>","accessToken":"…"}
+//                                                  outgoingPayment.getGrantSpentAmounts
 // One JSON answer per line:
 //   {"ok":true,"body":{...the response the client returned...}|null}
 //   {"ok":false,"error":"<message>","description":"…","status":401|null,"code":"…"|null,
@@ -33,7 +44,18 @@ async function answer(client, anonymous, request) {
   let body
   switch (request.op) {
     case 'grant':
-      body = await client.grant.request({ url: request.url }, { access_token: { access: request.access } })
+      body = await client.grant.request(
+        { url: request.url },
+        request.interact === undefined
+          ? { access_token: { access: request.access } }
+          : { access_token: { access: request.access }, interact: request.interact }
+      )
+      break
+    case 'continue':
+      body = await client.grant.continue(
+        { url: request.url, accessToken: request.accessToken },
+        { interact_ref: request.interactRef }
+      )
       break
     case 'rotate':
       body = await client.token.rotate({ url: request.url, accessToken: request.accessToken })
@@ -61,6 +83,33 @@ async function answer(client, anonymous, request) {
       break
     case 'completeIncoming':
       body = await client.incomingPayment.complete({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'createQuote':
+      body = await client.quote.create({ url: request.url, accessToken: request.accessToken }, request.body)
+      break
+    case 'getQuote':
+      body = await client.quote.get({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'createOutgoing':
+      body = await client.outgoingPayment.create(
+        { url: request.url, accessToken: request.accessToken },
+        request.body
+      )
+      break
+    case 'getOutgoing':
+      body = await client.outgoingPayment.get({ url: request.url, accessToken: request.accessToken })
+      break
+    case 'listOutgoing':
+      body = await client.outgoingPayment.list(
+        { url: request.url, accessToken: request.accessToken, walletAddress: request.walletAddress },
+        request.pagination
+      )
+      break
+    case 'grantSpent':
+      body = await client.outgoingPayment.getGrantSpentAmounts({
+        url: request.url,
+        accessToken: request.accessToken,
+      })
       break
     case 'getPublicIncoming':
       body = await anonymous.incomingPayment.get({ url: request.url })

@@ -26,9 +26,12 @@ from kiungo.openpayments.wallet_address_keys import create_key, parse_jwk
 from kiungo.runtime.db import create_pool
 from kiungo.runtime.receiver_fetch import receiver_client
 
-__all__ = ["CLIENT", "INCOMING", "Auth", "auth_server"]
+__all__ = ["CLIENT", "IDP_SECRET", "IDP_URL", "INCOMING", "Auth", "auth_server"]
 
 CLIENT = "https://wallet.test/alice"
+# The identity provider the authorization server sends browsers to, and its secret.
+IDP_URL = "https://idp.test/consent?tenant=1"
+IDP_SECRET = "idp-secret-for-tests"
 INCOMING = [{"type": "incoming-payment", "actions": ["create", "read", "list", "complete"]}]
 
 
@@ -119,7 +122,13 @@ async def auth_server(database_url: str) -> AsyncIterator[Auth]:
             httpx.AsyncClient(timeout=10) as http,
             receiver_client(refuse_private=False) as keys_http,
         ):
-            holder["app"] = auth_app(pool, url, client_keys=ClientKeys(pool, keys_http))
+            holder["app"] = auth_app(
+                pool,
+                url,
+                client_keys=ClientKeys(pool, keys_http),
+                identity_server_url=IDP_URL,
+                identity_server_secret=IDP_SECRET,
+            )
             yield Auth(url + "/", pool, http, key, "alice-key")
     finally:
         await pool.close()

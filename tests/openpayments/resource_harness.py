@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import httpx
@@ -38,7 +39,12 @@ from kiungo.openpayments.jwk import public_key_to_jwk
 from kiungo.runtime.db import create_pool
 from kiungo.runtime.receiver_fetch import receiver_client
 
-__all__ = ["Client", "OpNode", "incoming_access", "op_node_fixture"]
+__all__ = ["IDP_SECRET", "Client", "OpNode", "incoming_access", "op_node_fixture"]
+
+# The identity provider the node's authorization server sends browsers to, and its secret.
+IDP_URL = "https://idp.test/consent"
+IDP_SECRET = "resource-harness-idp-secret"
+FINISH_URI = "https://client.test/finished"
 
 KEY_MUTATION = """
 mutation($input: CreateWalletAddressKeyInput!) {
@@ -105,6 +111,45 @@ class Client:
         )
         assert response.status_code == 200, response.text
         token: dict[str, Any] = response.json()["access_token"]
+        return token
+
+    async def interactive_grant(self, access: list[dict[str, Any]]) -> dict[str, Any]:
+        """An interactive grant's access token: requested with a redirect interaction,
+        consented to through the interaction API as the identity provider calls it, the
+        browser's finish followed, then continued with the interaction reference."""
+        node = self.node
+        response = await self.send(
+            "POST",
+            node.auth_url,
+            {
+                "client": self.url,
+                "access_token": {"access": access},
+                "interact": {
+                    "start": ["redirect"],
+                    "finish": {"method": "redirect", "uri": FINISH_URI, "nonce": "n"},
+                },
+            },
+        )
+        assert response.status_code == 200, response.text
+        granted = response.json()
+        async with httpx.AsyncClient(timeout=10) as browser:
+            started = await browser.get(granted["interact"]["redirect"])
+            assert started.status_code == 302, started.text
+            query = dict(parse_qsl(urlsplit(started.headers["location"]).query))
+            where = f"{node.auth_url}/grant/{query['interactId']}/{query['nonce']}"
+            chosen = await browser.post(f"{where}/accept", headers={"x-idp-secret": IDP_SECRET})
+            assert chosen.status_code == 202, chosen.text
+            finished = await browser.get(
+                f"{node.auth_url}/interact/{query['interactId']}/{query['nonce']}/finish"
+            )
+            assert finished.status_code == 302, finished.text
+        ref = dict(parse_qsl(urlsplit(finished.headers["location"]).query))["interact_ref"]
+        cont = granted["continue"]
+        continued = await self.send(
+            "POST", cont["uri"], {"interact_ref": ref}, token=cont["access_token"]["value"]
+        )
+        assert continued.status_code == 200, continued.text
+        token: dict[str, Any] = continued.json()["access_token"]
         return token
 
     async def create(self, token: str, body: dict[str, Any]) -> httpx.Response:
@@ -196,7 +241,13 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
                 serve(auth) as auth_url,
                 receiver_client(refuse_private=False) as keys_http,
             ):
-                holder["app"] = auth_app(pool, auth_url, client_keys=ClientKeys(pool, keys_http))
+                holder["app"] = auth_app(
+                    pool,
+                    auth_url,
+                    client_keys=ClientKeys(pool, keys_http),
+                    identity_server_url=IDP_URL,
+                    identity_server_secret=IDP_SECRET,
+                )
                 settings = replace(
                     node_settings(None, prefix),
                     open_payments_url=url,

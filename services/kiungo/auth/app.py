@@ -8,13 +8,16 @@ auth-server.yaml has it), served at the root of its public URL (AUTH_SERVER_GRAN
   grant). The request must be signed (RFC 9421) with one of the client's keys
   (:class:`kiungo.openpayments.client_signatures.ClientKeys`); keys that cannot be had are a 400
   ``invalid_client``. Access to ``incoming-payment`` and ``quote`` is granted at once (200 with
-  ``access_token`` and ``continue``); ``outgoing-payment`` needs interaction, which is not offered
-  yet (400 ``invalid_request``).
+  ``access_token`` and ``continue``); ``outgoing-payment`` needs the account holder's consent:
+  the request must carry ``interact: {start: ["redirect"], finish: {method: "redirect", uri,
+  nonce}}`` and is answered with ``interact.redirect`` (where the client sends the browser:
+  :mod:`kiungo.auth.interaction`) and ``continue``, with no token yet.
 - ``POST /token/{id}`` rotates, ``DELETE /token/{id}`` revokes an access token, authorized by
   ``Authorization: GNAP <that token>`` and signed by the grant's client.
 - ``GET /livez`` and ``GET /readyz`` (Postgres answers), as the other services have them.
-- ``POST /continue/{id}`` (no grant is ever pending, so 401 ``request_denied``) and
-  ``DELETE /continue/{id}`` (cancel: the grant and its tokens end), authorized by the
+- ``POST /continue/{id}`` with ``{"interact_ref": …}`` once consent was given: the access
+  token (the reference is used once; without it, or before consent, 401 ``request_denied``),
+  and ``DELETE /continue/{id}`` (cancel: the grant and its tokens end), authorized by the
   continuation token and signed by the client.
 
 Every refusal is ``{"error": {"code", "description"}}`` and changes nothing. State is only in
@@ -28,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from starlette.applications import Starlette
@@ -35,7 +39,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kiungo.openpayments import grants
+from kiungo.auth.consent import consent_routes
+from kiungo.auth.interaction import interaction_routes
+from kiungo.openpayments import grants, interactions
 from kiungo.openpayments.client_signatures import (
     ClientKeys,
     UnknownClient,
@@ -51,6 +57,10 @@ __all__ = ["MAX_BODY_BYTES", "auth_app"]
 
 MAX_BODY_BYTES = 64 * 1024
 _GNAP = "gnap "
+_MAX_NONCE = 256
+_MAX_REF = 64
+# Seconds a client is asked to wait between continuation requests (Rafiki's WAIT_SECONDS).
+_WAIT_SECONDS = 5
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
@@ -92,6 +102,16 @@ def _id(request: Request) -> uuid.UUID | None:
         return None
 
 
+def _interact_ref(body: bytes) -> str | None:
+    """The ``interact_ref`` of a continuation request's body, if it has one."""
+    try:
+        document = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return None
+    ref = document.get("interact_ref") if isinstance(document, dict) else None
+    return ref if isinstance(ref, str) and 0 < len(ref) <= _MAX_REF else None
+
+
 def _access_json(raw: Any) -> list[dict[str, Any]]:
     return list(grants.stored_json(raw))
 
@@ -115,6 +135,40 @@ def _client(document: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
     return client, None
 
 
+def _interact(document: Mapping[str, Any]) -> tuple[str, str]:
+    """The client's redirect finish (its nonce and URI) from a grant request's ``interact``."""
+    interact = document.get("interact")
+    if not isinstance(interact, Mapping):
+        raise _Refused(400, "invalid_request", "outgoing-payment access requires interact")
+    start = interact.get("start")
+    finish = interact.get("finish")
+    if not isinstance(start, list) or "redirect" not in start:
+        raise _Refused(400, "invalid_request", 'interact.start must include "redirect"')
+    if (
+        not isinstance(finish, Mapping)
+        or finish.get("method") != "redirect"
+        or not isinstance(finish.get("nonce"), str)
+        or not 0 < len(finish["nonce"]) <= _MAX_NONCE
+        or not isinstance(finish.get("uri"), str)
+    ):
+        raise _Refused(
+            400, "invalid_request", 'interact.finish must be {"method": "redirect", uri, nonce}'
+        )
+    uri = finish["uri"]
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or len(uri) > 2048
+    ):
+        raise _Refused(400, "invalid_request", "interact.finish.uri must be an http(s) URL")
+    return finish["nonce"], uri
+
+
 def auth_app(
     pool: asyncpg.Pool,
     public_url: str,
@@ -123,11 +177,21 @@ def auth_app(
     expires_in: int = grants.ACCESS_TOKEN_EXPIRY_SECONDS,
     max_skew: int = DEFAULT_MAX_SKEW_SECONDS,
     clock: Callable[[], float] = time.time,
+    identity_server_url: str | None = None,
+    identity_server_secret: str | None = None,
+    interaction_expires_in: int = interactions.INTERACTION_EXPIRY_SECONDS,
+    consent_page: bool = False,
 ) -> Starlette:
     """The authorization server answering at ``public_url`` (what clients address: the URL
-    signatures cover, and the base of the ``manage`` and ``continue`` URLs it hands out),
-    verifying clients with ``client_keys``."""
+    signatures cover, and the base of the ``manage``, ``continue`` and interaction URLs it
+    hands out), verifying clients with ``client_keys``; consent to interactive grants is asked
+    of the identity provider at ``identity_server_url`` (none: they are refused), which
+    authenticates to the interaction API with ``identity_server_secret``. With
+    ``consent_page`` (development: ``kiungo up``), the server's own consent page
+    (:mod:`kiungo.auth.consent`) stands in for an identity provider that is not given."""
     base = public_url.rstrip("/")
+    if consent_page and identity_server_url is None:
+        identity_server_url = f"{base}/consent"
 
     async def verify(
         request: Request,
@@ -186,8 +250,29 @@ def auth_app(
                 access = grants.parse_access(access_token.get("access"))
             except grants.AccessRefused as exc:
                 raise _Refused(400, exc.code, exc.description) from None
+            finish = _interact(document) if grants.needs_interaction(access) else None
+            if finish is not None and identity_server_url is None:
+                raise _Refused(400, "invalid_interaction", "interaction is not offered here")
         except _Refused as refused:
             return refused.response
+        if finish is not None:
+            created = await interactions.create_interactive_grant(
+                pool, client, access, client_jwk, *finish, interaction_expires_in
+            )
+            return JSONResponse(
+                {
+                    "interact": {
+                        "redirect": f"{base}/interact/{created.interact_id}/"
+                        f"{created.interact_nonce}",
+                        "finish": created.interact_nonce,
+                    },
+                    "continue": {
+                        "access_token": {"value": created.continue_value},
+                        "uri": f"{base}/continue/{created.grant_id}",
+                        "wait": _WAIT_SECONDS,
+                    },
+                }
+            )
         grant_id, token, continue_value = await grants.create_grant(
             pool, client, access, expires_in, client_jwk
         )
@@ -253,8 +338,24 @@ def auth_app(
         if request.method == "DELETE":
             await grants.cancel_grant(pool, grant_id, value)
             return Response(status_code=204)
-        # Grants are approved when requested; there is never an interaction to continue.
-        return _error(401, "request_denied", "grant cannot be continued")
+        interact_ref = _interact_ref(body)
+        issued = (
+            None
+            if interact_ref is None or grant["interact_id"] is None
+            else await interactions.continue_grant(pool, grant_id, value, interact_ref, expires_in)
+        )
+        if issued is None:
+            return _error(401, "request_denied", "grant cannot be continued")
+        access = _access_json(grant["access"])
+        return JSONResponse(
+            {
+                "access_token": token_json(issued, access),
+                "continue": {
+                    "access_token": {"value": value},
+                    "uri": f"{base}/continue/{grant_id}",
+                },
+            }
+        )
 
     return Starlette(
         routes=[
@@ -262,5 +363,12 @@ def auth_app(
             Route("/", grant_request, methods=["POST"]),
             Route("/token/{id}", token, methods=["POST", "DELETE"]),
             Route("/continue/{id}", continuation, methods=["POST", "DELETE"]),
+            *(consent_routes(pool, base) if consent_page else []),
+            *interaction_routes(
+                pool,
+                base,
+                identity_server_url=identity_server_url,
+                identity_server_secret=identity_server_secret,
+            ),
         ]
     )

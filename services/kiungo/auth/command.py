@@ -50,6 +50,9 @@ async def _serve(
                 settings.auth_server_grant_url,
                 client_keys=client_keys(settings, pool, http),
                 expires_in=settings.access_token_expiry_seconds,
+                identity_server_url=settings.identity_server_url,
+                identity_server_secret=settings.identity_server_secret,
+                interaction_expires_in=settings.interaction_expiry_seconds,
             )
             await serve_until_stopped(http_server(app, host, settings.auth_port), listener)
         finally:

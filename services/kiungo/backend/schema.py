@@ -26,6 +26,7 @@ from graphql import (
 from kiungo.backend.api.assets import AssetMutation, AssetQuery, FeeMutation
 from kiungo.backend.api.auto_peering import AutoPeeringMutation
 from kiungo.backend.api.common import SCALARS
+from kiungo.backend.api.grants import GrantMutation, GrantQuery
 from kiungo.backend.api.incoming_payments import IncomingPaymentMutation, IncomingPaymentQuery
 from kiungo.backend.api.liquidity import (
     AssetLiquidityMutation,
@@ -66,6 +67,7 @@ class Query(
     OutgoingPaymentQuery,
     ReceiverQuery,
     TenantQuery,
+    GrantQuery,
 ):
     pass
 
@@ -85,6 +87,7 @@ class Mutation(
     QuoteMutation,
     OutgoingPaymentMutation,
     ReceiverMutation,
+    GrantMutation,
 ):
     pass
 

@@ -52,6 +52,7 @@ from kiungo.connector.resource_inputs import (
     parse_page_size,
     storable,
 )
+from kiungo.connector.resource_sending import sending_routes
 from kiungo.connector.spsp import incoming_payment_spsp
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
 from kiungo.ledger import reads as ledger_reads
@@ -414,4 +415,5 @@ def resource_routes(
         Route("/incoming-payments", guarded(collection), methods=["GET", "POST"]),
         Route("/incoming-payments/{id}", guarded(one), methods=["GET", "OPTIONS"]),
         Route("/incoming-payments/{id}/complete", guarded(server.complete), methods=["POST"]),
+        *sending_routes(server, guarded, fallback),
     ]

@@ -3,7 +3,7 @@
 from kiungo.models.asset import Asset
 from kiungo.models.base import Base
 from kiungo.models.fee import Fee, FeeType
-from kiungo.models.grant import Grant, GrantAccessToken
+from kiungo.models.grant import Grant, GrantAccessToken, GrantState
 from kiungo.models.incoming_payment import IncomingPayment, IncomingPaymentState
 from kiungo.models.ledger import LedgerAccount, LedgerTransfer
 from kiungo.models.outgoing_payment import OutgoingPayment, OutgoingPaymentState
@@ -20,6 +20,7 @@ __all__ = [
     "FeeType",
     "Grant",
     "GrantAccessToken",
+    "GrantState",
     "IncomingPayment",
     "IncomingPaymentState",
     "LedgerAccount",

@@ -25,6 +25,9 @@ class Quote(UuidPrimaryKeyMixin, TimestampMixin, Base):
     )
     asset_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("assets.id"), index=True)
     receiver: Mapped[str] = mapped_column(String(2048))
+    # The Open Payments client that asked for it (NULL through the admin API): a grant's
+    # ``read`` reaches only its own client's quotes.
+    client: Mapped[str | None] = mapped_column(String(2048))
     debit_amount: Mapped[Decimal] = mapped_column(U64)
     # The sending fee in debit_amount: a payment sends at most debit_amount - fee_amount.
     fee_amount: Mapped[Decimal] = mapped_column(U64, server_default="0")

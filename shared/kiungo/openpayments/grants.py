@@ -22,14 +22,18 @@ from typing import Any
 import asyncpg
 from sqlalchemy import bindparam, func, insert, select, true, update
 
-from kiungo.models import Grant, GrantAccessToken
+from kiungo.ilp.oer import MAX_UINT64
+from kiungo.models import Grant, GrantAccessToken, GrantState
 from kiungo.models.sql import Statement, table
+from kiungo.openpayments.intervals import InvalidInterval, parse_interval
 
 __all__ = [
     "ACCESS_TOKEN_EXPIRY_SECONDS",
     "APPROVED",
     "FINALIZED",
+    "INTERACTIVE_ACTIONS",
     "NON_INTERACTIVE_ACTIONS",
+    "PENDING",
     "AccessRefused",
     "GrantInfo",
     "IssuedToken",
@@ -38,7 +42,11 @@ __all__ = [
     "grant_for_continuation",
     "hash_token",
     "introspect",
+    "issue_token",
+    "needs_interaction",
+    "new_value",
     "parse_access",
+    "revoke_grant",
     "revoke_token",
     "rotate_token",
     "stored_json",
@@ -47,13 +55,25 @@ __all__ = [
 
 # Rafiki's ACCESS_TOKEN_EXPIRY_SECONDS default.
 ACCESS_TOKEN_EXPIRY_SECONDS = 600
-APPROVED = "APPROVED"
-FINALIZED = "FINALIZED"
+PROCESSING = GrantState.PROCESSING.value
+PENDING = GrantState.PENDING.value
+APPROVED = GrantState.APPROVED.value
+FINALIZED = GrantState.FINALIZED.value
+# Finalization reasons (Rafiki's GrantFinalization).
+ISSUED = "ISSUED"
+REVOKED = "REVOKED"
+REJECTED = "REJECTED"
 # What may be granted without interaction, per type (Open Payments access-incoming/-quote).
 NON_INTERACTIVE_ACTIONS: Mapping[str, frozenset[str]] = {
     "incoming-payment": frozenset({"create", "read", "read-all", "list", "list-all", "complete"}),
     "quote": frozenset({"create", "read", "read-all"}),
 }
+# What needs the account holder's consent (Open Payments access-outgoing).
+INTERACTIVE_ACTIONS: Mapping[str, frozenset[str]] = {
+    "outgoing-payment": frozenset({"create", "read", "read-all", "list", "list-all"}),
+}
+_ACTIONS = {**NON_INTERACTIVE_ACTIONS, **INTERACTIVE_ACTIONS}
+_LIMIT_FIELDS = frozenset({"receiver", "debitAmount", "receiveAmount", "interval"})
 MAX_ACCESS_ITEMS = 16
 MAX_IDENTIFIER = 2048
 
@@ -118,11 +138,20 @@ _REVOKE = Statement(
     .values(revoked=true(), updated_at=func.now())
     .returning(_tokens.c.grant_id)
 )
+# A grant its continuation token may still continue or cancel (any state but FINALIZED).
+_LIVE = (PROCESSING, PENDING, APPROVED)
 _CONTINUATION = Statement(
-    select(_grants.c.id, _grants.c.client, _grants.c.client_jwk, _grants.c.access).where(
+    select(
+        _grants.c.id,
+        _grants.c.client,
+        _grants.c.client_jwk,
+        _grants.c.access,
+        _grants.c.state,
+        _grants.c.interact_id,
+    ).where(
         _grants.c.id == bindparam("id"),
         _grants.c.continue_token_hash == bindparam("continue_token_hash"),
-        _grants.c.state == APPROVED,
+        _grants.c.state.in_(_LIVE),
     )
 )
 _FINALIZE = Statement(
@@ -130,9 +159,16 @@ _FINALIZE = Statement(
     .where(
         _grants.c.id == bindparam("id"),
         _grants.c.continue_token_hash == bindparam("continue_token_hash"),
-        _grants.c.state == APPROVED,
+        _grants.c.state.in_(_LIVE),
     )
-    .values(state=FINALIZED, updated_at=func.now())
+    .values(state=FINALIZED, finalization_reason=REVOKED, updated_at=func.now())
+    .returning(_grants.c.id)
+)
+# The operator's revocation (the admin API's revokeGrant): any grant not yet finalized.
+_REVOKE_GRANT = Statement(
+    update(_grants)
+    .where(_grants.c.id == bindparam("id"), _grants.c.state.in_(_LIVE))
+    .values(state=FINALIZED, finalization_reason=REVOKED, updated_at=func.now())
     .returning(_grants.c.id)
 )
 _REVOKE_ALL = Statement(
@@ -195,15 +231,65 @@ def hash_token(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _new_value() -> str:
+def new_value() -> str:
+    """A fresh random token value (32 bytes, base64url)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
+def _limit_amount(raw: object, what: str) -> dict[str, Any]:
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"value", "assetCode", "assetScale"}
+        or not isinstance(raw["value"], str)
+        or not raw["value"].isascii()
+        or not raw["value"].isdigit()
+        or len(raw["value"]) > 20
+        or not 0 < int(raw["value"]) <= MAX_UINT64
+        or not isinstance(raw["assetCode"], str)
+        or not 0 < len(raw["assetCode"]) <= 16
+        or type(raw["assetScale"]) is not int
+        or not 0 <= raw["assetScale"] <= 255
+    ):
+        raise AccessRefused(
+            "invalid_request", f"limits.{what} must be an amount {{value, assetCode, assetScale}}"
+        )
+    return {
+        "value": str(int(raw["value"])),
+        "assetCode": raw["assetCode"],
+        "assetScale": raw["assetScale"],
+    }
+
+
+def _limits(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not set(raw) <= _LIMIT_FIELDS:
+        raise AccessRefused("invalid_request", f"limits may have only {sorted(_LIMIT_FIELDS)}")
+    limits: dict[str, Any] = {}
+    receiver = raw.get("receiver")
+    if receiver is not None:
+        if not isinstance(receiver, str) or not 0 < len(receiver) <= MAX_IDENTIFIER:
+            raise AccessRefused("invalid_request", "limits.receiver must be a URL string")
+        limits["receiver"] = receiver
+    if raw.get("debitAmount") is not None and raw.get("receiveAmount") is not None:
+        raise AccessRefused(
+            "invalid_request", "only one of limits.debitAmount and limits.receiveAmount"
+        )
+    for what in ("debitAmount", "receiveAmount"):
+        if raw.get(what) is not None:
+            limits[what] = _limit_amount(raw[what], what)
+    interval = raw.get("interval")
+    if interval is not None:
+        try:
+            parse_interval(interval)
+        except InvalidInterval as exc:
+            raise AccessRefused("invalid_request", f"limits.interval: {exc}") from None
+        limits["interval"] = interval
+    return limits
+
+
 def parse_access(raw: object) -> list[dict[str, Any]]:
-    """The access items of a grant request, checked: each a known non-interactive type with
-    distinct known actions and an optional string identifier. ``outgoing-payment`` needs
-    interaction (not offered yet): ``invalid_request``, as for an interactive request Rafiki
-    cannot honour."""
+    """The access items of a grant request, checked: each a known type with distinct known
+    actions and an optional string identifier (required for ``outgoing-payment``, whose
+    ``limits`` are checked too: amounts, an ISO 8601 repeating interval)."""
     if not isinstance(raw, list) or not raw or len(raw) > MAX_ACCESS_ITEMS:
         raise AccessRefused("invalid_request", "access must be a non-empty array")
     items: list[dict[str, Any]] = []
@@ -211,13 +297,10 @@ def parse_access(raw: object) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise AccessRefused("invalid_request", "each access item must be an object")
         kind = item.get("type")
-        if kind == "outgoing-payment":
-            raise AccessRefused(
-                "invalid_request", "outgoing-payment access requires interaction, not supported"
-            )
-        if not isinstance(kind, str) or kind not in NON_INTERACTIVE_ACTIONS:
+        if not isinstance(kind, str) or kind not in _ACTIONS:
             raise AccessRefused("invalid_request", "unknown access type")
-        allowed = set(item) - {"type", "actions", "identifier"}
+        outgoing = kind in INTERACTIVE_ACTIONS
+        allowed = set(item) - {"type", "actions", "identifier", *(["limits"] if outgoing else [])}
         if allowed:
             raise AccessRefused("invalid_request", f"unknown access fields: {sorted(allowed)}")
         actions = item.get("actions")
@@ -225,27 +308,38 @@ def parse_access(raw: object) -> list[dict[str, Any]]:
             not isinstance(actions, list)
             or not all(isinstance(a, str) for a in actions)
             or len(set(actions)) != len(actions)
-            or not set(actions) <= NON_INTERACTIVE_ACTIONS[kind]
+            or not set(actions) <= _ACTIONS[kind]
         ):
             raise AccessRefused("invalid_request", f"invalid actions for {kind}")
         checked: dict[str, Any] = {"type": kind, "actions": list(actions)}
         identifier = item.get("identifier")
+        if identifier is None and outgoing:
+            raise AccessRefused("invalid_request", f"{kind} access needs an identifier")
         if identifier is not None:
             if kind == "quote":
                 raise AccessRefused("invalid_request", "quote access takes no identifier")
             if not isinstance(identifier, str) or not 0 < len(identifier) <= MAX_IDENTIFIER:
                 raise AccessRefused("invalid_request", "identifier must be a URI string")
             checked["identifier"] = identifier
+        if item.get("limits") is not None:
+            checked["limits"] = _limits(item["limits"])
         items.append(checked)
     return items
+
+
+def needs_interaction(access: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether granting ``access`` needs the account holder's consent."""
+    return any(item["type"] in INTERACTIVE_ACTIONS for item in access)
 
 
 def _expiry(expires_in: int) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=expires_in)
 
 
-async def _issue(conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int) -> IssuedToken:
-    token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
+async def issue_token(
+    conn: asyncpg.Connection, grant_id: uuid.UUID, expires_in: int
+) -> IssuedToken:
+    token = IssuedToken(uuid.uuid4(), new_value(), expires_in)
     await _INSERT_TOKEN.execute(
         conn,
         id=token.id,
@@ -266,8 +360,8 @@ async def create_grant(
     """An approved grant for ``client`` (known by ``client_jwk`` when given): its id, access
     token, and continuation token value."""
     grant_id = uuid.uuid4()
-    continue_value = _new_value()
-    token = IssuedToken(uuid.uuid4(), _new_value(), expires_in)
+    continue_value = new_value()
+    token = IssuedToken(uuid.uuid4(), new_value(), expires_in)
     await _INSERT_GRANT.execute(
         pool,
         id=grant_id,
@@ -304,7 +398,7 @@ async def rotate_token(
         grant_id = await _REVOKE.fetchval(conn, id=token_id, value_hash=hash_token(value))
         if grant_id is None:
             return None
-        return await _issue(conn, grant_id, expires_in)
+        return await issue_token(conn, grant_id, expires_in)
 
 
 async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID, value: str) -> bool:
@@ -327,6 +421,17 @@ async def cancel_grant(pool: asyncpg.Pool, grant_id: uuid.UUID, value: str) -> b
             conn, id=grant_id, continue_token_hash=hash_token(value)
         )
         if cancelled is None:
+            return False
+        await _REVOKE_ALL.execute(conn, grant_id=grant_id)
+    return True
+
+
+async def revoke_grant(pool: asyncpg.Pool, grant_id: uuid.UUID) -> bool:
+    """Finalize grant ``grant_id`` as REVOKED and revoke its tokens; False when it is unknown
+    or already finalized."""
+    async with pool.acquire() as conn, conn.transaction():
+        revoked = await _REVOKE_GRANT.fetchval(conn, id=grant_id)
+        if revoked is None:
             return False
         await _REVOKE_ALL.execute(conn, grant_id=grant_id)
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -28,7 +28,8 @@ from kiungo.ledger import (
 )
 from kiungo.models import Asset, OutgoingPayment, Quote, WalletAddress, WalletAddressStatus
 from kiungo.models.sql import Statement, table
-from kiungo.payments.outgoing import store
+from kiungo.payments.outgoing import limits, store
+from kiungo.payments.outgoing.limits import GrantLimits
 from kiungo.payments.outgoing.states import ENDED, States
 from kiungo.payments.quotes.service import quote_columns
 from kiungo.refusal import NotFound, Refusal
@@ -38,6 +39,7 @@ __all__ = [
     "OUTGOING_PAYMENT_QUERY",
     "AlreadyFunded",
     "FundingRefused",
+    "InsufficientGrant",
     "InvalidPaymentRequest",
     "NotCancellable",
     "NotEnded",
@@ -79,6 +81,10 @@ class WalletAddressInactive(OutgoingPaymentError):
 
 class InvalidPaymentRequest(OutgoingPaymentError):
     """The quote cannot be paid by this request (the caller's to change)."""
+
+
+class InsufficientGrant(OutgoingPaymentError):
+    """The Open Payments grant the payment is made under does not allow it (its limits)."""
 
 
 class QuoteAlreadyPaid(OutgoingPaymentError):
@@ -169,9 +175,21 @@ _LOAD = Statement(_SELECT.where(_p.c.id == bindparam("id")))
 _WALLET_STATUS = Statement(select(_wallets.c.status).where(_wallets.c.id == bindparam("id")))
 # Locked: two payments of one quote wait for each other, and the second is a duplicate.
 _QUOTE_LOCKED = Statement(
-    select(_quotes.c.wallet_address_id, _quotes.c.asset_id, _quotes.c.expires_at)
+    select(
+        _quotes.c.wallet_address_id,
+        _quotes.c.asset_id,
+        _quotes.c.expires_at,
+        _quotes.c.receiver,
+        _quotes.c.debit_amount,
+        _quotes.c.receive_amount,
+        _quotes.c.receive_asset_code,
+        _quotes.c.receive_asset_scale,
+        _a.c.code.label("asset_code"),
+        _a.c.scale.label("asset_scale"),
+    )
+    .select_from(_quotes.join(_a, _a.c.id == _quotes.c.asset_id))
     .where(_quotes.c.id == bindparam("id"))
-    .with_for_update()
+    .with_for_update(of=_quotes)
 )
 _QUOTE_PAID = Statement(
     select(literal(1)).select_from(_payments).where(_payments.c.quote_id == bindparam("id"))
@@ -202,9 +220,14 @@ async def create(
     wallet_id: uuid.UUID,
     quote_id: uuid.UUID,
     metadata: str | None,
+    *,
+    client: str | None = None,
+    grant: GrantLimits | None = None,
 ) -> uuid.UUID:
     """The payment of a quote of an active wallet address, FUNDING, with its
-    ``outgoing_payment.created`` event and its (empty) ledger account."""
+    ``outgoing_payment.created`` event and its (empty) ledger account. Made over Open Payments,
+    by ``client`` under ``grant``: the grant's limits are checked first, with its row locked
+    (:mod:`kiungo.payments.outgoing.limits`)."""
     now = datetime.now(UTC)
     payment_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
@@ -222,12 +245,59 @@ async def create(
             raise InvalidPaymentRequest("quote expired", field="quoteId")
         if await _QUOTE_PAID.fetchval(conn, id=quote_id):
             raise QuoteAlreadyPaid()
+        if grant is not None:
+            await _within_limits(conn, grant, quote, now)
         try:
-            await store.create(conn, payment_id, wallet_id, quote_id, metadata, now)
+            await store.create(
+                conn,
+                payment_id,
+                wallet_id,
+                quote_id,
+                metadata,
+                now,
+                client=client,
+                grant_id=None if grant is None else str(grant.grant_id),
+            )
         except asyncpg.UniqueViolationError:
             raise QuoteAlreadyPaid() from None
     await ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
     return payment_id
+
+
+async def _within_limits(
+    conn: asyncpg.Connection, grant: GrantLimits, quote: Mapping[str, Any], now: datetime
+) -> None:
+    """Refuse (InsufficientGrant) a payment of ``quote`` the grant's limits do not leave room
+    for in its current interval; the grant's row stays locked until the transaction ends."""
+    if not await limits.lock_grant(conn, grant.grant_id):
+        raise InsufficientGrant("the grant is gone")
+    if grant.receiver is not None and quote["receiver"] != grant.receiver:
+        raise InsufficientGrant("the grant allows paying another receiver only")
+    bounds = limits.window(grant, now)
+    if bounds is None:
+        raise InsufficientGrant("the grant's interval does not include now")
+    used = await limits.spent(conn, grant.grant_id, bounds)
+    checks = (
+        ("debitAmount", grant.debit, used.debit, quote["debit_amount"], "asset_code"),
+        (
+            "receiveAmount",
+            grant.receive,
+            used.receive,
+            quote["receive_amount"],
+            "receive_asset_code",
+        ),
+    )
+    for what, limit, already, amount, code in checks:
+        if limit is None:
+            continue
+        scale = code.replace("code", "scale")
+        if (limit.asset_code, limit.asset_scale) != (quote[code], quote[scale]):
+            raise InsufficientGrant(f"the grant limits {what} in another asset")
+        if already + int(amount) > limit.value:
+            raise InsufficientGrant(
+                f"the grant's {what} limit leaves {max(limit.value - already, 0)} in this "
+                f"interval; the quote needs {int(amount)}"
+            )
 
 
 async def _available(ledger: Ledger, payment_id: uuid.UUID) -> int:

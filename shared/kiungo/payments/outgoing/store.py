@@ -88,6 +88,8 @@ _CREATE = Statement(
         quote_id=bindparam("quote_id"),
         state=States.FUNDING,
         metadata=bindparam("metadata"),
+        client=bindparam("client"),
+        grant_id=bindparam("grant_id"),
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
     )
@@ -172,8 +174,11 @@ async def create(
     quote_id: uuid.UUID,
     metadata: str | None,
     now: datetime,
+    client: str | None = None,
+    grant_id: str | None = None,
 ) -> None:
-    """A new payment of a quote, FUNDING, with its ``outgoing_payment.created`` event.
+    """A new payment of a quote, FUNDING, with its ``outgoing_payment.created`` event; made by
+    Open Payments ``client`` under grant ``grant_id`` (both None through the admin API).
 
     Raises :class:`asyncpg.UniqueViolationError` when the quote already has a payment."""
     async with _atomic(conn):
@@ -183,6 +188,8 @@ async def create(
             wallet_address_id=wallet_address_id,
             quote_id=quote_id,
             metadata=metadata,
+            client=client,
+            grant_id=grant_id,
             now=now,
         )
         # The debit amount in the event is what depositOutgoingPaymentLiquidity will fund.

@@ -1,0 +1,395 @@
+"""The Open Payments resource server's sending side (Open Payments resource-server.yaml), beside
+:mod:`kiungo.connector.resource_server` and with its authorization (token introspection and the
+client's signature) and refusal shapes:
+
+- ``POST /quotes`` (``walletAddress``, ``receiver``, ``method: "ilp"``, ``debitAmount`` or
+  ``receiveAmount`` or neither) and ``GET /quotes/{id}``: quotes made by
+  :func:`kiungo.payments.quotes.create_quote`, as the admin API makes them. Receivers are this
+  node's incoming payments (their Open Payments id or wallet-address form) and wallet
+  addresses; another node's are refused for now.
+- ``POST /outgoing-payments`` (``walletAddress``, ``quoteId``, ``metadata``): the admin API's
+  outgoing payment (:func:`kiungo.payments.outgoing.service.create`, FUNDING, with its
+  ``outgoing_payment.created`` webhook: the operator funds it), made under the grant, whose
+  limits are checked atomically (:mod:`kiungo.payments.outgoing.limits`).
+- ``GET /outgoing-payments/{id}``, ``GET /outgoing-payments?wallet-address=…`` (a page:
+  ``first``/``last``, ``cursor``), ``GET /outgoing-payment-grant`` (what the grant has spent
+  in its current interval).
+
+``read`` and ``list`` reach what the grant's own client created; ``read-all`` and ``list-all``
+everything of the wallet address.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiungo.connector.resource_inputs import (
+    MAX_U64,
+    Refused,
+    bad,
+    parse_json_object,
+    parse_metadata,
+    parse_page_size,
+    storable,
+)
+from kiungo.events import amount_json
+from kiungo.openpayments import incoming_payments
+from kiungo.openpayments import outgoing_payments as resources
+from kiungo.openpayments.grants import GrantInfo
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
+from kiungo.payments.outgoing import limits as grant_limits
+from kiungo.payments.outgoing import service as outgoing
+from kiungo.payments.quotes import errors as quote_errors
+from kiungo.payments.quotes.quoting import Amount, Quoting
+from kiungo.payments.quotes.service import create_quote, load_quote
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+
+if TYPE_CHECKING:
+    from kiungo.connector.resource_server import _ResourceServer
+
+__all__ = ["sending_routes"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+OUTGOING = "outgoing-payment"
+QUOTE = "quote"
+_QUOTE_FIELDS = frozenset({"walletAddress", "receiver", "method", "debitAmount", "receiveAmount"})
+_PAYMENT_FIELDS = frozenset({"walletAddress", "quoteId", "metadata"})
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_MAX_URL = 2048
+
+
+def _parse_amount(raw: object, what: str) -> Amount | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
+        raise bad(f"{what} must be {{value, assetCode, assetScale}}")
+    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise bad(f"{what}.value must be an unsigned integer string")
+    if not 0 < int(value) <= MAX_U64:
+        raise bad(f"{what}.value must be above zero and fit 64 bits")
+    if not isinstance(code, str) or not 0 < len(code) <= 16 or not storable(code):
+        raise bad(f"{what}.assetCode must be an asset code")
+    if type(scale) is not int or not 0 <= scale <= 255:
+        raise bad(f"{what}.assetScale must be an integer from 0 to 255")
+    return Amount(int(value), code, scale)
+
+
+class _Sending:
+    def __init__(self, server: _ResourceServer) -> None:
+        self.server = server
+        node = server.node
+        self.quoting = Quoting(node.settings, node.pool, node.ledger, node.rates, node.http)
+        self.base = server.base
+        self.quote_path = re.compile(rf"^{re.escape(self.base)}/quotes/(?P<id>{_UUID})$")
+        self.incoming_path = re.compile(
+            rf"^{re.escape(self.base)}/incoming-payments/(?P<id>{_UUID})$"
+        )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.server.pool
+
+    # -- receivers ------------------------------------------------------------------------
+
+    async def local_receiver(self, receiver: object) -> str:
+        """The receiver as the quote takes it: this node's incoming payment (its Open Payments
+        id becomes its wallet-address form) or wallet address; 400 otherwise."""
+        if not isinstance(receiver, str) or not receiver or len(receiver) > _MAX_URL:
+            raise bad("receiver must be an incoming payment URL")
+        if not storable(receiver):
+            raise bad("receiver must be an incoming payment URL")
+        match = self.incoming_path.match(receiver)
+        if match is not None:
+            row = await self.server_payment_wallet(uuid.UUID(match["id"]))
+            if row is None:
+                raise Refused(400, "invalid_receiver", "no such incoming payment here")
+            return f"{row}/incoming-payments/{match['id']}"
+        try:
+            local = local_receiver_url(self.node_settings_url, receiver)
+        except InvalidReceiverUrl as exc:
+            raise Refused(400, "invalid_receiver", str(exc)) from None
+        if local is None:
+            raise Refused(
+                400, "invalid_receiver", "only receivers of this node can be quoted here yet"
+            )
+        return receiver
+
+    async def stored_receiver(self, receiver: str) -> str:
+        """``receiver`` as a quote stores it: this node's incoming payment by its Open Payments
+        id in its wallet-address form; anything else as it is."""
+        match = self.incoming_path.match(receiver)
+        wallet = None if match is None else await self.server_payment_wallet(uuid.UUID(match["id"]))
+        return (
+            receiver
+            if wallet is None or match is None
+            else f"{wallet}/incoming-payments/{match['id']}"
+        )
+
+    @property
+    def node_settings_url(self) -> str:
+        return str(self.server.node.settings.open_payments_url)
+
+    async def server_payment_wallet(self, payment_id: uuid.UUID) -> str | None:
+        row = await incoming_payments.by_id(self.pool, payment_id)
+        return None if row is None else str(row["url"])
+
+    def receiver_json(self, receiver: str) -> str:
+        """The receiver as Open Payments names it: this node's incoming payments by their
+        resource server id."""
+        match = INCOMING_PAYMENT_PATH.match(receiver)
+        if match is not None and receiver.startswith(self.base + "/"):
+            return f"{self.base}/incoming-payments/{match['id']}"
+        return receiver
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def quote_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
+        return resources.quote_json(row, self.base, wallet_url, self.receiver_json(row["receiver"]))
+
+    def payment_json(self, row: Mapping[str, Any], wallet_url: str) -> dict[str, Any]:
+        return resources.payment_json(
+            row, self.base, wallet_url, self.receiver_json(row["receiver"])
+        )
+
+    # -- quotes ---------------------------------------------------------------------------
+
+    async def create_quote(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        document = parse_json_object(body)
+        unknown = set(document) - _QUOTE_FIELDS
+        if unknown:
+            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+        if "create" not in resources.actions(grant.access, QUOTE, None):
+            raise Refused(403, "insufficient_grant", "the grant does not allow creating quotes")
+        if document.get("method") != "ilp":
+            raise bad('method must be "ilp"')
+        wallet = await self.server.wallet(document.get("walletAddress"))
+        debit = _parse_amount(document.get("debitAmount"), "debitAmount")
+        receive = _parse_amount(document.get("receiveAmount"), "receiveAmount")
+        receiver = await self.local_receiver(document.get("receiver"))
+        try:
+            row = await create_quote(self.quoting, wallet["id"], receiver, debit, receive)
+        except quote_errors.InvalidReceiver as exc:
+            raise Refused(400, "invalid_receiver", exc.message) from None
+        except quote_errors.QuoteError as exc:
+            raise bad(exc.message) from None
+        await resources.set_quote_client(self.pool, row["id"], grant.client)
+        return JSONResponse(self.quote_json(row, wallet["url"]), 201)
+
+    async def get_quote(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        allowed = resources.actions(grant.access, QUOTE, None)
+        if "read" not in allowed and "read-all" not in allowed:
+            raise Refused(403, "insufficient_grant", "the grant does not allow reading quotes")
+        not_found = Refused(404, "not_found", "quote not found")
+        try:
+            quote_id = uuid.UUID(request.path_params["id"])
+        except ValueError:
+            raise not_found from None
+        owner = await resources.quote_owner(self.pool, quote_id)
+        if owner is None or ("read-all" not in allowed and owner["client"] != grant.client):
+            raise not_found
+        try:
+            row = await load_quote(self.pool, quote_id)
+        except quote_errors.QuoteNotFound:
+            raise not_found from None
+        return JSONResponse(self.quote_json(row, owner["url"]))
+
+    # -- outgoing payments ----------------------------------------------------------------
+
+    async def spent_json(self, grant: GrantInfo, item: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The grant's spent amounts in its current interval (null before any payment)."""
+        nothing: dict[str, Any] = {"spentDebitAmount": None, "spentReceiveAmount": None}
+        if item is None:
+            return nothing
+        limits = grant_limits.GrantLimits.of(grant.grant_id, item.get("limits"))
+        bounds = grant_limits.window(limits, datetime.now(UTC))
+        if bounds is None:
+            return nothing
+        used = await grant_limits.spent(self.pool, grant.grant_id, bounds)
+        if used.debit_asset is None or used.receive_asset is None:
+            return nothing
+        return {
+            "spentDebitAmount": amount_json(used.debit, *used.debit_asset),
+            "spentReceiveAmount": amount_json(used.receive, *used.receive_asset),
+        }
+
+    async def create_payment(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        document = parse_json_object(body)
+        if "incomingPayment" in document or "debitAmount" in document:
+            raise bad("create the outgoing payment from a quote (quoteId)")
+        unknown = set(document) - _PAYMENT_FIELDS
+        if unknown:
+            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+        wallet_url = document.get("walletAddress")
+        if not isinstance(wallet_url, str) or not storable(wallet_url):
+            raise bad("walletAddress must be a wallet address URL")
+        if "create" not in resources.actions(grant.access, OUTGOING, wallet_url):
+            raise Refused(403, "insufficient_grant", "the grant does not allow create here")
+        wallet = await self.server.wallet(wallet_url)
+        quote_ref = document.get("quoteId")
+        match = self.quote_path.match(quote_ref) if isinstance(quote_ref, str) else None
+        if match is None:
+            raise bad(f"quoteId must be a quote URL of this resource server ({self.base}/quotes/…)")
+        metadata = parse_metadata(document.get("metadata"))
+        item = resources.outgoing_item(grant.access, wallet["url"])
+        limits = grant_limits.GrantLimits.of(
+            grant.grant_id, None if item is None else item.get("limits")
+        )
+        if limits.receiver is not None:
+            # The quote holds this node's incoming payments in their wallet-address form.
+            limits = replace(limits, receiver=await self.stored_receiver(limits.receiver))
+        try:
+            payment_id = await outgoing.create(
+                self.pool,
+                self.server.node.ledger,
+                wallet["id"],
+                uuid.UUID(match["id"]),
+                None if metadata is None else json.dumps(metadata),
+                client=grant.client,
+                grant=limits,
+            )
+        except outgoing.InsufficientGrant as exc:
+            raise Refused(403, "insufficient_grant", exc.message) from None
+        except outgoing.OutgoingPaymentError as exc:
+            raise bad(exc.message) from None
+        row = await outgoing.load(self.pool, payment_id)
+        return JSONResponse(
+            {
+                **self.payment_json(row, wallet["url"]),
+                **{
+                    (
+                        "grantSpentDebitAmount"
+                        if k == "spentDebitAmount"
+                        else "grantSpentReceiveAmount"
+                    ): v
+                    for k, v in (await self.spent_json(grant, item)).items()
+                    if v is not None
+                },
+            },
+            201,
+        )
+
+    async def get_payment(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        if not {"read", "read-all"} & resources.actions(grant.access, OUTGOING, None):
+            raise Refused(403, "insufficient_grant", "the grant does not allow read")
+        not_found = Refused(404, "not_found", "outgoing payment not found")
+        try:
+            payment_id = uuid.UUID(request.path_params["id"])
+        except ValueError:
+            raise not_found from None
+        row = await resources.payment_by_id(self.pool, payment_id)
+        if row is None:
+            raise not_found
+        wallet_url = await resources.wallet_url(self.pool, row["wallet_address_id"])
+        if wallet_url is None:
+            raise not_found
+        allowed = resources.actions(grant.access, OUTGOING, wallet_url)
+        if "read-all" not in allowed and ("read" not in allowed or row["client"] != grant.client):
+            raise not_found
+        return JSONResponse(self.payment_json(row, wallet_url))
+
+    async def list_payments(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        params = request.query_params
+        wallet_url = params.get("wallet-address")
+        if wallet_url is None or not storable(wallet_url):
+            raise bad("wallet-address is required")
+        allowed = resources.actions(grant.access, OUTGOING, wallet_url)
+        if "list-all" not in allowed and "list" not in allowed:
+            raise Refused(403, "insufficient_grant", "the grant does not allow list here")
+        first = parse_page_size(params.get("first"), "first")
+        last = parse_page_size(params.get("last"), "last")
+        if first is not None and last is not None:
+            raise bad("first and last cannot both be given")
+        wallet = await self.server.wallet(wallet_url)
+        client = None if "list-all" in allowed else grant.client
+        raw_cursor = params.get("cursor")
+        cursor = None
+        if raw_cursor is not None:
+            try:
+                cursor_id = uuid.UUID(raw_cursor)
+            except ValueError:
+                raise bad("cursor must be an outgoing payment id") from None
+            cursor = await resources.payment_by_id(self.pool, cursor_id)
+            if (
+                cursor is None
+                or cursor["wallet_address_id"] != wallet["id"]
+                or (client is not None and cursor["client"] != client)
+            ):
+                raise bad("cursor names no outgoing payment of this listing")
+        backward = last is not None
+        size = (last if backward else first) or resources.DEFAULT_PAGE
+        rows, more = await resources.page(self.pool, wallet["id"], client, size, cursor, backward)
+        pagination: dict[str, Any] = {
+            "hasNextPage": cursor is not None if backward else more,
+            "hasPreviousPage": more if backward else cursor is not None,
+        }
+        if rows:
+            pagination["startCursor"] = str(rows[0]["id"])
+            pagination["endCursor"] = str(rows[-1]["id"])
+        return JSONResponse(
+            {
+                "pagination": pagination,
+                "result": [self.payment_json(r, wallet["url"]) for r in rows],
+            }
+        )
+
+    async def grant_spent(self, request: Request) -> Response:
+        body = await self.server.body(request)
+        grant = await self.server.authorize(request, body)
+        item = resources.outgoing_item(grant.access, None)
+        if item is None:
+            raise Refused(403, "insufficient_grant", "the grant has no outgoing-payment access")
+        return JSONResponse(await self.spent_json(grant, item))
+
+
+def sending_routes(
+    server: _ResourceServer, guarded: Callable[[Handler], Handler], fallback: Handler
+) -> list[Route]:
+    """The sending side's routes, each refusal answered by ``guarded``. A ``GET`` without
+    ``Authorization`` is no Open Payments request (every one of these needs a token): it goes
+    to ``fallback`` (SPSP and wallet address documents), for a wallet address whose path these
+    routes would shadow (``/quotes``, ``/outgoing-payments/…``)."""
+    sending = _Sending(server)
+
+    def authorized_get(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            if request.method == "GET" and "authorization" not in request.headers:
+                return await fallback(request)
+            return await guarded(handler)(request)
+
+        return run
+
+    async def payments(request: Request) -> Response:
+        if request.method == "POST":
+            return await sending.create_payment(request)
+        return await sending.list_payments(request)
+
+    return [
+        Route("/quotes", guarded(sending.create_quote), methods=["POST"]),
+        Route("/quotes/{id}", authorized_get(sending.get_quote), methods=["GET"]),
+        Route("/outgoing-payments", authorized_get(payments), methods=["GET", "POST"]),
+        Route("/outgoing-payments/{id}", authorized_get(sending.get_payment), methods=["GET"]),
+        Route("/outgoing-payment-grant", authorized_get(sending.grant_spent), methods=["GET"]),
+    ]
