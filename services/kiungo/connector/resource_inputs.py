@@ -20,12 +20,15 @@ __all__ = [
     "Refused",
     "b64url",
     "bad",
+    "check_fields",
     "is_uuid",
     "not_found",
     "parse_amount",
+    "parse_fields",
     "parse_json_object",
     "parse_metadata",
     "parse_page_size",
+    "parse_wallet_url",
     "storable",
 ]
 
@@ -71,6 +74,27 @@ def storable(text: str) -> bool:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def parse_fields(body: bytes, allowed: frozenset[str]) -> dict[str, Any]:
+    """The JSON object ``body``, refused when it has a field outside ``allowed``."""
+    document = parse_json_object(body)
+    check_fields(document, allowed)
+    return document
+
+
+def check_fields(document: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """Refuses a request whose ``document`` has a field outside ``allowed``."""
+    unknown = set(document) - allowed
+    if unknown:
+        raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+
+
+def parse_wallet_url(raw: object) -> str:
+    """A ``walletAddress`` field: a URL Postgres can hold (which wallet it is, is the caller's)."""
+    if not isinstance(raw, str) or not storable(raw):
+        raise bad("walletAddress must be a wallet address URL")
+    return raw
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

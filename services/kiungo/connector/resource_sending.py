@@ -38,9 +38,12 @@ from kiungo.connector.resource_inputs import (
     MAX_U64,
     Refused,
     bad,
+    check_fields,
+    parse_fields,
     parse_json_object,
     parse_metadata,
     parse_page_size,
+    parse_wallet_url,
     storable,
 )
 from kiungo.events import amount_json
@@ -169,10 +172,7 @@ class _Sending:
     async def create_quote(self, request: Request) -> Response:
         body = await self.server.body(request)
         grant = await self.server.authorize(request, body)
-        document = parse_json_object(body)
-        unknown = set(document) - _QUOTE_FIELDS
-        if unknown:
-            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
+        document = parse_fields(body, _QUOTE_FIELDS)
         if "create" not in resources.actions(grant.access, QUOTE, None):
             raise Refused(403, "insufficient_grant", "the grant does not allow creating quotes")
         if document.get("method") != "ilp":
@@ -235,12 +235,8 @@ class _Sending:
         document = parse_json_object(body)
         if "incomingPayment" in document or "debitAmount" in document:
             raise bad("create the outgoing payment from a quote (quoteId)")
-        unknown = set(document) - _PAYMENT_FIELDS
-        if unknown:
-            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
-        wallet_url = document.get("walletAddress")
-        if not isinstance(wallet_url, str) or not storable(wallet_url):
-            raise bad("walletAddress must be a wallet address URL")
+        check_fields(document, _PAYMENT_FIELDS)
+        wallet_url = parse_wallet_url(document.get("walletAddress"))
         if "create" not in resources.actions(grant.access, OUTGOING, wallet_url):
             raise Refused(403, "insufficient_grant", "the grant does not allow create here")
         wallet = await self.server.wallet(wallet_url)

@@ -47,9 +47,10 @@ from kiungo.connector.resource_inputs import (
     is_uuid,
     not_found,
     parse_amount,
-    parse_json_object,
+    parse_fields,
     parse_metadata,
     parse_page_size,
+    parse_wallet_url,
     storable,
 )
 from kiungo.connector.resource_sending import sending_routes
@@ -219,13 +220,8 @@ class _ResourceServer:
     async def create(self, request: Request) -> Response:
         body = await self.body(request)
         grant = await self.authorize(request, body)
-        document = parse_json_object(body)
-        unknown = set(document) - _CREATE_FIELDS
-        if unknown:
-            raise bad(f"unknown fields: {', '.join(sorted(unknown))}")
-        wallet_url = document.get("walletAddress")
-        if not isinstance(wallet_url, str) or not storable(wallet_url):
-            raise bad("walletAddress must be a wallet address URL")
+        document = parse_fields(body, _CREATE_FIELDS)
+        wallet_url = parse_wallet_url(document.get("walletAddress"))
         if "create" not in resources.granted_actions(grant.access, wallet_url.rstrip("/")):
             raise Refused(403, "insufficient_grant", "the grant does not allow create here")
         wallet = await self.wallet(wallet_url)

@@ -100,35 +100,26 @@ _FIND = Statement(
         (_c.interact_expires_at <= func.now()).label("expired"),
     ).where(_addressed)
 )
+# An interaction still open: waiting for the end user's choice, its grant undecided, in time.
+_OPEN = update(_grants).where(
+    _addressed,
+    _c.interact_state == I_PENDING,
+    _c.state.in_((GrantState.PROCESSING.value, PENDING)),
+    _c.interact_expires_at > func.now(),
+)
 _START = Statement(
-    update(_grants)
-    .where(
-        _addressed,
-        _c.interact_state == I_PENDING,
-        _c.state.in_((GrantState.PROCESSING.value, PENDING)),
-        _c.interact_expires_at > func.now(),
-    )
-    .values(
+    _OPEN.values(
         state=PENDING,
         interact_session_hash=bindparam("session_hash"),
         updated_at=func.now(),
-    )
-    .returning(_c.id)
+    ).returning(_c.id)
 )
 _CHOOSE = Statement(
-    update(_grants)
-    .where(
-        _addressed,
-        _c.interact_state == I_PENDING,
-        _c.state.in_((GrantState.PROCESSING.value, PENDING)),
-        _c.interact_expires_at > func.now(),
-    )
-    .values(
+    _OPEN.values(
         interact_state=bindparam("choice"),
         interact_ref=bindparam("new_ref"),
         updated_at=func.now(),
-    )
-    .returning(_c.id)
+    ).returning(_c.id)
 )
 # The browser's return: an accepted interaction approves its grant, a denied one rejects it.
 _APPROVE = Statement(

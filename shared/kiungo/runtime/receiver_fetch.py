@@ -237,14 +237,16 @@ async def _exchange(
     method: str,
     url: str,
     content: bytes | None,
-    accept: str,
+    accept: str | None,
     max_bytes: int,
     max_seconds: float,
     headers: dict[str, str] | None,
     *,
     every_status: bool,
 ) -> FetchedReply:
-    request_headers = {**(headers or {}), "Accept": accept, "Accept-Encoding": "identity"}
+    request_headers = {**(headers or {}), "Accept-Encoding": "identity"}
+    if accept is not None:
+        request_headers["Accept"] = accept
     try:
         async with asyncio.timeout(max_seconds):  # not wait_for: see kiungo.runtime.tasks
             async with client.stream(
@@ -297,33 +299,14 @@ async def exchange(
     content coding), for the Open Payments client: any method and body, and the body of every
     answer read (an error's body says why), at most ``max_bytes``. Raises
     :class:`ReceiverFetchError` for anything but an answer read in full."""
-    request_headers = {**headers, "Accept-Encoding": "identity"}
-    try:
-        async with asyncio.timeout(max_seconds):  # not wait_for: see kiungo.runtime.tasks
-            async with client.stream(
-                method,
-                url,
-                headers=request_headers,
-                content=content,
-                follow_redirects=False,
-                timeout=max_seconds,
-            ) as response:
-                kind = response.headers.get("content-type", "").split(";", 1)[0]
-                coding = response.headers.get("content-encoding", "identity").strip().lower()
-                if coding not in ("", "identity"):
-                    raise ReceiverFetchError(f"answered in {coding!r} content coding")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise ReceiverFetchError(f"answered more than {max_bytes} bytes")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ReceiverFetchError(f"answered more than {max_bytes} bytes")
-                return FetchedReply(response.status_code, kind.strip().lower(), bytes(body))
-    except TimeoutError:
-        raise ReceiverFetchError(f"did not answer within {max_seconds:g} s") from None
-    except httpx.TimeoutException:
-        raise ReceiverFetchError(f"did not answer within {max_seconds:g} s") from None
-    except httpx.HTTPError as exc:
-        raise ReceiverFetchError(f"could not be read ({type(exc).__name__})") from None
+    return await _exchange(
+        client,
+        method,
+        url,
+        content,
+        None,
+        max_bytes,
+        max_seconds,
+        headers,
+        every_status=True,
+    )
