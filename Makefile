@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/js
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 # The roots in [tool.mypy] files, less those without Python code yet: mypy refuses a root that is
 # missing (git keeps no empty folders) or empty.
 MYPY_ROOTS := shared/kiungo services/kiungo tests

@@ -653,6 +653,7 @@ POISON: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
     "createWalletAddressWithdrawal": ("walletAddressId", unknown_ids()),
     "createWalletAddressKey": ("walletAddressId", unknown_ids()),
     "revokeWalletAddressKey": ("id", unknown_ids()),
+    "revokeGrant": ("grantId", unknown_ids()),
     "triggerWalletAddressEvents": (
         "limit",
         st.integers(-(2**31), 0) | st.integers(1001, 2**31 - 1),

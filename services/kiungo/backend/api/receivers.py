@@ -378,8 +378,8 @@ class ReceiverMutation:
         given, field = input.incoming_payment_url, "incomingPaymentUrl"
         if given is None:
             given, field = input.id, "id"
-        elif input.id is not None and input.id != given:
-            raise bad_input("give incomingPaymentUrl or id, not both", field="id")
+        elif input.id is not None:
+            raise bad_input("give incomingPaymentUrl (or id, its older name), not both", field="id")
         if given is None:
             raise bad_input("incomingPaymentUrl is required", field="incomingPaymentUrl")
         try:
