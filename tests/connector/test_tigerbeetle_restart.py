@@ -1,5 +1,7 @@
 """The connector through a TigerBeetle restart under traffic: packets sent while the cluster is
-down are held back or refused with a T (temporary) code, and no money is lost or invented."""
+down are held back or refused with a T (temporary) code, and no money is lost or invented. A
+packet held back until the cluster answers may have too little of its expiry left to be
+forwarded: that one is R00 (timed out), also a refusal that moves no money."""
 
 from __future__ import annotations
 
@@ -62,7 +64,9 @@ async def test_a_tigerbeetle_restart_under_traffic_loses_nothing(connector: Conn
     assert all(isinstance(r, Fulfill) for r in after)
     rejects = [r for r in replies if isinstance(r, Reject)]
     assert rejects, "the outage was seen"
-    assert all(r.code.startswith("T") for r in rejects), rejects
+    assert any(r.code.startswith("T") for r in rejects), rejects
+    # Held back past its expiry (a loaded machine reconnects slowly): R00, never an F code.
+    assert all(r.code.startswith("T") or r.code == "R00" for r in rejects), rejects
     # A hold whose request timed out is made once the cluster is back (its client still had
     # it): nobody posts it, and TigerBeetle releases it at its timeout (the packet's 10 s and
     # the hold margin's 5 s, from the restart).
