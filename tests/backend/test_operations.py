@@ -20,6 +20,7 @@ from tests.backend.harness import SECRET
 from tests.connector.harness import KIUNGO, free_port
 from tests.faults.test_store_restarts import StoppableRedis
 from tests.process_output import CapturedOutput
+from tests.tigerbeetle_server import tigerbeetle_server
 
 from kiungo.config import RAFIKI_VARIABLES
 
@@ -151,6 +152,40 @@ async def test_livez_and_readyz_apart_on_both_services(
                 live = await client.get(f"{url}/livez")
                 assert live.status_code == 200, (name, live.text)
                 assert live.json() == {"status": "ok"}
+
+
+async def test_readyz_asks_tigerbeetle_when_the_ledger_lives_there(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """With USE_TIGERBEETLE=true, /readyz on both services answers 503 naming the ledger (and
+    only the ledger) once the cluster is gone, and 200 again once it is back; /livez stays 200."""
+    ports = {"connector": free_port(), "backend": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    async with tigerbeetle_server(tmp_path) as cluster:
+        env = node_env(
+            migrated_database, redis_server_url, redis_prefix,
+            CONNECTOR_PORT=str(ports["connector"]), ADMIN_PORT=str(ports["backend"]),
+            USE_TIGERBEETLE="true", TIGERBEETLE_REPLICA_ADDRESSES=cluster.address,
+        )  # fmt: skip
+        async with (
+            service(env, urls["connector"], "connector", ready="/readyz", clean_exit=False),
+            service(env, urls["backend"], "backend", ready="/readyz", clean_exit=False),
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            await cluster.stop()
+            for name, url in urls.items():
+                ready = await client.get(f"{url}/readyz")
+                assert ready.status_code == 503, (name, ready.text)
+                assert set(ready.json()["reason"]) == {"ledger"}, (name, ready.text)
+                assert (await client.get(f"{url}/livez")).status_code == 200
+            await cluster.start()
+            for name, url in urls.items():
+                for _ in range(120):  # the client reconnects by itself, within seconds
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.25)
+                else:
+                    raise AssertionError(f"{name} not ready after the cluster came back")
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

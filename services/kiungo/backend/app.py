@@ -247,7 +247,7 @@ def create_app(backend: Backend, metrics: BackendMetrics | None = None) -> Starl
     return Starlette(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
-            *health_routes(backend.pool, backend.redis),
+            *health_routes(backend.pool, backend.redis, backend.ledger.readiness_probe()),
             Route("/metrics", render_metrics, methods=["GET"]),
         ]
     )

@@ -55,7 +55,7 @@ def create_app(node: Node) -> ASGIApp:
 
     rest = Starlette(
         routes=[
-            *health_routes(node.pool, node.redis),
+            *health_routes(node.pool, node.redis, node.ledger.readiness_probe()),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/internal/quote", quote, methods=["POST"]),
             Route("/{path:path}/jwks.json", jwks, methods=["GET", "OPTIONS"]),

@@ -38,7 +38,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -395,6 +395,11 @@ class Ledger:
     async def close(self) -> None:
         """Finish what is queued, then stop the writer."""
         await self._commits.close()
+
+    def readiness_probe(self) -> Callable[[], Awaitable[None]] | None:
+        """A round trip to the engine holding the balances, for ``/readyz``; None when that
+        engine is Postgres itself (which readiness checks anyway)."""
+        return None
 
     # -- accounts ------------------------------------------------------------------------------
 

@@ -259,6 +259,13 @@ class TigerBeetleLedger(Ledger):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), _REQUEST_TIMEOUT)
 
+    def readiness_probe(self) -> Callable[[], Awaitable[None]] | None:
+        return self._ping
+
+    async def _ping(self) -> None:
+        # A lookup of an id no account has: one round trip to the cluster, nothing read.
+        await self._call(self.client.lookup_accounts([0]))
+
     async def _call(self, call: Awaitable[_T]) -> _T:
         """One request to the cluster, bounded in time (the client itself retries forever)."""
         task = asyncio.ensure_future(call)

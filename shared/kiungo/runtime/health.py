@@ -5,17 +5,17 @@
 restarts a process whose liveness fails, and restarting cures neither a Postgres nor a Redis
 outage. ``/readyz`` answers 200 only when Postgres and Redis both answer within
 ``READY_TIMEOUT`` seconds, else 503 with which of them did not, so that the replica is taken out
-of its load balancer until they do. ``/healthz`` stays as it was: the stores asked once, without
-a bound of its own, 503 with the type of the first failure. A service without Redis (the
-authorization server) checks Postgres alone.
+of its load balancer until they do; a service whose ledger lives in TigerBeetle asks the cluster
+too (a lookup round trip), under the name ``ledger``. ``/healthz`` stays as it was: the stores
+asked once, without a bound of its own, 503 with the type of the first failure. A service
+without Redis (the authorization server) checks Postgres alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from redis.asyncio import Redis
@@ -31,14 +31,19 @@ log = logging.getLogger("kiungo.runtime.health")
 READY_TIMEOUT = 2.0
 
 
+LedgerProbe = Callable[[], Awaitable[None]]
+"""One round trip to a ledger engine outside Postgres (``Ledger.ready``)."""
+
+
 async def store_problems(
     pool: asyncpg.Pool,
     redis: Redis | None,
     timeout: float = READY_TIMEOUT,  # noqa: ASYNC109  (each store's own bound, not the call's)
+    ledger: LedgerProbe | None = None,
 ) -> dict[str, str]:
-    """``{"postgres": ..., "redis": ...}`` for each store that did not answer, each checked
-    at the same time and for at most ``timeout`` seconds; empty when both answered. Without
-    ``redis``, Postgres alone."""
+    """``{"postgres": ..., "redis": ..., "ledger": ...}`` for each store that did not answer,
+    each checked at the same time and for at most ``timeout`` seconds; empty when all
+    answered. Without ``redis``, no Redis check; without ``ledger``, no ledger check."""
 
     async def postgres() -> None:
         async with pool.acquire() as conn:
@@ -48,7 +53,7 @@ async def store_problems(
         assert redis is not None
         await redis.ping()
 
-    async def check(name: str, probe: Coroutine[Any, Any, None]) -> tuple[str, str | None]:
+    async def check(name: str, probe: Awaitable[None]) -> tuple[str, str | None]:
         try:
             async with asyncio.timeout(timeout):
                 await probe
@@ -65,13 +70,18 @@ async def store_problems(
     checks = [check("postgres", postgres())]
     if redis is not None:
         checks.append(check("redis", ping()))
+    if ledger is not None:
+        checks.append(check("ledger", ledger()))
     results = await asyncio.gather(*checks)
     return {name: problem for name, problem in results if problem is not None}
 
 
-def health_routes(pool: asyncpg.Pool, redis: Redis | None) -> list[Route]:
+def health_routes(
+    pool: asyncpg.Pool, redis: Redis | None, ledger: LedgerProbe | None = None
+) -> list[Route]:
     """``GET /healthz``, ``GET /livez`` and ``GET /readyz`` for a service whose stores are
-    ``pool`` and ``redis`` (None: a service on Postgres alone)."""
+    ``pool`` and ``redis`` (None: a service on Postgres alone), and ``ledger`` when its
+    balances live in an engine of their own (``/readyz`` only)."""
 
     async def healthz(request: Request) -> Response:
         try:
@@ -87,7 +97,7 @@ def health_routes(pool: asyncpg.Pool, redis: Redis | None) -> list[Route]:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        problems = await store_problems(pool, redis)
+        problems = await store_problems(pool, redis, ledger=ledger)
         if problems:
             return JSONResponse({"status": "unavailable", "reason": problems}, 503)
         return JSONResponse({"status": "ok"})
