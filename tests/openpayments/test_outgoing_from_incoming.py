@@ -279,6 +279,19 @@ async def test_the_admin_api_takes_an_incoming_payment_by_its_open_payments_url(
     assert payment["debitAmount"] == payment["receiveAmount"] == {"value": "400"}
     await wait_state(op_node, await fund(op_node, payment["id"]), "COMPLETED")
     assert await received(op_node, receiver) == ("COMPLETED", 400)
+    # Listed by the receiver in either form.
+    listing = (
+        "query($filter: OutgoingPaymentFilter) { outgoingPayments(filter: $filter, first: 5)"
+        " { edges { node { id } } } }"
+    )
+    for given in (receiver, wallet_form):
+        for test, expected in (("in", [payment["id"]]), ("notIn", [])):
+            found = await op_node.admin.data(
+                listing,
+                {"filter": {"receiver": {test: [given]}, "walletAddressId": {"in": [alice_id]}}},
+            )
+            edges = found["outgoingPayments"]["edges"]
+            assert [e["node"]["id"] for e in edges] == expected, (given, test)
     # Paid in full: neither form quotes it any more; an unknown one is bad input.
     for given in (receiver, wallet_form, f"{op_node.url}/incoming-payments/{uuid.uuid4()}"):
         refused = await op_node.admin.error(

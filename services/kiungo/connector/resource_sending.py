@@ -61,7 +61,7 @@ from kiungo.payments.outgoing.sent import sent_amounts
 from kiungo.payments.quotes import errors as quote_errors
 from kiungo.payments.quotes.quoting import Quoting
 from kiungo.payments.quotes.service import create_quote, load_quote
-from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url, stored_receiver
 
 if TYPE_CHECKING:
     from kiungo.connector.resource_server import _ResourceServer
@@ -131,15 +131,9 @@ class _Sending:
         return await self.local_receiver(incoming_payment)
 
     async def stored_receiver(self, receiver: str) -> str:
-        """``receiver`` as a quote stores it: this node's incoming payment by its Open Payments
-        id in its wallet-address form; anything else as it is."""
-        match = self.incoming_path.match(receiver)
-        wallet = None if match is None else await self.server_payment_wallet(uuid.UUID(match["id"]))
-        return (
-            receiver
-            if wallet is None or match is None
-            else f"{wallet}/incoming-payments/{match['id']}"
-        )
+        """``receiver`` as a quote stores it (:func:`kiungo.payments.receivers.stored_receiver`:
+        this node's incoming payment by its Open Payments id in its wallet-address form)."""
+        return await stored_receiver(self.pool, self.node_settings_url, receiver)
 
     @property
     def node_settings_url(self) -> str:

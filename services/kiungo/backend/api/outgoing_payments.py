@@ -54,6 +54,7 @@ from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
 from kiungo.payments.outgoing import service as domain
 from kiungo.payments.outgoing.sent import sent_amounts
+from kiungo.payments.receivers import stored_receiver
 from kiungo.refusal import Refusal
 
 __all__ = [
@@ -229,9 +230,17 @@ class OutgoingPaymentQuery:
         filter: OutgoingPaymentFilter | None = None,
         tenant_id: str | None = None,
     ) -> OutgoingPaymentConnection:
-        check_tenant(info.context, tenant_id)
+        ctx = info.context
+        check_tenant(ctx, tenant_id)
         filters = outgoing_payment_filters(filter)
-        return await page_outgoing_payments(info.context, page, filters)
+        open_payments_url = ctx.backend.settings.open_payments_url
+        for key in ("receivers", "receivers_not"):
+            if key in filters:
+                # This node's incoming payments by their Open Payments URL too.
+                filters[key] = [
+                    await stored_receiver(ctx.pool, open_payments_url, r) for r in filters[key]
+                ]
+        return await page_outgoing_payments(ctx, page, filters)
 
 
 def outgoing_payment_filters(filter: OutgoingPaymentFilter | None) -> dict[str, list[Any]]:
