@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -39,7 +40,14 @@ from kiungo.openpayments.jwk import public_key_to_jwk
 from kiungo.runtime.db import create_pool
 from kiungo.runtime.receiver_fetch import receiver_client
 
-__all__ = ["IDP_SECRET", "Client", "OpNode", "incoming_access", "op_node_fixture"]
+__all__ = [
+    "IDP_SECRET",
+    "Client",
+    "OpNode",
+    "incoming_access",
+    "op_node_fixture",
+    "running_op_node",
+]
 
 # The identity provider the node's authorization server sends browsers to, and its secret.
 IDP_URL = "https://idp.test/consent"
@@ -216,13 +224,26 @@ class OpNode:
 
 @pytest.fixture(scope="module", name="op_node")
 async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> AsyncIterator[OpNode]:
+    async with running_op_node(postgres_server_url, redis_server_url) as node:
+        yield node
+
+
+@contextlib.asynccontextmanager
+async def running_op_node(
+    postgres_server_url: str,
+    redis_server_url: str,
+    *,
+    hop_endpoint: str = "http://127.0.0.1:9/ilp",
+) -> AsyncIterator[OpNode]:
+    """A whole node on a fresh database and Redis prefix; its peer bob (``test.bob``, routing
+    ``test.bobland`` too) at ``hop_endpoint`` (by default nothing answers there)."""
     database_url = await create_database(postgres_server_url)
     prefix = new_key_prefix()
     try:
         await upgrade(database_url)
         pool = await create_pool(database_url)
         try:
-            seeded = await seed(pool, "http://127.0.0.1:9/ilp", 10**9)
+            seeded = await seed(pool, hop_endpoint, 10**9)
             hooks: list[dict[str, Any]] = []
 
             async def hook(request: Request) -> Response:
@@ -263,6 +284,7 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
                             open_payments_url=url,
                             auth_server_grant_url=auth_url,
                             webhook_url=f"{hook_url}/hook",
+                            ilp_connector_url=url,
                             stream_secret=settings.stream_secret,
                         ),
                     ) as admin,

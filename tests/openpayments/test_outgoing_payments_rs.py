@@ -312,7 +312,7 @@ async def test_bad_and_unauthorized_sending_requests_are_refused_and_change_noth
             403,
         ),
         (
-            "pay from an incoming payment",
+            "pay from a quote and an incoming payment",
             pay(alice, out, own["id"], incomingPayment=receiver, debitAmount=usd(1)),
             400,
         ),

@@ -1,6 +1,7 @@
 """What the resource server (:mod:`kiungo.connector.resource_server`) reads from a request and
-how it refuses one: the spec's ``{"error": {"code", "description"}}`` answers, and the parsers
-of bodies, amounts, metadata and page sizes, each refusing bad input with a 400 that names it."""
+how it refuses one: the spec's ``{"error": {"code", "description"}}`` answers (quoting's
+refusals among them), and the parsers of bodies, amounts, metadata and page sizes, each
+refusing bad input with a 400 that names it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from kiungo.openpayments import incoming_payments as resources
+from kiungo.payments.quotes import errors as quote_errors
+from kiungo.payments.quotes.quoting import Amount
+from kiungo.refusal import Refusal
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -28,7 +32,9 @@ __all__ = [
     "parse_json_object",
     "parse_metadata",
     "parse_page_size",
+    "parse_quote_amount",
     "parse_wallet_url",
+    "quote_refused",
     "storable",
 ]
 
@@ -123,6 +129,32 @@ def parse_amount(raw: object, wallet: Mapping[str, Any]) -> int | None:
             f" at scale {wallet['asset_scale']}"
         )
     return int(value)
+
+
+def parse_quote_amount(raw: object, what: str) -> Amount | None:
+    """A quote's or an outgoing payment's amount (``debitAmount``, ``receiveAmount``), in any
+    asset (whose asset it must be, quoting checks)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
+        raise bad(f"{what} must be {{value, assetCode, assetScale}}")
+    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise bad(f"{what}.value must be an unsigned integer string")
+    if not 0 < int(value) <= MAX_U64:
+        raise bad(f"{what}.value must be above zero and fit 64 bits")
+    if not isinstance(code, str) or not 0 < len(code) <= 16 or not storable(code):
+        raise bad(f"{what}.assetCode must be an asset code")
+    if type(scale) is not int or not 0 <= scale <= 255:
+        raise bad(f"{what}.assetScale must be an integer from 0 to 255")
+    return Amount(int(value), code, scale)
+
+
+def quote_refused(exc: Refusal) -> Refused:
+    """A refusal of quoting or of creating the payment as the resource server answers it."""
+    if isinstance(exc, quote_errors.InvalidReceiver):
+        return Refused(400, "invalid_receiver", exc.message)
+    return bad(exc.message)
 
 
 def parse_metadata(raw: object) -> dict[str, Any] | None:

@@ -7,10 +7,13 @@ client's signature) and refusal shapes:
   :func:`kiungo.payments.quotes.create_quote`, as the admin API makes them. Receivers are this
   node's incoming payments (their Open Payments id or wallet-address form) and wallet
   addresses; another node's are refused for now.
-- ``POST /outgoing-payments`` (``walletAddress``, ``quoteId``, ``metadata``): the admin API's
-  outgoing payment (:func:`kiungo.payments.outgoing.service.create`, FUNDING, with its
+- ``POST /outgoing-payments`` (``walletAddress``, ``quoteId``, ``metadata``; or
+  ``incomingPayment`` and ``debitAmount`` instead of ``quoteId``: quoted here as ``POST
+  /quotes`` would, the quote stored with the payment or not at all): the admin API's outgoing
+  payment (:func:`kiungo.payments.outgoing.service.create`, FUNDING, with its
   ``outgoing_payment.created`` webhook: the operator funds it), made under the grant, whose
-  limits are checked atomically (:mod:`kiungo.payments.outgoing.limits`).
+  limits are checked atomically (:mod:`kiungo.payments.outgoing.limits`). ``sentAmount`` is
+  what it has sent so far (:mod:`kiungo.payments.outgoing.sent`).
 - ``GET /outgoing-payments/{id}``, ``GET /outgoing-payments?wallet-address=…`` (a page:
   ``first``/``last``, ``cursor``), ``GET /outgoing-payment-grant`` (what the grant has spent
   in its current interval).
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,7 +38,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiungo.connector.resource_inputs import (
-    MAX_U64,
     Refused,
     bad,
     check_fields,
@@ -43,7 +45,9 @@ from kiungo.connector.resource_inputs import (
     parse_json_object,
     parse_metadata,
     parse_page_size,
+    parse_quote_amount,
     parse_wallet_url,
+    quote_refused,
     storable,
 )
 from kiungo.events import amount_json
@@ -53,10 +57,11 @@ from kiungo.openpayments.grants import GrantInfo
 from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.outgoing import limits as grant_limits
 from kiungo.payments.outgoing import service as outgoing
+from kiungo.payments.outgoing.sent import sent_amounts
 from kiungo.payments.quotes import errors as quote_errors
-from kiungo.payments.quotes.quoting import Amount, Quoting
+from kiungo.payments.quotes.quoting import Quoting
 from kiungo.payments.quotes.service import create_quote, load_quote
-from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
+from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url, stored_receiver
 
 if TYPE_CHECKING:
     from kiungo.connector.resource_server import _ResourceServer
@@ -69,25 +74,9 @@ OUTGOING = "outgoing-payment"
 QUOTE = "quote"
 _QUOTE_FIELDS = frozenset({"walletAddress", "receiver", "method", "debitAmount", "receiveAmount"})
 _PAYMENT_FIELDS = frozenset({"walletAddress", "quoteId", "metadata"})
+_FROM_INCOMING_FIELDS = frozenset({"walletAddress", "incomingPayment", "debitAmount", "metadata"})
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _MAX_URL = 2048
-
-
-def _parse_amount(raw: object, what: str) -> Amount | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or set(raw) != {"value", "assetCode", "assetScale"}:
-        raise bad(f"{what} must be {{value, assetCode, assetScale}}")
-    value, code, scale = raw["value"], raw["assetCode"], raw["assetScale"]
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
-        raise bad(f"{what}.value must be an unsigned integer string")
-    if not 0 < int(value) <= MAX_U64:
-        raise bad(f"{what}.value must be above zero and fit 64 bits")
-    if not isinstance(code, str) or not 0 < len(code) <= 16 or not storable(code):
-        raise bad(f"{what}.assetCode must be an asset code")
-    if type(scale) is not int or not 0 <= scale <= 255:
-        raise bad(f"{what}.assetScale must be an integer from 0 to 255")
-    return Amount(int(value), code, scale)
 
 
 class _Sending:
@@ -130,16 +119,21 @@ class _Sending:
             )
         return receiver
 
+    async def incoming_receiver(self, incoming_payment: object) -> str:
+        """An ``incomingPayment`` field as the quote takes it (:meth:`local_receiver`): an
+        incoming payment's URL, not a wallet address's."""
+        if not isinstance(incoming_payment, str) or not INCOMING_PAYMENT_PATH.match(
+            incoming_payment.strip()
+        ):
+            raise Refused(
+                400, "invalid_receiver", "incomingPayment must be an incoming payment URL"
+            )
+        return await self.local_receiver(incoming_payment)
+
     async def stored_receiver(self, receiver: str) -> str:
-        """``receiver`` as a quote stores it: this node's incoming payment by its Open Payments
-        id in its wallet-address form; anything else as it is."""
-        match = self.incoming_path.match(receiver)
-        wallet = None if match is None else await self.server_payment_wallet(uuid.UUID(match["id"]))
-        return (
-            receiver
-            if wallet is None or match is None
-            else f"{wallet}/incoming-payments/{match['id']}"
-        )
+        """``receiver`` as a quote stores it (:func:`kiungo.payments.receivers.stored_receiver`:
+        this node's incoming payment by its Open Payments id in its wallet-address form)."""
+        return await stored_receiver(self.pool, self.node_settings_url, receiver)
 
     @property
     def node_settings_url(self) -> str:
@@ -167,6 +161,17 @@ class _Sending:
             row, self.base, wallet_url, self.receiver_json(row["receiver"])
         )
 
+    async def payments_json(
+        self, rows: Sequence[Mapping[str, Any]], wallet_url: str
+    ) -> list[dict[str, Any]]:
+        """Payments as :meth:`payment_json`, each with what it has sent so far
+        (:func:`kiungo.payments.outgoing.sent.sent_amounts`, as the admin API shows it)."""
+        sent = await sent_amounts(self.server.node.ledger, rows)
+        return [
+            self.payment_json({**dict(row), "sent_amount": value}, wallet_url)
+            for row, value in zip(rows, sent, strict=True)
+        ]
+
     # -- quotes ---------------------------------------------------------------------------
 
     async def create_quote(self, request: Request) -> Response:
@@ -178,15 +183,13 @@ class _Sending:
         if document.get("method") != "ilp":
             raise bad('method must be "ilp"')
         wallet = await self.server.wallet(document.get("walletAddress"))
-        debit = _parse_amount(document.get("debitAmount"), "debitAmount")
-        receive = _parse_amount(document.get("receiveAmount"), "receiveAmount")
+        debit = parse_quote_amount(document.get("debitAmount"), "debitAmount")
+        receive = parse_quote_amount(document.get("receiveAmount"), "receiveAmount")
         receiver = await self.local_receiver(document.get("receiver"))
         try:
             row = await create_quote(self.quoting, wallet["id"], receiver, debit, receive)
-        except quote_errors.InvalidReceiver as exc:
-            raise Refused(400, "invalid_receiver", exc.message) from None
         except quote_errors.QuoteError as exc:
-            raise bad(exc.message) from None
+            raise quote_refused(exc) from None
         await resources.set_quote_client(self.pool, row["id"], grant.client)
         return JSONResponse(self.quote_json(row, wallet["url"]), 201)
 
@@ -230,21 +233,28 @@ class _Sending:
         }
 
     async def create_payment(self, request: Request) -> Response:
+        """From a quote (``quoteId``), or from an incoming payment and a debit amount
+        (``incomingPayment``, ``debitAmount``: quoted here, the quote stored with the payment)."""
         body = await self.server.body(request)
         grant = await self.server.authorize(request, body)
         document = parse_json_object(body)
-        if "incomingPayment" in document or "debitAmount" in document:
-            raise bad("create the outgoing payment from a quote (quoteId)")
-        check_fields(document, _PAYMENT_FIELDS)
+        from_incoming = "incomingPayment" in document
+        check_fields(document, _FROM_INCOMING_FIELDS if from_incoming else _PAYMENT_FIELDS)
         wallet_url = parse_wallet_url(document.get("walletAddress"))
         if "create" not in resources.actions(grant.access, OUTGOING, wallet_url):
             raise Refused(403, "insufficient_grant", "the grant does not allow create here")
         wallet = await self.server.wallet(wallet_url)
-        quote_ref = document.get("quoteId")
-        match = self.quote_path.match(quote_ref) if isinstance(quote_ref, str) else None
-        if match is None:
-            raise bad(f"quoteId must be a quote URL of this resource server ({self.base}/quotes/…)")
+        quote_id = None
+        if not from_incoming:
+            quote_ref = document.get("quoteId")
+            match = self.quote_path.match(quote_ref) if isinstance(quote_ref, str) else None
+            if match is None:
+                raise bad(
+                    f"quoteId must be a quote URL of this resource server ({self.base}/quotes/…)"
+                )
+            quote_id = uuid.UUID(match["id"])
         metadata = parse_metadata(document.get("metadata"))
+        stored_metadata = None if metadata is None else json.dumps(metadata)
         item = resources.outgoing_item(grant.access, wallet["url"])
         limits = grant_limits.GrantLimits.of(
             grant.grant_id, None if item is None else item.get("limits")
@@ -253,32 +263,40 @@ class _Sending:
             # The quote holds this node's incoming payments in their wallet-address form.
             limits = replace(limits, receiver=await self.stored_receiver(limits.receiver))
         try:
-            payment_id = await outgoing.create(
-                self.pool,
-                self.server.node.ledger,
-                wallet["id"],
-                uuid.UUID(match["id"]),
-                None if metadata is None else json.dumps(metadata),
-                client=grant.client,
-                grant=limits,
-            )
+            if quote_id is not None:
+                payment_id = await outgoing.create(
+                    self.pool,
+                    self.server.node.ledger,
+                    wallet["id"],
+                    quote_id,
+                    stored_metadata,
+                    client=grant.client,
+                    grant=limits,
+                )
+            else:
+                debit = parse_quote_amount(document.get("debitAmount"), "debitAmount")
+                if debit is None:
+                    raise bad("debitAmount is required with incomingPayment")
+                payment_id = await outgoing.create_from_incoming_payment(
+                    self.quoting,
+                    self.server.node.ledger,
+                    wallet["id"],
+                    await self.incoming_receiver(document["incomingPayment"]),
+                    debit,
+                    stored_metadata,
+                    client=grant.client,
+                    grant=limits,
+                )
         except outgoing.InsufficientGrant as exc:
             raise Refused(403, "insufficient_grant", exc.message) from None
-        except outgoing.OutgoingPaymentError as exc:
-            raise bad(exc.message) from None
+        except (outgoing.OutgoingPaymentError, quote_errors.QuoteError) as exc:
+            raise quote_refused(exc) from None
         row = await outgoing.load(self.pool, payment_id)
+        spent = await self.spent_json(grant, item)
         return JSONResponse(
             {
                 **self.payment_json(row, wallet["url"]),
-                **{
-                    (
-                        "grantSpentDebitAmount"
-                        if k == "spentDebitAmount"
-                        else "grantSpentReceiveAmount"
-                    ): v
-                    for k, v in (await self.spent_json(grant, item)).items()
-                    if v is not None
-                },
+                **{f"grant{k[0].upper()}{k[1:]}": v for k, v in spent.items() if v is not None},
             },
             201,
         )
@@ -302,7 +320,8 @@ class _Sending:
         allowed = resources.actions(grant.access, OUTGOING, wallet_url)
         if "read-all" not in allowed and ("read" not in allowed or row["client"] != grant.client):
             raise not_found
-        return JSONResponse(self.payment_json(row, wallet_url))
+        [payment] = await self.payments_json([row], wallet_url)
+        return JSONResponse(payment)
 
     async def list_payments(self, request: Request) -> Response:
         body = await self.server.body(request)
@@ -347,7 +366,7 @@ class _Sending:
         return JSONResponse(
             {
                 "pagination": pagination,
-                "result": [self.payment_json(r, wallet["url"]) for r in rows],
+                "result": await self.payments_json(rows, wallet["url"]),
             }
         )
 

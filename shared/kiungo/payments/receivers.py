@@ -14,10 +14,12 @@ import uuid
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import asyncpg
 from sqlalchemy import bindparam, select
 
 from kiungo.models import Asset, IncomingPayment, WalletAddress, WalletAddressStatus
 from kiungo.models.sql import Statement, table
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.incoming.states import OPEN
 from kiungo.spsp.pointer import parse_payment_pointer
 
@@ -33,6 +35,7 @@ __all__ = [
     "incoming_payment_url",
     "local_receiver_url",
     "receiver_open",
+    "stored_receiver",
     "wallet_tag",
 ]
 
@@ -149,3 +152,18 @@ INCOMING_PAYMENT_RECEIVER_BY_ID = Statement(_INCOMING_PAYMENT_RECEIVER)
 """One incoming payment (``id=``) with its wallet address's URL and its asset."""
 INCOMING_PAYMENT_RECEIVER_FOR_UPDATE = Statement(_INCOMING_PAYMENT_RECEIVER.with_for_update(of=_p))
 """:data:`INCOMING_PAYMENT_RECEIVER_BY_ID`, the payment's row locked (completing it)."""
+
+
+async def stored_receiver(
+    executor: asyncpg.Pool | asyncpg.Connection, open_payments_url: str, receiver: str
+) -> str:
+    """``receiver`` as a quote stores it: this node's incoming payment named by its Open
+    Payments URL (``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``, Rafiki's ``url``) in its
+    receiver form (:func:`incoming_payment_url`), as quoting resolves it; anything else as it
+    is (what names no receiver here matches no quote)."""
+    match = INCOMING_PAYMENT_PATH.match(receiver)
+    if match is None or match["wallet"] != open_payments_url.rstrip("/"):
+        return receiver
+    payment_id = uuid.UUID(match["id"])
+    row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(executor, id=payment_id)
+    return receiver if row is None else incoming_payment_url(row["url"], payment_id)

@@ -45,7 +45,7 @@ from kiungo.backend.api.liquidity import (
     withdraw_payment,
 )
 from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
-from kiungo.backend.api.quotes import Quote, create_quote
+from kiungo.backend.api.quotes import QUOTE_CODES, Quote, amount_of, quoting
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
@@ -53,6 +53,8 @@ from kiungo.events import EventType
 from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
 from kiungo.payments.outgoing import service as domain
+from kiungo.payments.outgoing.sent import sent_amounts
+from kiungo.payments.receivers import stored_receiver
 from kiungo.refusal import Refusal
 
 __all__ = [
@@ -110,10 +112,10 @@ class OutgoingPayment:
     receiver: str
     metadata: JSONObject | None
     quote: Quote | None
-    sent_amount: Amount = strawberry.field(description="What has been sent so far.")
     created_at: str
     grant_id: str | None
     _uuid: strawberry.Private[uuid.UUID]
+    _row: strawberry.Private[Mapping[str, Any]]
 
     @classmethod
     def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> OutgoingPayment:
@@ -138,11 +140,25 @@ class OutgoingPayment:
             receiver=row["receiver"],
             metadata=metadata_value(row["metadata"]),
             quote=quote,
-            sent_amount=Amount(value=int(row["sent_amount"]), asset_code=code, asset_scale=scale),
             created_at=iso(row["created_at"]),
             grant_id=row["grant_id"],
             _uuid=row["id"],
+            _row={
+                "id": row["id"],
+                "state": row["state"],
+                "sent_amount": row["sent_amount"],
+                "asset": (code, scale),
+            },
         )
+
+    @strawberry.field(
+        description="What has been sent so far (while SENDING, what its fulfilled packets "
+        "have debited)."
+    )
+    async def sent_amount(self, info: strawberry.Info[Context, None]) -> Amount:
+        [sent] = await sent_amounts(info.context.ledger, [self._row])
+        code, scale = self._row["asset"]
+        return Amount(value=sent, asset_code=code, asset_scale=scale)
 
     @strawberry.field(description="Money in the payment's account, not yet sent or withdrawn.")
     async def liquidity(self, info: strawberry.Info[Context, None]) -> UInt64 | None:
@@ -214,9 +230,17 @@ class OutgoingPaymentQuery:
         filter: OutgoingPaymentFilter | None = None,
         tenant_id: str | None = None,
     ) -> OutgoingPaymentConnection:
-        check_tenant(info.context, tenant_id)
+        ctx = info.context
+        check_tenant(ctx, tenant_id)
         filters = outgoing_payment_filters(filter)
-        return await page_outgoing_payments(info.context, page, filters)
+        open_payments_url = ctx.backend.settings.open_payments_url
+        for key in ("receivers", "receivers_not"):
+            if key in filters:
+                # This node's incoming payments by their Open Payments URL too.
+                filters[key] = [
+                    await stored_receiver(ctx.pool, open_payments_url, r) for r in filters[key]
+                ]
+        return await page_outgoing_payments(ctx, page, filters)
 
 
 def outgoing_payment_filters(filter: OutgoingPaymentFilter | None) -> dict[str, list[Any]]:
@@ -315,10 +339,16 @@ class OutgoingPaymentMutation:
         metadata = metadata_json(input.metadata)
 
         async def change() -> uuid.UUID:
-            quote = await create_quote(
-                ctx, input.wallet_address_id, input.incoming_payment, input.debit_amount, None
-            )
-            return await _create_payment(ctx, wallet_id, quote["id"], metadata)
+            # The quote is stored with the payment: a refused payment leaves no quote behind.
+            with refusals_as(_CODES + QUOTE_CODES):
+                return await domain.create_from_incoming_payment(
+                    quoting(ctx),
+                    ctx.ledger,
+                    wallet_id,
+                    input.incoming_payment,
+                    amount_of(input.debit_amount),
+                    metadata,
+                )
 
         return await ctx.idempotent_change(
             "createOutgoingPaymentFromIncomingPayment",

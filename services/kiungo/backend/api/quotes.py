@@ -20,16 +20,19 @@ from kiungo.payments.quotes.service import QUOTE_QUERY
 from kiungo.refusal import Refusal
 
 __all__ = [
+    "QUOTE_CODES",
     "Quote",
     "QuoteConnection",
     "QuoteMutation",
     "QuoteQuery",
+    "amount_of",
     "create_quote",
     "page_quotes",
+    "quoting",
 ]
 
 # What each refusal of the quote domain is in the API.
-_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
+QUOTE_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.InvalidQuoteRequest, ErrorCode.BAD_USER_INPUT),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
     (domain.QuoteNotFound, ErrorCode.NOT_FOUND),
@@ -117,10 +120,18 @@ async def page_quotes(
     )
 
 
-def _amount(amount: AmountInput | None) -> domain.Amount | None:
+def amount_of(amount: AmountInput | None) -> domain.Amount | None:
     if amount is None:
         return None
     return domain.Amount(amount.value, amount.asset_code, amount.asset_scale)
+
+
+def quoting(ctx: Context) -> domain.Quoting:
+    """What quoting reads, from the backend's services."""
+    backend = ctx.backend
+    return domain.Quoting(
+        backend.settings, backend.pool, backend.ledger, backend.rates, backend.http
+    )
 
 
 async def create_quote(
@@ -133,18 +144,14 @@ async def create_quote(
     """Quote and store (:func:`kiungo.payments.quotes.create_quote`); returns the quote's row.
     Refusals are API errors."""
     wallet_id = parse_uuid(wallet_address_id, "walletAddressId")
-    backend = ctx.backend
-    quoting = domain.Quoting(
-        backend.settings, backend.pool, backend.ledger, backend.rates, backend.http
-    )
-    with refusals_as(_CODES):
+    with refusals_as(QUOTE_CODES):
         return await domain.create_quote(
-            quoting, wallet_id, receiver, _amount(debit_amount), _amount(receive_amount)
+            quoting(ctx), wallet_id, receiver, amount_of(debit_amount), amount_of(receive_amount)
         )
 
 
 async def load_quote(ctx: Context, quote_id: uuid.UUID) -> asyncpg.Record:
-    with refusals_as(_CODES):
+    with refusals_as(QUOTE_CODES):
         return await domain.load_quote(ctx.pool, quote_id)
 
 

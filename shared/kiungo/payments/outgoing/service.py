@@ -31,7 +31,8 @@ from kiungo.models.sql import Statement, table
 from kiungo.payments.outgoing import limits, store
 from kiungo.payments.outgoing.limits import GrantLimits
 from kiungo.payments.outgoing.states import ENDED, States
-from kiungo.payments.quotes.service import quote_columns
+from kiungo.payments.quotes.quoting import Amount, Quoting
+from kiungo.payments.quotes.service import PricedQuote, price_quote, quote_columns, store_quote
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "cancel",
     "check_ended",
     "create",
+    "create_from_incoming_payment",
     "fund",
     "load",
 ]
@@ -223,14 +225,18 @@ async def create(
     *,
     client: str | None = None,
     grant: GrantLimits | None = None,
+    new_quote: PricedQuote | None = None,
 ) -> uuid.UUID:
     """The payment of a quote of an active wallet address, FUNDING, with its
     ``outgoing_payment.created`` event and its (empty) ledger account. Made over Open Payments,
     by ``client`` under ``grant``: the grant's limits are checked first, with its row locked
-    (:mod:`kiungo.payments.outgoing.limits`)."""
+    (:mod:`kiungo.payments.outgoing.limits`). ``new_quote`` (the quote ``quote_id``, not yet
+    stored) is stored with the payment, or not at all."""
     now = datetime.now(UTC)
     payment_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
+        if new_quote is not None:
+            await store_quote(conn, new_quote, client=client)
         status = await _WALLET_STATUS.fetchval(conn, id=wallet_id)
         if status is None:
             raise WalletAddressNotFound()
@@ -262,6 +268,34 @@ async def create(
             raise QuoteAlreadyPaid() from None
     await ledger.ensure_account(AccountKind.OUTGOING_PAYMENT, payment_id, quote["asset_id"])
     return payment_id
+
+
+async def create_from_incoming_payment(
+    quoting: Quoting,
+    ledger: Ledger,
+    wallet_id: uuid.UUID,
+    incoming_payment: str,
+    debit_amount: Amount | None,
+    metadata: str | None,
+    *,
+    client: str | None = None,
+    grant: GrantLimits | None = None,
+) -> uuid.UUID:
+    """Quote paying ``incoming_payment`` (``debit_amount``, or what it still expects) and make
+    the payment of that quote (:func:`create`), the quote stored with the payment: a refusal
+    of either (a :class:`kiungo.payments.quotes.errors.QuoteError`, an
+    :class:`OutgoingPaymentError`) leaves neither behind."""
+    quote = await price_quote(quoting, wallet_id, incoming_payment, debit_amount, None)
+    return await create(
+        quoting.pool,
+        ledger,
+        wallet_id,
+        quote.id,
+        metadata,
+        client=client,
+        grant=grant,
+        new_quote=quote,
+    )
 
 
 async def _within_limits(

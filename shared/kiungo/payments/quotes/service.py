@@ -1,8 +1,11 @@
-"""Make a quote and store it; read one back."""
+"""Make a quote and store it; read one back. :func:`price_quote` makes one without storing it
+(:func:`store_quote` stores it, in the caller's transaction: an outgoing payment made from an
+incoming payment stores its quote with the payment, or neither)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
@@ -32,7 +35,15 @@ from kiungo.payments.quotes.receiver import (
 )
 from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url
 
-__all__ = ["QUOTE_QUERY", "create_quote", "load_quote", "quote_columns"]
+__all__ = [
+    "QUOTE_QUERY",
+    "PricedQuote",
+    "create_quote",
+    "load_quote",
+    "price_quote",
+    "quote_columns",
+    "store_quote",
+]
 
 _MAX_RECEIVER_LENGTH = 2048
 
@@ -103,6 +114,7 @@ _INSERT = Statement(
                 "expires_at",
                 "stream_destination",
                 "stream_shared_secret",
+                "client",
             )
         }
         | {"created_at": bindparam("now"), "updated_at": bindparam("now")}
@@ -125,6 +137,20 @@ def _check_amount(amount: Amount, what: str) -> None:
         raise InvalidQuoteRequest(f"{what} must be above zero", field=what)
 
 
+@dataclass(frozen=True, slots=True)
+class PricedQuote:
+    """A quote made and not yet stored: its columns and the row it is once stored (as
+    :func:`load_quote` reads it)."""
+
+    columns: dict[str, Any]
+    row: dict[str, Any]
+
+    @property
+    def id(self) -> uuid.UUID:
+        quote_id: uuid.UUID = self.row["id"]
+        return quote_id
+
+
 async def create_quote(
     quoting: Quoting,
     wallet_id: uuid.UUID,
@@ -134,6 +160,27 @@ async def create_quote(
 ) -> dict[str, Any]:
     """Quote and store; returns the quote's row (as :func:`load_quote` reads it). Nothing is
     written unless the quote is made."""
+    quote = await price_quote(quoting, wallet_id, receiver, debit_amount, receive_amount)
+    await store_quote(quoting.pool, quote)
+    return quote.row
+
+
+async def store_quote(
+    executor: asyncpg.Pool | asyncpg.Connection, quote: PricedQuote, *, client: str | None = None
+) -> None:
+    """Write a quote :func:`price_quote` made (made by the Open Payments ``client``, if any)."""
+    await _INSERT.execute(executor, **quote.columns, client=client)
+
+
+async def price_quote(
+    quoting: Quoting,
+    wallet_id: uuid.UUID,
+    receiver: str,
+    debit_amount: Amount | None,
+    receive_amount: Amount | None,
+) -> PricedQuote:
+    """Quote, writing nothing (:func:`store_quote` writes it); refusals are
+    :class:`kiungo.payments.quotes.errors.QuoteError`."""
     if debit_amount is not None and receive_amount is not None:
         raise InvalidQuoteRequest("give debitAmount or receiveAmount, not both")
     if debit_amount is not None:
@@ -219,32 +266,7 @@ async def create_quote(
     if target.expires_at is not None and target.expires_at < expires_at:
         expires_at = target.expires_at
     quote_id = uuid.uuid4()
-    await _INSERT.execute(
-        quoting.pool,
-        id=quote_id,
-        wallet_address_id=wallet_id,
-        asset_id=wallet["asset_id"],
-        receiver=target.url,
-        debit_amount=debit,
-        fee_amount=debit - sent,
-        receive_amount=receive,
-        receive_asset_code=target.asset_code,
-        receive_asset_scale=target.asset_scale,
-        max_packet_amount=target.max_packet,
-        min_exchange_rate_numerator=minimum_rate.numerator,
-        min_exchange_rate_denominator=minimum_rate.denominator,
-        low_estimated_exchange_rate_numerator=rate.numerator,
-        low_estimated_exchange_rate_denominator=rate.denominator,
-        high_estimated_exchange_rate_numerator=target.high.numerator,
-        high_estimated_exchange_rate_denominator=target.high.denominator,
-        estimated_exchange_rate=_decimal(rate),
-        fee_id=fee.id,
-        expires_at=expires_at,
-        now=now,
-        stream_destination=target.stream_destination,
-        stream_shared_secret=target.stream_shared_secret,
-    )
-    return {
+    columns: dict[str, Any] = {
         "id": quote_id,
         "wallet_address_id": wallet_id,
         "asset_id": wallet["asset_id"],
@@ -254,13 +276,29 @@ async def create_quote(
         "receive_amount": receive,
         "receive_asset_code": target.asset_code,
         "receive_asset_scale": target.asset_scale,
+        "max_packet_amount": target.max_packet,
+        "min_exchange_rate_numerator": minimum_rate.numerator,
+        "min_exchange_rate_denominator": minimum_rate.denominator,
         "low_estimated_exchange_rate_numerator": rate.numerator,
         "low_estimated_exchange_rate_denominator": rate.denominator,
-        "created_at": now,
+        "high_estimated_exchange_rate_numerator": target.high.numerator,
+        "high_estimated_exchange_rate_denominator": target.high.denominator,
+        "estimated_exchange_rate": _decimal(rate),
+        "fee_id": fee.id,
         "expires_at": expires_at,
-        "asset_code": sender[0],
-        "asset_scale": sender[1],
+        "now": now,
+        "stream_destination": target.stream_destination,
+        "stream_shared_secret": target.stream_shared_secret,
     }
+    shown = (
+        "id", "wallet_address_id", "asset_id", "receiver", "debit_amount", "fee_amount",
+        "receive_amount", "receive_asset_code", "receive_asset_scale",
+        "low_estimated_exchange_rate_numerator", "low_estimated_exchange_rate_denominator",
+        "expires_at",
+    )  # fmt: skip
+    row = {name: columns[name] for name in shown}
+    row |= {"created_at": now, "asset_code": sender[0], "asset_scale": sender[1]}
+    return PricedQuote(columns, row)
 
 
 async def load_quote(pool: asyncpg.Pool, quote_id: uuid.UUID) -> asyncpg.Record:
