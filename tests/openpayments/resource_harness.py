@@ -31,6 +31,7 @@ from tests.loopback import serve
 from tests.stores import create_database, delete_keys, drop_database, new_key_prefix
 
 from kiungo.auth.app import auth_app
+from kiungo.config import Settings
 from kiungo.connector.command import connector_server
 from kiungo.migrations.run import upgrade
 from kiungo.openpayments.client_signatures import ClientKeys
@@ -165,6 +166,8 @@ class OpNode:
     http: httpx.AsyncClient
     usd: str
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    settings: Settings = field(default_factory=Settings)
+    """The connector's (its client identity: kiungo.openpayments.identity.node_identity)."""
 
     async def wallet(self, name: str | None = None) -> tuple[str, str]:
         """A new USD wallet address: its admin id and URL."""
@@ -215,7 +218,12 @@ class OpNode:
 
 
 @pytest.fixture(scope="module", name="op_node")
-async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> AsyncIterator[OpNode]:
+async def op_node_fixture(
+    request: pytest.FixtureRequest, postgres_server_url: str, redis_server_url: str
+) -> AsyncIterator[OpNode]:
+    """The node; a test module may set ``OP_NODE_RECEIVER_FETCH_TIMEOUT_MS`` (the connector's
+    RECEIVER_FETCH_TIMEOUT_MS, to bound what other nodes' servers may take)."""
+    fetch_ms = getattr(request.module, "OP_NODE_RECEIVER_FETCH_TIMEOUT_MS", None)
     database_url = await create_database(postgres_server_url)
     prefix = new_key_prefix()
     try:
@@ -253,6 +261,8 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
                     open_payments_url=url,
                     auth_server_grant_url=auth_url,
                 )
+                if fetch_ms is not None:
+                    settings = replace(settings, receiver_fetch_timeout_ms=fetch_ms)
                 async with (
                     connector_server(settings, database_url, redis_server_url, "127.0.0.1", port),
                     running_backend(
@@ -268,7 +278,7 @@ async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> As
                     ) as admin,
                     httpx.AsyncClient(timeout=30) as http,
                 ):
-                    yield OpNode(url, auth_url, pool, admin, http, str(seeded.usd), hooks)
+                    yield OpNode(url, auth_url, pool, admin, http, str(seeded.usd), hooks, settings)
         finally:
             await pool.close()
     finally:
