@@ -9,7 +9,11 @@ on Postgres and Redis): prints one JSON line per figure.
     the latency of each request;
 (b) one-packet cross-currency payments, one at a time: from ``createOutgoingPayment`` (funded
     right after) to COMPLETED as seen by polling ``outgoingPayment``: p50/p95;
-(c) a 1,000-packet payment (the peer's maximum packet amount set to 1): packets/s.
+(c) the Open Payments flow (tests/benchmarks/payments_op.py): ``--clients`` closed-loop apps,
+    each iteration an incoming payment on B, a quote on A, an interactive outgoing-payment
+    grant consented through A's interaction API, the outgoing payment, funded by the operator
+    and polled to COMPLETED: iterations/s, the iteration's latency and each step's;
+(d) a 1,000-packet payment (the peer's maximum packet amount set to 1): packets/s.
 Uses DATABASE_URL/REDIS_URL (scratch databases and key prefixes) or embedded engines. Not a
 test: it never fails on speed.
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.benchmarks.payments_op import IDP_SECRET, IDP_URL, STEPS, OpenPaymentsApp
 from tests.network.harness import FullNode, full_node, rates_service
 
 from kiungo.store.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -110,13 +115,55 @@ async def _fulfilled(client: httpx.AsyncClient, node: FullNode) -> int:
     return sum(int(float(line.split()[-1])) for line in lines if line.startswith(prefix))
 
 
+async def _open_payments(
+    a: FullNode,
+    b: FullNode,
+    ids: dict[str, str],
+    client: httpx.AsyncClient,
+    seconds: float,
+    clients: int,
+) -> dict[str, Any]:
+    app = OpenPaymentsApp(a, b, f"{a.connector_url}/alice", ids["bob_url"], client)
+    await app.register(ids["alice"])
+    iterations: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def iterate() -> None:
+        async with httpx.AsyncClient(timeout=60) as browser:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                await app.iteration(browser)
+                iterations.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(iterate() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    steps: dict[str, float] = {}
+    for step in STEPS:
+        steps[f"{step}_p50_ms"] = _ms(app.timings[step], 0.5)
+        steps[f"{step}_p95_ms"] = _ms(app.timings[step], 0.95)
+    return {
+        "benchmark": "payments",
+        "figure": "open_payments_flow_to_completed",
+        "clients": clients,
+        "iterations": len(iterations),
+        "iterations_per_second": round(len(iterations) / elapsed, 1),
+        "iteration_p50_ms": _ms(iterations, 0.5),
+        "iteration_p95_ms": _ms(iterations, 0.95),
+        **steps,
+    }
+
+
 async def bench(postgres: str, redis: str, seconds: float, clients: int) -> None:
     async with (
         httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=50)) as client,
         rates_service() as rates,
-        full_node("alpha", postgres, redis, client, rates_url=rates) as a,
-        full_node("beta", postgres, redis, client, rates_url=rates) as b,
-    ):
+        full_node(
+            "alpha", postgres, redis, client, rates_url=rates, auth=True,
+            extra_env={"IDENTITY_SERVER_URL": IDP_URL, "IDENTITY_SERVER_SECRET": IDP_SECRET},
+        ) as a,
+        full_node("beta", postgres, redis, client, rates_url=rates, auth=True) as b,
+    ):  # fmt: skip
         ids = await _network(a, b)
 
         # (a) Rafiki's k6 scenario, closed loop.
@@ -184,7 +231,10 @@ async def bench(postgres: str, redis: str, seconds: float, clients: int) -> None
             flush=True,
         )
 
-        # (c) 1,000 packets of 1 unit, same currency.
+        # (c) the Open Payments flow, closed loop.
+        print(json.dumps(await _open_payments(a, b, ids, client, seconds, clients)), flush=True)
+
+        # (d) 1,000 packets of 1 unit, same currency.
         await a.gql(
             "mutation($i: UpdatePeerInput!) { updatePeer(input: $i) { peer { id } } }",
             {"i": {"id": ids["a_peer"], "maxPacketAmount": "1"}},

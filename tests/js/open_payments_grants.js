@@ -5,6 +5,8 @@
 //
 // Usage: open_payments_grants.js <client wallet address URL> <PKCS#8 PEM private key file> <key id>
 // One JSON request per stdin line; runs until stdin closes. An "id" in a request is echoed.
+//   {"op":"getWalletAddress","url":"<wallet address URL>"}     walletAddress.get (its
+//     authServer and resourceServer: where an app asks for grants and makes resources)
 //   {"op":"grant","url":"<auth server URL>","access":[{...access item...}],"interact":{...}?}
 //     grant.request({url}, {access_token: {access}, interact?})
 //   {"op":"continue","url":"<continue URI>","accessToken":"<value>","interactRef":"…"}
@@ -43,6 +45,9 @@ async function answer(client, anonymous, request) {
   if (typeof request.url !== 'string') throw new Error('url must be a string')
   let body
   switch (request.op) {
+    case 'getWalletAddress':
+      body = await client.walletAddress.get({ url: request.url })
+      break
     case 'grant':
       body = await client.grant.request(
         { url: request.url },

@@ -32,6 +32,7 @@ from tests.loopback import serve
 from tests.stores import create_database, delete_keys, drop_database, new_key_prefix
 
 from kiungo.auth.app import auth_app
+from kiungo.config import Settings
 from kiungo.connector.command import connector_server
 from kiungo.migrations.run import upgrade
 from kiungo.openpayments.client_signatures import ClientKeys
@@ -173,6 +174,8 @@ class OpNode:
     http: httpx.AsyncClient
     usd: str
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    settings: Settings = field(default_factory=Settings)
+    """The connector's (its client identity: kiungo.openpayments.identity.node_identity)."""
 
     async def wallet(self, name: str | None = None) -> tuple[str, str]:
         """A new USD wallet address: its admin id and URL."""
@@ -223,8 +226,13 @@ class OpNode:
 
 
 @pytest.fixture(scope="module", name="op_node")
-async def op_node_fixture(postgres_server_url: str, redis_server_url: str) -> AsyncIterator[OpNode]:
-    async with running_op_node(postgres_server_url, redis_server_url) as node:
+async def op_node_fixture(
+    request: pytest.FixtureRequest, postgres_server_url: str, redis_server_url: str
+) -> AsyncIterator[OpNode]:
+    """The node; a test module may set ``OP_NODE_RECEIVER_FETCH_TIMEOUT_MS`` (the connector's
+    RECEIVER_FETCH_TIMEOUT_MS, to bound what other nodes' servers may take)."""
+    fetch_ms = getattr(request.module, "OP_NODE_RECEIVER_FETCH_TIMEOUT_MS", None)
+    async with running_op_node(postgres_server_url, redis_server_url, fetch_ms=fetch_ms) as node:
         yield node
 
 
@@ -234,9 +242,11 @@ async def running_op_node(
     redis_server_url: str,
     *,
     hop_endpoint: str = "http://127.0.0.1:9/ilp",
+    fetch_ms: int | None = None,
 ) -> AsyncIterator[OpNode]:
     """A whole node on a fresh database and Redis prefix; its peer bob (``test.bob``, routing
-    ``test.bobland`` too) at ``hop_endpoint`` (by default nothing answers there)."""
+    ``test.bobland`` too) at ``hop_endpoint`` (by default nothing answers there); ``fetch_ms``
+    its RECEIVER_FETCH_TIMEOUT_MS when given."""
     database_url = await create_database(postgres_server_url)
     prefix = new_key_prefix()
     try:
@@ -274,6 +284,8 @@ async def running_op_node(
                     open_payments_url=url,
                     auth_server_grant_url=auth_url,
                 )
+                if fetch_ms is not None:
+                    settings = replace(settings, receiver_fetch_timeout_ms=fetch_ms)
                 async with (
                     connector_server(settings, database_url, redis_server_url, "127.0.0.1", port),
                     running_backend(
@@ -290,7 +302,7 @@ async def running_op_node(
                     ) as admin,
                     httpx.AsyncClient(timeout=30) as http,
                 ):
-                    yield OpNode(url, auth_url, pool, admin, http, str(seeded.usd), hooks)
+                    yield OpNode(url, auth_url, pool, admin, http, str(seeded.usd), hooks, settings)
         finally:
             await pool.close()
     finally:

@@ -1,4 +1,5 @@
-"""``POST /internal/quote``: the backend asks the connector to probe a receiver for a quote.
+"""``POST /internal/quote``: the backend asks the connector to probe a receiver for a quote (the
+Open Payments resource server, in the connector, calls :func:`probe` for the same answer).
 
 Body ``{"receiver": "<https URL or $pointer>", "assetCode": "USD", "assetScale": 2}``. The
 receiver is resolved (this node's own receivers directly, others over SPSP), then a STREAM
@@ -54,7 +55,7 @@ from kiungo.signatures import SignatureError, verify
 from kiungo.stream.sender import PaymentError, StreamSender
 from kiungo.stream.server import Asset
 
-__all__ = ["QUOTE_TIMEOUT_SECONDS", "probe_receiver", "quote_endpoint"]
+__all__ = ["QUOTE_TIMEOUT_SECONDS", "probe", "probe_receiver", "quote_endpoint"]
 
 log = logging.getLogger("kiungo.connector.quote")
 
@@ -66,6 +67,10 @@ _MAX_RECEIVER = 2048
 _PROBE_OWNER = uuid.UUID(int=0)
 # Probe packets still finishing after an answer was sent (kept referenced until done).
 _finishing: set[asyncio.Task[None]] = set()
+
+
+def _refusal(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"code": code, "message": message}
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -163,6 +168,13 @@ async def _read_incoming_payment(node: Node, receiver: str) -> IncomingPaymentVi
 
 
 async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
+    status, answer = await probe(node, receiver, asset)
+    return JSONResponse(answer, status)
+
+
+async def probe(node: Node, receiver: str, asset: Asset) -> tuple[int, dict[str, Any]]:
+    """The endpoint's answer for ``receiver`` as (HTTP status, JSON body): what the resource
+    server, which runs in the connector, asks without going over HTTP."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + QUOTE_TIMEOUT_SECONDS
     try:
@@ -174,9 +186,9 @@ async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
             if view is None and resolved.local is None:
                 view = await _read_incoming_payment(node, receiver)
     except InvalidReceiver as exc:
-        return _error(404, "InvalidReceiver", str(exc))
+        return _refusal(404, "InvalidReceiver", str(exc))
     except TimeoutError:
-        return _error(404, "InvalidReceiver", "the receiver did not answer in time")
+        return _refusal(404, "InvalidReceiver", "the receiver did not answer in time")
     if resolved.local is not None:
         view = None  # the backend quotes this node's own receivers itself
     source = internal_source(
@@ -199,30 +211,28 @@ async def probe_receiver(node: Node, receiver: str, asset: Asset) -> Response:
     )
     try:
         async with asyncio.timeout_at(deadline):
-            probe = await sender.probe()
+            probed = await sender.probe()
     except PaymentError as exc:
-        return _error(422, "RateProbeFailed", str(exc))
+        return _refusal(422, "RateProbeFailed", str(exc))
     except TimeoutError:
-        return _error(422, "RateProbeFailed", "the rate probe did not finish in time")
+        return _refusal(422, "RateProbeFailed", "the rate probe did not finish in time")
     finally:
         task = asyncio.create_task(_close(sender, link))
         _finishing.add(task)
         task.add_done_callback(_finishing.discard)
-    if probe.destination_asset is None:
-        return _error(422, "RateProbeFailed", "the receiver did not tell its asset")
-    return JSONResponse(
-        {
-            "receiveAssetCode": probe.destination_asset.code,
-            "receiveAssetScale": probe.destination_asset.scale,
-            "lowEstimatedExchangeRate": _fraction(probe.lower_rate),
-            "highEstimatedExchangeRate": _fraction(probe.upper_rate),
-            "maxPacketAmount": str(probe.max_packet_amount),
-            **_amounts(view, probe.destination_asset),
-            # For the payment's first attempt, which then need not ask the receiver again.
-            "streamDestination": resolved.destination,
-            "streamSharedSecret": base64.b64encode(resolved.shared_secret).decode("ascii"),
-        }
-    )
+    if probed.destination_asset is None:
+        return _refusal(422, "RateProbeFailed", "the receiver did not tell its asset")
+    return 200, {
+        "receiveAssetCode": probed.destination_asset.code,
+        "receiveAssetScale": probed.destination_asset.scale,
+        "lowEstimatedExchangeRate": _fraction(probed.lower_rate),
+        "highEstimatedExchangeRate": _fraction(probed.upper_rate),
+        "maxPacketAmount": str(probed.max_packet_amount),
+        **_amounts(view, probed.destination_asset),
+        # For the payment's first attempt, which then need not ask the receiver again.
+        "streamDestination": resolved.destination,
+        "streamSharedSecret": base64.b64encode(resolved.shared_secret).decode("ascii"),
+    }
 
 
 def _amounts(view: IncomingPaymentView | None, asset: Asset) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def parse_quote_amount(raw: object, what: str) -> Amount | None:
 
 def quote_refused(exc: Refusal) -> Refused:
     """A refusal of quoting or of creating the payment as the resource server answers it."""
-    if isinstance(exc, quote_errors.InvalidReceiver):
+    if isinstance(exc, quote_errors.InvalidReceiver | quote_errors.RateProbeFailed):
         return Refused(400, "invalid_receiver", exc.message)
     return bad(exc.message)
 

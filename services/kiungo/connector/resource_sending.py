@@ -6,7 +6,10 @@ client's signature) and refusal shapes:
   ``receiveAmount`` or neither) and ``GET /quotes/{id}``: quotes made by
   :func:`kiungo.payments.quotes.create_quote`, as the admin API makes them. Receivers are this
   node's incoming payments (their Open Payments id or wallet-address form) and wallet
-  addresses; another node's are refused for now.
+  addresses, and other nodes' incoming payments, read over Open Payments under the node's own
+  identity and probed as the admin API's ``createQuote`` does
+  (:func:`kiungo.connector.quote.probe`, in this process, within its bounds: a receiver that
+  cannot be read or probed is a 400 ``invalid_receiver``).
 - ``POST /outgoing-payments`` (``walletAddress``, ``quoteId``, ``metadata``; or
   ``incomingPayment`` and ``debitAmount`` instead of ``quoteId``: quoted here as ``POST
   /quotes`` would, the quote stored with the payment or not at all): the admin API's outgoing
@@ -37,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kiungo.connector.quote import probe as probe_receiver
 from kiungo.connector.resource_inputs import (
     Refused,
     bad,
@@ -62,6 +66,7 @@ from kiungo.payments.quotes import errors as quote_errors
 from kiungo.payments.quotes.quoting import Quoting
 from kiungo.payments.quotes.service import create_quote, load_quote
 from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url, stored_receiver
+from kiungo.stream.server import Asset
 
 if TYPE_CHECKING:
     from kiungo.connector.resource_server import _ResourceServer
@@ -83,7 +88,13 @@ class _Sending:
     def __init__(self, server: _ResourceServer) -> None:
         self.server = server
         node = server.node
-        self.quoting = Quoting(node.settings, node.pool, node.ledger, node.rates, node.http)
+
+        async def probe(receiver: str, sender: tuple[str, int]) -> tuple[int, Any]:
+            return await probe_receiver(node, receiver, Asset(*sender))
+
+        self.quoting = Quoting(
+            node.settings, node.pool, node.ledger, node.rates, node.http, probe=probe
+        )
         self.base = server.base
         self.quote_path = re.compile(rf"^{re.escape(self.base)}/quotes/(?P<id>{_UUID})$")
         self.incoming_path = re.compile(
@@ -98,7 +109,8 @@ class _Sending:
 
     async def local_receiver(self, receiver: object) -> str:
         """The receiver as the quote takes it: this node's incoming payment (its Open Payments
-        id becomes its wallet-address form) or wallet address; 400 otherwise."""
+        id becomes its wallet-address form) or wallet address, or another node's incoming
+        payment URL; 400 otherwise."""
         if not isinstance(receiver, str) or not receiver or len(receiver) > _MAX_URL:
             raise bad("receiver must be an incoming payment URL")
         if not storable(receiver):
@@ -113,10 +125,12 @@ class _Sending:
             local = local_receiver_url(self.node_settings_url, receiver)
         except InvalidReceiverUrl as exc:
             raise Refused(400, "invalid_receiver", str(exc)) from None
-        if local is None:
-            raise Refused(
-                400, "invalid_receiver", "only receivers of this node can be quoted here yet"
-            )
+        if local is None and (
+            not receiver.startswith(("http://", "https://"))
+            or INCOMING_PAYMENT_PATH.match(receiver) is None
+        ):
+            raise Refused(400, "invalid_receiver", "receiver must be an incoming payment URL")
+        # Another node's incoming payment is read over Open Payments by the quote's probe.
         return receiver
 
     async def incoming_receiver(self, incoming_payment: object) -> str:

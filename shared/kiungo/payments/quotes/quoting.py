@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -11,7 +13,11 @@ from kiungo.config import Settings
 from kiungo.ledger import Ledger
 from kiungo.rates import RatesClient
 
-__all__ = ["Amount", "Quoting"]
+__all__ = ["Amount", "Probe", "Quoting"]
+
+Probe = Callable[[str, tuple[str, int]], Awaitable[tuple[int, Any]]]
+"""Probe a remote receiver in the sender's (asset code, scale): the connector's ``POST
+/internal/quote`` answer as (HTTP status, JSON body)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +33,11 @@ class Amount:
 class Quoting:
     """What quoting reads: the node's settings, its database and ledger (what an incoming payment
     has received), the rates service, and the client that asks the connector to probe a remote
-    receiver."""
+    receiver; or, in the connector itself, ``probe``, which probes it without HTTP."""
 
     settings: Settings
     pool: asyncpg.Pool
     ledger: Ledger
     rates: RatesClient
     http: httpx.AsyncClient
+    probe: Probe | None = None

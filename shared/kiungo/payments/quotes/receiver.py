@@ -189,6 +189,28 @@ async def remote_receiver(
     quoting: Quoting, receiver: str, sender: tuple[str, int], now: datetime
 ) -> Receiver:
     """Another node's receiver, as the connector's probe of it found it."""
+    if quoting.probe is not None:
+        status, answer = await quoting.probe(receiver, sender)
+    else:
+        status, answer = await _ask_connector(quoting, receiver, sender)
+    message = answer.get("message") if isinstance(answer, dict) else None
+    detail = message if isinstance(message, str) and message else f"HTTP {status}"
+    if status == 404:
+        raise InvalidReceiver(detail)
+    if status == 422:
+        raise RateProbeFailed(detail)
+    if status != 200:
+        raise QuotingUnavailable(f"the connector could not quote: {detail}")
+    try:
+        return _probe_answer(receiver, answer, now)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise QuotingUnavailable(f"the connector's quote is unusable: {exc}") from None
+
+
+async def _ask_connector(
+    quoting: Quoting, receiver: str, sender: tuple[str, int]
+) -> tuple[int, Any]:
+    """``POST {ILP_CONNECTOR_URL}/internal/quote``: (status, JSON body or None)."""
     settings = quoting.settings
     body = {"receiver": receiver, "assetCode": sender[0], "assetScale": sender[1]}
     headers = {"content-type": "application/json"}
@@ -207,21 +229,9 @@ async def remote_receiver(
             f"the connector could not be asked to quote ({type(exc).__name__}); retry",
         ) from None
     try:
-        answer = response.json()
+        return response.status_code, response.json()
     except (ValueError, RecursionError):
-        answer = None
-    message = answer.get("message") if isinstance(answer, dict) else None
-    detail = message if isinstance(message, str) and message else f"HTTP {response.status_code}"
-    if response.status_code == 404:
-        raise InvalidReceiver(detail)
-    if response.status_code == 422:
-        raise RateProbeFailed(detail)
-    if response.status_code != 200:
-        raise QuotingUnavailable(f"the connector could not quote: {detail}")
-    try:
-        return _probe_answer(receiver, answer, now)
-    except (ValueError, ZeroDivisionError) as exc:
-        raise QuotingUnavailable(f"the connector's quote is unusable: {exc}") from None
+        return response.status_code, None
 
 
 def at_most_rate_parts(rate: Fraction) -> Fraction:
