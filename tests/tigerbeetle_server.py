@@ -58,7 +58,8 @@ class TigerBeetleServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(200):
+        # A loaded machine (the suite beside Postgres and the nodes) can take many seconds.
+        for _ in range(1200):
             if self.process.returncode is not None:
                 raise RuntimeError(f"tigerbeetle exited with {self.process.returncode}")
             with contextlib.suppress(OSError):
@@ -66,7 +67,7 @@ class TigerBeetleServer:
                 writer.close()
                 return
             await asyncio.sleep(0.05)
-        raise RuntimeError("tigerbeetle did not start listening in 10 s")
+        raise RuntimeError("tigerbeetle did not start listening in 60 s")
 
     async def stop(self) -> None:
         process, self.process = self.process, None

@@ -30,7 +30,7 @@ from tests.ledger.schema import create_asset, create_schema
 from tests.stores import create_database, drop_database
 from tests.tigerbeetle_server import tigerbeetle_server
 
-from kiungo.ledger import AccountKind, InsufficientLiquidity, Ledger
+from kiungo.ledger import AccountKind, InsufficientLiquidity, Ledger, Leg
 from kiungo.ledger.service import account_id_for
 from kiungo.ledger.tigerbeetle import TigerBeetleLedger
 from kiungo.runtime.gc_tuning import tune_gc
@@ -156,6 +156,45 @@ async def batched_figure(
     return batched_rate, source, target
 
 
+BULK_LEGS = 100
+
+
+async def bulk_figure(
+    ledger: Ledger, source: uuid.UUID, target: uuid.UUID, seconds: float, backend: str
+) -> None:
+    """The same two-phase work on the hot pair with ``BULK_LEGS`` legs per call (one
+    ``create_transfers`` of pending legs, then one ``post`` of them all) from 16 callers: what
+    the engine and the group commit do once a caller's own per-call cost is spread over many
+    transfers (the packet path makes one call per packet; this is the backend's bulk shape)."""
+
+    async def bulk() -> None:
+        legs = [Leg(uuid.uuid4(), source, target, 1) for _ in range(BULK_LEGS)]
+        await ledger.create_transfers(legs, hold_for=HOLD)
+        await ledger.post(*(leg.id for leg in legs))
+
+    await run_callers(16, 0.5, bulk)  # warm-up
+    cpu_before = time.process_time()
+    done, elapsed = await run_callers(16, seconds, bulk)
+    transfers = done * BULK_LEGS
+    print(
+        json.dumps(
+            {
+                "benchmark": "ledger",
+                "backend": backend,
+                "figure": "two_phase_transfers_per_second_bulk",
+                "per_second": round(transfers / elapsed),
+                "legs_per_call": BULK_LEGS,
+                "callers": 16,
+                "seconds": round(elapsed, 2),
+                "process_cpu_us_per_transfer": round(
+                    (time.process_time() - cpu_before) / max(1, transfers) * 1e6, 1
+                ),
+            }
+        ),
+        flush=True,
+    )
+
+
 async def bench(database_url: str, seconds: float, callers: int, backend: str) -> None:
     await create_schema(database_url)
     tune_gc()  # as every serving process of the node does before it serves
@@ -167,15 +206,17 @@ async def bench(database_url: str, seconds: float, callers: int, backend: str) -
             batched_rate, source, target = await batched_figure(
                 ledger, asset, seconds, callers, "postgres"
             )
+            await bulk_figure(ledger, source, target, seconds, "postgres")
         if backend == "tigerbeetle":
             with tempfile.TemporaryDirectory() as tmp:
                 async with (
                     tigerbeetle_server(Path(tmp), *BENCHMARK_SERVER) as server,
                     TigerBeetleLedger(pool, cluster_id=0, addresses=server.address) as tigerbeetle,
                 ):
-                    tigerbeetle_rate, _, _ = await batched_figure(
+                    tigerbeetle_rate, tb_source, tb_target = await batched_figure(
                         tigerbeetle, asset, seconds, callers, "tigerbeetle"
                     )
+                    await bulk_figure(tigerbeetle, tb_source, tb_target, seconds, "tigerbeetle")
             print(
                 json.dumps(
                     {
