@@ -105,32 +105,15 @@ class PublicIncomingPayment:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteIncomingPayment:
-    id: str
-    wallet_address: str
-    asset_code: str
-    asset_scale: int
-    incoming_amount: int | None
-    received_amount: int
-    completed: bool
-    expires_at: datetime | None
+class RemoteIncomingPayment(IncomingPaymentView):
+    """Another node's incoming payment as its resource server shows it to a grant: the view
+    that its public read gives, with when it was created (always told here), its metadata and
+    its payment methods."""
+
     created_at: datetime
     metadata: dict[str, Any] | None
     methods: list[tuple[str, bytes]] = field(default_factory=list)
     """The ``ilp`` payment methods: (ILP address, 32-byte STREAM shared secret)."""
-
-    def view(self) -> IncomingPaymentView:
-        return IncomingPaymentView(
-            id=self.id,
-            wallet_address=self.wallet_address,
-            asset_code=self.asset_code,
-            asset_scale=self.asset_scale,
-            incoming_amount=self.incoming_amount,
-            received_amount=self.received_amount,
-            completed=self.completed,
-            expires_at=self.expires_at,
-            created_at=self.created_at,
-        )
 
 
 @dataclass(frozen=True, slots=True)
