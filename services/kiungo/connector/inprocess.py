@@ -155,7 +155,7 @@ async def resolve_receiver(node: Node, receiver: str) -> ResolvedReceiver:
                     "(completed or expired)"
                 )
             destination, secret = payment.methods[0]
-            return ResolvedReceiver(destination, secret, incoming=payment.view())
+            return ResolvedReceiver(destination, secret, incoming=payment)
     try:
         answer = await query(
             receiver,

@@ -30,6 +30,7 @@ __all__ = [
     "parse_amount",
     "parse_fields",
     "parse_json_object",
+    "parse_listing",
     "parse_metadata",
     "parse_page_size",
     "parse_quote_amount",
@@ -179,6 +180,21 @@ def parse_page_size(raw: str | None, name: str) -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= 100:
         raise bad(f"{name} must be an integer from 1 to {resources.MAX_PAGE}")
     return int(raw)
+
+
+def parse_listing(
+    params: Mapping[str, str], allowed: frozenset[str], client: str
+) -> tuple[int | None, int | None, str | None]:
+    """A list request's page size, ``first`` or ``last`` (not both), and whose payments it
+    lists: ``client``'s under a grant that allows ``list``, everyone's (None) under
+    ``list-all``; a 403 under neither."""
+    if "list-all" not in allowed and "list" not in allowed:
+        raise Refused(403, "insufficient_grant", "the grant does not allow list here")
+    first = parse_page_size(params.get("first"), "first")
+    last = parse_page_size(params.get("last"), "last")
+    if first is not None and last is not None:
+        raise bad("first and last cannot both be given")
+    return first, last, None if "list-all" in allowed else client
 
 
 def is_uuid(text: str) -> bool:

@@ -47,8 +47,8 @@ from kiungo.connector.resource_inputs import (
     check_fields,
     parse_fields,
     parse_json_object,
+    parse_listing,
     parse_metadata,
-    parse_page_size,
     parse_quote_amount,
     parse_wallet_url,
     quote_refused,
@@ -345,14 +345,8 @@ class _Sending:
         if wallet_url is None or not storable(wallet_url):
             raise bad("wallet-address is required")
         allowed = resources.actions(grant.access, OUTGOING, wallet_url)
-        if "list-all" not in allowed and "list" not in allowed:
-            raise Refused(403, "insufficient_grant", "the grant does not allow list here")
-        first = parse_page_size(params.get("first"), "first")
-        last = parse_page_size(params.get("last"), "last")
-        if first is not None and last is not None:
-            raise bad("first and last cannot both be given")
+        first, last, client = parse_listing(params, allowed, grant.client)
         wallet = await self.server.wallet(wallet_url)
-        client = None if "list-all" in allowed else grant.client
         raw_cursor = params.get("cursor")
         cursor = None
         if raw_cursor is not None:

@@ -48,8 +48,8 @@ from kiungo.connector.resource_inputs import (
     not_found,
     parse_amount,
     parse_fields,
+    parse_listing,
     parse_metadata,
-    parse_page_size,
     parse_wallet_url,
     storable,
 )
@@ -282,14 +282,8 @@ class _ResourceServer:
         if not storable(wallet_url):
             raise bad("wallet-address must be a wallet address URL")
         allowed = resources.granted_actions(grant.access, wallet_url.rstrip("/"))
-        if "list-all" not in allowed and "list" not in allowed:
-            raise Refused(403, "insufficient_grant", "the grant does not allow list here")
-        first = parse_page_size(params.get("first"), "first")
-        last = parse_page_size(params.get("last"), "last")
-        if first is not None and last is not None:
-            raise bad("first and last cannot both be given")
+        first, last, client = parse_listing(params, allowed, grant.client)
         wallet = await self.wallet(wallet_url)
-        client = None if "list-all" in allowed else grant.client
         cursor = None
         raw_cursor = params.get("cursor")
         if raw_cursor is not None:

@@ -50,7 +50,6 @@ from kiungo.openpayments.remote import (
     IncomingPaymentView,
     _amount,
     _same_payment,
-    _time,
 )
 from kiungo.runtime.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, exchange
 
@@ -105,32 +104,15 @@ class PublicIncomingPayment:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteIncomingPayment:
-    id: str
-    wallet_address: str
-    asset_code: str
-    asset_scale: int
-    incoming_amount: int | None
-    received_amount: int
-    completed: bool
-    expires_at: datetime | None
+class RemoteIncomingPayment(IncomingPaymentView):
+    """Another node's incoming payment as its resource server shows it to a grant: the view
+    that its public read gives, with when it was created (always told here), its metadata and
+    its payment methods."""
+
     created_at: datetime
     metadata: dict[str, Any] | None
     methods: list[tuple[str, bytes]] = field(default_factory=list)
     """The ``ilp`` payment methods: (ILP address, 32-byte STREAM shared secret)."""
-
-    def view(self) -> IncomingPaymentView:
-        return IncomingPaymentView(
-            id=self.id,
-            wallet_address=self.wallet_address,
-            asset_code=self.asset_code,
-            asset_scale=self.asset_scale,
-            incoming_amount=self.incoming_amount,
-            received_amount=self.received_amount,
-            completed=self.completed,
-            expires_at=self.expires_at,
-            created_at=self.created_at,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +200,8 @@ def _parse_incoming_payment(body: Any) -> RemoteIncomingPayment:
     if INCOMING_PAYMENT_PATH.match(payment_id) is None:
         raise ValueError("id is not an incoming payment URL")
     wallet = _http_url(body.get("walletAddress"), "walletAddress")
-    received = _amount(body.get("receivedAmount"), "receivedAmount")
-    incoming_amount = None
-    if body.get("incomingAmount") is not None:
-        incoming = _amount(body["incomingAmount"], "incomingAmount")
-        if incoming[1:] != received[1:]:
-            raise ValueError("incomingAmount and receivedAmount differ in asset")
-        incoming_amount = incoming[0]
-    completed = body.get("completed")
-    if not isinstance(completed, bool):
-        raise ValueError("completed must be true or false")
-    created_at = _time(body.get("createdAt"), "createdAt")
-    if created_at is None:
+    view = IncomingPaymentView.from_json(body)
+    if view.created_at is None:
         raise ValueError("createdAt is required")
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
@@ -237,13 +209,13 @@ def _parse_incoming_payment(body: Any) -> RemoteIncomingPayment:
     return RemoteIncomingPayment(
         id=payment_id,
         wallet_address=wallet.rstrip("/"),
-        asset_code=received[1],
-        asset_scale=received[2],
-        incoming_amount=incoming_amount,
-        received_amount=received[0],
-        completed=completed,
-        expires_at=_time(body.get("expiresAt"), "expiresAt"),
-        created_at=created_at,
+        asset_code=view.asset_code,
+        asset_scale=view.asset_scale,
+        incoming_amount=view.incoming_amount,
+        received_amount=view.received_amount,
+        completed=view.completed,
+        expires_at=view.expires_at,
+        created_at=view.created_at,
         metadata=metadata,
         methods=_methods(body.get("methods")),
     )

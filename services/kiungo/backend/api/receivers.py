@@ -28,38 +28,32 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import strawberry
 
-from kiungo.backend.api.common import (
-    Amount,
-    AmountInput,
-    JSONObject,
-    iso,
-    metadata_value,
-)
+from kiungo.backend.api.common import AmountInput, JSONObject
 from kiungo.backend.api.incoming_payment_creation import (
     NewIncomingPayment,
     create_incoming_payment,
     new_incoming_payment,
 )
+from kiungo.backend.api.receiver_reads import (
+    Receiver,
+    load_receiver,
+    read_remote_receiver,
+    remote_error,
+    unknown_receiver,
+)
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
-from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
+from kiungo.ledger import AccountKind, account_id_for
 from kiungo.ledger import reads as ledger_reads
-from kiungo.openpayments.client import OpenPaymentsError, RemoteIncomingPayment
-from kiungo.openpayments.remote import (
-    INCOMING_PAYMENT_PATH,
-    ReceiverUnreadable,
-    fetch_incoming_payment,
-)
+from kiungo.openpayments.client import OpenPaymentsError
+from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.incoming import OPEN, States, store
 from kiungo.payments.receivers import (
-    INCOMING_PAYMENT_RECEIVER_BY_ID,
     INCOMING_PAYMENT_RECEIVER_FOR_UPDATE,
     WALLET_ADDRESS_RECEIVER_BY_URL,
     InvalidReceiverUrl,
-    incoming_payment_url,
     local_receiver_url,
 )
 
@@ -98,21 +92,6 @@ class _Remote(Exception):
         self.url = url
 
 
-_REMOTE_CODES = {
-    "NotFound": ErrorCode.NOT_FOUND,
-    "UnknownWalletAddress": ErrorCode.NOT_FOUND,
-    "InvalidGrant": ErrorCode.FORBIDDEN,
-}
-
-
-def _remote_error(exc: OpenPaymentsError, field: str) -> ApiError:
-    """Rafiki's GraphQL code for a remote incoming payment error."""
-    code = _REMOTE_CODES.get(exc.kind, ErrorCode.BAD_USER_INPUT)
-    if code is ErrorCode.BAD_USER_INPUT:
-        return bad_input(f"{field}: {exc.message}", field=field)
-    return ApiError(code, exc.message)
-
-
 def _payment_of(ctx: Context, receiver_url: str, field: str) -> tuple[uuid.UUID, str | None]:
     """The incoming payment id and wallet address URL a receiver URL of this node names (no
     wallet address for its Open Payments id, ``<OPEN_PAYMENTS_URL>/incoming-payments/<id>``);
@@ -137,144 +116,6 @@ def _remote_payment_url(url: str, field: str) -> str:
             field=field,
         )
     return url
-
-
-def _unknown(url: str) -> ApiError:
-    return ApiError(ErrorCode.NOT_FOUND, f"receiver not found: no incoming payment {url}")
-
-
-@strawberry.type
-class Receiver:
-    id: str = strawberry.field(description="The incoming payment's URL.")
-    wallet_address_url: str
-    completed: bool
-    incoming_amount: Amount | None
-    received_amount: Amount
-    expires_at: str | None
-    metadata: JSONObject | None
-    created_at: str
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record | dict[str, Any], received: int) -> Receiver:
-        code, scale = row["asset_code"], row["asset_scale"]
-        incoming = row["incoming_amount"]
-        return cls(
-            id=incoming_payment_url(row["url"], row["id"]),
-            wallet_address_url=row["url"],
-            completed=row["state"] == States.COMPLETED,
-            incoming_amount=(
-                None
-                if incoming is None
-                else Amount(value=int(incoming), asset_code=code, asset_scale=scale)
-            ),
-            received_amount=Amount(value=received, asset_code=code, asset_scale=scale),
-            expires_at=None if row["expires_at"] is None else iso(row["expires_at"]),
-            metadata=metadata_value(row["metadata"]),
-            created_at=iso(row["created_at"]),
-        )
-
-
-def _from_remote(payment: RemoteIncomingPayment) -> Receiver:
-    code, scale = payment.asset_code, payment.asset_scale
-    return Receiver(
-        id=payment.id,
-        wallet_address_url=payment.wallet_address,
-        completed=payment.completed,
-        incoming_amount=(
-            None
-            if payment.incoming_amount is None
-            else Amount(value=payment.incoming_amount, asset_code=code, asset_scale=scale)
-        ),
-        received_amount=Amount(value=payment.received_amount, asset_code=code, asset_scale=scale),
-        expires_at=None if payment.expires_at is None else iso(payment.expires_at),
-        metadata=payment.metadata,
-        created_at=iso(payment.created_at),
-    )
-
-
-async def _read_remote(ctx: Context, url: str, field: str) -> Receiver:
-    """Another node's incoming payment over Open Payments; from a Kiungo node that answers
-    only its older JSON, that."""
-    try:
-        return _from_remote(await ctx.backend.open_payments.incoming_payment(url))
-    except OpenPaymentsError as exc:
-        if exc.kind != "InvalidRequest":
-            raise _remote_error(exc, field) from None
-        failure = exc
-    try:
-        return await _load_remote(ctx, url, field)
-    except ApiError:
-        raise _remote_error(failure, field) from None
-
-
-async def _received(ctx: Context, payment_id: uuid.UUID) -> int:
-    try:
-        balance = await ctx.ledger.balance(account_id_for(AccountKind.INCOMING_PAYMENT, payment_id))
-    except UnknownAccount:
-        return 0
-    return balance.credits_posted
-
-
-async def _load(ctx: Context, payment_id: uuid.UUID, wallet_url: str | None = None) -> Receiver:
-    """The receiver of one incoming payment; with ``wallet_url``, only under that wallet."""
-    row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(ctx.pool, id=payment_id)
-    if row is None or (wallet_url is not None and row["url"] != wallet_url):
-        raise _unknown(
-            str(payment_id) if wallet_url is None else incoming_payment_url(wallet_url, payment_id)
-        )
-    return Receiver.from_row(row, await _received(ctx, payment_id))
-
-
-def _remote_incoming_payment_url(ctx: Context, given: str) -> str | None:
-    """``given`` when it names another node's incoming payment (a ``$pointer`` read as
-    ``https://``), else None."""
-    text = given.strip()
-    if not text or len(text) > _MAX_URL_LENGTH:
-        return None
-    url = "https://" + text[1:] if text.startswith("$") else text
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        return None
-    try:
-        if local_receiver_url(ctx.backend.settings.open_payments_url, text) is not None:
-            return None
-    except InvalidReceiverUrl:
-        return None
-    return url if INCOMING_PAYMENT_PATH.match(url) else None
-
-
-async def _load_remote(ctx: Context, url: str, field: str) -> Receiver:
-    """Another node's incoming payment in Kiungo's older JSON
-    (:mod:`kiungo.openpayments.remote`)."""
-    try:
-        view = await fetch_incoming_payment(
-            ctx.backend.receiver_http,
-            url,
-            max_seconds=ctx.backend.settings.receiver_fetch_timeout_ms / 1000,
-        )
-    except ReceiverUnreadable as exc:
-        message = f"{field}: the receiver's node does not tell its amounts: {exc}"
-        raise bad_input(message, field=field) from None
-    if view is None:
-        raise _unknown(url)
-    if view.created_at is None:
-        message = f"{field}: the receiver's node does not tell when it was created"
-        raise bad_input(message, field=field)
-    code, scale = view.asset_code, view.asset_scale
-    return Receiver(
-        id=view.id,
-        wallet_address_url=view.wallet_address,
-        completed=view.completed,
-        incoming_amount=(
-            None
-            if view.incoming_amount is None
-            else Amount(value=view.incoming_amount, asset_code=code, asset_scale=scale)
-        ),
-        received_amount=Amount(value=view.received_amount, asset_code=code, asset_scale=scale),
-        expires_at=None if view.expires_at is None else iso(view.expires_at),
-        metadata=None,
-        created_at=iso(view.created_at),
-    )
 
 
 @strawberry.input
@@ -324,8 +165,10 @@ class ReceiverQuery:
         try:
             payment_id, wallet_url = _payment_of(info.context, id, "id")
         except _Remote as remote:
-            return await _read_remote(info.context, _remote_payment_url(remote.url, "id"), "id")
-        return await _load(info.context, payment_id, wallet_url)
+            return await read_remote_receiver(
+                info.context, _remote_payment_url(remote.url, "id"), "id"
+            )
+        return await load_receiver(info.context, payment_id, wallet_url)
 
 
 @strawberry.type
@@ -362,7 +205,9 @@ class ReceiverMutation:
             )
 
         async def replay(record: dict[str, Any]) -> CreateReceiverResponse:
-            return CreateReceiverResponse(receiver=await _load(ctx, uuid.UUID(record["id"])))
+            return CreateReceiverResponse(
+                receiver=await load_receiver(ctx, uuid.UUID(record["id"]))
+            )
 
         return await ctx.idempotent("createReceiver", input.idempotency_key, input, run, replay)
 
@@ -391,7 +236,7 @@ class ReceiverMutation:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 row = await INCOMING_PAYMENT_RECEIVER_FOR_UPDATE.fetchrow(conn, id=payment_id)
                 if row is None or (wallet_url is not None and row["url"] != wallet_url):
-                    raise _unknown(given)
+                    raise unknown_receiver(given)
                 state = row["state"]
                 if state not in OPEN:
                     raise ApiError(
@@ -422,7 +267,9 @@ class ReceiverMutation:
             return {"id": str(payment_id)}, CompleteReceiverResponse(receiver=completed)
 
         async def replay(record: dict[str, Any]) -> CompleteReceiverResponse:
-            return CompleteReceiverResponse(receiver=await _load(ctx, uuid.UUID(record["id"])))
+            return CompleteReceiverResponse(
+                receiver=await load_receiver(ctx, uuid.UUID(record["id"]))
+            )
 
         return await ctx.idempotent("completeReceiver", input.idempotency_key, input, run, replay)
 
@@ -447,12 +294,12 @@ async def _create_remote(
                 metadata=new.metadata,
             )
         except OpenPaymentsError as exc:
-            raise _remote_error(exc, "walletAddressUrl") from None
-        return {"url": payment.id}, CreateReceiverResponse(receiver=_from_remote(payment))
+            raise remote_error(exc, "walletAddressUrl") from None
+        return {"url": payment.id}, CreateReceiverResponse(receiver=Receiver.from_remote(payment))
 
     async def replay(record: dict[str, Any]) -> CreateReceiverResponse:
         return CreateReceiverResponse(
-            receiver=await _read_remote(ctx, record["url"], "walletAddressUrl")
+            receiver=await read_remote_receiver(ctx, record["url"], "walletAddressUrl")
         )
 
     return await ctx.idempotent("createReceiver", input.idempotency_key, input, run, replay)
@@ -465,10 +312,12 @@ async def _complete_remote(
         try:
             payment = await ctx.backend.open_payments.complete_incoming_payment(url)
         except OpenPaymentsError as exc:
-            raise _remote_error(exc, field) from None
-        return {"url": url}, CompleteReceiverResponse(receiver=_from_remote(payment))
+            raise remote_error(exc, field) from None
+        return {"url": url}, CompleteReceiverResponse(receiver=Receiver.from_remote(payment))
 
     async def replay(record: dict[str, Any]) -> CompleteReceiverResponse:
-        return CompleteReceiverResponse(receiver=await _read_remote(ctx, record["url"], field))
+        return CompleteReceiverResponse(
+            receiver=await read_remote_receiver(ctx, record["url"], field)
+        )
 
     return await ctx.idempotent("completeReceiver", input.idempotency_key, input, run, replay)

@@ -116,7 +116,7 @@ async def _remote_progress(node: Node, payment: Payment, sent: int, delivered: i
         return delivered
     view: IncomingPaymentView | None
     try:
-        view = (await node.open_payments.incoming_payment(payment.receiver)).view()
+        view = await node.open_payments.incoming_payment(payment.receiver)
     except OpenPaymentsError as exc:
         view = None
         if exc.kind != "NotFound":  # not over Open Payments: maybe Kiungo's older JSON
