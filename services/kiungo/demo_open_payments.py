@@ -94,7 +94,7 @@ class _Finish:
                 self.returned.set_result(dict(request.query_params))
             return HTMLResponse(
                 "<!doctype html><title>kiungo demo</title>"
-                "<p>Back at the app: kiungo demo goes on. You may close this tab.</p>"
+                "<p>Back at the app: kiungo demo goes on in its terminal. You may close this tab."
             )
 
         return Starlette(routes=[Route("/finish", finish, methods=["GET"])])
