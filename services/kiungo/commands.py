@@ -143,7 +143,8 @@ def _demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         subparsers,
         "demo",
         "run two nodes on this machine and pay from one to the other",
-        "Starts two complete nodes on loopback (a connector and a backend each, with their "
+        "Starts two complete nodes on loopback (a connector, a backend and an authorization "
+        "server each, with their "
         "own databases on one Postgres and their own key prefixes on one Redis: the "
         "machine's from DATABASE_URL and REDIS_URL, or embedded ones in a temporary "
         "directory) and a rates service (1 USD = 0.9 EUR), and sets them up through their "
@@ -154,11 +155,26 @@ def _demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "and sent in many small STREAM packets while a progress bar follows it. It prints "
         "what was sent and delivered, the rate and both nodes' balances, and ends with one "
         "JSON line. Exit status 0 when the payment completed with the exact amount.",
+        "With --open-payments, alice's app pays as an Open Payments client: grants and the "
+        "incoming payment on B, the quote and an interactive outgoing-payment grant on A, "
+        "whose consent is given on A's development consent page (the demo follows its URL "
+        "as a browser would; with --consent-in-browser you accept in your browser), then the "
+        "outgoing payment, which the operator funds.",
     )
     parser.add_argument(
         "--amount",
         type=int,
         default=DEMO_PAYMENT,
         help=f"what bob's incoming payment asks for, in EUR cents (default {DEMO_PAYMENT})",
+    )
+    parser.add_argument(
+        "--open-payments",
+        action="store_true",
+        help="pay as an Open Payments client app rather than through the admin APIs",
+    )
+    parser.add_argument(
+        "--consent-in-browser",
+        action="store_true",
+        help="with --open-payments: print the consent URL and wait for you to accept there",
     )
     parser.set_defaults(handler=lazy_handler("kiungo.demo", "run"))

@@ -13,8 +13,7 @@ import argparse
 import asyncio
 import contextlib
 
-from kiungo.auth.app import auth_app
-from kiungo.auth.command import client_keys
+from kiungo.auth.command import node_auth_app
 from kiungo.backend.auto_peering import auto_peering_app
 from kiungo.backend.command import check_bind
 from kiungo.backend.service import serve_backend
@@ -52,17 +51,8 @@ def run(args: argparse.Namespace) -> int:
             ):
                 connector = http_server(node, args.host, settings.connector_port)
                 backend = backend_http_server(admin_app, args.host, settings.admin_port)
-                grants = auth_app(
-                    node.pool,
-                    settings.auth_server_grant_url,
-                    client_keys=client_keys(settings, node.pool, node.receiver_http),
-                    expires_in=settings.access_token_expiry_seconds,
-                    identity_server_url=settings.identity_server_url,
-                    identity_server_secret=settings.identity_server_secret,
-                    interaction_expires_in=settings.interaction_expiry_seconds,
-                    # Without an identity provider, the development consent page stands in.
-                    consent_page=settings.identity_server_url is None,
-                )
+                # Without an identity provider, the development consent page stands in.
+                grants = node_auth_app(settings, node.pool, node.receiver_http, consent_page=True)
                 auth = backend_http_server(grants, args.host, settings.auth_port)
                 servers = [connector.serve(), backend.serve(), auth.serve()]
                 peering = ""

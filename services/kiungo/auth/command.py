@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from starlette.applications import Starlette
 
 from kiungo.auth.app import auth_app
 from kiungo.config import Settings
@@ -22,7 +23,7 @@ from kiungo.runtime.runner import (
 )
 from kiungo.store.local import postgres_url
 
-__all__ = ["client_keys", "run"]
+__all__ = ["client_keys", "node_auth_app", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,19 +46,30 @@ async def _serve(
         pool = await create_pool(database)
         http = receiver_client(refuse_private=settings.refuse_private_receivers)
         try:
-            app = auth_app(
-                pool,
-                settings.auth_server_grant_url,
-                client_keys=client_keys(settings, pool, http),
-                expires_in=settings.access_token_expiry_seconds,
-                identity_server_url=settings.identity_server_url,
-                identity_server_secret=settings.identity_server_secret,
-                interaction_expires_in=settings.interaction_expiry_seconds,
-            )
+            app = node_auth_app(settings, pool, http)
             await serve_until_stopped(http_server(app, host, settings.auth_port), listener)
         finally:
             await http.aclose()
             await pool.close()
+
+
+def node_auth_app(
+    settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient, *, consent_page: bool = False
+) -> Starlette:
+    """The authorization server of the node ``settings`` configure (its grants in ``pool``,
+    clients' keys read with ``http``); with ``consent_page`` and no IDENTITY_SERVER_URL, its
+    development consent page stands in for the identity provider (``kiungo up``, ``kiungo
+    demo``; never ``kiungo auth``)."""
+    return auth_app(
+        pool,
+        settings.auth_server_grant_url,
+        client_keys=client_keys(settings, pool, http),
+        expires_in=settings.access_token_expiry_seconds,
+        identity_server_url=settings.identity_server_url,
+        identity_server_secret=settings.identity_server_secret,
+        interaction_expires_in=settings.interaction_expiry_seconds,
+        consent_page=consent_page and settings.identity_server_url is None,
+    )
 
 
 def client_keys(settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient) -> ClientKeys:

@@ -294,7 +294,7 @@ class OpenPaymentsClient:
 
     # -- the exchange -------------------------------------------------------------------------
 
-    async def _send(
+    async def send(
         self,
         method: str,
         url: str,
@@ -304,7 +304,11 @@ class OpenPaymentsClient:
         sign: bool = True,
         what: str,
     ) -> tuple[int, Any, bytes]:
-        """(status, JSON body or None, raw body) of one bounded exchange."""
+        """(status, JSON body or None, raw body) of one bounded exchange as this client: with
+        ``token`` as ``Authorization: GNAP``, RFC 9421-signed with the identity's key unless
+        ``sign`` is false. ``what`` names the exchange in an :class:`OpenPaymentsError`
+        (``InvalidRequest``) when it fails. Any Open Payments request an app makes (grants,
+        continuation, quotes, outgoing payments) goes through here."""
         headers = {"Accept": "application/json"}
         content = None if body is None else _json(body)
         if content is not None:
@@ -351,7 +355,7 @@ class OpenPaymentsClient:
     async def wallet_address(self, url: str) -> WalletAddressDocument:
         """The wallet address document at ``url``; ``UnknownWalletAddress`` otherwise."""
         try:
-            status, document, _ = await self._send(
+            status, document, _ = await self.send(
                 "GET", url, sign=False, what=f"the wallet address {url}"
             )
         except OpenPaymentsError as exc:
@@ -413,7 +417,7 @@ class OpenPaymentsClient:
 
     async def _rotate(self, kept: _Grant) -> _Grant | None:
         try:
-            status, document, _ = await self._send(
+            status, document, _ = await self.send(
                 "POST", kept.manage, token=kept.value, what="rotating a token"
             )
             if status != 200:
@@ -431,7 +435,7 @@ class OpenPaymentsClient:
             "interact": {"start": ["redirect"]},
         }
         try:
-            status, document, raw = await self._send(
+            status, document, raw = await self.send(
                 "POST", auth_server, body=request, what=f"the authorization server {auth_server}"
             )
         except OpenPaymentsError as exc:
@@ -463,7 +467,7 @@ class OpenPaymentsClient:
         401 or 403 (the kept grant may have been revoked)."""
         for attempt in (1, 2):
             token = await self.grant(auth_server)
-            status, document, raw = await self._send(method, url, body=body, token=token, what=what)
+            status, document, raw = await self.send(method, url, body=body, token=token, what=what)
             if status in (401, 403) and attempt == 1:
                 await self.forget_grant(auth_server)
                 continue
@@ -530,7 +534,7 @@ class OpenPaymentsClient:
     async def public_incoming_payment(self, url: str) -> PublicIncomingPayment:
         """The public form of the incoming payment at ``url`` (no token, unsigned)."""
         what = f"the incoming payment {url}"
-        status, document, _ = await self._send("GET", url, sign=False, what=what)
+        status, document, _ = await self.send("GET", url, sign=False, what=what)
         if status == 404:
             raise OpenPaymentsError("NotFound", f"{what}: no such incoming payment")
         if status != 200 or not isinstance(document, dict):

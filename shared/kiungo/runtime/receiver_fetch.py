@@ -84,6 +84,8 @@ class FetchedReply:
     """The media type, lower case, without parameters ("" when the reply named none)."""
     body: bytes
     """Read only for a 200 answer (any answer to :func:`post`): empty otherwise."""
+    location: str = ""
+    """The answer's ``Location`` header (where a redirect, never followed, points)."""
 
     @property
     def is_json(self) -> bool:
@@ -258,7 +260,12 @@ async def _exchange(
                 timeout=max_seconds,
             ) as response:
                 kind = response.headers.get("content-type", "").split(";", 1)[0]
-                reply = FetchedReply(response.status_code, kind.strip().lower(), b"")
+                reply = FetchedReply(
+                    response.status_code,
+                    kind.strip().lower(),
+                    b"",
+                    response.headers.get("location", ""),
+                )
                 if response.status_code != 200 and not every_status:
                     return reply
                 coding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -272,7 +279,9 @@ async def _exchange(
                     body += chunk
                     if len(body) > max_bytes:
                         raise ReceiverFetchError(f"answered more than {max_bytes} bytes")
-                return FetchedReply(reply.status_code, reply.content_type, bytes(body))
+                return FetchedReply(
+                    reply.status_code, reply.content_type, bytes(body), reply.location
+                )
     except TimeoutError:
         raise ReceiverFetchError(f"did not answer within {max_seconds:g} s") from None
     except httpx.TimeoutException:
