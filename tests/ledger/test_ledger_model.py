@@ -117,6 +117,19 @@ async def real_accounts(ledger: Ledger, pool: asyncpg.Pool) -> dict[uuid.UUID, u
     ],
     0,
 )
+@example(  # one leg of a group created again alone: a replay (TigerBeetle refused it once)
+    [
+        CreateTransfers(
+            (
+                Leg(TRANSFER_IDS[0], SETTLEMENT, ACCOUNTS[0], 1),
+                Leg(TRANSFER_IDS[1], SETTLEMENT, ACCOUNTS[0], 1),
+            ),
+            None,
+        ),
+        CreateTransfers((Leg(TRANSFER_IDS[0], SETTLEMENT, ACCOUNTS[0], 1),), None),
+    ],
+    0,
+)
 @given(
     st.lists(operations, min_size=1, max_size=12),
     st.integers(min_value=0, max_value=500),

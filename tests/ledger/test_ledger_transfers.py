@@ -50,6 +50,21 @@ async def funded_pair(
     return asset, source, target
 
 
+async def test_balances_of_more_accounts_than_one_request_holds(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    """Ten thousand ids in one read (a ledger check of a large node does this): TigerBeetle
+    takes fewer per request (its reply must fit one message), so the read is split as the
+    cluster needs; unknown ids are None, known ones read."""
+    usd = await create_asset(pool, "USD", 2)
+    known = await ledger.ensure_account(AccountKind.PEER_LIQUIDITY, uuid.uuid4(), usd)
+    ids = [uuid.uuid4() for _ in range(10_000)]
+    ids[7_777] = known
+    balances = await ledger.balances(ids)
+    assert [i for i, b in enumerate(balances) if b is not None] == [7_777]
+    assert [r for r in await ledger.check() if not r.ok] == []
+
+
 async def test_concurrent_transfers_never_overdraw(ledger: Ledger, pool: asyncpg.Pool) -> None:
     _, source, target = await funded_pair(ledger, pool, 100)
     results = await asyncio.gather(

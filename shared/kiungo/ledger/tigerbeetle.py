@@ -225,6 +225,9 @@ class TigerBeetleLedger(Ledger):
         self._cluster_id = cluster_id
         self._addresses = addresses
         self._max_batch = max_batch
+        # Ids per lookup and results per query: TigerBeetle's reply must fit one message
+        # (lookups of 3,000 ids refused by a default server here, 2,000 taken); learnt when refused.
+        self._max_lookup = 8000
         self._client: PackedClient | None = None
         self._sends: GroupCommit[_Request] = GroupCommit("tigerbeetle-writer", writers)
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
@@ -276,6 +279,36 @@ class TigerBeetleLedger(Ledger):
         except (tb.ClientClosedError, tb.ClientEvictedError) as exc:
             raise errors.LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
 
+    async def _in_chunks(
+        self, lookup: Callable[[list[int]], Awaitable[list[_T]]], ids: list[int]
+    ) -> list[_T]:
+        """``lookup`` of every id, in requests as large as the cluster takes: its limit (set by
+        ``--limit-request``) is learnt from its TooMuchData answer, halving until one fits."""
+        found: list[_T] = []
+        start = 0
+        while start < len(ids):
+            size = self._max_lookup
+            try:
+                found += await self._call(lookup(ids[start : start + size]))
+            except tb.TooMuchDataError:
+                if size == 1:
+                    raise
+                self._max_lookup = max(1, size // 2)
+                continue
+            start += size
+        return found
+
+    async def _paged(self, query: Callable[[int], Awaitable[list[_T]]], page_size: int) -> list[_T]:
+        """One page of ``query(limit)``, the limit halved (and learnt) while the cluster
+        answers TooMuchData; a caller reads ``self._max_lookup`` for the size it got."""
+        while True:
+            try:
+                return await self._call(query(page_size))
+            except tb.TooMuchDataError:
+                if page_size == 1:
+                    raise
+                page_size = self._max_lookup = max(1, page_size // 2)
+
     # -- accounts ------------------------------------------------------------------------------
 
     async def ensure_account(
@@ -318,11 +351,8 @@ class TigerBeetleLedger(Ledger):
         return balance
 
     async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
-        found: dict[int, tb.Account] = {}
         ids = [a.int for a in account_ids]
-        for start in range(0, len(ids), 8000):
-            chunk = await self._call(self.client.lookup_accounts(ids[start : start + 8000]))
-            found.update((a.id, a) for a in chunk)
+        found = {a.id: a for a in await self._in_chunks(self.client.lookup_accounts, ids)}
         balances: list[Balance | None] = []
         for account_id in account_ids:
             account = found.get(account_id.int)
@@ -365,12 +395,13 @@ class TigerBeetleLedger(Ledger):
         """Up to ``limit`` of the account's own transfers (not posts and voids, which are
         transfers of their own in TigerBeetle), in timestamp order (or reversed)."""
         found: list[tb.Transfer] = []
-        page_size = min(8000, max(limit * 2, 16))
         bound = 0
         reverse = bool(flags & tb.AccountFilterFlags.REVERSED)
         while len(found) < limit:
-            page = await self._call(
-                self.client.get_account_transfers(
+            page_size = min(self._max_lookup, max(limit * 2, 16))
+
+            def transfers_page(size: int, bound: int = bound) -> Awaitable[list[tb.Transfer]]:
+                return self.client.get_account_transfers(
                     tb.AccountFilter(
                         account_id=account_id.int,
                         user_data_128=0,
@@ -379,11 +410,13 @@ class TigerBeetleLedger(Ledger):
                         code=0,
                         timestamp_min=0 if reverse else bound,
                         timestamp_max=bound if reverse else 0,
-                        limit=page_size,
+                        limit=size,
                         flags=flags,
                     )
                 )
-            )
+
+            page = await self._paged(transfers_page, page_size)
+            page_size = min(page_size, self._max_lookup)
             found += [
                 t
                 for t in page
@@ -420,11 +453,9 @@ class TigerBeetleLedger(Ledger):
             for tb_id in [meta.tb_id] if meta else _attempt_ids(transfer_id.int):
                 by_tb_id[tb_id] = transfer_id
         found: dict[uuid.UUID, tb.Transfer] = {}
-        ids = list(by_tb_id)
-        for start in range(0, len(ids), 8000):
-            for t in await self._call(self.client.lookup_transfers(ids[start : start + 8000])):
-                if t.code != _LIMIT_CODE:
-                    found[by_tb_id[t.id]] = t
+        for t in await self._in_chunks(self.client.lookup_transfers, list(by_tb_id)):
+            if t.code != _LIMIT_CODE:
+                found[by_tb_id[t.id]] = t
         return found
 
     async def _states(self, transfers: list[Transfer], tb_ids: list[int]) -> list[Transfer]:
@@ -465,11 +496,8 @@ class TigerBeetleLedger(Ledger):
             r["id"]: _tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
             for r in rows
         }
-        found: dict[int, tb.Account] = {}
         ids = [a.int for a in expected]
-        for start in range(0, len(ids), 8000):
-            chunk = await self._call(self.client.lookup_accounts(ids[start : start + 8000]))
-            found.update((a.id, a) for a in chunk)
+        found = {a.id: a for a in await self._in_chunks(self.client.lookup_accounts, ids)}
         mismatched: list[dict[str, object]] = []
         flags_broken: list[dict[str, object]] = []
         for account_id, want in expected.items():
@@ -534,27 +562,31 @@ class TigerBeetleLedger(Ledger):
         sums = [0, 0, 0, 0]
         timestamp_min = 0
         while True:
-            page = await self._call(
-                self.client.query_accounts(
+            page_size = self._max_lookup
+
+            def accounts_page(size: int, since: int = timestamp_min) -> Awaitable[list[tb.Account]]:
+                return self.client.query_accounts(
                     tb.QueryFilter(
                         user_data_128=0,
                         user_data_64=0,
                         user_data_32=0,
                         ledger=ledger,
                         code=0,
-                        timestamp_min=timestamp_min,
+                        timestamp_min=since,
                         timestamp_max=0,
-                        limit=8000,
+                        limit=size,
                         flags=tb.QueryFilterFlags.NONE,
                     )
                 )
-            )
+
+            page = await self._paged(accounts_page, page_size)
+            page_size = min(page_size, self._max_lookup)
             for a in page:
                 sums[0] += a.debits_posted
                 sums[1] += a.credits_posted
                 sums[2] += a.debits_pending
                 sums[3] += a.credits_pending
-            if len(page) < 8000:
+            if len(page) < page_size:
                 return sums[0], sums[1], sums[2], sums[3]
             timestamp_min = page[-1].timestamp + 1
 
@@ -696,9 +728,10 @@ class TigerBeetleLedger(Ledger):
                     if s not in (_S.CREATED, _S.LINKED_EVENT_FAILED)
                 )
                 leg, role = owners[index]
-                if index == 0 and status in (_S.EXISTS, _S.EXISTS_WITH_DIFFERENT_TIMEOUT):
-                    # Sent again (a retry's hold has less time left): the same transfer if
-                    # its accounts, amount and phase are, as on Postgres.
+                if index == 0 and status.name.startswith("EXISTS"):
+                    # Sent again (a retry's hold has less time left, or one leg of a group
+                    # alone, whose flags and leg count differ): the same transfer if its
+                    # accounts, amount and phase are, as on Postgres (rules._create).
                     return _ReplayError(_Replay(legs, pending, op.code, attempt))
                 return _create_error(status, leg, role, self._kind_of)
 
