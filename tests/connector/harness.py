@@ -163,9 +163,11 @@ class Connector:
         assert row is not None
         return int(row["posted"])
 
-    async def settled(self, seconds: float = 5.0) -> None:
-        """Wait until no transfer is pending: received packets post just after their Fulfill."""
-        for _ in range(int(seconds / 0.02)):
+    async def settled(self, seconds: float = 20.0) -> None:
+        """Wait until no transfer is pending: received packets post just after their Fulfill
+        (on a loaded machine, a while after)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
             if not await self.pending():
                 return
             await asyncio.sleep(0.02)
