@@ -353,7 +353,7 @@ HOSTILE: list[tuple[str, Any, str, str]] = [
         "InvalidPeeringRequest",
     ),
     ("endless", endless(), "BAD_USER_INPUT", "InvalidPeeringRequest"),
-    ("trickled", trickled(_details(), 0.05), "BAD_USER_INPUT", "InvalidPeeringRequest"),
+    ("trickled", trickled(_details(), 0.2), "BAD_USER_INPUT", "InvalidPeeringRequest"),  # 22 s
     ("slow head", trickled_head(0.05), "BAD_USER_INPUT", "InvalidPeeringRequest"),
     ("silent", silent(), "BAD_USER_INPUT", "InvalidPeeringRequest"),
     ("500", complete(b"oops", "text/plain", 500), "BAD_USER_INPUT", "InvalidPeeringRequest"),
@@ -382,7 +382,8 @@ async def test_a_hostile_peer_is_a_typed_error_within_the_bound_and_nothing_is_m
         async with hostile_server(reply) as server:
             started = time.monotonic()
             error = await alpha.error(BY_URL, {"i": {"peerUrl": server.url, "assetId": a_usd}})
-            assert time.monotonic() - started < FETCH_SECONDS + 1.5, what
+            # Ample slack over the bound for a loaded machine (no hostile answer ends within it).
+            assert time.monotonic() - started < FETCH_SECONDS + 4.5, what
             assert server.requests, what
         assert (error.code, error.errors[0]["extensions"]["autoPeeringError"]) == (code, kind), what
     assert await _peers(alpha) == []

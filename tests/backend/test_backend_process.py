@@ -43,8 +43,10 @@ def serving_env(
 async def _until_healthy(
     client: httpx.AsyncClient, url: str, process: asyncio.subprocess.Process
 ) -> None:
-    """Return once the backend at ``url`` answers /healthz; fail if it exits or never does."""
-    for _ in range(400):
+    """Return once the backend at ``url`` answers /healthz; fail if it exits or never does
+    (within 60 s: a loaded machine starts a process slowly)."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
         with contextlib.suppress(httpx.HTTPError):
             if (await client.get(f"{url}/healthz")).status_code == 200:
                 return
@@ -141,7 +143,10 @@ async def test_kiungo_backend_processes_answer_metrics_for_all_of_them(
                     int(samples.get("kiungo_metrics_processes{}", 0)),
                 )
 
-            for _ in range(50):  # each process publishes what it counted every second
+            # Each process publishes what it counted every second (the second may still be
+            # starting on a loaded machine).
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
                 if await counted() == (30, 2):
                     break
                 await asyncio.sleep(0.1)
@@ -172,7 +177,8 @@ async def test_kiungo_backend_serves_auto_peering_from_every_process_when_enable
         fresh = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=30, limits=fresh) as client:
             await _until_healthy(client, f"http://127.0.0.1:{port}", process)
-            for _ in range(100):  # the second process may still be starting
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:  # the second may be starting
                 with contextlib.suppress(httpx.HTTPError):
                     await client.post(f"http://127.0.0.1:{peering_port}/", json={})
                     break

@@ -49,7 +49,9 @@ async def test_a_killed_serving_process_is_replaced_and_stops_counting(
         fresh = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=30, limits=fresh) as client:
             await _until_healthy(client, url, process)
-            for _ in range(100):
+            # Deadlines of 30 s: a loaded machine starts a process slowly.
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
                 if len(_children(process.pid)) == 2 and await _processes_metric(client, url) == 2:
                     break
                 await asyncio.sleep(0.05)
@@ -58,7 +60,8 @@ async def test_a_killed_serving_process_is_replaced_and_stops_counting(
             victim = min(before)
             os.kill(victim, signal.SIGKILL)
 
-            for _ in range(200):
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
                 after = _children(process.pid)
                 if len(after) == 2 and victim not in after:
                     break
@@ -66,7 +69,8 @@ async def test_a_killed_serving_process_is_replaced_and_stops_counting(
             assert len(after) == 2 and victim not in after, after
             await _until_healthy(client, url, process)
             # The dead one's file is gone: two processes counted, never the stale third.
-            for _ in range(50):
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
                 if await _processes_metric(client, url) == 2:
                     break
                 await asyncio.sleep(0.1)

@@ -119,16 +119,19 @@ async def test_each_webhook_delivery_attempt_is_a_span_with_its_status(
 async def test_a_webhook_receiver_that_does_not_answer_in_time_is_a_timeout_span(
     migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
 ) -> None:
+    release = asyncio.Event()
+
     async def respond(_body: dict[str, Any], attempt: int) -> int:
         if attempt == 1:
-            await asyncio.sleep(0.5)
+            await release.wait()  # far past the timeout
         return 200
 
     async with otlp_collector() as collector, receiving(respond) as receiver:
         settings = backend_settings(
             redis_prefix,
             webhook_url=receiver.url,
-            webhook_timeout_ms=100,
+            # The retry must answer within it too: ample room for that on a loaded machine.
+            webhook_timeout_ms=1_000,
             telemetry_traces=True,
             telemetry_trace_urls=(collector.url,),
         )
@@ -137,7 +140,10 @@ async def test_a_webhook_receiver_that_does_not_answer_in_time_is_a_timeout_span
             memory = InMemorySpanExporter()
             admin.backend.tracing.add_exporter(memory)
             event_id = await event(admin)
-            await eventually(lambda: delivered(admin, event_id))
+            try:
+                await eventually(lambda: delivered(admin, event_id))
+            finally:
+                release.set()
             spans = [s for s in await _finished(admin, memory) if s.name == "webhook.delivery"]
     timed_out = dict(spans[0].attributes or {})
     assert timed_out["error.type"] == "timeout"

@@ -770,7 +770,7 @@ async def test_peer_changes_are_announced(admin: Admin) -> None:
         await pubsub.subscribe(channel)
 
         async def next_message() -> dict[str, Any]:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(15):
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
                     if message is not None:

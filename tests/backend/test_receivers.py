@@ -361,7 +361,8 @@ async def test_a_receiver_read_is_bounded_in_time(
         failure = await admin.error(READ, {"id": url})
         assert failure.code == "BAD_USER_INPUT"
         assert "did not answer within 0.5 s" in failure.errors[0]["message"]
-        assert time.monotonic() - started < 2
+        # The head never ends; ample slack over the 0.5 s for a loaded machine.
+        assert time.monotonic() - started < 10
 
 
 async def test_a_pointer_with_a_bare_slash_names_the_nodes_well_known_wallet_address(

@@ -182,7 +182,8 @@ async def _events(admin: Admin, wallet: str) -> list[dict[str, Any]]:
 
 
 async def _wait_events(admin: Admin, wallet: str, count: int) -> list[dict[str, Any]]:
-    for _ in range(100):
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:
         events = await _events(admin, wallet)
         if len(events) >= count:
             return events

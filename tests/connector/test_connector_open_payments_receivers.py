@@ -8,14 +8,15 @@ from __future__ import annotations
 import base64
 import os
 import time
+import uuid
 from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
-from tests.connector.harness import next_hop, running_connector
+from tests.connector.harness import Connector, next_hop, running_connector
 from tests.connector.test_connector_send import assert_books_balance, create_payment, sender_wallet
 from tests.connector.test_connector_send import wait_for_state as wait_payment
-from tests.openpayments.other_node import STEPS, other_node
+from tests.openpayments.other_node import STEPS, OtherNode, other_node
 
 from kiungo.config import Settings
 from kiungo.ilp.packet import Fulfill, Reject, decode_prepare, encode_packet
@@ -23,7 +24,47 @@ from kiungo.openpayments.identity import node_identity
 from kiungo.stream.receiver import IncomingMoney, StreamReceiver
 from kiungo.stream.server import Asset, StreamServer
 
-TIMEOUT_MS = 300
+HONEST_TIMEOUT_MS = 10_000
+"""RECEIVER_FETCH_TIMEOUT_MS where the other node answers at once (well or badly): ample for an
+honest answer on a loaded machine, and more than any of those cases may take."""
+HASTY_TIMEOUT_MS = 1_000
+"""RECEIVER_FETCH_TIMEOUT_MS where a step of the other node is slow: the honest steps before it
+(the public read, the grant) must still answer within it."""
+
+
+def _settings(timeout_ms: int) -> Settings:
+    return replace(
+        Settings(), max_outgoing_payment_retry_attempts=0, receiver_fetch_timeout_ms=timeout_ms
+    )
+
+
+async def _refused_in_time(
+    connector: Connector, other: OtherNode, sam: uuid.UUID, step: str, mode: str, bound: float
+) -> None:
+    """With ``step`` misbehaving as ``mode``, a quote is refused and a payment FAILED, each
+    within ``bound`` seconds, each having reached that step (the steps before it answered)."""
+    pool, usd = connector.pool, connector.seeded.usd
+    other.modes = dict.fromkeys(STEPS, "ok") | {step: mode}
+    hits = other.hits[step]
+    started = time.monotonic()
+    refused = await connector.client.post(
+        f"{connector.url}/internal/quote",
+        json={"receiver": other.add_payment(100), "assetCode": "USD", "assetScale": 2},
+    )
+    assert refused.status_code == 404, (step, mode, refused.text)
+    assert refused.json()["code"] == "InvalidReceiver"
+    assert time.monotonic() - started < bound, (step, mode)
+    assert other.hits[step] > hits, (step, mode)
+    hits = other.hits[step]
+    started = time.monotonic()
+    failing = await create_payment(
+        pool, wallet=sam, asset=usd, receiver=other.add_payment(100), debit=100, receive=100
+    )
+    failed = await wait_payment(pool, failing, "COMPLETED", "FAILED", seconds=bound)
+    assert failed["state"] == "FAILED" and failed["sent_amount"] == 0, (step, mode)
+    assert "invalid receiver" in failed["error"], failed["error"]
+    assert time.monotonic() - started < bound, (step, mode)
+    assert other.hits[step] > hits, (step, mode)
 
 
 async def test_another_nodes_incoming_payment_is_quoted_and_paid_on_its_ilp_method(
@@ -52,9 +93,7 @@ async def test_another_nodes_incoming_payment_is_quoted_and_paid_on_its_ilp_meth
             "sharedSecret": secret,
         }
 
-    settings = replace(
-        Settings(), max_outgoing_payment_retry_attempts=0, receiver_fetch_timeout_ms=TIMEOUT_MS
-    )
+    settings = _settings(HONEST_TIMEOUT_MS)
     async with (
         next_hop(hop) as hop_url,
         other_node() as other,
@@ -89,24 +128,28 @@ async def test_another_nodes_incoming_payment_is_quoted_and_paid_on_its_ilp_meth
         assert sum(received.values()) == 700
         assert other.hits["grant"] == 1  # the kept grant, in Redis
 
-        # A resource server that misbehaves: the quote refused, the payment FAILED, in time.
-        for step, mode in (("read", "garbage"), ("read", "slow"), ("public", "huge")):
-            other.modes = dict.fromkeys(STEPS, "ok") | {step: mode}
-            started = time.monotonic()
-            refused = await connector.client.post(
-                f"{connector.url}/internal/quote",
-                json={"receiver": other.add_payment(100), "assetCode": "USD", "assetScale": 2},
-            )
-            assert refused.status_code == 404, (step, mode, refused.text)
-            assert refused.json()["code"] == "InvalidReceiver"
-            failing = await create_payment(
-                pool, wallet=sam, asset=seeded.usd, receiver=other.add_payment(100),
-                debit=100, receive=100,
-            )  # fmt: skip
-            failed = await wait_payment(pool, failing, "COMPLETED", "FAILED", seconds=10)
-            assert failed["state"] == "FAILED" and failed["sent_amount"] == 0, (step, mode)
-            assert "invalid receiver" in failed["error"], failed["error"]
-            # Open Payments and the SPSP fallback, each bounded, for the quote and the payment.
-            assert time.monotonic() - started < 8 * TIMEOUT_MS / 1000 + 3, (step, mode)
+        # A resource server that answers badly: the quote refused, the payment FAILED, at
+        # once (well before any read could time out).
+        for step, mode in (("read", "garbage"), ("public", "huge")):
+            await _refused_in_time(connector, other, sam, step, mode, HONEST_TIMEOUT_MS / 1000)
         await connector.settled()
         await assert_books_balance(pool)
+
+
+async def test_another_nodes_slow_resource_server_is_an_invalid_receiver_in_bounded_time(
+    database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    settings = _settings(HASTY_TIMEOUT_MS)
+    async with (
+        other_node() as other,
+        running_connector(database_url, redis_server_url, redis_prefix, settings=settings) as c,
+    ):
+        assert c.node is not None
+        identity = node_identity(c.node.settings)
+        other.jwk, other.client = identity.jwk(), identity.wallet_address
+        sam = await sender_wallet(c.pool, c.seeded.usd)
+        # Open Payments and the SPSP fallback, each read bounded (the slow one answers after
+        # 30 s), for the quote and for the payment.
+        await _refused_in_time(c, other, sam, "read", "slow", 4 * HASTY_TIMEOUT_MS / 1000 + 3)
+        await c.settled()
+        await assert_books_balance(c.pool)

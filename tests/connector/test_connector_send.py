@@ -134,6 +134,22 @@ async def balance(pool: asyncpg.Pool, kind: AccountKind, owner: uuid.UUID) -> in
     return int(value)
 
 
+async def no_pending(pool: asyncpg.Pool, seconds: float = 20.0) -> None:
+    """Wait until no transfer is pending: a node posts a received packet just after its
+    Fulfill (on a loaded machine, a while after)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        async with pool.acquire() as conn:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM ledger_transfers WHERE state = 'PENDING'"
+            )
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{pending} transfers still pending after {seconds} s")
+        await asyncio.sleep(0.02)
+
+
 async def assert_books_balance(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         pending = await conn.fetchval(
@@ -361,7 +377,7 @@ async def test_a_remote_payment_is_streamed_through_a_peer_to_another_node(
         row = await wait_for_state(pool, payment, "COMPLETED", "FAILED")
         assert row["state"] == "COMPLETED", row["error"]
         assert (row["sent_amount"], row["delivered_amount"]) == (700, 700)
-        await asyncio.sleep(0.2)  # bob posts a received packet just after its Fulfill
+        await no_pending(bob.pool)  # bob posts a received packet just after its Fulfill
         assert await balance(bob.pool, AccountKind.INCOMING_PAYMENT, incoming) == 700
         assert await balance(bob.pool, AccountKind.PEER_LIQUIDITY, bob.kiungo) == 1_000_000 - 700
         assert await balance(pool, AccountKind.PEER_LIQUIDITY, seeded.peers["bob"]) == 700
@@ -461,7 +477,7 @@ async def test_a_fixed_send_quote_across_assets_is_paid_as_the_backend_quotes_it
         row = await wait_for_state(pool, payment, "COMPLETED", "FAILED")
         assert row["state"] == "COMPLETED", row["error"]
         assert (row["sent_amount"], row["delivered_amount"]) == (1000, 930)
-        await asyncio.sleep(0.2)
+        await no_pending(bob.pool)
         assert await balance(bob.pool, AccountKind.WALLET_ADDRESS, bob.ezra) == 930
         assert await balance(pool, AccountKind.OUTGOING_PAYMENT, payment) == 10
         [event] = await events_of(pool, payment)
@@ -645,6 +661,7 @@ class GatedHop:
         self.target = target
         self.limit: int | None = limit
         self.forwarded = 0
+        self.forwarding = 0  # forwarded, their replies not yet back
         self.held = 0
         self.dropping = False
         self.release = asyncio.Event()
@@ -661,14 +678,18 @@ class GatedHop:
             if self.dropping:
                 return Response(b"dropped", status_code=502)
         self.forwarded += 1
-        reply = await self.client.post(
-            self.target,
-            content=body,
-            headers={
-                "Authorization": request.headers["authorization"],
-                "Content-Type": "application/octet-stream",
-            },
-        )
+        self.forwarding += 1
+        try:
+            reply = await self.client.post(
+                self.target,
+                content=body,
+                headers={
+                    "Authorization": request.headers["authorization"],
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+        finally:
+            self.forwarding -= 1
         return Response(reply.content, reply.status_code, media_type="application/octet-stream")
 
 
@@ -691,6 +712,25 @@ class GatedPath:
             await asyncio.sleep(0.05)
         assert self.hop.held, "the payment never reached the gate"
 
+    async def wait_until_posted(self, seconds: float = 20.0) -> None:
+        """Once packets wait at the gate: until every packet that passed it is posted on both
+        nodes (bob paid rita for it, and A booked it to bob)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        bob_peer = self.seeded.peers["bob"]
+        while True:
+            if not self.hop.forwarding:
+                async with self.bob.pool.acquire() as conn:
+                    pending = await conn.fetchval(
+                        "SELECT count(*) FROM ledger_transfers WHERE state = 'PENDING'"
+                    )
+                rita = await balance(self.bob.pool, AccountKind.WALLET_ADDRESS, self.bob.rita)
+                booked = await balance(self.pool, AccountKind.PEER_LIQUIDITY, bob_peer)
+                if not pending and rita == booked:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the packets that passed the gate were not all posted")
+            await asyncio.sleep(0.05)
+
     async def drop_held(self) -> None:
         """Release what the gate holds without forwarding it, then let everything through."""
         hop = self.hop
@@ -712,7 +752,7 @@ class GatedPath:
     async def check_paid_exactly(self, payment: uuid.UUID, amount: int) -> None:
         row = await wait_for_state(self.pool, payment, "COMPLETED", "FAILED", seconds=60)
         assert row["state"] == "COMPLETED", row["error"]
-        await asyncio.sleep(0.3)  # bob posts a received packet just after its Fulfill
+        await no_pending(self.bob.pool)  # bob posts a received packet just after its Fulfill
         assert await balance(self.bob.pool, AccountKind.WALLET_ADDRESS, self.bob.rita) == amount
         assert (row["sent_amount"], row["delivered_amount"]) == (amount, amount)
         assert await balance(self.pool, AccountKind.OUTGOING_PAYMENT, payment) == 0
@@ -758,11 +798,11 @@ async def test_a_payment_resumes_after_the_worker_is_killed_and_delivers_exactly
         async with connector_process(env, url) as process:
             payment = await path.pay_rita(2000)
             await path.wait_until_held()
-            await asyncio.sleep(1.0)  # every packet that passed the gate is posted
+            await path.wait_until_posted()
             process.send_signal(signal.SIGKILL)
             await process.wait()
         await path.drop_held()  # what was in flight at the kill never reaches bob
-        await asyncio.sleep(0.2)
+        await no_pending(path.bob.pool)
         delivered_before = await balance(path.bob.pool, AccountKind.WALLET_ADDRESS, path.bob.rita)
         # (The gate also let the probe's packets through, which deliver nothing.)
         assert 0 < delivered_before < 2000
@@ -785,6 +825,9 @@ async def test_a_payment_resumes_after_the_worker_is_killed_and_delivers_exactly
                 " delivered_amount = 0 WHERE id = $1",
                 payment,
             )
+        # The node taken up again gives its packets the default 30 s: one answered after its
+        # expiry would be paid by bob and not booked here (3 s was short for a loaded machine).
+        del env["PACKET_TIMEOUT_MS"]
         async with connector_process(env, url):
             await path.check_paid_exactly(payment, 2000)
 

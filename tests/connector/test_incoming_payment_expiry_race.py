@@ -24,7 +24,10 @@ from kiungo.spsp import SpspResponse
 from kiungo.stream.crypto import StreamKeys
 from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
 
-EXPIRES_IN = 1.5  # seconds: the payment's expiry, after both packets have been let in
+EXPIRES_IN = 2.5
+"""Seconds: the payment's expiry, after both packets have been let in (the SPSP read, the first
+packet and its post, and the second packet's admission all fit before it on a loaded machine;
+1.5 s left little room)."""
 
 
 async def stream_prepare(credentials: SpspResponse, sequence: int, amount: int) -> Prepare:

@@ -51,6 +51,25 @@ receive_step = importlib.import_module("kiungo.connector.pipeline.receive")
 
 OCTETS = "application/octet-stream"
 HOP_DELAY = 1.0  # how long the next hop takes to fulfill: longer than the shortened holds
+PACKET_TIMEOUT_MS = Settings().packet_timeout_ms  # the node's, unless a test sets its own
+HOLD_SECONDS = 0.3
+"""How long the shortened holds last. The forward step holds a packet until the expiry it
+forwards it with (the node's PACKET_TIMEOUT_MS from when it takes the packet, when that comes
+before the sender's expiry) plus HOLD_MARGIN; a margin of HOLD_SECONDS less than the packet
+timeout makes the hold HOLD_SECONDS long from that moment, however long the node took to get
+there (measured from the sender's expiry instead, a loaded machine could spend the whole hold
+before making it, which the ledger refuses)."""
+
+
+def short_holds(monkeypatch: pytest.MonkeyPatch, packet_timeout_ms: int) -> None:
+    """Holds of HOLD_SECONDS on a node whose PACKET_TIMEOUT_MS is ``packet_timeout_ms``."""
+    margin = timedelta(seconds=HOLD_SECONDS) - timedelta(milliseconds=packet_timeout_ms)
+    monkeypatch.setattr(forward_step, "HOLD_MARGIN", margin)
+
+
+def long_prepare(amount: int) -> Prepare:
+    """A Prepare expiring well after the node's packet timeout (which then sets its hold)."""
+    return prepare_to("test.bob.x", amount, expires_in=PACKET_TIMEOUT_MS / 1000 + 10)
 
 
 def slow_fulfilling_hop() -> NextHop:
@@ -88,10 +107,10 @@ async def packet_holds(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 async def test_a_forwarded_packet_whose_hold_expires_before_the_fulfill_is_booked_once(
     connector: Connector, redis: Redis, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Holds end ~0.3 s after the packet leaves (instead of 5 s after its expiry); the next hop
-    # fulfills after 1 s.
-    monkeypatch.setattr(forward_step, "HOLD_MARGIN", timedelta(seconds=-8.7))
-    reply = await connector.send(prepare_to("test.bob.x", 100, expires_in=10.0))
+    # Holds end HOLD_SECONDS after the node takes the packet (instead of 5 s after its
+    # expiry); the next hop fulfills HOP_DELAY after it gets the packet, which is later.
+    short_holds(monkeypatch, PACKET_TIMEOUT_MS)
+    reply = await connector.send(long_prepare(100))
     assert isinstance(reply, Fulfill)
     alice, bob = connector.seeded.peers["alice"], connector.seeded.peers["bob"]
     assert await connector.balance(AccountKind.PEER_LIQUIDITY, alice) == 10_000 - 100
@@ -120,7 +139,8 @@ async def test_a_received_packet_whose_hold_expires_before_its_post_is_booked_on
     prepare = Prepare(250, expires, keys.condition(data), credentials.destination_account, data)
     assert isinstance(await connector.send(prepare), Fulfill)
     carol, alice = connector.seeded.wallets["carol"], connector.seeded.peers["alice"]
-    for _ in range(100):  # posted just after the Fulfill is sent
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:  # posted just after the Fulfill is sent
         if await connector.balance(AccountKind.WALLET_ADDRESS, carol):
             break
         await asyncio.sleep(0.05)
@@ -159,7 +179,9 @@ async def test_an_outgoing_payment_whose_holds_expire_before_the_fulfills_offers
     """Its packets' holds (on the payment's account) expire while bob's node takes its time to
     fulfill: the money they paid out is booked all the same, so the payment's end offers none
     of it for withdrawal (a refund of money already paid to the receiver)."""
-    monkeypatch.setattr(forward_step, "HOLD_MARGIN", timedelta(seconds=-1.2))  # 0.3 s holds
+    # Packets of 5 s (ample for slow_bob and bob's node on a loaded machine), held 0.3 s.
+    packet_timeout_ms = 5_000
+    short_holds(monkeypatch, packet_timeout_ms)
     async with other_node(await make_database(), redis_server_url, redis_prefix) as bob:
 
         async def slow_bob(request: Request) -> Response:
@@ -173,7 +195,7 @@ async def test_an_outgoing_payment_whose_holds_expire_before_the_fulfills_offers
                 )
             return Response(answer.content, answer.status_code, media_type=OCTETS)
 
-        settings = replace(Settings(), packet_timeout_ms=1500)
+        settings = replace(Settings(), packet_timeout_ms=packet_timeout_ms)
         database_url = await make_database()
         async with (
             next_hop(slow_bob) as hop,
@@ -213,9 +235,9 @@ async def test_on_tigerbeetle_a_forwarded_packet_whose_hold_expires_first_is_boo
     redis: Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """As the first test, on TigerBeetle, whose holds last whole seconds: a 2 s hold, and a next
-    hop that takes 3 s to fulfill."""
-    monkeypatch.setattr(forward_step, "HOLD_MARGIN", timedelta(seconds=-8.7))
+    """As the first test, on TigerBeetle, whose holds last whole seconds: a 1 s hold (expired by
+    TigerBeetle within about a second more), and a next hop that takes 3 s to fulfill."""
+    short_holds(monkeypatch, PACKET_TIMEOUT_MS)
 
     async def slower_hop(request: Request) -> Response:
         await request.body()
@@ -229,7 +251,7 @@ async def test_on_tigerbeetle_a_forwarded_packet_whose_hold_expires_first_is_boo
             tigerbeetle_dir=tmp_path,
         ) as connector,
     ):  # fmt: skip
-        reply = await connector.send(prepare_to("test.bob.x", 100, expires_in=10.0))
+        reply = await connector.send(long_prepare(100))
         assert isinstance(reply, Fulfill)
         alice, bob = connector.seeded.peers["alice"], connector.seeded.peers["bob"]
         assert await connector.balance(AccountKind.PEER_LIQUIDITY, alice) == 10_000 - 100

@@ -42,8 +42,9 @@ from kiungo.spsp.client import MAX_SPSP_BYTES
 
 BOUND = 0.2
 """Each read's ``max_seconds``."""
-SLACK = 1.0
-"""What a loaded two-core machine may add to it."""
+SLACK = 4.8
+"""What a loaded two-core machine may add to it (a read the bound did not end would never end:
+the trickled and silent answers go on for ever)."""
 EXAMPLES = int(os.environ.get("KIUNGO_FUZZ_EXAMPLES", "50"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None)
 PAYMENT_PATH = "/alice/incoming-payments/4f1c2a56-0d8e-4b7a-9c3f-2e5d6a7b8c9d"

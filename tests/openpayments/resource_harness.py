@@ -202,9 +202,10 @@ class OpNode:
         )
         return Client(self, url, wallet_id, key, kid)
 
-    async def events(self, resource_id: str, kind: str, seconds: float = 5.0) -> dict[str, Any]:
+    async def events(self, resource_id: str, kind: str, seconds: float = 20.0) -> dict[str, Any]:
         """The webhook the node delivered for ``resource_id`` of type ``kind``."""
-        for _ in range(int(seconds / 0.05)):
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
             for event in self.hooks:
                 if event["type"] == kind and event["data"].get("id") == resource_id:
                     return event

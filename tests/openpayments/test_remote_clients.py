@@ -88,7 +88,7 @@ class KeyServer:
                         if self.released.is_set():
                             return
                         yield bytes([byte])
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.2)
 
                 return StreamingResponse(drip(), media_type="application/json")
         return Response(body, media_type="application/json")
@@ -111,10 +111,11 @@ async def auth_with(
     auth: Auth,
     *,
     refuse_private: bool = False,
-    max_seconds: float = 1.0,
+    max_seconds: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Auth]:
-    """Another authorization server on ``auth``'s database, reading keys as told."""
+    """Another authorization server on ``auth``'s database, reading keys as told, each read
+    within ``max_seconds`` (by default ample for an honest key server on a loaded machine)."""
     holder: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -206,7 +207,9 @@ async def test_a_hostile_key_server_is_an_invalid_client_in_bounded_time(auth: A
             keys.mode = mode
             started = time.monotonic()
             response = await remote.send("POST", remote.url, grant_body(keys.wallet))
-            assert time.monotonic() - started < 2, mode
+            # Ample slack over the 0.5 s: the slow server answers after 30 s, the trickle takes
+            # over 20 s.
+            assert time.monotonic() - started < 5, mode
             assert response.status_code == 400, (mode, response.text)
             error = response.json()["error"]
             assert error["code"] == "invalid_client" and "jwks.json" in error["description"]

@@ -32,10 +32,10 @@ async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> No
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await stop_tasks([task], every=0.05, limit=5)
+    await stop_tasks([task], every=0.05, limit=30)
     assert task.cancelled()
     assert rounds == [1]  # it did carry on after the first cancellation
-    assert loop.time() - started < 1
+    assert loop.time() - started < 10  # at its second cancellation, not at the limit
 
 
 async def test_tasks_that_stop_at_once_are_not_waited_for_and_their_errors_are_kept_quiet() -> None:
@@ -49,8 +49,8 @@ async def test_tasks_that_stop_at_once_are_not_waited_for_and_their_errors_are_k
     await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await stop_tasks([failed, sleeping, finished], every=5, limit=30)
-    assert loop.time() - started < 0.5
+    await stop_tasks([failed, sleeping, finished], every=30, limit=60)
+    assert loop.time() - started < 10  # not a round of 30 s
     assert sleeping.cancelled() and finished.done() and not finished.cancelled()
     assert isinstance(failed.exception(), RuntimeError)
 
@@ -98,6 +98,6 @@ async def test_a_loop_of_redis_commands_stops_at_its_next_round(
             started = loop.time()
             await stop_tasks([task], every=30, limit=60)
             assert task.cancelled()
-            assert loop.time() - started < 1  # not the 30 s of a second try
+            assert loop.time() - started < 10  # not the 30 s of a second try
     finally:
         await redis.aclose()

@@ -140,20 +140,21 @@ def _view_body(url: str) -> bytes:
 
 async def test_a_trickled_incoming_payment_fails_within_the_time_limit() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(hostile_server(trickled(b"{}" * 100, 0.05)))
+        body = b"{}" * 600  # 60 s at that pace
+        server = await stack.enter_async_context(hostile_server(trickled(body, 0.05)))
         client = await stack.enter_async_context(receiver_client(refuse_private=False))
         started = time.monotonic()
         with pytest.raises(ReceiverUnreadable, match=r"did not answer within 0\.5 s"):
             await fetch_incoming_payment(client, f"{server.url}{PATH}", max_seconds=0.5)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 10  # ample slack over the 0.5 s for a loaded machine
 
 
 async def test_an_oversized_incoming_payment_is_refused_as_it_streams() -> None:
     async with hostile_server(endless()) as server, receiver_client(refuse_private=False) as c:
         started = time.monotonic()
         with pytest.raises(ReceiverUnreadable, match="more than"):
-            await fetch_incoming_payment(c, f"{server.url}{PATH}")
-        assert time.monotonic() - started < 2
+            await fetch_incoming_payment(c, f"{server.url}{PATH}", max_seconds=60)
+        assert time.monotonic() - started < 10  # cut at the size, long before the time limit
 
 
 async def test_an_incoming_payment_is_read_only_as_json_and_only_from_public_hosts() -> None:

@@ -114,15 +114,16 @@ GOOD_BODY = json.dumps(SpspResponse("test.receiver.token", SECRET).to_json()).en
 
 
 async def test_a_trickling_receiver_fails_within_the_time_limit() -> None:
+    body = GOOD_BODY[:-1] + b" " * 1200 + b"}"  # still a good answer, of 60 s at that pace
     async with (
-        hostile_server(trickled(GOOD_BODY, 0.05)) as server,
+        hostile_server(trickled(body, 0.05)) as server,
         receiver_client(refuse_private=False) as client,
     ):
         started = time.monotonic()
         with pytest.raises(SpspQueryError, match=r"did not answer within 0\.5 s"):
             await query(f"{server.url}/alice", client=client, max_seconds=0.5)
-    # The body alone takes 5 s at that pace; httpx's per-read timeout never fires.
-    assert time.monotonic() - started < 1.5
+    # httpx's per-read timeout never fires; ample slack over the 0.5 s for a loaded machine.
+    assert time.monotonic() - started < 10
 
 
 async def test_an_oversized_answer_is_refused_even_when_it_is_valid_spsp() -> None:
@@ -142,8 +143,8 @@ async def test_an_endless_body_is_cut_at_the_size_limit() -> None:
     async with hostile_server(endless()) as server, receiver_client(refuse_private=False) as client:
         started = time.monotonic()
         with pytest.raises(SpspQueryError, match="more than"):
-            await query(f"{server.url}/alice", client=client, max_seconds=5)
-    assert time.monotonic() - started < 2
+            await query(f"{server.url}/alice", client=client, max_seconds=60)
+    assert time.monotonic() - started < 10  # cut at the size, long before the time limit
 
 
 async def test_an_answer_without_a_json_content_type_is_refused() -> None:
