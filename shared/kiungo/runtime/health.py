@@ -32,7 +32,7 @@ READY_TIMEOUT = 2.0
 
 
 LedgerProbe = Callable[[], Awaitable[None]]
-"""One round trip to a ledger engine outside Postgres (``Ledger.ready``)."""
+"""One round trip to a ledger engine outside Postgres (``Ledger.readiness_probe``)."""
 
 
 async def store_problems(
