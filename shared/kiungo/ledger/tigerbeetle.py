@@ -298,12 +298,14 @@ class TigerBeetleLedger(Ledger):
             start += size
         return found
 
-    async def _paged(self, query: Callable[[int], Awaitable[list[_T]]], page_size: int) -> list[_T]:
-        """One page of ``query(limit)``, the limit halved (and learnt) while the cluster
-        answers TooMuchData; a caller reads ``self._max_lookup`` for the size it got."""
+    async def _paged(
+        self, query: Callable[[int], Awaitable[list[_T]]], page_size: int
+    ) -> tuple[list[_T], int]:
+        """One page of ``query(limit)`` and the limit it was read with: halved (and learnt)
+        while the cluster answers TooMuchData."""
         while True:
             try:
-                return await self._call(query(page_size))
+                return await self._call(query(page_size)), page_size
             except tb.TooMuchDataError:
                 if page_size == 1:
                     raise
@@ -415,8 +417,7 @@ class TigerBeetleLedger(Ledger):
                     )
                 )
 
-            page = await self._paged(transfers_page, page_size)
-            page_size = min(page_size, self._max_lookup)
+            page, page_size = await self._paged(transfers_page, page_size)
             found += [
                 t
                 for t in page
@@ -579,8 +580,7 @@ class TigerBeetleLedger(Ledger):
                     )
                 )
 
-            page = await self._paged(accounts_page, page_size)
-            page_size = min(page_size, self._max_lookup)
+            page, page_size = await self._paged(accounts_page, page_size)
             for a in page:
                 sums[0] += a.debits_posted
                 sums[1] += a.credits_posted
