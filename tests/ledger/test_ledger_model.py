@@ -117,6 +117,25 @@ async def real_accounts(ledger: Ledger, pool: asyncpg.Pool) -> dict[uuid.UUID, u
     ],
     0,
 )
+@example(  # a request whose two legs share the id of a transfer that exists: refused on both
+    [
+        CreateTransfers(
+            (
+                Leg(TRANSFER_IDS[0], SETTLEMENT, ACCOUNTS[0], 1),
+                Leg(TRANSFER_IDS[1], SETTLEMENT, ACCOUNTS[0], 1),
+            ),
+            None,
+        ),
+        CreateTransfers(
+            (
+                Leg(TRANSFER_IDS[0], SETTLEMENT, ACCOUNTS[0], 1),
+                Leg(TRANSFER_IDS[0], SETTLEMENT, ACCOUNTS[0], 1),
+            ),
+            None,
+        ),
+    ],
+    0,
+)
 @example(  # one leg of a group created again alone: a replay (TigerBeetle refused it once)
     [
         CreateTransfers(

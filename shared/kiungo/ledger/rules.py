@@ -192,6 +192,10 @@ def _create(
     pending = operation.timeout is not None
     if pending and operation.timeout is not None and operation.timeout <= timedelta(0):
         raise errors.InvalidAmount("a pending transfer's timeout must be positive")
+    # A request whose legs share an id is malformed whatever exists already (checked before the
+    # replay test, as TigerBeetle's ledger does: it refused where this answered a replay).
+    if len({leg.id for leg in legs}) != len(legs):
+        raise errors.TransferExists("two legs share one id")
     existing = [transfers.get(leg.id) for leg in legs]
     if any(t is not None for t in existing):
         if all(
@@ -206,8 +210,6 @@ def _create(
         raise errors.TransferExists(
             f"transfer {next(t for t in existing if t is not None).id} exists"
         )
-    if len({leg.id for leg in legs}) != len(legs):
-        raise errors.TransferExists("two legs share one id")
 
     scratch: dict[uuid.UUID, Account] = {}
     for leg in legs:
