@@ -49,6 +49,14 @@ _UNSTORABLE_TEXT = (
 )
 
 
+def _unstorable_text(error: BaseException | None) -> bool:
+    # asyncpg reports a parameter it cannot encode as its own DataError, caused by the
+    # UnicodeEncodeError (a lone surrogate in a query's variable, say); other DataErrors are ours.
+    return isinstance(error, _UNSTORABLE_TEXT) or (
+        isinstance(error, asyncpg.DataError) and isinstance(error.__cause__, UnicodeEncodeError)
+    )
+
+
 def _not_json(constant: str) -> None:
     # Python's json reads NaN and Infinity, which are not JSON (and no JSON client sends).
     raise ValueError(f"{constant} is not JSON")
@@ -78,7 +86,7 @@ def _format(error: GraphQLError) -> tuple[dict[str, Any], bool]:
         # Parse, validation, variable coercion and limit errors: the request itself is wrong.
         formatted["extensions"] = {"code": ErrorCode.BAD_USER_INPUT.value}
         return formatted, True
-    if isinstance(original, _UNSTORABLE_TEXT):
+    if _unstorable_text(original):
         # A string from the request that no store can hold; the statement was refused whole.
         formatted["message"] = "text may not contain NUL characters or unpaired surrogates"
         formatted["extensions"] = {"code": ErrorCode.BAD_USER_INPUT.value}
