@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/js
 PYTEST_ARGS ?= --durations=25
+# Worker processes for the suite (pytest-xdist; 0 runs it in this process). Tests share nothing
+# but the servers, each with its own database and key prefix, so they run side by side.
+PYTEST_WORKERS ?= 2
 # The roots in [tool.mypy] files, less those without Python code yet: mypy refuses a root that is
 # missing (git keeps no empty folders) or empty.
 MYPY_ROOTS := shared/kiungo services/kiungo tests
@@ -61,7 +64,7 @@ LAST_FAILED := .pytest_cache/v/cache/lastfailed
 
 test: venv npm lint
 	rm -f $(LAST_FAILED)
-	$(BIN)/pytest -q $(PYTEST_ARGS) || { \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) || { \
 	  failed=$$($(BIN)/python -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' \
 	    $(LAST_FAILED) 2>/dev/null || echo 0); \
 	  if [ "$$failed" -lt 1 ] || [ "$$failed" -gt $(MAX_RERUN) ]; then exit 1; fi; \
