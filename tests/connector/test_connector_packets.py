@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from tests.connector.harness import (
     ADDRESS,
+    PREIMAGE,
     Connector,
     fulfilling_hop,
     gather_replies,
@@ -23,11 +28,12 @@ from tests.connector.harness import (
     prepare_to,
     running_connector,
 )
+from tests.loopback import serve
 
 from kiungo.config import Settings
 from kiungo.ilp.errors import decode_amount_too_large_data
 from kiungo.ilp.ildcp import build_request, parse_response
-from kiungo.ilp.packet import Fulfill, Prepare, Reject, encode_packet
+from kiungo.ilp.packet import Fulfill, Prepare, Reject, decode_prepare, encode_packet
 from kiungo.ledger import AccountKind
 from kiungo.spsp import SpspResponse
 from kiungo.store.channels import PEERS_CHANGED_CHANNEL
@@ -68,6 +74,57 @@ async def test_forwarded_packet_is_fulfilled_and_moves_money(
     )
     assert await connector.balance(AccountKind.PEER_LIQUIDITY, connector.seeded.peers["bob"]) == 100
     assert await connector.pending() == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres", "tigerbeetle"])
+async def test_a_cross_currency_forward_moves_both_legs_or_neither(
+    backend: str,
+    tmp_path: Path,
+    database_url: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    redis: Redis,
+) -> None:
+    """USD from alice forwarded as EUR to erin: two legs (alice → the USD pool, the EUR pool →
+    erin), posted together on a Fulfill and voided together on a downstream Reject."""
+    downstream = Reject("F99", "test.erin", "no", b"")
+    seen: list[Prepare] = []
+
+    async def hop(request: Request) -> Response:
+        prepare = decode_prepare(await request.body())
+        seen.append(prepare)
+        reply = downstream if prepare.destination.endswith(".refuse") else Fulfill(PREIMAGE, b"")
+        return Response(encode_packet(reply), media_type="application/octet-stream")
+
+    async def rates(request: Request) -> Response:
+        return Response(json.dumps({"base": request.query_params["base"], "rates": {"EUR": "0.9"}}))
+
+    async with (
+        serve(Starlette(routes=[Route("/rates", rates)])) as rates_url,
+        next_hop(hop) as hop_url,
+        running_connector(
+            database_url, redis_server_url, redis_prefix, hop_endpoint=hop_url,
+            settings=replace(Settings(), exchange_rates_url=f"{rates_url}/rates"),
+            tigerbeetle_dir=tmp_path if backend == "tigerbeetle" else None,
+        ) as connector,
+    ):  # fmt: skip
+        seeded = connector.seeded
+
+        async def balances() -> tuple[int, ...]:
+            return (
+                await connector.balance(AccountKind.PEER_LIQUIDITY, seeded.peers["alice"]),
+                await connector.balance(AccountKind.ASSET_LIQUIDITY, seeded.usd),
+                await connector.balance(AccountKind.ASSET_LIQUIDITY, seeded.eur),
+                await connector.balance(AccountKind.PEER_LIQUIDITY, seeded.peers["erin"]),
+            )
+
+        assert isinstance(await connector.send(prepare_to("test.erin.x", 500)), Fulfill)
+        assert seen[-1].amount == 450
+        assert await balances() == (9_500, 500, 10**9 - 450, 450)
+        assert await connector.send(prepare_to("test.erin.refuse", 300)) == downstream
+        assert seen[-1].amount == 270
+        assert await balances() == (9_500, 500, 10**9 - 450, 450)
+        assert await connector.pending() == 0
 
 
 async def test_routes_reach_a_peer_by_its_extra_prefixes(connector: Connector) -> None:
