@@ -38,6 +38,7 @@ class GroupCommit(Generic[_R]):
         self._wakeup = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.idle = 0  # writers waiting for a request
 
     @property
     def running(self) -> bool:
@@ -79,7 +80,11 @@ class GroupCommit(Generic[_R]):
         """Return once something is queued (a writer's wait for its next batch)."""
         while not self.queue:
             self._wakeup.clear()
-            await self._wakeup.wait()
+            self.idle += 1
+            try:
+                await self._wakeup.wait()
+            finally:
+                self.idle -= 1
 
 
 def settle(request: Queued, result: list[Transfer] | Exception) -> None:
