@@ -13,7 +13,7 @@ from sqlalchemy import bindparam
 
 from kiungo.backend import assets as domain
 from kiungo.backend.api.common import PageInfo, UInt8, UInt64, iso, parse_uuid
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, paged
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, NotFound, Refusal, not_found, refusals_as
@@ -137,12 +137,7 @@ class Asset:
             page,
             {"asset_id": self._uuid},
         )
-        return FeesConnection(
-            page_info=page_info,
-            edges=[
-                FeeEdge(node=Fee.from_row(r), cursor=c) for r, c in zip(rows, cursors, strict=True)
-            ],
-        )
+        return connection(FeesConnection, FeeEdge, Fee.from_row, rows, page_info, cursors)
 
 
 async def _current_fee(ctx: Context, asset_id: uuid.UUID, fee_type: str) -> Fee | None:
@@ -197,13 +192,7 @@ class AssetQuery:
     ) -> AssetsConnection:
         check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _ASSETS, page)
-        return AssetsConnection(
-            page_info=page_info,
-            edges=[
-                AssetEdge(node=Asset.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
-        )
+        return connection(AssetsConnection, AssetEdge, Asset.from_row, rows, page_info, cursors)
 
 
 @strawberry.input

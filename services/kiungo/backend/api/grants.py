@@ -21,7 +21,7 @@ from kiungo.backend.api.common import (
     iso,
     parse_uuid,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, paged
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.models import Grant as GrantModel
@@ -199,13 +199,7 @@ class GrantQuery:
         if filter is not None and filter.state is not None and filter.state.in_ is not None:
             binds["states"] = [s.value for s in filter.state.in_]
         rows, page_info, cursors = await fetch_listing(info.context.pool, _GRANTS, page, binds)
-        return GrantsConnection(
-            page_info=page_info,
-            edges=[
-                GrantEdge(node=Grant.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
-        )
+        return connection(GrantsConnection, GrantEdge, Grant.from_row, rows, page_info, cursors)
 
     @strawberry.field(description="A GNAP grant by its id.")
     async def grant(self, info: strawberry.Info[Context, None], id: str) -> Grant:

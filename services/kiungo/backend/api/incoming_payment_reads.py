@@ -24,7 +24,7 @@ from kiungo.backend.api.common import (
     state_values,
     uuid_values,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, in_filter
 from kiungo.backend.context import Context
 from kiungo.backend.errors import not_found
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
@@ -169,12 +169,13 @@ async def page_incoming_payments(
     """A page of incoming payments; ``filters`` are binds of the listing's filters
     (:func:`incoming_payment_filters`, ``wallets``)."""
     rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
-    return IncomingPaymentConnection(
-        page_info=page_info,
-        edges=[
-            IncomingPaymentEdge(node=IncomingPayment.from_row(r), cursor=c)
-            for r, c in zip(rows, cursors, strict=True)
-        ],
+    return connection(
+        IncomingPaymentConnection,
+        IncomingPaymentEdge,
+        IncomingPayment.from_row,
+        rows,
+        page_info,
+        cursors,
     )
 
 

@@ -44,7 +44,7 @@ from kiungo.backend.api.liquidity import (
     success_response,
     withdraw_payment,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, paged
 from kiungo.backend.api.quotes import QUOTE_CODES, Quote, amount_of, quoting
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
@@ -184,12 +184,13 @@ async def page_outgoing_payments(
 ) -> OutgoingPaymentConnection:
     """A page of outgoing payments; ``filters`` are binds of OUTGOING_PAYMENT_FILTERS."""
     rows, page_info, cursors = await fetch_listing(ctx.pool, _PAYMENTS, page, filters)
-    return OutgoingPaymentConnection(
-        page_info=page_info,
-        edges=[
-            OutgoingPaymentEdge(node=OutgoingPayment.from_row(r), cursor=c)
-            for r, c in zip(rows, cursors, strict=True)
-        ],
+    return connection(
+        OutgoingPaymentConnection,
+        OutgoingPaymentEdge,
+        OutgoingPayment.from_row,
+        rows,
+        page_info,
+        cursors,
     )
 
 

@@ -14,10 +14,10 @@ import binascii
 import functools
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import (
@@ -41,8 +41,11 @@ from kiungo.models.sql import Statement
 
 __all__ = [
     "MAX_PAGE",
+    "ConnectionType",
+    "EdgeType",
     "Listing",
     "PageRequest",
+    "connection",
     "decode_cursor",
     "encode_cursor",
     "fetch_listing",
@@ -53,6 +56,12 @@ __all__ = [
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 T = TypeVar("T")
+N = TypeVar("N")
+E = TypeVar("E")
+C = TypeVar("C")
+N_contra = TypeVar("N_contra", contravariant=True)
+E_co = TypeVar("E_co", covariant=True)
+C_co = TypeVar("C_co", covariant=True)
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -277,3 +286,31 @@ async def fetch_listing(
         binds["cursor_created_at"], binds["cursor_id"] = plan.cursor
     rows = await statement.fetch(conn, limit=plan.size + 1, **binds)
     return _page(rows, plan, page)
+
+
+class EdgeType(Protocol[N_contra, E_co]):
+    """A Relay edge's class: made from its node and its cursor."""
+
+    def __call__(self, *, node: N_contra, cursor: str) -> E_co: ...
+
+
+class ConnectionType(Protocol[E, C_co]):
+    """A Relay connection's class: made from its page info and its edges."""
+
+    def __call__(self, *, page_info: PageInfo, edges: list[E]) -> C_co: ...
+
+
+def connection(
+    connection_type: ConnectionType[E, C],
+    edge_type: EdgeType[N, E],
+    node: Callable[[asyncpg.Record], N],
+    rows: Sequence[asyncpg.Record],
+    page_info: PageInfo,
+    cursors: Sequence[str],
+) -> C:
+    """The connection of a page :func:`fetch_listing` read: an edge of each row (its node
+    made by ``node``) with that row's cursor, in order."""
+    return connection_type(
+        page_info=page_info,
+        edges=[edge_type(node=node(r), cursor=c) for r, c in zip(rows, cursors, strict=True)],
+    )

@@ -33,7 +33,14 @@ from kiungo.backend.api.common import (
     parse_uuid,
     uuid_values,
 )
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter, paged
+from kiungo.backend.api.pagination import (
+    Listing,
+    PageRequest,
+    connection,
+    fetch_listing,
+    in_filter,
+    paged,
+)
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import bad_input, not_found
@@ -223,12 +230,8 @@ class PaymentQuery:
             page,
             filters,
         )
-        return PaymentConnection(
-            page_info=page_info,
-            edges=[
-                PaymentEdge(node=Payment.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
+        return connection(
+            PaymentConnection, PaymentEdge, Payment.from_row, rows, page_info, cursors
         )
 
     @strawberry.field(

@@ -15,7 +15,7 @@ from kiungo.backend import peers as domain
 from kiungo.backend.api.assets import Asset, load_asset
 from kiungo.backend.api.common import PageInfo, UInt64, iso, parse_uuid
 from kiungo.backend.api.liquidity import deposit
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, paged
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.backend.errors import (
@@ -163,13 +163,7 @@ class PeerQuery:
     ) -> PeersConnection:
         check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _PEERS, page)
-        return PeersConnection(
-            page_info=page_info,
-            edges=[
-                PeerEdge(node=Peer.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
-        )
+        return connection(PeersConnection, PeerEdge, Peer.from_row, rows, page_info, cursors)
 
 
 @strawberry.input

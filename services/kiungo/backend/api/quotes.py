@@ -12,7 +12,7 @@ import strawberry
 from sqlalchemy import Uuid
 
 from kiungo.backend.api.common import Amount, AmountInput, PageInfo, iso, parse_uuid
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, in_filter
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.payments import quotes as domain
@@ -112,12 +112,7 @@ async def page_quotes(
     rows, page_info, cursors = await fetch_listing(
         ctx.pool, _QUOTES, page, {"wallets": [wallet_address_id]}
     )
-    return QuoteConnection(
-        page_info=page_info,
-        edges=[
-            QuoteEdge(node=Quote.from_row(r), cursor=c) for r, c in zip(rows, cursors, strict=True)
-        ],
-    )
+    return connection(QuoteConnection, QuoteEdge, Quote.from_row, rows, page_info, cursors)
 
 
 def amount_of(amount: AmountInput | None) -> domain.Amount | None:

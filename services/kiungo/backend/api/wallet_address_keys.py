@@ -13,7 +13,7 @@ import strawberry
 from sqlalchemy import bindparam
 
 from kiungo.backend.api.common import PageInfo, iso, parse_uuid
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode
 from kiungo.models import WalletAddressKey as WalletAddressKeyModel
@@ -120,12 +120,13 @@ async def page_wallet_address_keys(
     rows, page_info, cursors = await fetch_listing(
         ctx.pool, _KEYS, page, {"wallet_address_id": wallet_address_id}
     )
-    return WalletAddressKeyConnection(
-        page_info=page_info,
-        edges=[
-            WalletAddressKeyEdge(node=WalletAddressKey.from_row(r), cursor=c)
-            for r, c in zip(rows, cursors, strict=True)
-        ],
+    return connection(
+        WalletAddressKeyConnection,
+        WalletAddressKeyEdge,
+        WalletAddressKey.from_row,
+        rows,
+        page_info,
+        cursors,
     )
 
 

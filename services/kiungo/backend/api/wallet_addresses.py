@@ -20,7 +20,7 @@ from kiungo.backend.api.incoming_payments import (
 )
 from kiungo.backend.api.liquidity import transfer_id, withdraw
 from kiungo.backend.api.outgoing_payments import OutgoingPaymentConnection, page_outgoing_payments
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, paged
+from kiungo.backend.api.pagination import Listing, PageRequest, connection, fetch_listing, paged
 from kiungo.backend.api.quotes import QuoteConnection, page_quotes
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.api.wallet_address_keys import (
@@ -214,12 +214,13 @@ class WalletAddressQuery:
     ) -> WalletAddressesConnection:
         check_tenant(info.context, tenant_id)
         rows, page_info, cursors = await fetch_listing(info.context.pool, _WALLETS, page)
-        return WalletAddressesConnection(
-            page_info=page_info,
-            edges=[
-                WalletAddressEdge(node=WalletAddress.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
+        return connection(
+            WalletAddressesConnection,
+            WalletAddressEdge,
+            WalletAddress.from_row,
+            rows,
+            page_info,
+            cursors,
         )
 
 

@@ -10,7 +10,14 @@ import strawberry
 from sqlalchemy import String, select
 
 from kiungo.backend.api.common import FilterString, JSONObject, PageInfo, filter_binds, iso
-from kiungo.backend.api.pagination import Listing, PageRequest, fetch_listing, in_filter, paged
+from kiungo.backend.api.pagination import (
+    Listing,
+    PageRequest,
+    connection,
+    fetch_listing,
+    in_filter,
+    paged,
+)
 from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.models import WebhookEvent as WebhookEventModel
@@ -88,10 +95,11 @@ class WebhookQuery:
             page,
             filter_binds(filter.type if filter else None, "types"),
         )
-        return WebhookEventsConnection(
-            page_info=page_info,
-            edges=[
-                WebhookEventsEdge(node=WebhookEvent.from_row(r), cursor=c)
-                for r, c in zip(rows, cursors, strict=True)
-            ],
+        return connection(
+            WebhookEventsConnection,
+            WebhookEventsEdge,
+            WebhookEvent.from_row,
+            rows,
+            page_info,
+            cursors,
         )
