@@ -32,7 +32,9 @@ __all__ = [
     "quoting",
 ]
 
-# What each refusal of the quote domain is in the API.
+# What each refusal of the quote domain is in the API. QuotingUnavailable (no rate, or the
+# connector could not quote) is INTERNAL_SERVER_ERROR with its message, as Rafiki's
+# CouldNotFetchRates is (open_payments/quote/errors.ts errorToCode): a typed code, not masked.
 QUOTE_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.InvalidQuoteRequest, ErrorCode.BAD_USER_INPUT),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
