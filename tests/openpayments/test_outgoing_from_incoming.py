@@ -242,7 +242,9 @@ async def test_the_admin_api_takes_an_incoming_payment_by_its_open_payments_url(
 ) -> None:
     """``createQuote`` and ``createOutgoingPaymentFromIncomingPayment`` take this node's
     incoming payment by ``{OPEN_PAYMENTS_URL}/incoming-payments/{id}`` (its ``url``), stored
-    in the wallet-address form the resource server's quotes use, and the payment completes."""
+    in the wallet-address form the resource server's quotes use, and the payment completes.
+    Quote.receiver and OutgoingPayment.receiver show it by that URL, as Rafiki's do (its
+    quotes keep the incoming payment URL they are given), whichever form was given."""
     alice_id, _ = await op_node.wallet()
     sam = await op_node.client()
     receiver = await incoming(op_node, sam, 400)
@@ -258,11 +260,21 @@ async def test_the_admin_api_takes_an_incoming_payment_by_its_open_payments_url(
         {"input": {"walletAddressId": alice_id, "receiver": receiver, "receiveAmount": usd(150)}},
     )
     quote = quoted["createQuote"]["quote"]
-    assert quote["receiver"] == wallet_form and quote["receiveAmount"] == {"value": "150"}
+    assert quote["receiver"] == receiver and quote["receiveAmount"] == {"value": "150"}
     remaining = await op_node.admin.data(
         QUOTE, {"input": {"walletAddressId": alice_id, "receiver": receiver}}
     )
     assert remaining["createQuote"]["quote"]["receiveAmount"] == {"value": "400"}
+    # Given in the wallet-address form, shown (and read back) by the Open Payments URL too.
+    by_wallet_form = await op_node.admin.data(
+        QUOTE, {"input": {"walletAddressId": alice_id, "receiver": wallet_form}}
+    )
+    again = await op_node.admin.data(
+        "query($id: String!) { quote(id: $id) { receiver } }",
+        {"id": by_wallet_form["createQuote"]["quote"]["id"]},
+    )
+    assert by_wallet_form["createQuote"]["quote"]["receiver"] == receiver
+    assert again["quote"]["receiver"] == receiver
 
     made = await op_node.admin.data(
         FROM_INCOMING,
@@ -275,7 +287,7 @@ async def test_the_admin_api_takes_an_incoming_payment_by_its_open_payments_url(
         },
     )
     payment = made["createOutgoingPaymentFromIncomingPayment"]["payment"]
-    assert payment["state"] == "FUNDING" and payment["receiver"] == wallet_form
+    assert payment["state"] == "FUNDING" and payment["receiver"] == receiver
     assert payment["debitAmount"] == payment["receiveAmount"] == {"value": "400"}
     await wait_state(op_node, await fund(op_node, payment["id"]), "COMPLETED")
     assert await received(op_node, receiver) == ("COMPLETED", 400)

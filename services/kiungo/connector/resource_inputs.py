@@ -152,7 +152,11 @@ def parse_quote_amount(raw: object, what: str) -> Amount | None:
 
 
 def quote_refused(exc: Refusal) -> Refused:
-    """A refusal of quoting or of creating the payment as the resource server answers it."""
+    """A refusal of quoting or of creating the payment as the resource server answers it.
+
+    QuotingUnavailable (no rate, or the connector could not quote) stays a typed 400
+    ``invalid_request``; Rafiki answers a 500 there (CouldNotFetchRates: errorToHTTPCode, a
+    rate probe failure: its unhandled-error path)."""
     if isinstance(exc, quote_errors.InvalidReceiver | quote_errors.RateProbeFailed):
         return Refused(400, "invalid_receiver", exc.message)
     return bad(exc.message)

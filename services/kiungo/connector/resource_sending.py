@@ -65,7 +65,12 @@ from kiungo.payments.outgoing.sent import sent_amounts
 from kiungo.payments.quotes import errors as quote_errors
 from kiungo.payments.quotes.quoting import Quoting
 from kiungo.payments.quotes.service import create_quote, load_quote
-from kiungo.payments.receivers import InvalidReceiverUrl, local_receiver_url, stored_receiver
+from kiungo.payments.receivers import (
+    InvalidReceiverUrl,
+    local_receiver_url,
+    open_payments_receiver,
+    stored_receiver,
+)
 from kiungo.stream.server import Asset
 
 if TYPE_CHECKING:
@@ -160,10 +165,7 @@ class _Sending:
     def receiver_json(self, receiver: str) -> str:
         """The receiver as Open Payments names it: this node's incoming payments by their
         resource server id."""
-        match = INCOMING_PAYMENT_PATH.match(receiver)
-        if match is not None and receiver.startswith(self.base + "/"):
-            return f"{self.base}/incoming-payments/{match['id']}"
-        return receiver
+        return open_payments_receiver(self.base, receiver)
 
     # -- JSON -----------------------------------------------------------------------------
 

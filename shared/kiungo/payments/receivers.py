@@ -34,6 +34,7 @@ __all__ = [
     "incoming_payment_tag",
     "incoming_payment_url",
     "local_receiver_url",
+    "open_payments_receiver",
     "receiver_open",
     "stored_receiver",
     "wallet_tag",
@@ -167,3 +168,17 @@ async def stored_receiver(
     payment_id = uuid.UUID(match["id"])
     row = await INCOMING_PAYMENT_RECEIVER_BY_ID.fetchrow(executor, id=payment_id)
     return receiver if row is None else incoming_payment_url(row["url"], payment_id)
+
+
+def open_payments_receiver(open_payments_url: str, receiver: str) -> str:
+    """A stored receiver as the APIs show it, the inverse of :func:`stored_receiver`: this
+    node's incoming payment (stored in its receiver form, ``<wallet address>/incoming-payments/
+    <id>``, the wallet address under OPEN_PAYMENTS_URL) by its Open Payments URL,
+    ``<OPEN_PAYMENTS_URL>/incoming-payments/<id>`` (Rafiki's quotes and outgoing payments show
+    the incoming payment URL they were given, that ``url``); anything else (a wallet address,
+    another node's receiver) as it is."""
+    base = open_payments_url.rstrip("/")
+    match = INCOMING_PAYMENT_PATH.match(receiver)
+    if match is None or not receiver.startswith(base + "/"):
+        return receiver
+    return f"{base}/incoming-payments/{match['id']}"

@@ -54,7 +54,7 @@ from kiungo.ledger import AccountKind
 from kiungo.payments.outgoing import States
 from kiungo.payments.outgoing import service as domain
 from kiungo.payments.outgoing.sent import sent_amounts
-from kiungo.payments.receivers import stored_receiver
+from kiungo.payments.receivers import open_payments_receiver, stored_receiver
 from kiungo.refusal import Refusal
 
 __all__ = [
@@ -109,13 +109,13 @@ class OutgoingPayment:
     state_attempts: int
     debit_amount: Amount = strawberry.field(description="What the payment debits, fee included.")
     receive_amount: Amount = strawberry.field(description="What the receiver is to get.")
-    receiver: str
     metadata: JSONObject | None
     quote: Quote | None
     created_at: str
     grant_id: str | None
     _uuid: strawberry.Private[uuid.UUID]
     _row: strawberry.Private[Mapping[str, Any]]
+    _receiver: strawberry.Private[str]
 
     @classmethod
     def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> OutgoingPayment:
@@ -137,7 +137,7 @@ class OutgoingPayment:
             state_attempts=int(row["state_attempts"]),
             debit_amount=quote.debit_amount,
             receive_amount=quote.receive_amount,
-            receiver=row["receiver"],
+            _receiver=row["receiver"],
             metadata=metadata_value(row["metadata"]),
             quote=quote,
             created_at=iso(row["created_at"]),
@@ -149,6 +149,12 @@ class OutgoingPayment:
                 "sent_amount": row["sent_amount"],
                 "asset": (code, scale),
             },
+        )
+
+    @strawberry.field(description="Who is paid, as its quote shows it (Quote.receiver).")
+    def receiver(self, info: strawberry.Info[Context, None]) -> str:
+        return open_payments_receiver(
+            info.context.backend.settings.open_payments_url, self._receiver
         )
 
     @strawberry.field(

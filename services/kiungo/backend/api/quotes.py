@@ -17,6 +17,7 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ErrorCode, refusals_as
 from kiungo.payments import quotes as domain
 from kiungo.payments.quotes.service import QUOTE_QUERY
+from kiungo.payments.receivers import open_payments_receiver
 from kiungo.refusal import Refusal
 
 __all__ = [
@@ -31,7 +32,9 @@ __all__ = [
     "quoting",
 ]
 
-# What each refusal of the quote domain is in the API.
+# What each refusal of the quote domain is in the API. QuotingUnavailable (no rate, or the
+# connector could not quote) is INTERNAL_SERVER_ERROR with its message, as Rafiki's
+# CouldNotFetchRates is (open_payments/quote/errors.ts errorToCode): a typed code, not masked.
 QUOTE_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
     (domain.InvalidQuoteRequest, ErrorCode.BAD_USER_INPUT),
     (domain.WalletAddressNotFound, ErrorCode.NOT_FOUND),
@@ -45,7 +48,6 @@ QUOTE_CODES: tuple[tuple[type[Refusal], ErrorCode], ...] = (
 class Quote:
     id: strawberry.ID
     wallet_address_id: strawberry.ID
-    receiver: str
     debit_amount: Amount = strawberry.field(description="What the payment debits, fee included.")
     receive_amount: Amount = strawberry.field(description="What the receiver gets.")
     created_at: str
@@ -54,6 +56,17 @@ class Quote:
         description="Receiver's smallest units per smallest unit sent, for display only: "
         "amounts are computed with the exact rate."
     )
+    _receiver: strawberry.Private[str]
+
+    @strawberry.field(
+        description="Who is paid: this node's incoming payment by its Open Payments URL "
+        "(<OPEN_PAYMENTS_URL>/incoming-payments/<id>), in whichever form it was given; "
+        "anything else as given."
+    )
+    def receiver(self, info: strawberry.Info[Context, None]) -> str:
+        return open_payments_receiver(
+            info.context.backend.settings.open_payments_url, self._receiver
+        )
 
     @strawberry.field(description="The tenant it was created under: the operator's, here.")
     def tenant_id(self, info: strawberry.Info[Context, None]) -> strawberry.ID:
@@ -71,7 +84,7 @@ class Quote:
         return cls(
             id=strawberry.ID(str(row["id"])),
             wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
-            receiver=row["receiver"],
+            _receiver=row["receiver"],
             debit_amount=Amount(
                 value=int(row["debit_amount"]),
                 asset_code=row["asset_code"],
