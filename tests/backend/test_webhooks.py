@@ -185,6 +185,41 @@ async def test_an_event_is_retried_until_delivered_signed_and_then_left_alone(
         assert stored["delivered_at"] is not None
 
 
+async def test_an_outgoing_payments_receiver_is_delivered_by_its_open_payments_url(
+    migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
+) -> None:
+    """Outgoing payments store this node's incoming payments in the wallet-address form; their
+    events carry them as their quotes show them (Rafiki's: the incoming payment URL), in the
+    webhook and in ``webhookEvents``. Another node's receiver, and other events, are as stored."""
+    payment_id = uuid.uuid4()
+    stored = f"https://wallet.example/alice/incoming-payments/{payment_id}"
+    shown = f"https://wallet.example/incoming-payments/{payment_id}"
+    remote = f"https://other.example/bob/incoming-payments/{payment_id}"
+    async with (
+        receiving() as receiver,
+        backend(
+            migrated_database, redis_server_url, redis_prefix, webhook_url=receiver.url
+        ) as admin,
+    ):
+        local_event = await event(
+            admin, uuid.uuid4(), EventType.OUTGOING_PAYMENT_CREATED, {"receiver": stored}
+        )
+        remote_event = await event(
+            admin, uuid.uuid4(), EventType.OUTGOING_PAYMENT_COMPLETED, {"receiver": remote}
+        )
+        other_event = await event(
+            admin, uuid.uuid4(), EventType.INCOMING_PAYMENT_COMPLETED, {"receiver": stored}
+        )
+        await eventually(lambda: delivered(admin, local_event, remote_event, other_event))
+        expected = {local_event: shown, remote_event: remote, other_event: stored}
+        for event_id, receiver_shown in expected.items():
+            assert receiver.of(event_id)[0].body["data"] == {"receiver": receiver_shown}
+        listed = await admin.data("{ webhookEvents(first: 10) { edges { node { id data } } } }")
+        assert {
+            e["node"]["id"]: e["node"]["data"]["receiver"] for e in listed["webhookEvents"]["edges"]
+        } == {str(event_id): receiver_shown for event_id, receiver_shown in expected.items()}
+
+
 async def test_events_of_one_resource_are_delivered_in_order(
     migrated_database: str, redis_server_url: str, redis_prefix: str, redis: object
 ) -> None:

@@ -304,6 +304,18 @@ async def test_the_admin_api_takes_an_incoming_payment_by_its_open_payments_url(
             )
             edges = found["outgoingPayments"]["edges"]
             assert [e["node"]["id"] for e in edges] == expected, (given, test)
+    # Its events show the receiver as the payment does (and so do their webhooks).
+    events = await op_node.admin.data(
+        "query($filter: WebhookEventFilter) { webhookEvents(filter: $filter, first: 20)"
+        " { edges { node { type data } } } }",
+        {"filter": {"type": {"in": ["outgoing_payment.created", "outgoing_payment.completed"]}}},
+    )
+    shown = [
+        e["node"]["data"]["receiver"]
+        for e in events["webhookEvents"]["edges"]
+        if e["node"]["data"]["id"] == payment["id"]
+    ]
+    assert shown == [receiver, receiver]
     # Paid in full: neither form quotes it any more; an unknown one is bad input.
     for given in (receiver, wallet_form, f"{op_node.url}/incoming-payments/{uuid.uuid4()}"):
         refused = await op_node.admin.error(

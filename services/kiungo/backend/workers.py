@@ -58,6 +58,7 @@ from kiungo.models import Asset, IncomingPayment, Peer, WalletAddress, WebhookEv
 from kiungo.models.sql import Statement, table
 from kiungo.payments.incoming import OPEN
 from kiungo.payments.incoming import store as incoming_store
+from kiungo.payments.receivers import shown_event_data
 from kiungo.runtime.http1 import Http1Client, LinkError
 from kiungo.runtime.tasks import raise_if_cancelled, stop_tasks
 from kiungo.signatures import signature_header
@@ -169,7 +170,11 @@ async def deliver_webhooks(
         body = {
             "id": str(row["id"]),
             "type": row["type"],
-            "data": json.loads(data) if isinstance(data, str) else data,
+            "data": shown_event_data(
+                settings.open_payments_url,
+                row["type"],
+                json.loads(data) if isinstance(data, str) else data,
+            ),
         }
         content = json.dumps(body).encode()
         headers = b"Content-Type: application/json\r\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -36,6 +37,7 @@ __all__ = [
     "local_receiver_url",
     "open_payments_receiver",
     "receiver_open",
+    "shown_event_data",
     "stored_receiver",
     "wallet_tag",
 ]
@@ -182,3 +184,15 @@ def open_payments_receiver(open_payments_url: str, receiver: str) -> str:
     if match is None or not receiver.startswith(base + "/"):
         return receiver
     return f"{base}/incoming-payments/{match['id']}"
+
+
+def shown_event_data(open_payments_url: str, event_type: str, data: Any) -> dict[str, Any]:
+    """An event's stored data as webhooks and the admin API show it: an outgoing payment's
+    ``receiver`` by the Open Payments URL its quote shows (:func:`open_payments_receiver`);
+    anything that is not a JSON object as an empty one."""
+    if not isinstance(data, dict):
+        return {}
+    receiver = data.get("receiver")
+    if event_type.startswith("outgoing_payment.") and isinstance(receiver, str):
+        return {**data, "receiver": open_payments_receiver(open_payments_url, receiver)}
+    return data

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
 
 import asyncpg
 import strawberry
@@ -22,6 +22,7 @@ from kiungo.backend.api.tenants import check_tenant
 from kiungo.backend.context import Context
 from kiungo.models import WebhookEvent as WebhookEventModel
 from kiungo.models.sql import table
+from kiungo.payments.receivers import shown_event_data
 
 __all__ = [
     "WebhookEvent",
@@ -38,11 +39,6 @@ _EVENTS = Listing(
 )
 
 
-def _object(value: Any) -> dict[str, Any]:
-    data = json.loads(value) if isinstance(value, str) else value
-    return data if isinstance(data, dict) else {}
-
-
 @strawberry.type
 class WebhookEvent:
     id: strawberry.ID
@@ -51,11 +47,14 @@ class WebhookEvent:
     created_at: str
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> WebhookEvent:
+    def from_row(cls, row: asyncpg.Record, open_payments_url: str) -> WebhookEvent:
+        """The event as stored, its data as its webhook carries it."""
+        value = row["data"]
+        data = json.loads(value) if isinstance(value, str) else value
         return cls(
             id=strawberry.ID(str(row["id"])),
             type=row["type"],
-            data=_object(row["data"]),
+            data=shown_event_data(open_payments_url, row["type"], data),
             created_at=iso(row["created_at"]),
         )
 
@@ -98,7 +97,10 @@ class WebhookQuery:
         return connection(
             WebhookEventsConnection,
             WebhookEventsEdge,
-            WebhookEvent.from_row,
+            functools.partial(
+                WebhookEvent.from_row,
+                open_payments_url=info.context.backend.settings.open_payments_url,
+            ),
             rows,
             page_info,
             cursors,
