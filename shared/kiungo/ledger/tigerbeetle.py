@@ -7,28 +7,18 @@ live only in TigerBeetle; reads go through the ledger (:meth:`balance`, :meth:`b
 :meth:`history`), and the balance columns of ``ledger_accounts`` are a copy that
 :meth:`sync_balances` refreshes for the backend's SQL that joins them with its own rows.
 
-**Mapping.** A Kiungo uuid is its TigerBeetle u128 id (``uuid.int``: random or uuid5 ids are
-never 0 nor 2^128-1). An asset's TigerBeetle ledger is the number Postgres already gives every
-asset (``assets.ledger``, an identity column, unique and never reused: what Rafiki does and
-what ``accountingTransfers`` reports); the asset's uuid is also in each account's
-``user_data_128``. An account's ``code`` is its kind (:data:`KIND_CODES`), its flags the kind's
-rule (liquidity accounts ``debits_must_not_exceed_credits``, settlement accounts
-``credits_must_not_exceed_debits``).
+**Mapping.** How accounts and transfers are TigerBeetle records (codes, flags, ``user_data``)
+is kiungo.ledger.tigerbeetle_model; the ids of tries, posts, voids and limit accounts are
+kiungo.ledger.tigerbeetle_ids; TigerBeetle's result statuses as ledger errors are
+kiungo.ledger.tigerbeetle_errors.
 
-**Transfers.** Several legs are one linked chain. A leg's ``user_data_128`` is the first leg's
-Kiungo id (its group when ``user_data_32``, the number of legs, is above 1); ``user_data_64``
-bit 0 says it carries a hidden limit leg (below) and bits 8-15 which try of its id it is.
-TigerBeetle keeps the id of a transfer refused for a balance as failed for good, while
-Kiungo's callers retry such a transfer under its id (on Postgres nothing was written): so a
-create refused with ``id_already_failed`` is sent again under ids derived from the Kiungo ids
-and the try's number (:func:`_attempt_id`, up to eight tries), and a lookup by Kiungo id asks
-for all eight at once. The Kiungo id of a transfer read back is its own id on a first try, else
-``user_data_128`` for a single leg; the later legs of a retried multi-leg transfer are listed
-(``transfers_of``, ``history``) under their try's id. A hold is a pending transfer
-with TigerBeetle's ``timeout`` (whole seconds, rounded up): TigerBeetle expires it on its own
-clock, so :meth:`expire_pending` has nothing to do. The post and void of a pending transfer
-have ids derived from its id (:func:`_derived`), so posting twice is TigerBeetle's ``exists``
-(:class:`AlreadyPosted`) and nothing else can post it under another id.
+**Transfers.** Several legs are one linked chain. A create refused with ``id_already_failed``
+(TigerBeetle keeps such an id as failed for good, Kiungo's callers retry under it) is sent
+again under the next try's ids (:func:`attempt_id`, up to eight tries). A hold is a pending
+transfer with TigerBeetle's ``timeout`` (whole seconds, rounded up): TigerBeetle expires it on
+its own clock, so :meth:`expire_pending` has nothing to do. The post and void of a pending
+transfer have ids derived from its id (:func:`post_id`, :func:`void_id`), so posting twice is
+TigerBeetle's ``exists`` (:class:`AlreadyPosted`) and nothing else can post it under another id.
 
 **Credit limits** (an incoming payment's amount) are enforced by TigerBeetle, not read and then
 written here: the limited account D has a control account (``debits_must_not_exceed_credits``)
@@ -51,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import uuid
@@ -81,38 +70,42 @@ from kiungo.ledger.rules import (
     VoidTransfers,
 )
 from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
+from kiungo.ledger.tigerbeetle_errors import create_error, resolve_error
+from kiungo.ledger.tigerbeetle_ids import (
+    ATTEMPTS,
+    attempt_id,
+    attempt_ids,
+    control_id,
+    funding_id,
+    limit_leg_id,
+    post_id,
+    sink_id,
+    void_id,
+)
+from kiungo.ledger.tigerbeetle_model import (
+    ATTEMPT_SHIFT,
+    CONTROL_CODE,
+    HAS_LIMIT_LEG,
+    KINDS,
+    LIMIT_CODE,
+    SINK_CODE,
+    TRANSFER_CODES,
+    copy_transfer,
+    expiry,
+    from_tb,
+    tb_account,
+    within_flags,
+)
 from kiungo.ledger.tigerbeetle_wire import Event, PackedClient, pack_chains
 from kiungo.models import Asset, LedgerAccount
 from kiungo.models.sql import Statement, table
 
-__all__ = ["KIND_CODES", "TigerBeetleLedger"]
+__all__ = ["TigerBeetleLedger"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-KIND_CODES: dict[AccountKind, int] = {
-    AccountKind.SETTLEMENT: 1,
-    AccountKind.ASSET_LIQUIDITY: 2,
-    AccountKind.PEER_LIQUIDITY: 3,
-    AccountKind.WALLET_ADDRESS: 4,
-    AccountKind.INCOMING_PAYMENT: 5,
-    AccountKind.OUTGOING_PAYMENT: 6,
-}
-_KINDS = {code: kind for kind, code in KIND_CODES.items()}
-# Accounts of this module's own (not in ledger_accounts): limit sinks and limit controls.
-_SINK_CODE = 100
-_CONTROL_CODE = 101
-
-# Every code the services give a transfer (kiungo.connector.owed's LATE_POST among them).
-_TRANSFER_CODES = {"TRANSFER": 1, "DEPOSIT": 2, "WITHDRAWAL": 3, "LATE_POST": 4}
-_CODE_NAMES = {code: name for name, code in _TRANSFER_CODES.items()}
-_LIMIT_CODE = 100
-
-_HAS_LIMIT_LEG = 1
-# user_data_64 bits 8 to 15: which try of its Kiungo id a transfer is.
-_ATTEMPT_SHIFT = 8
-_ATTEMPTS = 8
 _S = tb.CreateTransferStatus
 _STATUSES = {int(s): s for s in _S}
 _F = tb.TransferFlags
@@ -132,45 +125,6 @@ _ACCOUNT_MAP = Statement(
     .select_from(_accounts.join(_assets, _assets.c.id == _accounts.c.asset_id))
     .order_by(_accounts.c.id)
 )
-
-
-def _derived(tag: bytes, transfer_id: int) -> int:
-    """The id of a transfer that belongs to ``transfer_id`` (its post, void or limit leg)."""
-    digest = hashlib.blake2b(transfer_id.to_bytes(16, "big"), digest_size=16, person=tag).digest()
-    return int.from_bytes(digest, "big") or 1
-
-
-def _post_id(transfer_id: int) -> int:
-    return _derived(b"kiungo-post", transfer_id)
-
-
-def _void_id(transfer_id: int) -> int:
-    return _derived(b"kiungo-void", transfer_id)
-
-
-def _attempt_id(transfer_id: int, attempt: int) -> int:
-    """The TigerBeetle id of a Kiungo transfer id's ``attempt``-th try (module docstring)."""
-    return transfer_id if attempt == 0 else _derived(b"kiungo-try-%d" % attempt, transfer_id)
-
-
-def _attempt_ids(transfer_id: int) -> list[int]:
-    return [_attempt_id(transfer_id, n) for n in range(_ATTEMPTS)]
-
-
-def _limit_leg_id(transfer_id: int) -> int:
-    return _derived(b"kiungo-limit", transfer_id)
-
-
-def _control_id(account_id: uuid.UUID) -> int:
-    return _derived(b"kiungo-control", account_id.int)
-
-
-def _funding_id(account_id: uuid.UUID) -> int:
-    return _derived(b"kiungo-funding", account_id.int)
-
-
-def _sink_id(asset_id: uuid.UUID) -> int:
-    return _derived(b"kiungo-sink", asset_id.int)
 
 
 @dataclass(slots=True)
@@ -322,7 +276,7 @@ class TigerBeetleLedger(Ledger):
         # The map row first: an account in TigerBeetle is never one Kiungo cannot name.
         mapped = await self._map_accounts(kind, owner_id, asset_id)
         ledger = await self._ledger_number(asset_id)
-        accounts = [_tb_account(a, asset_id, k, ledger) for a, k in mapped.items()]
+        accounts = [tb_account(a, asset_id, k, ledger) for a, k in mapped.items()]
         results = await self._call(self.client.create_accounts(accounts))
         for account, result in zip(accounts, results, strict=True):
             if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
@@ -358,7 +312,7 @@ class TigerBeetleLedger(Ledger):
         balances: list[Balance | None] = []
         for account_id in account_ids:
             account = found.get(account_id.int)
-            kind = None if account is None else _KINDS.get(account.code)
+            kind = None if account is None else KINDS.get(account.code)
             if account is None or kind is None:
                 balances.append(None)
                 continue
@@ -430,7 +384,7 @@ class TigerBeetleLedger(Ledger):
 
     async def _records(self, found: list[tb.Transfer]) -> list[TransferRecord]:
         transfers = [
-            _from_tb(t, await self._asset_for(uuid.UUID(int=t.debit_account_id))) for t in found
+            from_tb(t, await self._asset_for(uuid.UUID(int=t.debit_account_id))) for t in found
         ]
         await self._states(transfers, [t.id for t in found])
         return [
@@ -443,7 +397,7 @@ class TigerBeetleLedger(Ledger):
         if found is None:
             return None
         asset_id = await self._asset_for(uuid.UUID(int=found.debit_account_id))
-        [transfer] = await self._states([_from_tb(found, asset_id, transfer_id)], [found.id])
+        [transfer] = await self._states([from_tb(found, asset_id, transfer_id)], [found.id])
         return transfer
 
     async def _lookup(self, transfer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tb.Transfer]:
@@ -451,11 +405,11 @@ class TigerBeetleLedger(Ledger):
         by_tb_id: dict[int, uuid.UUID] = {}
         for transfer_id in transfer_ids:
             meta = self._meta.get(transfer_id)
-            for tb_id in [meta.tb_id] if meta else _attempt_ids(transfer_id.int):
+            for tb_id in [meta.tb_id] if meta else attempt_ids(transfer_id.int):
                 by_tb_id[tb_id] = transfer_id
         found: dict[uuid.UUID, tb.Transfer] = {}
         for t in await self._in_chunks(self.client.lookup_transfers, list(by_tb_id)):
-            if t.code != _LIMIT_CODE:
+            if t.code != LIMIT_CODE:
                 found[by_tb_id[t.id]] = t
         return found
 
@@ -470,7 +424,7 @@ class TigerBeetleLedger(Ledger):
             return transfers
         ids: list[int] = []
         for _, tb_id in pending:
-            ids += [_post_id(tb_id), _void_id(tb_id)]
+            ids += [post_id(tb_id), void_id(tb_id)]
         resolved = {
             t.pending_id: t.flags
             for t in await self._call(self.client.lookup_transfers(ids))
@@ -494,7 +448,7 @@ class TigerBeetleLedger(Ledger):
         async with self._pool.acquire() as conn:
             rows = await _ACCOUNT_MAP.fetch(conn)
         expected = {
-            r["id"]: _tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
+            r["id"]: tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
             for r in rows
         }
         ids = [a.int for a in expected]
@@ -513,8 +467,8 @@ class TigerBeetleLedger(Ledger):
             ]
             if differs:
                 mismatched.append({"account_id": str(account_id), "differs": differs})
-            kind = _KINDS.get(want.code)
-            if kind is not None and not _within_flags(kind, have):
+            kind = KINDS.get(want.code)
+            if kind is not None and not within_flags(kind, have):
                 flags_broken.append(
                     {
                         "account_id": str(account_id),
@@ -616,7 +570,7 @@ class TigerBeetleLedger(Ledger):
             timeout = max(1, math.ceil(op.timeout.total_seconds()))
         if len({leg.id for leg in legs}) != len(legs):
             raise errors.TransferExists("two legs share one id")
-        code = _TRANSFER_CODES.get(op.code)
+        code = TRANSFER_CODES.get(op.code)
         if code is None:
             raise errors.InvalidAmount(f"unknown transfer code {op.code!r}")
         group = legs[0].id.int
@@ -655,7 +609,7 @@ class TigerBeetleLedger(Ledger):
             owners: list[tuple[Leg, str]] = []  # for each event, its leg and role
             for leg, asset_id, ledger in zip(legs, assets, ledgers, strict=True):
                 limited = leg.credit_limit is not None
-                tb_id = _attempt_id(leg.id.int, attempt)
+                tb_id = attempt_id(leg.id.int, attempt)
                 events.append(
                     Event(
                         id=tb_id,
@@ -664,7 +618,7 @@ class TigerBeetleLedger(Ledger):
                         amount=leg.amount,
                         pending_id=0,
                         user_data_128=group,
-                        user_data_64=(_HAS_LIMIT_LEG if limited else 0) | attempt << _ATTEMPT_SHIFT,
+                        user_data_64=(HAS_LIMIT_LEG if limited else 0) | attempt << ATTEMPT_SHIFT,
                         user_data_32=len(legs),
                         timeout=timeout,
                         ledger=ledger,
@@ -676,9 +630,9 @@ class TigerBeetleLedger(Ledger):
                 if limited:
                     events.append(
                         Event(
-                            id=_limit_leg_id(tb_id),
-                            debit_account_id=_control_id(leg.credit_account_id),
-                            credit_account_id=_sink_id(asset_id),
+                            id=limit_leg_id(tb_id),
+                            debit_account_id=control_id(leg.credit_account_id),
+                            credit_account_id=sink_id(asset_id),
                             amount=leg.amount,
                             pending_id=0,
                             user_data_128=tb_id,
@@ -686,7 +640,7 @@ class TigerBeetleLedger(Ledger):
                             user_data_32=0,
                             timeout=timeout,
                             ledger=ledger,
-                            code=_LIMIT_CODE,
+                            code=LIMIT_CODE,
                             flags=flags,
                         )
                     )
@@ -713,7 +667,7 @@ class TigerBeetleLedger(Ledger):
                             leg.credit_account_id,
                             leg.amount,
                             TransferState.PENDING if pending else TransferState.POSTED,
-                            _expiry(timestamp, timeout) if pending else None,
+                            expiry(timestamp, timeout) if pending else None,
                             legs[0].id if len(legs) > 1 else None,
                             op.code,
                         )
@@ -733,26 +687,26 @@ class TigerBeetleLedger(Ledger):
                     # alone, whose flags and leg count differ): the same transfer if its
                     # accounts, amount and phase are, as on Postgres (rules._create).
                     return _ReplayError(_Replay(legs, pending, op.code, attempt))
-                return _create_error(status, leg, role, self._kind_of)
+                return create_error(status, leg, role, self._kind_of)
 
             return interpret
 
         # TigerBeetle keeps the id of a transfer refused for a balance as failed for good;
         # Kiungo's callers retry such a transfer under its id (nothing happened, as on
         # Postgres), so each try after such a refusal has ids of its own (module docstring).
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             events, owners = events_of(attempt)
             try:
                 return await self._enqueue(events, interpreter(events, owners, attempt))
             except _NextAttempt:
                 continue
         raise errors.TransferExists(
-            f"transfer {legs[0].id} was refused {_ATTEMPTS} times: use a new id"
+            f"transfer {legs[0].id} was refused {ATTEMPTS} times: use a new id"
         )
 
     async def _replay(self, replay: _Replay) -> list[Transfer]:
         """The original transfers of a create sent again, or TransferExists if they differ."""
-        ids = [_attempt_id(leg.id.int, replay.attempt) for leg in replay.legs]
+        ids = [attempt_id(leg.id.int, replay.attempt) for leg in replay.legs]
         found = {t.id: t for t in await self._call(self.client.lookup_transfers(ids))}
         originals = []
         for leg, tb_id in zip(replay.legs, ids, strict=True):
@@ -765,7 +719,7 @@ class TigerBeetleLedger(Ledger):
                 or bool(t.flags & _F.PENDING) != replay.pending
             ):
                 raise errors.TransferExists(f"transfer {leg.id} exists")
-            originals.append(_from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
+            originals.append(from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
         return await self._states(originals, ids)
 
     async def _fund_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
@@ -784,12 +738,12 @@ class TigerBeetleLedger(Ledger):
     async def _open_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
         ledger = await self._ledger_number(asset_id)
         accounts = [
-            tb.Account(id=_sink_id(asset_id), ledger=ledger, code=_SINK_CODE),
+            tb.Account(id=sink_id(asset_id), ledger=ledger, code=SINK_CODE),
             tb.Account(
-                id=_control_id(account_id),
+                id=control_id(account_id),
                 user_data_128=account_id.int,
                 ledger=ledger,
-                code=_CONTROL_CODE,
+                code=CONTROL_CODE,
                 flags=tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
             ),
         ]
@@ -800,12 +754,12 @@ class TigerBeetleLedger(Ledger):
                     f"TigerBeetle refused a control account: {result.status.name}"
                 )
         funding = tb.Transfer(
-            id=_funding_id(account_id),
-            debit_account_id=_sink_id(asset_id),
-            credit_account_id=_control_id(account_id),
+            id=funding_id(account_id),
+            debit_account_id=sink_id(asset_id),
+            credit_account_id=control_id(account_id),
             amount=limit,
             ledger=ledger,
-            code=_LIMIT_CODE,
+            code=LIMIT_CODE,
         )
         [funded] = await self._call(self.client.create_transfers([funding]))
         if funded.status is _S.EXISTS_WITH_DIFFERENT_AMOUNT:
@@ -840,14 +794,14 @@ class TigerBeetleLedger(Ledger):
                 raise errors.PartialGroup(
                     f"transfer {meta.transfer.id} is one leg of several: name them all"
                 )
-        derive = _post_id if posting else _void_id
+        derive = post_id if posting else void_id
         flag = int(_F.POST_PENDING_TRANSFER if posting else _F.VOID_PENDING_TRANSFER)
         events: list[Event] = []
         owners: list[_Meta] = []
         for meta in metas:
             pending_ids = [meta.tb_id]
             if meta.has_limit_leg:
-                pending_ids.append(_limit_leg_id(meta.tb_id))
+                pending_ids.append(limit_leg_id(meta.tb_id))
             for pending_id in pending_ids:
                 events.append(
                     Event(
@@ -875,7 +829,7 @@ class TigerBeetleLedger(Ledger):
                 results = []
                 for meta in metas:
                     meta.transfer.state = state
-                    results.append(_copy(meta.transfer))
+                    results.append(copy_transfer(meta.transfer))
                     self._meta.pop(meta.transfer.id, None)
                 return results
             index, status = next(
@@ -883,7 +837,7 @@ class TigerBeetleLedger(Ledger):
                 for i, s in enumerate(statuses)
                 if s not in (_S.CREATED, _S.LINKED_EVENT_FAILED)
             )
-            return _resolve_error(status, owners[index].transfer.id, posting)
+            return resolve_error(status, owners[index].transfer.id, posting)
 
         return await self._enqueue(events, interpret)
 
@@ -897,10 +851,10 @@ class TigerBeetleLedger(Ledger):
                     raise errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
                 asset_id = await self._asset_for(uuid.UUID(int=t.debit_account_id))
                 self._remember(
-                    _from_tb(t, asset_id, transfer_id),
+                    from_tb(t, asset_id, transfer_id),
                     t.id,
                     t.user_data_32 or 1,
-                    bool(t.user_data_64 & _HAS_LIMIT_LEG),
+                    bool(t.user_data_64 & HAS_LIMIT_LEG),
                 )
         return [self._meta[i] for i in ids]
 
@@ -1002,145 +956,3 @@ class _ReplayError(Exception):
     def __init__(self, replay: _Replay) -> None:
         super().__init__("replay")
         self.replay = replay
-
-
-def _tb_account(
-    account_id: uuid.UUID, asset_id: uuid.UUID, kind: AccountKind, ledger: int
-) -> tb.Account:
-    flags = tb.AccountFlags.NONE
-    if kind.debits_must_not_exceed_credits:
-        flags |= tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-    if kind.credits_must_not_exceed_debits:
-        flags |= tb.AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
-    return tb.Account(
-        id=account_id.int,
-        user_data_128=asset_id.int,
-        ledger=ledger,
-        code=KIND_CODES[kind],
-        flags=flags,
-    )
-
-
-def _within_flags(kind: AccountKind, a: tb.Account) -> bool:
-    if kind.debits_must_not_exceed_credits:
-        return a.debits_posted + a.debits_pending <= a.credits_posted
-    if kind.credits_must_not_exceed_debits:
-        return a.credits_posted + a.credits_pending <= a.debits_posted
-    return True
-
-
-def _expiry(timestamp: int, timeout: int) -> datetime:
-    return datetime.fromtimestamp(timestamp / 1e9 + timeout, UTC)
-
-
-def _from_tb(t: tb.Transfer, asset_id: uuid.UUID, kiungo_id: uuid.UUID | None = None) -> Transfer:
-    """Kiungo's view of a TigerBeetle transfer. Its Kiungo id is ``kiungo_id`` when known,
-    else its own id on a first try, else (a later try) the one in ``user_data_128`` for a
-    transfer of one leg; a later leg of a retried multi-leg transfer shows its try's id."""
-    pending = bool(t.flags & _F.PENDING)
-    attempt = (t.user_data_64 >> _ATTEMPT_SHIFT) & 0xFF
-    several = t.user_data_32 > 1
-    if kiungo_id is None:
-        kiungo_id = uuid.UUID(int=t.user_data_128 if attempt and not several else t.id)
-    return Transfer(
-        kiungo_id,
-        asset_id,
-        uuid.UUID(int=t.debit_account_id),
-        uuid.UUID(int=t.credit_account_id),
-        t.amount,
-        TransferState.PENDING if pending else TransferState.POSTED,
-        _expiry(t.timestamp, t.timeout) if pending else None,
-        uuid.UUID(int=t.user_data_128) if several else None,
-        _CODE_NAMES.get(t.code, str(t.code)),
-    )
-
-
-def _copy(t: Transfer) -> Transfer:
-    return Transfer(
-        t.id,
-        t.asset_id,
-        t.debit_account_id,
-        t.credit_account_id,
-        t.amount,
-        t.state,
-        t.expires_at,
-        t.group_id,
-        t.code,
-    )
-
-
-def _create_error(
-    status: tb.CreateTransferStatus,
-    leg: Leg,
-    role: str,
-    kinds: dict[uuid.UUID, AccountKind],
-) -> errors.LedgerError:
-    if role == "limit":
-        if status is _S.EXCEEDS_CREDITS:
-            return errors.CreditLimitExceeded(
-                f"account {leg.credit_account_id} would exceed {leg.credit_limit}"
-            )
-        if status is _S.EXISTS:
-            return errors.TransferExists(f"transfer {leg.id} exists")
-    if status is _S.EXCEEDS_CREDITS:
-        kind = kinds.get(leg.debit_account_id)
-        if kind is not None and kind.is_liquidity_pool:
-            return errors.InsufficientLiquidity(
-                f"account {leg.debit_account_id} has insufficient liquidity", leg.debit_account_id
-            )
-        return errors.InsufficientBalance(
-            f"account {leg.debit_account_id} has insufficient balance", leg.debit_account_id
-        )
-    if status is _S.EXCEEDS_DEBITS:
-        return errors.InsufficientBalance(
-            f"account {leg.credit_account_id} cannot be credited that much", leg.credit_account_id
-        )
-    if status in (_S.DEBIT_ACCOUNT_NOT_FOUND, _S.CREDIT_ACCOUNT_NOT_FOUND):
-        return errors.UnknownAccount(f"an account of transfer {leg.id} does not exist")
-    if status is _S.ACCOUNTS_MUST_BE_DIFFERENT:
-        return errors.SameAccounts("a transfer cannot debit and credit one account")
-    if status in (
-        _S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
-        _S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
-    ):
-        return errors.DifferentAssets("both accounts of a leg must hold the same asset")
-    if status is _S.CREDIT_ACCOUNT_ALREADY_CLOSED:
-        return errors.CreditLimitExceeded(f"account {leg.credit_account_id} takes no more")
-    if status is _S.DEBIT_ACCOUNT_ALREADY_CLOSED:
-        return errors.InsufficientBalance(
-            f"account {leg.debit_account_id} is closed", leg.debit_account_id
-        )
-    if status is _S.ID_ALREADY_FAILED:
-        # TigerBeetle remembers an id whose transfer failed for a reason that may pass later
-        # (a balance): the same id is refused for good, so a retry needs a new one.
-        return errors.TransferExists(
-            f"transfer {leg.id} failed before; its id cannot be used again"
-        )
-    if status.name.startswith("EXISTS") or status is _S.EXISTS:
-        return errors.TransferExists(f"transfer {leg.id} exists")
-    if status.name.startswith("OVERFLOWS"):
-        return errors.InvalidAmount(f"transfer {leg.id} would overflow a balance")
-    return errors.LedgerError(f"TigerBeetle refused transfer {leg.id}: {status.name}")
-
-
-def _resolve_error(
-    status: tb.CreateTransferStatus, transfer_id: uuid.UUID, posting: bool
-) -> errors.LedgerError:
-    if status is _S.EXISTS:
-        # The post (or void) under this transfer's derived id was created before.
-        if posting:
-            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
-    if status in (_S.PENDING_TRANSFER_ALREADY_POSTED, _S.PENDING_TRANSFER_NOT_PENDING):
-        return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
-    if status is _S.PENDING_TRANSFER_ALREADY_VOIDED:
-        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
-    if status is _S.PENDING_TRANSFER_EXPIRED:
-        return errors.TransferExpired(f"transfer {transfer_id} expired")
-    if status is _S.PENDING_TRANSFER_NOT_FOUND:
-        return errors.UnknownTransfer(f"transfer {transfer_id} does not exist")
-    if status.name.startswith("EXISTS"):
-        if posting:
-            return errors.AlreadyPosted(f"transfer {transfer_id} is already posted")
-        return errors.AlreadyVoided(f"transfer {transfer_id} is already voided")
-    return errors.LedgerError(f"TigerBeetle refused to resolve {transfer_id}: {status.name}")
