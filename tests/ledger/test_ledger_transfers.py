@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 from tests.ledger.schema import create_asset
 
-import kiungo.ledger.service as ledger_service
 from kiungo.connector.owed import LATE_POST_CODE
 from kiungo.ledger import (
     AccountKind,
@@ -32,6 +31,7 @@ from kiungo.ledger import (
     TransferState,
     UnknownAccount,
     UnknownTransfer,
+    batch_commit,
 )
 
 
@@ -183,7 +183,7 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_expire_a_hold_another_m
                 real = datetime.now(tz) + timedelta(minutes=5)
                 return cls.fromtimestamp(real.timestamp(), tz)
 
-        monkeypatch.setattr(ledger_service, "datetime", Ahead)
+        monkeypatch.setattr(batch_commit, "datetime", Ahead)
         async with Ledger(pool) as ahead:
             assert await ahead.expire_pending() == 0
             assert (await ahead.balance(source)).available == 40

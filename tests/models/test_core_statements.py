@@ -38,12 +38,12 @@ from kiungo.models.sql import ALL, Statement, table
 # Modules that keep raw SQL naming the node's tables, each with why. Everything else builds its
 # statements from the models.
 RAW_SQL = {
-    # The ledger's batch, and only it: _LOCK_TRANSFERS, _LOCK_EXPIRED_HOLDS, _LOCK_ACCOUNTS,
-    # _LOCK_MORE_ACCOUNTS and _WRITE, the measured hot path (tests/benchmarks/ledger.py,
-    # connector.py), one round trip of unnested arrays per batch of transfers. Its other
-    # statements (accounts, balances, history, the sweep's read, the balance copy) are built
-    # from the models.
-    "kiungo.ledger.service",
+    # The ledger's batch, and only it: LOCK_TRANSFERS, LOCK_EXPIRED_HOLDS, LOCK_ACCOUNTS,
+    # LOCK_MORE_ACCOUNTS and WRITE, the measured hot path (tests/benchmarks/ledger.py,
+    # connector.py), one round trip of unnested arrays per batch of transfers. The ledger's
+    # other statements (accounts, balances, history, the sweep's read, the balance copy) are
+    # built from the models (kiungo.ledger.service_sql).
+    "kiungo.ledger.batch_sql",
 }
 
 _TABLES = re.compile(

@@ -219,8 +219,8 @@ def test_discovery_finds_the_raw_sql_that_is_left() -> None:
     # text published for callers that compose text.
     names = set(module_statements().values())
     batch = {
-        f"kiungo.ledger.service.{name}"
-        for name in ("_LOCK_TRANSFERS", "_LOCK_EXPIRED_HOLDS", "_LOCK_ACCOUNTS", "_WRITE")
+        f"kiungo.ledger.batch_sql.{name}"
+        for name in ("LOCK_TRANSFERS", "LOCK_EXPIRED_HOLDS", "LOCK_ACCOUNTS", "WRITE")
     }
     assert batch <= names
     assert len(literal_statements()) >= 5

@@ -248,7 +248,7 @@ async def expire_incoming_payments(backend: Backend, limit: int = _EXPIRY_BATCH)
         await backend.ledger.sync_balances(
             conn, [account_id_for(AccountKind.INCOMING_PAYMENT, row["id"]) for row in due]
         )
-        # The ledger writer's own lock on the accounts (kiungo.ledger.service): a batch
+        # The ledger writer's own lock on the accounts (kiungo.ledger.batch_sql): a batch
         # crediting one commits before this reads, or runs after this transaction and, its
         # clock being past the payment's expiry, is refused (the packet's leg has the expiry
         # as its ``credit_until``).

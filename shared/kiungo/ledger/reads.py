@@ -108,7 +108,7 @@ async def incoming_payment_received(
     return None if row is None else _received(row)
 
 
-# The ledger writer's own lock on the account (kiungo.ledger.service): a batch crediting it
+# The ledger writer's own lock on the account (kiungo.ledger.batch_sql): a batch crediting it
 # commits before this reads, or runs after this transaction and, its clock being past the
 # payment's expiry, is refused (the packet's leg has the expiry as its ``credit_until``).
 # In id order, as the writer locks them, so that the two never deadlock.

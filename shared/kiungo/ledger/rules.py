@@ -13,7 +13,7 @@ Invariants (TigerBeetle's, DESIGN §4):
 * a transfer id names one transfer forever; replaying it returns the original;
 * a pending transfer past its timeout is expired: its hold is released and it cannot be posted.
 
-``now`` is the database's clock as the batch read it (:mod:`kiungo.ledger.service`): a hold's
+``now`` is the database's clock as the batch read it (:mod:`kiungo.ledger.batch_commit`): a hold's
 timeout is set and judged on that one clock, whichever replica creates, posts or sweeps it.
 """
 

@@ -1,15 +1,8 @@
 """The ledger service: double-entry transfers on Postgres with group commit (DESIGN §4).
 
 Callers submit operations concurrently; one writer task per process takes whatever has queued
-up while the previous batch was committing and applies it in a single transaction:
-
-1. lock the transfers the batch names and the expired holds on its accounts (id order);
-2. lock every account involved (id order, so replicas never deadlock each other);
-3. apply the operations in arrival order in memory (:mod:`kiungo.ledger.rules`);
-4. write new transfers, changed transfer states and each changed account once, in one statement.
-
-Each caller gets its own result. Throughput on a hot account therefore grows with the batch
-size instead of being capped by one row lock per transfer, and all money stays in Postgres.
+up while the previous batch was committing and applies it in a single transaction
+(:mod:`kiungo.ledger.batch_commit`). Each caller gets its own result.
 A batch that fails as a whole (deadlock, lost connection) is retried or reported as
 :class:`LedgerUnavailable`; transfer ids make the caller's retry safe.
 
@@ -24,52 +17,30 @@ only how long to wait, never what the books say.) The sweep releases with
 :class:`~kiungo.ledger.rules.ExpireTransfers`, never a void: a hold not yet due when its batch
 runs stays pending.
 
-**SQL.** The batch's five statements (the locks of steps 1 and 2, the write of step 4) are
-raw SQL: the measured hot path, arrays unnested into one round trip per batch, checked against
-the models by tests/models. Every other statement (accounts, balances, history, the sweep's
-read, the balance copy of :meth:`Ledger.sync_balances`) is built from the models
-(:class:`kiungo.models.sql.Statement`).
+**SQL.** The batch's five statements are raw SQL (:mod:`kiungo.ledger.batch_sql`). Every other
+statement (accounts, balances, history, the sweep's read, the balance copy of
+:meth:`Ledger.sync_balances`) is built from the models (:mod:`kiungo.ledger.service_sql`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import asyncpg
-from sqlalchemy import (
-    ARRAY,
-    DateTime,
-    Numeric,
-    String,
-    Uuid,
-    any_,
-    bindparam,
-    func,
-    or_,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.sql.elements import Label
 
-from kiungo.ledger.accounts import Account, AccountKind, Balance
+from kiungo.ledger.accounts import AccountKind, Balance
+from kiungo.ledger.batch_commit import WriterConnection, commit_batch
+from kiungo.ledger.batch_sql import transfer_from_row
 from kiungo.ledger.check import CheckResult, run_checks
-from kiungo.ledger.errors import (
-    InsufficientBalance,
-    LedgerError,
-    LedgerUnavailable,
-    UnknownAccount,
-)
+from kiungo.ledger.errors import LedgerUnavailable, UnknownAccount
 from kiungo.ledger.group_commit import GroupCommit, settle
 from kiungo.ledger.rules import (
     CreateTransfers,
@@ -80,10 +51,19 @@ from kiungo.ledger.rules import (
     Transfer,
     TransferState,
     VoidTransfers,
-    apply_batch,
 )
-from kiungo.models import LedgerAccount, LedgerTransfer
-from kiungo.models.sql import Statement, table
+from kiungo.ledger.service_sql import (
+    ACCOUNT_FACTS,
+    ACCOUNTS_OF_KINDS,
+    BALANCE,
+    COPY_BALANCES,
+    CREDITS_HISTORY,
+    DEBITS_HISTORY,
+    EXPIRED_HOLDS,
+    INSERT_ACCOUNT,
+    TRANSFER,
+    TRANSFERS_OF,
+)
 
 __all__ = ["Ledger", "TransferRecord", "account_id_for"]
 
@@ -91,224 +71,6 @@ log = logging.getLogger(__name__)
 
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4f0e-9d7c-5b2a1e0f3c4d")
 _RETRIES = 3
-
-# The batch's statements (raw SQL, module docstring).
-
-# The named transfers, with every leg of the multi-leg ones among them (a post or void must
-# name them all, which the rules can only tell with all of them loaded).
-_LOCK_TRANSFERS = """
-SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
-       code
-FROM ledger_transfers
-WHERE id = ANY(ARRAY(
-    SELECT unnest($1::uuid[])
-    UNION
-    SELECT leg.id FROM ledger_transfers AS leg
-    WHERE leg.group_id = ANY(ARRAY(
-        SELECT named.group_id FROM ledger_transfers AS named
-        WHERE named.id = ANY($1::uuid[]) AND named.group_id IS NOT NULL
-    ))
-))
-ORDER BY id FOR UPDATE
-"""
-
-# Holds past their timeout on accounts that came up short. Taken after the account locks, so
-# without waiting: a hold locked by another batch is being resolved there anyway. Multi-leg
-# holds are left to the sweep (expire_pending), which releases all their legs together.
-_LOCK_EXPIRED_HOLDS = """
-SELECT id, asset_id, debit_account_id, credit_account_id, amount, state, expires_at, group_id,
-       code
-FROM ledger_transfers
-WHERE state = 'PENDING' AND expires_at <= $2 AND group_id IS NULL
-  AND (debit_account_id = ANY($1::uuid[]) OR credit_account_id = ANY($1::uuid[]))
-ORDER BY id
-FOR UPDATE SKIP LOCKED
-"""
-
-# With the database's clock: the batch's ``now`` (module docstring), read with the locks
-# instead of in a statement of its own.
-_LOCK_ACCOUNTS = """
-SELECT id, asset_id, kind, debits_posted, credits_posted, debits_pending, credits_pending,
-       clock_timestamp() AS now
-FROM ledger_accounts
-WHERE id = ANY($1::uuid[])
-ORDER BY id
-FOR UPDATE
-"""
-
-_LOCK_MORE_ACCOUNTS = """
-SELECT id, asset_id, kind, debits_posted, credits_posted, debits_pending, credits_pending
-FROM ledger_accounts
-WHERE id = ANY($1::uuid[])
-ORDER BY id
-FOR UPDATE SKIP LOCKED
-"""
-
-_WRITE = """
-WITH new_transfers AS (
-    INSERT INTO ledger_transfers (id, asset_id, debit_account_id, credit_account_id, amount,
-                                  state, expires_at, group_id, code)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::numeric[],
-                         $6::text[], $7::timestamptz[], $8::uuid[], $9::text[])
-    RETURNING 1
-), moved AS (
-    UPDATE ledger_transfers AS t SET state = u.state, updated_at = now()
-    FROM unnest($10::uuid[], $11::text[]) AS u(id, state)
-    WHERE t.id = u.id
-    RETURNING 1
-), balances AS (
-    UPDATE ledger_accounts AS a
-    SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dq,
-        credits_pending = u.cq, updated_at = now()
-    FROM unnest($12::uuid[], $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
-         AS u(id, dp, cp, dq, cq)
-    WHERE a.id = u.id
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM new_transfers), (SELECT count(*) FROM moved),
-       (SELECT count(*) FROM balances)
-"""
-
-
-# The rest is not the batch's: statements built from the models (kiungo.models.sql).
-
-_accounts = table(LedgerAccount)
-_transfers = table(LedgerTransfer)
-# A transfer as _transfer_from_row reads it.
-_TRANSFER_COLUMNS = (
-    _transfers.c.id,
-    _transfers.c.asset_id,
-    _transfers.c.debit_account_id,
-    _transfers.c.credit_account_id,
-    _transfers.c.amount,
-    _transfers.c.state,
-    _transfers.c.expires_at,
-    _transfers.c.group_id,
-    _transfers.c.code,
-)
-# ``coalesce($n, statement_timestamp())``: the database's clock but in tests (Ledger._test_now).
-_NOW = func.coalesce(
-    bindparam("test_now", type_=DateTime(timezone=True)), func.statement_timestamp()
-)
-
-# An account's row in the map (its balances start at 0), made once.
-_INSERT_ACCOUNT = Statement(
-    insert(_accounts)
-    .values({name: bindparam(name) for name in ("id", "asset_id", "kind", "owner_id")})
-    .on_conflict_do_nothing()
-)
-
-_ACCOUNT_FACTS = Statement(
-    select(_accounts.c.asset_id, _accounts.c.kind).where(_accounts.c.id == bindparam("id"))
-)
-
-
-def _balance() -> Statement:
-    """An account's balances less its holds past their timeout (not yet released)."""
-    now = select(_NOW.label("t")).subquery("now")
-    account = _accounts.alias("a")
-
-    def expired(side: str) -> Label[Any]:
-        held = (
-            select(func.sum(_transfers.c.amount))
-            .where(
-                _transfers.c.state == TransferState.PENDING,
-                _transfers.c.expires_at <= now.c.t,
-                _transfers.c[f"{side}_account_id"] == account.c.id,
-            )
-            .scalar_subquery()
-        )
-        pending = account.c[f"{side}s_pending"] - func.coalesce(held, 0)
-        return pending.label(f"{side}s_pending")
-
-    return Statement(
-        select(
-            account.c.kind,
-            account.c.debits_posted,
-            account.c.credits_posted,
-            expired("debit"),
-            expired("credit"),
-        )
-        .select_from(account, now)
-        .where(account.c.id == bindparam("id"))
-    )
-
-
-_BALANCE = _balance()
-
-_TRANSFERS_OF = Statement(
-    select(*_TRANSFER_COLUMNS)
-    .where(
-        or_(
-            _transfers.c.debit_account_id == bindparam("account_id"),
-            _transfers.c.credit_account_id == bindparam("account_id"),
-        )
-    )
-    .order_by(_transfers.c.created_at, _transfers.c.id)
-    .limit(bindparam("limit"))
-)
-
-
-def _history(side: str) -> Statement:
-    """The newest transfers on ``side`` (debit or credit) of any of the accounts."""
-    return Statement(
-        select(*_TRANSFER_COLUMNS, _transfers.c.created_at)
-        .where(
-            _transfers.c[f"{side}_account_id"] == any_(bindparam("account_ids", type_=ARRAY(Uuid)))
-        )
-        .order_by(_transfers.c.created_at.desc(), _transfers.c.id.desc())
-        .limit(bindparam("limit"))
-    )
-
-
-_DEBITS_HISTORY = _history("debit")
-_CREDITS_HISTORY = _history("credit")
-
-_TRANSFER = Statement(select(*_TRANSFER_COLUMNS).where(_transfers.c.id == bindparam("id")))
-
-# Each transfer (the legs of one together) whose hold is past its timeout.
-_EXPIRED_HOLDS = Statement(
-    select(func.array_agg(_transfers.c.id).label("ids"))
-    .where(_transfers.c.state == TransferState.PENDING, _transfers.c.expires_at <= _NOW)
-    .group_by(func.coalesce(_transfers.c.group_id, _transfers.c.id))
-    .limit(bindparam("limit"))
-)
-
-_ACCOUNTS_OF_KINDS = Statement(
-    select(_accounts.c.id).where(_accounts.c.kind == any_(bindparam("kinds", type_=ARRAY(String))))
-)
-
-# The balance columns of a ledger that keeps its balances elsewhere (TigerBeetle), written
-# where they changed.
-_copied = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(Uuid)),
-        bindparam("debits_posted", type_=ARRAY(Numeric)),
-        bindparam("credits_posted", type_=ARRAY(Numeric)),
-        bindparam("debits_pending", type_=ARRAY(Numeric)),
-        bindparam("credits_pending", type_=ARRAY(Numeric)),
-    )
-    .table_valued("id", "dp", "cp", "dq", "cq")
-    .render_derived(name="u")
-)
-_COPY_BALANCES = Statement(
-    update(_accounts)
-    .values(
-        debits_posted=_copied.c.dp,
-        credits_posted=_copied.c.cp,
-        debits_pending=_copied.c.dq,
-        credits_pending=_copied.c.cq,
-    )
-    .where(
-        _accounts.c.id == _copied.c.id,
-        tuple_(
-            _accounts.c.debits_posted,
-            _accounts.c.credits_posted,
-            _accounts.c.debits_pending,
-            _accounts.c.credits_pending,
-        ).is_distinct_from(tuple_(_copied.c.dp, _copied.c.cp, _copied.c.dq, _copied.c.cq)),
-    )
-)
 
 
 # Cached: every packet names two to four accounts, and uuid5 (SHA-1 and a UUID object) was a
@@ -331,20 +93,6 @@ class TransferRecord:
 class _Request:
     operation: Operation
     future: asyncio.Future[list[Transfer]]
-
-
-def _transfer_from_row(row: asyncpg.Record) -> Transfer:
-    return Transfer(
-        row["id"],
-        row["asset_id"],
-        row["debit_account_id"],
-        row["credit_account_id"],
-        int(row["amount"]),
-        TransferState(row["state"]),
-        row["expires_at"],
-        row["group_id"],
-        row["code"],
-    )
 
 
 class Ledger:
@@ -423,7 +171,7 @@ class Ledger:
             account_id_for(AccountKind.SETTLEMENT, asset_id): (AccountKind.SETTLEMENT, asset_id),
         }
         async with self._pool.acquire() as conn:
-            await _INSERT_ACCOUNT.executemany(
+            await INSERT_ACCOUNT.executemany(
                 conn,
                 [
                     {"id": account_id, "asset_id": asset_id, "kind": made.value, "owner_id": owner}
@@ -438,7 +186,7 @@ class Ledger:
         kind = self._kind_of.get(account_id)
         if asset_id is None or kind is None:
             async with self._pool.acquire() as conn:
-                row = await _ACCOUNT_FACTS.fetchrow(conn, id=account_id)
+                row = await ACCOUNT_FACTS.fetchrow(conn, id=account_id)
             if row is None:
                 raise UnknownAccount(f"account {account_id} does not exist")
             asset_id, kind = row["asset_id"], AccountKind(row["kind"])
@@ -455,7 +203,7 @@ class Ledger:
     async def balance(self, account_id: uuid.UUID) -> Balance:
         """Balances, with holds past their timeout already released even if not yet swept."""
         async with self._pool.acquire() as conn:
-            row = await _BALANCE.fetchrow(conn, id=account_id, test_now=self._test_now())
+            row = await BALANCE.fetchrow(conn, id=account_id, test_now=self._test_now())
         if row is None:
             raise UnknownAccount(f"account {account_id} does not exist")
         return Balance(
@@ -492,12 +240,12 @@ class Ledger:
         if not self.balances_are_a_copy:
             return
         if account_ids is None:
-            rows = await _ACCOUNTS_OF_KINDS.fetch(conn, kinds=[k.value for k in kinds])
+            rows = await ACCOUNTS_OF_KINDS.fetch(conn, kinds=[k.value for k in kinds])
             account_ids = [row["id"] for row in rows]
         found = [b for b in await self.balances(account_ids) if b is not None]
         if not found:
             return
-        await _COPY_BALANCES.execute(
+        await COPY_BALANCES.execute(
             conn,
             ids=[b.account_id for b in found],
             debits_posted=[Decimal(b.debits_posted) for b in found],
@@ -518,23 +266,23 @@ class Ledger:
 
     async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
         async with self._pool.acquire() as conn:
-            rows = await _TRANSFERS_OF.fetch(conn, account_id=account_id, limit=limit)
-        return [_transfer_from_row(r) for r in rows]
+            rows = await TRANSFERS_OF.fetch(conn, account_id=account_id, limit=limit)
+        return [transfer_from_row(r) for r in rows]
 
     async def history(
         self, account_ids: Sequence[uuid.UUID], *, debits: bool, limit: int
     ) -> list[TransferRecord]:
         """The newest ``limit`` transfers debiting (or crediting) any of ``account_ids``,
         newest first."""
-        query = _DEBITS_HISTORY if debits else _CREDITS_HISTORY
+        query = DEBITS_HISTORY if debits else CREDITS_HISTORY
         async with self._pool.acquire() as conn:
             rows = await query.fetch(conn, account_ids=list(account_ids), limit=limit)
-        return [TransferRecord(_transfer_from_row(r), r["created_at"]) for r in rows]
+        return [TransferRecord(transfer_from_row(r), r["created_at"]) for r in rows]
 
     async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
         async with self._pool.acquire() as conn:
-            row = await _TRANSFER.fetchrow(conn, id=transfer_id)
-        return None if row is None else _transfer_from_row(row)
+            row = await TRANSFER.fetchrow(conn, id=transfer_id)
+        return None if row is None else transfer_from_row(row)
 
     # -- transfers -----------------------------------------------------------------------------
 
@@ -596,7 +344,7 @@ class Ledger:
         """Release holds past their timeout everywhere (a background sweep); returns how many
         transfers (or multi-leg groups) it released. Legs of one transfer go together."""
         async with self._pool.acquire() as conn:
-            rows = await _EXPIRED_HOLDS.fetch(conn, test_now=self._test_now(), limit=limit)
+            rows = await EXPIRED_HOLDS.fetch(conn, test_now=self._test_now(), limit=limit)
         if not rows:
             return 0
         results = await asyncio.gather(
@@ -611,7 +359,7 @@ class Ledger:
     # -- the writer ----------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        writer = _WriterConnection(self._pool)
+        writer = WriterConnection(self._pool)
         queue = self._commits.queue
         try:
             while True:
@@ -622,10 +370,10 @@ class Ledger:
         finally:
             await writer.release()
 
-    async def _run_batch(self, writer: _WriterConnection, batch: list[_Request]) -> None:
+    async def _run_batch(self, writer: WriterConnection, batch: list[_Request]) -> None:
         for attempt in range(_RETRIES):
             try:
-                results = await self._commit_batch(writer, [r.operation for r in batch])
+                results = await commit_batch(writer, [r.operation for r in batch], self._clock)
             except (
                 asyncpg.DeadlockDetectedError,
                 asyncpg.SerializationError,
@@ -659,146 +407,3 @@ class Ledger:
             for request in batch:
                 settle(request, error)
             return
-
-    async def _commit_batch(
-        self, writer: _WriterConnection, operations: list[Operation]
-    ) -> list[list[Transfer] | LedgerError]:
-        named: set[uuid.UUID] = set()
-        created_accounts: set[uuid.UUID] = set()
-        for op in operations:
-            if isinstance(op, CreateTransfers):
-                for leg in op.legs:
-                    named.add(leg.id)
-                    created_accounts.add(leg.debit_account_id)
-                    created_accounts.add(leg.credit_account_id)
-            else:
-                named.update(op.ids)
-        conn = await writer.connection()
-        async with conn.transaction():
-            transfers = {
-                r["id"]: _transfer_from_row(r)
-                for r in await conn.fetch(_LOCK_TRANSFERS, list(named))
-            }
-            account_ids = set(created_accounts)
-            for t in transfers.values():
-                account_ids.add(t.debit_account_id)
-                account_ids.add(t.credit_account_id)
-            account_rows = list(await conn.fetch(_LOCK_ACCOUNTS, list(account_ids)))
-            if self._clock is not None:
-                now = self._clock()
-            elif account_rows:
-                now = max(r["now"] for r in account_rows)
-            else:
-                # No account: every operation fails for that, whatever the time.
-                now = datetime.now(UTC)
-            if self._clock is None and any(
-                leg.credit_until is not None
-                for op in operations
-                if isinstance(op, CreateTransfers)
-                for leg in op.legs
-            ):
-                # Read again now that the locks are held (the statement's clock may be from
-                # before it waited for them): a deadline is judged against whoever held the
-                # account before, such as the incoming-payment expiry worker.
-                now = await conn.fetchval("SELECT clock_timestamp()")
-            accounts = _accounts_from_rows(account_rows)
-            outcome = apply_batch(operations, accounts, transfers, now)
-            short = {
-                r.account_id
-                for r in outcome.results
-                if isinstance(r, InsufficientBalance) and r.account_id is not None
-            }
-            if short:
-                # Expired holds may be what made these accounts short: release them and apply
-                # the batch again from the state in the database (nothing was written yet).
-                expired = await conn.fetch(_LOCK_EXPIRED_HOLDS, list(short), now)
-                if expired:
-                    more = {r["debit_account_id"] for r in expired}
-                    more |= {r["credit_account_id"] for r in expired}
-                    more -= account_ids
-                    if more:
-                        account_rows += await conn.fetch(_LOCK_MORE_ACCOUNTS, list(more))
-                    transfers = {
-                        r["id"]: _transfer_from_row(r)
-                        for r in await conn.fetch(_LOCK_TRANSFERS, list(named))
-                    }
-                    transfers.update((r["id"], _transfer_from_row(r)) for r in expired)
-                    account_rows = list(
-                        await conn.fetch(_LOCK_ACCOUNTS, [r["id"] for r in account_rows])
-                    )
-                    accounts = _accounts_from_rows(account_rows)
-                    outcome = apply_batch(operations, accounts, transfers, now)
-            if outcome.created or outcome.state_changed or outcome.accounts_changed:
-                await conn.fetchrow(_WRITE, *_write_arguments(outcome))
-        return outcome.results
-
-
-def _accounts_from_rows(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, Account]:
-    return {
-        row["id"]: Account(
-            row["id"],
-            row["asset_id"],
-            AccountKind(row["kind"]),
-            int(row["debits_posted"]),
-            int(row["credits_posted"]),
-            int(row["debits_pending"]),
-            int(row["credits_pending"]),
-        )
-        for row in rows
-    }
-
-
-class _WriterConnection:
-    """A writer's own connection, kept between batches and replaced after a failure."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._connection: Any = None
-
-    async def connection(self) -> asyncpg.Connection:
-        if self._connection is None:
-            connection = await self._pool.acquire()
-            # Generic plans of the batch statements ignore the arrays' sizes and the partial
-            # indexes; custom plans are several times faster here.
-            await connection.execute("SET plan_cache_mode = force_custom_plan")
-            self._connection = connection
-        return self._connection
-
-    async def release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.release(connection)
-
-    async def discard(self) -> None:
-        """Close the connection (in an unknown state) and give its place back to the pool."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.terminate()
-            with contextlib.suppress(Exception):
-                await self._pool.release(connection)
-
-
-def _write_arguments(outcome: Any) -> list[list[Any]]:
-    created: list[Transfer] = outcome.created
-    created_ids = {c.id for c in created}
-    moved: list[Transfer] = [t for t in outcome.state_changed.values() if t.id not in created_ids]
-    changed: list[Account] = list(outcome.accounts_changed.values())
-    return [
-        [t.id for t in created],
-        [t.asset_id for t in created],
-        [t.debit_account_id for t in created],
-        [t.credit_account_id for t in created],
-        [Decimal(t.amount) for t in created],
-        [t.state.value for t in created],
-        [t.expires_at for t in created],
-        [t.group_id for t in created],
-        [t.code for t in created],
-        [t.id for t in moved],
-        [t.state.value for t in moved],
-        [a.id for a in changed],
-        [Decimal(a.debits_posted) for a in changed],
-        [Decimal(a.credits_posted) for a in changed],
-        [Decimal(a.debits_pending) for a in changed],
-        [Decimal(a.credits_pending) for a in changed],
-    ]

@@ -16,7 +16,7 @@ filled when the call does not give one.
 Every statement made here is recorded in :data:`ALL`; tests/models/test_sql_matches_models.py
 compiles each and has Postgres prepare it against the schema the models create.
 
-The ledger's batch statements stay raw SQL (``kiungo.ledger.service``): they are the measured
+The ledger's batch statements stay raw SQL (``kiungo.ledger.batch_sql``): they are the measured
 hot path (arrays unnested into one round trip per batch) and the same test checks them.
 """
 
