@@ -106,5 +106,6 @@ async def test_receipts_from_stream_receiver_verify_for_what_we_delivered() -> N
             result = await sender.pay(source_amount=1000)
     assert result.error is None
     assert result.receipts
-    latest = verify_receipt(result.receipts[-1], secret)
+    assert result.latest_receipt is not None
+    latest = verify_receipt(result.latest_receipt, secret)
     assert (latest.nonce, latest.total_received) == (nonce, 1000)

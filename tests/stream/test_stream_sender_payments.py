@@ -15,12 +15,13 @@ import pytest
 
 from kiungo.ilp.errors import AmountTooLargeError
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
-from kiungo.stream.receipt import verify_receipt
+from kiungo.stream.receipt import create_receipt, verify_receipt
 from kiungo.stream.receiver import IncomingMoney, StreamReceiver
 from kiungo.stream.sender import (
     MAX_F08_REDUCTIONS,
     PROBE_AMOUNTS,
     PaymentError,
+    PaymentResult,
     RateProbe,
     StreamSender,
     minimum_exchange_rate,
@@ -192,6 +193,16 @@ async def test_receipts_are_collected_and_verify() -> None:
     totals = sorted(verify_receipt(r, secret).total_received for r in result.receipts)
     assert totals[-1] == 1000
     assert verify_receipt(result.latest_receipt, secret).nonce == nonce
+
+
+def test_the_latest_receipt_is_the_one_for_the_most_received() -> None:
+    # Replies to concurrent packets arrive in any order: the last one in may be older.
+    secret, nonce = os.urandom(32), os.urandom(16)
+    receipts = [create_receipt(nonce, 1, total, secret) for total in (300, 1000, 900)]
+    result = PaymentResult(receipts=[b"not a receipt", *receipts, b"\x01" * 3])
+    assert result.latest_receipt == receipts[1]
+    assert PaymentResult(receipts=[b"junk"]).latest_receipt is None
+    assert PaymentResult().latest_receipt is None
 
 
 async def test_final_decline_ends_the_payment() -> None:

@@ -46,6 +46,7 @@ from kiungo.stream.packet import (
     decode_stream_packet,
     encode_stream_packet,
 )
+from kiungo.stream.receipt import ReceiptError, decode_receipt
 from kiungo.stream.server import Asset
 
 __all__ = [
@@ -100,7 +101,19 @@ class PaymentResult:
 
     @property
     def latest_receipt(self) -> bytes | None:
-        return self.receipts[-1] if self.receipts else None
+        """The receipt for the most received (RFC 39's latest): replies to concurrent packets
+        arrive in any order, so the last one in can carry an older total. A receipt that does
+        not decode counts as none."""
+        latest: bytes | None = None
+        most = -1
+        for receipt in self.receipts:
+            try:
+                total = decode_receipt(receipt).total_received
+            except ReceiptError:
+                continue
+            if total >= most:
+                latest, most = receipt, total
+        return latest
 
 
 def minimum_exchange_rate(
