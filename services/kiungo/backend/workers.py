@@ -166,15 +166,10 @@ async def deliver_webhooks(
     limit = asyncio.Semaphore(_WEBHOOK_CONCURRENCY)
 
     async def send(row: asyncpg.Record) -> tuple[uuid.UUID, int | None, int]:
-        data = row["data"]
         body = {
             "id": str(row["id"]),
             "type": row["type"],
-            "data": shown_event_data(
-                settings.open_payments_url,
-                row["type"],
-                json.loads(data) if isinstance(data, str) else data,
-            ),
+            "data": shown_event_data(settings.open_payments_url, row["type"], row["data"]),
         }
         content = json.dumps(body).encode()
         headers = b"Content-Type: application/json\r\n"

@@ -10,6 +10,7 @@ and creates receivers by these rules and the connector pays into them by the sam
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -186,10 +187,11 @@ def open_payments_receiver(open_payments_url: str, receiver: str) -> str:
     return f"{base}/incoming-payments/{match['id']}"
 
 
-def shown_event_data(open_payments_url: str, event_type: str, data: Any) -> dict[str, Any]:
-    """An event's stored data as webhooks and the admin API show it: an outgoing payment's
-    ``receiver`` by the Open Payments URL its quote shows (:func:`open_payments_receiver`);
-    anything that is not a JSON object as an empty one."""
+def shown_event_data(open_payments_url: str, event_type: str, stored: Any) -> dict[str, Any]:
+    """An event's stored data (its ``data`` column, decoded or as JSON text) as webhooks and the
+    admin API show it: an outgoing payment's ``receiver`` by the Open Payments URL its quote
+    shows (:func:`open_payments_receiver`); anything that is not a JSON object as an empty one."""
+    data = json.loads(stored) if isinstance(stored, str) else stored
     if not isinstance(data, dict):
         return {}
     receiver = data.get("receiver")

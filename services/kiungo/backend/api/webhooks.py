@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 
 import asyncpg
 import strawberry
@@ -49,12 +48,10 @@ class WebhookEvent:
     @classmethod
     def from_row(cls, row: asyncpg.Record, open_payments_url: str) -> WebhookEvent:
         """The event as stored, its data as its webhook carries it."""
-        value = row["data"]
-        data = json.loads(value) if isinstance(value, str) else value
         return cls(
             id=strawberry.ID(str(row["id"])),
             type=row["type"],
-            data=shown_event_data(open_payments_url, row["type"], data),
+            data=shown_event_data(open_payments_url, row["type"], row["data"]),
             created_at=iso(row["created_at"]),
         )
 
