@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kiungo.config import Settings
 from kiungo.connector.node import Node
+from kiungo.connector.peers import PeerInfo
 from kiungo.connector.pipeline import Acceptance, handle_packet
 from kiungo.connector.quote import quote_endpoint
 from kiungo.connector.resource_server import resource_routes
@@ -26,7 +27,17 @@ from kiungo.connector.spsp import spsp_endpoint
 from kiungo.connector.wallet_address import jwks_endpoint
 from kiungo.runtime.health import health_routes
 
-__all__ = ["MAX_BODY", "IlpEndpoint", "create_app", "serve_node"]
+__all__ = [
+    "MAX_BODY",
+    "OCTETS",
+    "TOO_LARGE",
+    "IlpEndpoint",
+    "Refusal",
+    "admit",
+    "answer",
+    "create_app",
+    "serve_node",
+]
 
 log = logging.getLogger("kiungo.connector")
 
@@ -74,54 +85,93 @@ def create_app(node: Node) -> ASGIApp:
     return app
 
 
+Refusal = tuple[int, bytes, bytes, bytes]
+"""An HTTP answer to what is not a peer's packet: status, body, content type, challenge."""
+
+_TEXT = b"text/plain"
+UNAUTHORIZED: Refusal = (401, b"unauthorized", _TEXT, b"Bearer")
+NOT_OCTETS: Refusal = (400, b"expected application/octet-stream", _TEXT, b"")
+TOO_LARGE: Refusal = (413, b"packet too large", _TEXT, b"")
+
+
+def admit(node: Node, headers: Iterable[tuple[bytes, bytes]]) -> PeerInfo | Refusal:
+    """The peer a POST /ilp comes from, by its headers (names lowercased), or its refusal:
+    401 without a known bearer token, then 400 for another content type, then 413 for a
+    declared length past :data:`MAX_BODY` (its body is not read)."""
+    authorization = b""
+    content_type = b""
+    declared = b""
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value
+        elif name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            declared = value
+    scheme, _, token = authorization.partition(b" ")
+    peer = None
+    if scheme.lower() == b"bearer" and token:
+        peer = node.peers.authenticate(token)
+    if peer is None:
+        return UNAUTHORIZED
+    if content_type.split(b";")[0].strip().lower() != _OCTETS:
+        return NOT_OCTETS
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return TOO_LARGE
+    return peer
+
+
+async def answer(
+    node: Node,
+    peer: PeerInfo,
+    body: bytes,
+    gone: Callable[[], Awaitable[bool]],
+    reply: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Handle a peer's packet and ``reply`` with the ILP reply (HTTP 200). Money held for one
+    of our receivers is posted only if the peer is still there (``gone``) when the Fulfill is
+    built; otherwise its hold is voided and no reply is sent."""
+    handled = await handle_packet(node, peer, body)
+    if not isinstance(handled, Acceptance):
+        await reply(handled)
+        return
+    if await gone():
+        # The peer hung up (crashed, or gave up) before its Fulfill could be sent: the
+        # hold is voided and the packet counts in no receipt, so that the receiver does not
+        # count what the sender never heard was delivered; the sender pays it again.
+        log.warning("peer %s went away before its reply; its hold is voided", peer.id)
+        await handled.decline()
+        return
+    fulfill = await handled.finish()  # counted: from here the money is posted whatever happens
+    try:
+        await reply(fulfill)
+    finally:  # after the reply is sent, as Starlette's background tasks
+        await handled.after_reply()
+
+
 class IlpEndpoint:
-    """ILP over HTTP (RFC 35, synchronous): bearer token → peer, octet-stream Prepare in, the
-    reply out with 200; 401, 400 and 413 for what is not a peer's packet."""
+    """ILP over HTTP (RFC 35, synchronous) as an ASGI app: bearer token → peer, octet-stream
+    Prepare in, the reply out with 200; 401, 400 and 413 for what is not a peer's packet.
+    The connector's server answers most of these itself (:mod:`kiungo.connector.ilp_protocol`);
+    this serves the rest (HTTP/1.0, ``Expect: 100-continue``, another spelling of the path)."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = b""
-        content_type = b""
-        declared = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                declared = value
-        scheme, _, token = authorization.partition(b" ")
-        peer = None
-        if scheme.lower() == b"bearer" and token:
-            peer = self._node.peers.authenticate(token)
-        if peer is None:
-            await _respond(send, 401, b"unauthorized", b"text/plain", b"Bearer")
+        admitted = admit(self._node, scope["headers"])
+        if not isinstance(admitted, PeerInfo):
+            await _respond(send, *admitted)
             return
-        if content_type.split(b";")[0].strip().lower() != _OCTETS:
-            await _respond(send, 400, b"expected application/octet-stream", b"text/plain")
-            return
-        body = await _read_body(receive, declared)
+        body = await _read_body(receive)
         if body is None:
-            await _respond(send, 413, b"packet too large", b"text/plain")
+            await _respond(send, *TOO_LARGE)
             return
-        handled = await handle_packet(self._node, peer, body)
-        if not isinstance(handled, Acceptance):
-            await _respond(send, 200, handled, _OCTETS)
-            return
-        if await _client_gone(receive):
-            # The peer hung up (crashed, or gave up) before its Fulfill could be sent: the
-            # hold is voided and the packet counts in no receipt, so that the receiver does not
-            # count what the sender never heard was delivered; the sender pays it again.
-            log.warning("peer %s went away before its reply; its hold is voided", peer.id)
-            await handled.decline()
-            return
-        reply = await handled.finish()  # counted: from here the money is posted whatever happens
-        try:
-            await _respond(send, 200, reply, _OCTETS)
-        finally:  # after the reply is sent, as Starlette's background tasks
-            await handled.after_reply()
+
+        async def reply(packet: bytes) -> None:
+            await _respond(send, 200, packet, _OCTETS)
+
+        await answer(self._node, admitted, body, lambda: _client_gone(receive), reply)
 
 
 _OCTETS = OCTETS.encode()
@@ -148,9 +198,7 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, declared: bytes) -> bytes | None:
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
+async def _read_body(receive: Receive) -> bytes | None:
     chunks = []
     size = 0
     while True:

@@ -14,6 +14,7 @@ import uvicorn
 
 from kiungo.config import Settings
 from kiungo.connector.app import create_app, serve_node
+from kiungo.connector.ilp_protocol import ilp_protocol
 from kiungo.connector.node import Node
 from kiungo.runtime.runner import (
     command_settings,
@@ -51,7 +52,8 @@ def http_server(node: Node, host: str, port: int) -> uvicorn.Server:
     """The uvicorn server of a node's connector app (not yet serving)."""
     # Nothing here reads the client's address or the request's scheme and host (SPSP resolves
     # paths under OPEN_PAYMENTS_URL), and rewriting them costs every packet.
-    return app_server(create_app(node), host, port, proxy_headers=False)
+    # POST /ilp is answered by the protocol itself, everything else by the ASGI app.
+    return app_server(create_app(node), host, port, proxy_headers=False, http=ilp_protocol(node))
 
 
 @contextlib.asynccontextmanager
