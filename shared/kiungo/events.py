@@ -23,7 +23,7 @@ from kiungo.models import (
     Quote,
     WebhookEvent,
 )
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 
 __all__ = [
     "OUTGOING_PAYMENT_EVENT_ROW",
@@ -89,7 +89,7 @@ def incoming_payment_data(
         )
     if payment["metadata"] is not None:
         metadata = payment["metadata"]
-        data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        data["metadata"] = stored_json(metadata)
     if payment["client"] is not None:
         data["client"] = payment["client"]
     cancelled_at = payment.get("cancelled_at")
@@ -178,7 +178,7 @@ def outgoing_payment_data(
     }
     if payment["metadata"] is not None:
         metadata = payment["metadata"]
-        data["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        data["metadata"] = stored_json(metadata)
     failure = payment["error"] if error is None else error
     if failure is not None:
         data["error"] = failure

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, insert, null, select
 
 from kiungo.ledger import AccountKind, Ledger
 from kiungo.models import WalletAddress, WalletAddressStatus
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.refusal import NotFound, Refusal
 
 __all__ = [
@@ -151,7 +151,7 @@ def properties_json(properties: Sequence[Property]) -> str:
 
 def properties_of(raw: Any) -> list[Property]:
     """The stored additional properties (jsonb, or its text)."""
-    values = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    values = stored_json(raw) or []
     if not isinstance(values, list):
         return []
     return [Property(p["key"], p["value"], p["visibleInOpenPayments"]) for p in values]

@@ -41,6 +41,7 @@ from starlette.routing import Route
 
 from kiungo.auth.consent import consent_routes
 from kiungo.auth.interaction import interaction_routes
+from kiungo.models.sql import stored_json
 from kiungo.openpayments import grants, interactions
 from kiungo.openpayments.client_signatures import (
     ClientKeys,
@@ -113,7 +114,7 @@ def _interact_ref(body: bytes) -> str | None:
 
 
 def _access_json(raw: Any) -> list[dict[str, Any]]:
-    return list(grants.stored_json(raw))
+    return list(stored_json(raw))
 
 
 def _client(document: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
@@ -300,7 +301,7 @@ def auth_app(
             await verify(
                 request,
                 holder["client"],
-                grants.stored_json(holder["client_jwk"]),
+                stored_json(holder["client_jwk"]),
                 body,
                 [target(request)],
             )
@@ -329,7 +330,7 @@ def auth_app(
             await verify(
                 request,
                 grant["client"],
-                grants.stored_json(grant["client_jwk"]),
+                stored_json(grant["client_jwk"]),
                 body,
                 [target(request)],
             )

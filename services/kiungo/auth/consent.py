@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from kiungo.auth.interaction import SESSION_COOKIE
+from kiungo.models.sql import stored_json
 from kiungo.openpayments import interactions
-from kiungo.openpayments.grants import stored_json
 
 __all__ = ["consent_routes"]
 

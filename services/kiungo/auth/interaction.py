@@ -26,8 +26,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from kiungo.models import GrantState
+from kiungo.models.sql import stored_json
 from kiungo.openpayments import interactions
-from kiungo.openpayments.grants import PENDING, stored_json
+from kiungo.openpayments.grants import PENDING
 
 __all__ = ["SESSION_COOKIE", "interaction_routes", "with_query"]
 

@@ -22,6 +22,7 @@ hot path (arrays unnested into one round trip per batch) and the same test check
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias, cast
@@ -32,7 +33,14 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
-__all__ = ["ALL", "Statement", "compile_sql", "table"]
+__all__ = ["ALL", "Statement", "compile_sql", "stored_json", "table"]
+
+
+def stored_json(raw: Any) -> Any:
+    """A JSON or JSONB column's value as read: asyncpg hands back its text (no codec is set on
+    the pools), SQLAlchemy rows and Python callers the decoded value."""
+    return json.loads(raw) if isinstance(raw, str) else raw
+
 
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 """Anything that runs a statement: a pool (one connection per call) or a connection."""

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, func, insert, select, true, update
 
 from kiungo.ilp.oer import MAX_UINT64
 from kiungo.models import Grant, GrantAccessToken, GrantState
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.openpayments.intervals import InvalidInterval, parse_interval
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "revoke_grant",
     "revoke_token",
     "rotate_token",
-    "stored_json",
     "token_holder",
 ]
 
@@ -220,11 +219,6 @@ class GrantInfo:
     client: str
     access: list[dict[str, Any]]
     client_jwk: dict[str, Any] | None = None
-
-
-def stored_json(raw: Any) -> Any:
-    """A JSONB column's value, whether the connection decodes JSON or hands back its text."""
-    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def hash_token(value: str) -> str:

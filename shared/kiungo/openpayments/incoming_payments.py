@@ -10,7 +10,6 @@ The rows are the admin API's: a payment is created by :func:`kiungo.payments.inc
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, or_, select, 
 
 from kiungo.events import amount_json, iso_time
 from kiungo.models import Asset, IncomingPayment, WalletAddress
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.payments.incoming import States
 from kiungo.payments.receivers import incoming_payment_open
 
@@ -216,7 +215,7 @@ def payment_json(
         body["expiresAt"] = iso_time(row["expires_at"])
     metadata = row["metadata"]
     if metadata is not None:
-        body["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        body["metadata"] = stored_json(metadata)
     if methods is not None:
         body["methods"] = [dict(m) for m in methods]
     return body

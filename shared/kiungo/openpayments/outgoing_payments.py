@@ -7,7 +7,6 @@ page at a time) and the resources' JSON. The rows are the admin API's
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy import String, Uuid, bindparam, select, tuple_, update
 
 from kiungo.events import amount_json, iso_time
 from kiungo.models import Quote, WalletAddress
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.payments.outgoing.service import OUTGOING_PAYMENT_QUERY
 from kiungo.payments.outgoing.states import States
 
@@ -187,5 +186,5 @@ def payment_json(row: Mapping[str, Any], base: str, wallet: str, receiver: str) 
     }
     metadata = row["metadata"]
     if metadata is not None:
-        body["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        body["metadata"] = stored_json(metadata)
     return body

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import asyncpg
 from sqlalchemy import and_, bindparam, case, func, insert, select, true, update
 
 from kiungo.models import Asset, WalletAddress, WalletAddressKey, WalletAddressStatus
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 
 __all__ = [
     "ALG",
@@ -249,7 +248,7 @@ def _visible_properties(raw: Any) -> dict[str, str]:
     """The additional properties the wallet address's owner made public (Rafiki puts them in
     the document as ``additionalProperties``, key to value); the others stay private."""
     try:
-        values = json.loads(raw) if isinstance(raw, str) else raw
+        values = stored_json(raw)
     except ValueError:
         return {}
     if not isinstance(values, list):

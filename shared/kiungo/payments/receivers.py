@@ -10,7 +10,6 @@ and creates receivers by these rules and the connector pays into them by the sam
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,7 +19,7 @@ import asyncpg
 from sqlalchemy import bindparam, select
 
 from kiungo.models import Asset, IncomingPayment, WalletAddress, WalletAddressStatus
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.openpayments.remote import INCOMING_PAYMENT_PATH
 from kiungo.payments.incoming.states import OPEN
 from kiungo.spsp.pointer import parse_payment_pointer
@@ -191,7 +190,7 @@ def shown_event_data(open_payments_url: str, event_type: str, stored: Any) -> di
     """An event's stored data (its ``data`` column, decoded or as JSON text) as webhooks and the
     admin API show it: an outgoing payment's ``receiver`` by the Open Payments URL its quote
     shows (:func:`open_payments_receiver`); anything that is not a JSON object as an empty one."""
-    data = json.loads(stored) if isinstance(stored, str) else stored
+    data = stored_json(stored)
     if not isinstance(data, dict):
         return {}
     receiver = data.get("receiver")

@@ -14,6 +14,7 @@ from graphql import IntValueNode, StringValueNode, ValueNode
 
 from kiungo.backend.errors import bad_input
 from kiungo.events import iso_time
+from kiungo.models.sql import stored_json
 
 __all__ = [
     "SCALARS",
@@ -217,7 +218,7 @@ def metadata_value(raw: Any) -> dict[str, Any] | None:
     """A payment's stored metadata (jsonb, or its text) as the API returns it."""
     if raw is None:
         return None
-    value = json.loads(raw) if isinstance(raw, str) else raw
+    value = stored_json(raw)
     return value if isinstance(value, dict) else None
 
 

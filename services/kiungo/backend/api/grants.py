@@ -5,7 +5,6 @@ filtered by state or by the wallet address an access item names), ``grant(id)``,
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from typing import Any
 
@@ -26,7 +25,7 @@ from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.models import Grant as GrantModel
 from kiungo.models import GrantState
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.openpayments.grants import revoke_grant
 
 __all__ = ["GrantMutation", "GrantQuery"]
@@ -113,7 +112,7 @@ class Grant:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Grant:
         raw = row["access"]
-        items = json.loads(raw) if isinstance(raw, str) else raw
+        items = stored_json(raw)
         created = iso(row["created_at"])
         access = []
         for index, item in enumerate(items):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from typing import Any
 
@@ -48,7 +47,7 @@ from kiungo.ledger import AccountKind
 from kiungo.ledger import reads as ledger_reads
 from kiungo.ledger.service import TransferRecord
 from kiungo.models import Asset, IncomingPayment, OutgoingPayment
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 
 __all__ = ["PaymentQuery"]
 
@@ -110,7 +109,7 @@ class Payment:
             wallet_address_id=strawberry.ID(str(row["wallet_address_id"])),
             client=row["client"],
             state=row["state"],
-            metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+            metadata=stored_json(metadata),
             created_at=iso(row["created_at"]),
             _uuid=row["id"],
         )

@@ -7,7 +7,6 @@ Each refusal is an :class:`OutgoingPaymentError` subclass, raised before anythin
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from kiungo.ledger import (
     account_id_for,
 )
 from kiungo.models import Asset, OutgoingPayment, Quote, WalletAddress, WalletAddressStatus
-from kiungo.models.sql import Statement, table
+from kiungo.models.sql import Statement, stored_json, table
 from kiungo.payments.outgoing import limits, store
 from kiungo.payments.outgoing.limits import GrantLimits
 from kiungo.payments.outgoing.states import ENDED, States
@@ -343,7 +342,7 @@ async def _available(ledger: Ledger, payment_id: uuid.UUID) -> int:
 
 
 def _stored_metadata(raw: Any) -> dict[str, Any] | None:
-    value = json.loads(raw) if isinstance(raw, str) else raw
+    value = stored_json(raw)
     return value if isinstance(value, dict) else None
 
 
