@@ -8,23 +8,17 @@ that names the variable, instead of failing later in the middle of a packet.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import enum
 import functools
 import logging
 import os
-import re
-import uuid
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
-from kiungo.ilp.address import is_valid_address
-from kiungo.openpayments.jwk import InvalidPrivateKey, load_private_key_pem
+from kiungo import config_values as values
+from kiungo.config_values import Environment
 
 __all__ = [
     "RAFIKI_VARIABLES",
@@ -38,9 +32,6 @@ __all__ = [
 log = logging.getLogger("kiungo.config")
 
 _T = TypeVar("_T")
-
-U64_MAX = 2**64 - 1
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
 # Every variable Rafiki's backend and auth server read (packages/backend/src/config/app.ts and
@@ -90,25 +81,6 @@ class ConfigError(ValueError):
     """A setting the node cannot run with; the message is one line naming the variable."""
 
 
-class Environment(enum.StrEnum):
-    DEVELOPMENT = "development"
-    TEST = "test"
-    PRODUCTION = "production"
-
-
-# Rafiki logs with pino, whose level names differ from Python's; both spellings are accepted.
-_LOG_LEVELS = {
-    "trace": "DEBUG",
-    "debug": "DEBUG",
-    "info": "INFO",
-    "warn": "WARNING",
-    "warning": "WARNING",
-    "error": "ERROR",
-    "fatal": "CRITICAL",
-    "critical": "CRITICAL",
-}
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the connector and the backend are configured with.
@@ -129,7 +101,7 @@ class Settings:
     """``DATABASE_URL``: ``postgresql://...``; unset starts the embedded Postgres (DESIGN §5)."""
     redis_url: str | None = dataclasses.field(default=None, repr=False)
     """``REDIS_URL``: ``redis://``, ``rediss://`` or ``unix://``; unset, the embedded Redis."""
-    data_dir: Path = dataclasses.field(default_factory=lambda: _default_data_dir(os.environ))
+    data_dir: Path = dataclasses.field(default_factory=lambda: values.default_data_dir(os.environ))
     """``KIUNGO_DATA_DIR`` (Kiungo's own): where the embedded engines keep their files."""
     use_tigerbeetle: bool = False
     """``USE_TIGERBEETLE``: keep balances and transfers in TigerBeetle instead of Postgres
@@ -277,15 +249,19 @@ class Settings:
         env_vars = os.environ if environ is None else environ
         read = _Reader(env_vars)
         env = read.env()
-        connector_port = read.value("CONNECTOR_PORT", _port, cls.connector_port)
-        open_payments_url = read.value("OPEN_PAYMENTS_URL", _http_url, cls.open_payments_url)
-        stream_secret = read.value("STREAM_SECRET", _secret, None)
+        connector_port = read.value("CONNECTOR_PORT", values.port, cls.connector_port)
+        open_payments_url = read.value("OPEN_PAYMENTS_URL", values.http_url, cls.open_payments_url)
+        stream_secret = read.value("STREAM_SECRET", values.secret, None)
         if stream_secret is None and env is Environment.PRODUCTION and serving:
             raise ConfigError("STREAM_SECRET: must be set in production (32 bytes, base64)")
-        telemetry_traces = read.value("ENABLE_TELEMETRY_TRACES", _boolean, cls.telemetry_traces)
+        telemetry_traces = read.value(
+            "ENABLE_TELEMETRY_TRACES", values.boolean, cls.telemetry_traces
+        )
         no_urls: tuple[str, ...] = ()
-        collector_urls = read.value("OPEN_TELEMETRY_COLLECTOR_URLS", _http_urls, no_urls)
-        trace_urls = read.value("OPEN_TELEMETRY_TRACE_COLLECTOR_URLS", _http_urls, collector_urls)
+        collector_urls = read.value("OPEN_TELEMETRY_COLLECTOR_URLS", values.http_urls, no_urls)
+        trace_urls = read.value(
+            "OPEN_TELEMETRY_TRACE_COLLECTOR_URLS", values.http_urls, collector_urls
+        )
         if telemetry_traces and not trace_urls:
             raise ConfigError(
                 "OPEN_TELEMETRY_TRACE_COLLECTOR_URLS: required with ENABLE_TELEMETRY_TRACES=true "
@@ -294,106 +270,118 @@ class Settings:
             )
         return cls(
             env=env,
-            log_level=read.value("LOG_LEVEL", _log_level, cls.log_level),
+            log_level=read.value("LOG_LEVEL", values.log_level, cls.log_level),
             log_format=read.value(
                 "LOG_FORMAT",
-                _log_format,
+                values.log_format,
                 "json" if env is Environment.PRODUCTION else cls.log_format,
             ),
-            database_url=read.value("DATABASE_URL", _postgres_url, None),
-            redis_url=read.value("REDIS_URL", _redis_url, None),
-            data_dir=read.value("KIUNGO_DATA_DIR", Path, None) or _default_data_dir(env_vars),
-            use_tigerbeetle=read.value("USE_TIGERBEETLE", _bool, cls.use_tigerbeetle),
+            database_url=read.value("DATABASE_URL", values.postgres_url, None),
+            redis_url=read.value("REDIS_URL", values.redis_url, None),
+            data_dir=read.value("KIUNGO_DATA_DIR", Path, None) or values.default_data_dir(env_vars),
+            use_tigerbeetle=read.value("USE_TIGERBEETLE", values.boolean, cls.use_tigerbeetle),
             tigerbeetle_cluster_id=read.value(
-                "TIGERBEETLE_CLUSTER_ID", _u128, cls.tigerbeetle_cluster_id
+                "TIGERBEETLE_CLUSTER_ID", values.u128, cls.tigerbeetle_cluster_id
             ),
             tigerbeetle_replica_addresses=read.value(
-                "TIGERBEETLE_REPLICA_ADDRESSES", _addresses, None
+                "TIGERBEETLE_REPLICA_ADDRESSES", values.addresses, None
             ),
-            ilp_address=read.value("ILP_ADDRESS", _ilp_address, cls.ilp_address),
+            ilp_address=read.value("ILP_ADDRESS", values.ilp_address, cls.ilp_address),
             stream_secret=stream_secret,
             connector_port=connector_port,
             ilp_connector_url=read.value(
-                "ILP_CONNECTOR_URL", _http_url, f"http://127.0.0.1:{connector_port}"
+                "ILP_CONNECTOR_URL", values.http_url, f"http://127.0.0.1:{connector_port}"
             ),
-            max_packet_amount=read.value("MAX_PACKET_AMOUNT", _u64, None),
+            max_packet_amount=read.value("MAX_PACKET_AMOUNT", values.u64, None),
             redis_key_prefix=read.value("REDIS_KEY_PREFIX", str, cls.redis_key_prefix),
-            peer_rate_limit=read.value("PEER_RATE_LIMIT", _positive_int, None),
-            peer_throughput_limit=read.value("PEER_THROUGHPUT_LIMIT", _positive_int, None),
-            packet_timeout_ms=read.value("PACKET_TIMEOUT_MS", _positive_int, cls.packet_timeout_ms),
-            admin_port=read.value("ADMIN_PORT", _port, cls.admin_port),
+            peer_rate_limit=read.value("PEER_RATE_LIMIT", values.positive_int, None),
+            peer_throughput_limit=read.value("PEER_THROUGHPUT_LIMIT", values.positive_int, None),
+            packet_timeout_ms=read.value(
+                "PACKET_TIMEOUT_MS", values.positive_int, cls.packet_timeout_ms
+            ),
+            admin_port=read.value("ADMIN_PORT", values.port, cls.admin_port),
             admin_api_secret=read.value("ADMIN_API_SECRET", str, None),
             admin_api_signature_ttl_seconds=read.value(
                 "ADMIN_API_SIGNATURE_TTL_SECONDS",
-                _positive_int,
+                values.positive_int,
                 cls.admin_api_signature_ttl_seconds,
             ),
             graphql_idempotency_key_ttl_ms=read.value(
-                "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS", _positive_int, cls.graphql_idempotency_key_ttl_ms
+                "GRAPHQL_IDEMPOTENCY_KEY_TTL_MS",
+                values.positive_int,
+                cls.graphql_idempotency_key_ttl_ms,
             ),
             open_payments_url=open_payments_url,
-            operator_tenant_id=read.value("OPERATOR_TENANT_ID", _tenant_id, cls.operator_tenant_id),
+            operator_tenant_id=read.value(
+                "OPERATOR_TENANT_ID", values.tenant_id, cls.operator_tenant_id
+            ),
             wallet_address_url=read.value(
                 "WALLET_ADDRESS_URL",
-                _http_url,
+                values.http_url,
                 f"{open_payments_url.rstrip('/')}/.well-known/pay",
             ),
-            key_id=read.value("KEY_ID", _key_id, None),
-            private_key_file=read.value("PRIVATE_KEY_FILE", _private_key_file, None),
+            key_id=read.value("KEY_ID", values.key_id, None),
+            private_key_file=read.value("PRIVATE_KEY_FILE", values.private_key_file, None),
             auth_server_grant_url=read.value(
-                "AUTH_SERVER_GRANT_URL", _http_url, cls.auth_server_grant_url
+                "AUTH_SERVER_GRANT_URL", values.http_url, cls.auth_server_grant_url
             ),
-            auth_port=read.value("AUTH_PORT", _port, cls.auth_port),
+            auth_port=read.value("AUTH_PORT", values.port, cls.auth_port),
             access_token_expiry_seconds=read.value(
-                "ACCESS_TOKEN_EXPIRY_SECONDS", _positive_int, cls.access_token_expiry_seconds
+                "ACCESS_TOKEN_EXPIRY_SECONDS", values.positive_int, cls.access_token_expiry_seconds
             ),
-            identity_server_url=read.value("IDENTITY_SERVER_URL", _http_url, None),
+            identity_server_url=read.value("IDENTITY_SERVER_URL", values.http_url, None),
             identity_server_secret=read.value("IDENTITY_SERVER_SECRET", str, None),
             interaction_expiry_seconds=read.value(
-                "INTERACTION_EXPIRY_SECONDS", _positive_int, cls.interaction_expiry_seconds
+                "INTERACTION_EXPIRY_SECONDS", values.positive_int, cls.interaction_expiry_seconds
             ),
             enable_auto_peering=read.value(
-                "ENABLE_AUTO_PEERING", _boolean, cls.enable_auto_peering
+                "ENABLE_AUTO_PEERING", values.boolean, cls.enable_auto_peering
             ),
             auto_peering_server_port=read.value(
-                "AUTO_PEERING_SERVER_PORT", _port, cls.auto_peering_server_port
+                "AUTO_PEERING_SERVER_PORT", values.port, cls.auto_peering_server_port
             ),
-            exchange_rates_url=read.value("EXCHANGE_RATES_URL", _http_url, None),
+            exchange_rates_url=read.value("EXCHANGE_RATES_URL", values.http_url, None),
             exchange_rates_lifetime_ms=read.value(
-                "EXCHANGE_RATES_LIFETIME", _non_negative_int, cls.exchange_rates_lifetime_ms
+                "EXCHANGE_RATES_LIFETIME", values.non_negative_int, cls.exchange_rates_lifetime_ms
             ),
-            slippage=read.value("SLIPPAGE", _slippage, cls.slippage),
-            quote_lifespan_ms=read.value("QUOTE_LIFESPAN", _positive_int, cls.quote_lifespan_ms),
+            slippage=read.value("SLIPPAGE", values.slippage, cls.slippage),
+            quote_lifespan_ms=read.value(
+                "QUOTE_LIFESPAN", values.positive_int, cls.quote_lifespan_ms
+            ),
             incoming_payment_expiry_max_ms=read.value(
-                "INCOMING_PAYMENT_EXPIRY_MAX_MS", _positive_int, cls.incoming_payment_expiry_max_ms
+                "INCOMING_PAYMENT_EXPIRY_MAX_MS",
+                values.positive_int,
+                cls.incoming_payment_expiry_max_ms,
             ),
             max_outgoing_payment_retry_attempts=read.value(
                 "MAX_OUTGOING_PAYMENT_RETRY_ATTEMPTS",
-                _non_negative_int,
+                values.non_negative_int,
                 cls.max_outgoing_payment_retry_attempts,
             ),
             outgoing_payment_attempt_timeout_ms=read.value(
                 "OUTGOING_PAYMENT_ATTEMPT_TIMEOUT_MS",
-                _positive_int,
+                values.positive_int,
                 cls.outgoing_payment_attempt_timeout_ms,
             ),
             receiver_fetch_timeout_ms=read.value(
-                "RECEIVER_FETCH_TIMEOUT_MS", _positive_int, cls.receiver_fetch_timeout_ms
+                "RECEIVER_FETCH_TIMEOUT_MS", values.positive_int, cls.receiver_fetch_timeout_ms
             ),
             refuse_private_receivers=read.value(
-                "REFUSE_PRIVATE_RECEIVERS", _boolean, env is Environment.PRODUCTION
+                "REFUSE_PRIVATE_RECEIVERS", values.boolean, env is Environment.PRODUCTION
             ),
-            webhook_url=read.value("WEBHOOK_URL", _http_url, None),
-            webhook_timeout_ms=read.value("WEBHOOK_TIMEOUT", _positive_int, cls.webhook_timeout_ms),
+            webhook_url=read.value("WEBHOOK_URL", values.http_url, None),
+            webhook_timeout_ms=read.value(
+                "WEBHOOK_TIMEOUT", values.positive_int, cls.webhook_timeout_ms
+            ),
             webhook_max_retry=read.value(
-                "WEBHOOK_MAX_RETRY", _non_negative_int, cls.webhook_max_retry
+                "WEBHOOK_MAX_RETRY", values.non_negative_int, cls.webhook_max_retry
             ),
             signature_secret=read.value("SIGNATURE_SECRET", str, None),
             webhook_retry_backoff_ms=read.value(
-                "WEBHOOK_RETRY_BACKOFF_MS", _positive_int, cls.webhook_retry_backoff_ms
+                "WEBHOOK_RETRY_BACKOFF_MS", values.positive_int, cls.webhook_retry_backoff_ms
             ),
             worker_interval_ms=read.value(
-                "WORKER_INTERVAL_MS", _positive_int, cls.worker_interval_ms
+                "WORKER_INTERVAL_MS", values.positive_int, cls.worker_interval_ms
             ),
             telemetry_traces=telemetry_traces,
             telemetry_trace_urls=trace_urls,
@@ -468,192 +456,4 @@ class _Reader:
 
     def env(self) -> Environment:
         # Only Rafiki's NODE_ENV: ENV is the POSIX shell's startup-file variable.
-        return self.value("NODE_ENV", _environment, Environment.DEVELOPMENT)
-
-
-def _default_data_dir(environ: Mapping[str, str]) -> Path:
-    home = environ.get("HOME")
-    return (Path(home) if home else Path.home()) / ".local" / "share" / "kiungo"
-
-
-def _environment(raw: str) -> Environment:
-    try:
-        return Environment(raw.lower())
-    except ValueError:
-        choices = ", ".join(e.value for e in Environment)
-        raise ValueError(f"expected one of {choices}, got {raw!r}") from None
-
-
-def _log_level(raw: str) -> str:
-    level = _LOG_LEVELS.get(raw.lower())
-    if level is None:
-        raise ValueError(f"expected a log level such as debug, info, warning or error, got {raw!r}")
-    return level
-
-
-def _log_format(raw: str) -> str:
-    if raw.lower() not in ("text", "json"):
-        raise ValueError(f"expected text or json, got {raw!r}")
-    return raw.lower()
-
-
-def _int(raw: str) -> int:
-    # int() alone would also take "1_000" or "٣", which Rafiki's parseInt reads differently.
-    if not _INTEGER.fullmatch(raw):
-        raise ValueError(f"expected a whole number, got {raw!r}")
-    return int(raw)
-
-
-def _positive_int(raw: str) -> int:
-    value = _int(raw)
-    if value <= 0:
-        raise ValueError(f"expected a number above 0, got {raw!r}")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = _int(raw)
-    if value < 0:
-        raise ValueError(f"expected 0 or more, got {raw!r}")
-    return value
-
-
-def _boolean(raw: str) -> bool:
-    value = raw.lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def _port(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535, got {raw!r}")
-    return value
-
-
-def _u64(raw: str) -> int:
-    value = _int(raw)
-    if not 0 < value <= U64_MAX:
-        raise ValueError(f"expected an amount from 1 to {U64_MAX}, got {raw!r}")
-    return value
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _u128(raw: str) -> int:
-    value = _int(raw)
-    if not 0 <= value < 2**128:
-        raise ValueError("must be an integer from 0 to 2^128-1")
-    return value
-
-
-def _addresses(raw: str) -> str:
-    parts = [p.strip() for p in raw.split(",")]
-    if not all(parts):
-        raise ValueError("must be host:port (or port) entries, comma-separated")
-    return ",".join(parts)
-
-
-def _key_id(raw: str) -> str:
-    if len(raw) > 1024 or not raw.isascii() or not raw.isprintable():
-        raise ValueError("expected printable ASCII of at most 1024 characters")
-    return raw
-
-
-def _private_key_file(raw: str) -> Path:
-    # Read once here so that a missing or wrong key stops the node at start, not at its first
-    # payment; kiungo.openpayments.identity reads it again to use it.
-    path = Path(raw)
-    try:
-        load_private_key_pem(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"cannot read {raw!r}: {exc.strerror or type(exc).__name__}") from None
-    except InvalidPrivateKey as exc:
-        raise ValueError(f"{raw!r} is not an Ed25519 PKCS#8 PEM private key: {exc}") from None
-    return path
-
-
-def _slippage(raw: str) -> Decimal:
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"expected a decimal fraction such as 0.01, got {raw!r}") from None
-    if not value.is_finite() or not Decimal(0) <= value < Decimal(1):
-        raise ValueError(f"expected a fraction from 0 up to (not including) 1, got {raw!r}")
-    return value
-
-
-def _ilp_address(raw: str) -> str:
-    if not is_valid_address(raw):
-        raise ValueError(f"not an ILP address such as g.example or test.node: {raw!r}")
-    return raw
-
-
-def _secret(raw: str) -> bytes:
-    # The secret itself never goes into a message: these lines end up in logs.
-    text = raw.replace("-", "+").replace("_", "/").rstrip("=")
-    try:
-        secret = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error:
-        raise ValueError("not valid base64 (expected 32 random bytes in base64)") from None
-    if len(secret) != 32:
-        raise ValueError(f"decodes to {len(secret)} bytes, expected 32")
-    return secret
-
-
-def _url(raw: str, schemes: tuple[str, ...], example: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ValueError(f"expected a URL such as {example}, got {_without_password(raw)!r}")
-    return raw
-
-
-def _tenant_id(raw: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ValueError("must be a UUID") from None
-
-
-def _http_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {_without_password(raw)!r}")
-    return raw
-
-
-def _http_urls(raw: str) -> tuple[str, ...]:
-    # Comma-separated, blanks dropped, as Rafiki's envStringArray reads a list.
-    return tuple(_http_url(part.strip()) for part in raw.split(",") if part.strip())
-
-
-def _postgres_url(raw: str) -> str:
-    return _url(
-        raw, ("postgres", "postgresql", "postgresql+asyncpg"), "postgresql://user@host:5432/kiungo"
-    )
-
-
-def _redis_url(raw: str) -> str:
-    return _url(raw, ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0")
-
-
-def _without_password(raw: str) -> str:
-    # Database URLs carry passwords; an error line must not.
-    try:
-        parts = urlsplit(raw)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if password:
-        return raw.replace(f":{password}@", ":***@", 1)
-    return raw
+        return self.value("NODE_ENV", values.environment, Environment.DEVELOPMENT)
