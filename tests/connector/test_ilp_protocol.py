@@ -5,13 +5,17 @@ over raw sockets: pipelining, bodies in pieces and chunks, bodies past the limit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httptools
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from tests.connector.harness import (
     Connector,
@@ -52,7 +56,7 @@ class Reply:
 class Replies:
     """What a connection answers, parsed by httptools, reply by reply, until it closes."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader | None = None) -> None:
         self.reader = reader
         self.done: list[Reply] = []
         self.closed = False
@@ -79,21 +83,26 @@ class Replies:
         self.done.append(self._current)
         self._current = None
 
+    def feed(self, data: bytes) -> None:
+        self._parser.feed_data(data)
+
     async def take(self, count: int, seconds: float = 20.0) -> list[Reply]:
         """The next ``count`` replies (fewer if the connection closes first)."""
         async with asyncio.timeout(seconds):
             while len(self.done) < count and not self.closed:
+                assert self.reader is not None
                 data = await self.reader.read(65536)
                 if not data:
                     self.closed = True
                     break
-                self._parser.feed_data(data)
+                self.feed(data)
         taken, self.done = self.done[:count], self.done[count:]
         return taken
 
     async def wait_closed(self, seconds: float = 10.0) -> None:
         async with asyncio.timeout(seconds):
             while not self.closed:
+                assert self.reader is not None
                 data = await self.reader.read(65536)
                 if not data:
                     self.closed = True
@@ -287,3 +296,61 @@ async def test_an_unparseable_request_ends_its_connection_with_a_400(connector: 
     assert await alice(connector) == before
     assert await connector.pending() == 0
     assert isinstance(await connector.send(forward), Fulfill)
+
+
+# What each kind of request in a fuzzed pipeline is, and what it must be answered.
+KINDS: dict[str, tuple[Callable[[], bytes], int, type[Fulfill | Reject] | None]] = {
+    "ildcp": (lambda: post(ildcp()), 200, Fulfill),
+    "chunked": (
+        lambda: chunked_head() + b"%x\r\n" % len(ildcp()) + ildcp() + b"\r\n0\r\n\r\n",
+        200,
+        Fulfill,
+    ),
+    "asgi": (lambda: post(ildcp(), path="/ilp?via=asgi"), 200, Fulfill),
+    "health": (lambda: b"GET /healthz HTTP/1.1\r\nHost: connector\r\n\r\n", 200, None),
+    "unauthorized": (lambda: post(ildcp(), token="nope"), 401, None),
+    "not_a_packet": (lambda: post(b"\x0c\x01\x00"), 200, Reject),
+    "forward": (lambda: post(encode_packet(prepare_to("test.bob.x", 1))), 200, Fulfill),
+}
+
+
+async def test_any_pipeline_split_anywhere_is_answered_in_order(connector: Connector) -> None:
+    """Requests of every kind, pipelined on one connection and written in pieces cut at
+    random places: each is answered, in order, as it would be alone, and only the forwarded
+    packets move money (one unit each)."""
+    before = await alice(connector)
+    parts = urlsplit(connector.url)
+    assert parts.hostname is not None and parts.port is not None
+    address = (parts.hostname, parts.port)
+    forwarded = 0
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        kinds=st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=8),
+        cuts=st.lists(st.integers(1, 4000), max_size=10),
+    )
+    def check(kinds: list[str], cuts: list[int]) -> None:
+        nonlocal forwarded
+        stream = b"".join(KINDS[kind][0]() for kind in kinds)
+        pieces = sorted({cut % len(stream) for cut in cuts} - {0})
+        replies = Replies()
+        with socket.create_connection(address, timeout=20) as sock:
+            start = 0
+            for cut in [*pieces, len(stream)]:
+                sock.sendall(stream[start:cut])
+                start = cut
+                time.sleep(0.0005)
+            while len(replies.done) < len(kinds):
+                data = sock.recv(65536)
+                assert data, f"closed after {len(replies.done)} of {kinds}"
+                replies.feed(data)
+        for kind, reply in zip(kinds, replies.done, strict=True):
+            _, status, packet_type = KINDS[kind]
+            assert reply.status == status, (kind, reply)
+            if packet_type is not None:
+                assert isinstance(decode_reply(reply.body), packet_type), (kind, reply)
+        forwarded += kinds.count("forward")
+
+    await asyncio.to_thread(check)
+    assert await alice(connector) == before - forwarded
+    assert await connector.pending() == 0
