@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 from tests.stores import (
     DatabaseFactory,
@@ -25,6 +26,13 @@ from tests.stores import (
 )
 
 from kiungo.store import EmbeddedPostgres, EmbeddedRedis
+
+# No per-example deadline (hypothesis's default is 200 ms): the suite runs in two workers beside
+# the servers its tests start, on two cores, where an example's wall time says nothing about the
+# code under test. Property tests assert properties; the benchmarks measure speed. A test that
+# sets its own deadline keeps it.
+settings.register_profile("kiungo", deadline=None)
+settings.load_profile("kiungo")
 
 
 async def _engine_directory() -> Path:
