@@ -17,13 +17,12 @@ from kiungo.ilp.errors import AmountTooLargeError
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.stream.receipt import create_receipt, verify_receipt
 from kiungo.stream.receiver import IncomingMoney, StreamReceiver
-from kiungo.stream.sender import (
+from kiungo.stream.sender import PROBE_AMOUNTS, StreamSender
+from kiungo.stream.sender_connection import (
     MAX_F08_REDUCTIONS,
-    PROBE_AMOUNTS,
     PaymentError,
     PaymentResult,
     RateProbe,
-    StreamSender,
     minimum_exchange_rate,
 )
 from kiungo.stream.server import Asset, ReceiptSetup, StreamServer

@@ -1,11 +1,11 @@
 """Sending from inside the node: STREAM senders whose packets enter our own packet path.
 
-:class:`PipelineLink` is a :data:`kiungo.stream.sender.SendFunction` that hands each Prepare to
-:func:`kiungo.connector.pipeline.handle_packet` with an internal source (an outgoing payment's
-account, or no account for probes), exactly as a peer's packet would arrive over HTTP. Each
-packet runs in a task of its own that the sender's cancellation does not reach: a packet that
-has left the node always gets its hold posted or voided, so the books never depend on where a
-payment was interrupted.
+:class:`PipelineLink` is a :data:`kiungo.stream.sender_connection.SendFunction` that hands each
+Prepare to :func:`kiungo.connector.pipeline.handle_packet` with an internal source (an outgoing
+payment's account, or no account for probes), exactly as a peer's packet would arrive over HTTP.
+Each packet runs in a task of its own that the sender's cancellation does not reach: a packet
+that has left the node always gets its hold posted or voided, so the books never depend on where
+a payment was interrupted.
 
 :func:`resolve_receiver` turns a receiver (URL or ``$pointer``) into STREAM credentials: for
 this node's own wallet addresses and incoming payments directly; for another node's incoming

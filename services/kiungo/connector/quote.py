@@ -52,7 +52,8 @@ from kiungo.openpayments.remote import (
     fetch_incoming_payment,
 )
 from kiungo.signatures import SignatureError, verify
-from kiungo.stream.sender import PaymentError, StreamSender
+from kiungo.stream.sender import StreamSender
+from kiungo.stream.sender_connection import PaymentError
 from kiungo.stream.server import Asset
 
 __all__ = ["QUOTE_TIMEOUT_SECONDS", "probe", "probe_receiver", "quote_endpoint"]

@@ -22,53 +22,45 @@ server drops the kept grant and the request is made once more with a new one (as
 **Bounds.** Every exchange is one :func:`kiungo.runtime.receiver_fetch.exchange`: within
 RECEIVER_FETCH_TIMEOUT_MS in total however the server trickles, at most :data:`MAX_BODY` bytes,
 no redirects followed (a 3xx is an error), no content coding, and with REFUSE_PRIVATE_RECEIVERS
-no private addresses. Every answer is checked against the shape Open Payments gives it; what
-does not fit is an :class:`OpenPaymentsError`, never anything else.
+no private addresses. Every answer is checked against the shape Open Payments gives it (the
+documents and their parsers are :mod:`kiungo.openpayments.client_answers`); what does not fit
+is an :class:`OpenPaymentsError`, never anything else.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from redis.asyncio import Redis
 
-from kiungo.ilp.address import is_valid_address
+from kiungo.openpayments.client_answers import (
+    Grant,
+    NeedsInteraction,
+    PublicIncomingPayment,
+    RemoteIncomingPayment,
+    WalletAddressDocument,
+    error_description,
+    http_url,
+    parse_grant,
+    parse_incoming_payment,
+    parse_wallet_address,
+)
 from kiungo.openpayments.http_signatures import sign_request
 from kiungo.openpayments.identity import ClientIdentity
-from kiungo.openpayments.remote import (
-    INCOMING_PAYMENT_PATH,
-    IncomingPaymentView,
-    _amount,
-    _same_payment,
-)
+from kiungo.openpayments.remote import _amount, _same_payment
 from kiungo.runtime.receiver_fetch import DEFAULT_TIMEOUT_SECONDS, ReceiverFetchError, exchange
 
-__all__ = [
-    "GRANT_ACTIONS",
-    "MAX_BODY",
-    "OpenPaymentsClient",
-    "OpenPaymentsError",
-    "PublicIncomingPayment",
-    "RemoteIncomingPayment",
-    "WalletAddressDocument",
-]
+__all__ = ["GRANT_ACTIONS", "MAX_BODY", "OpenPaymentsClient", "OpenPaymentsError"]
 
 MAX_BODY = 64 * 1024
 """The most any answer may be (an incoming payment with 16 KiB of metadata fits)."""
 GRANT_ACTIONS = ("create", "read-all", "complete")
-_MAX_URL = 2048
-# A token this close to its expiry is rotated before use: the request must arrive in time.
-_EXPIRY_MARGIN_SECONDS = 5.0
 # How long a grant is kept past its token's expiry, to be rotated rather than requested anew.
 _ROTATION_WINDOW_SECONDS = 3600
 _REDIS_KEY = "op:grant:"
@@ -87,187 +79,9 @@ class OpenPaymentsError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class WalletAddressDocument:
-    id: str
-    asset_code: str
-    asset_scale: int
-    auth_server: str
-    resource_server: str
-
-
-@dataclass(frozen=True, slots=True)
-class PublicIncomingPayment:
-    auth_server: str
-    received_amount: tuple[int, str, int] | None
-    """(value, asset code, asset scale), when the server tells it."""
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteIncomingPayment(IncomingPaymentView):
-    """Another node's incoming payment as its resource server shows it to a grant: the view
-    that its public read gives, with when it was created (always told here), its metadata and
-    its payment methods."""
-
-    created_at: datetime
-    metadata: dict[str, Any] | None
-    methods: list[tuple[str, bytes]] = field(default_factory=list)
-    """The ``ilp`` payment methods: (ILP address, 32-byte STREAM shared secret)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    value: str
-    manage: str
-    expires_at: float | None
-
-    def usable(self, now: float) -> bool:
-        return self.expires_at is None or self.expires_at - _EXPIRY_MARGIN_SECONDS > now
-
-
-def _http_url(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > _MAX_URL or not value.isascii():
-        raise ValueError(f"{what} must be a URL")
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        raise ValueError(f"{what} must be a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError(f"{what} must be an http(s) URL")
-    return value
-
-
-def _parse_wallet_address(body: Any, url: str) -> WalletAddressDocument:
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    code, scale = body.get("assetCode"), body.get("assetScale")
-    if not isinstance(code, str) or not code or len(code) > 32:
-        raise ValueError("assetCode must be a string")
-    if isinstance(scale, bool) or not isinstance(scale, int) or not 0 <= scale <= 255:
-        raise ValueError("assetScale must be 0-255")
-    document_id = _http_url(body.get("id"), "id")
-    if document_id.rstrip("/") != url.rstrip("/"):
-        raise ValueError("it is the document of another wallet address")
-    resource = body.get("resourceServer")
-    return WalletAddressDocument(
-        id=document_id.rstrip("/"),
-        asset_code=code,
-        asset_scale=scale,
-        auth_server=_http_url(body.get("authServer"), "authServer"),
-        resource_server=(
-            _http_url(resource, "resourceServer")
-            if resource is not None
-            else f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
-        ),
-    )
-
-
-def _shared_secret(value: Any) -> bytes:
-    if not isinstance(value, str) or len(value) > 64:
-        raise ValueError("sharedSecret must be base64url")
-    text = value.replace("-", "+").replace("_", "/")
-    try:
-        secret = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("sharedSecret must be base64url") from None
-    if len(secret) != 32:
-        raise ValueError("sharedSecret must be 32 bytes")
-    return secret
-
-
-def _methods(value: Any) -> list[tuple[str, bytes]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > 16:
-        raise ValueError("methods must be a list")
-    found = []
-    for method in value:
-        if not isinstance(method, dict):
-            raise ValueError("a payment method must be an object")
-        if method.get("type") != "ilp":
-            continue  # other methods are for other senders
-        address = method.get("ilpAddress")
-        if not isinstance(address, str) or not is_valid_address(address):
-            raise ValueError("ilpAddress must be an ILP address")
-        found.append((address, _shared_secret(method.get("sharedSecret"))))
-    return found
-
-
-def _parse_incoming_payment(body: Any) -> RemoteIncomingPayment:
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    payment_id = _http_url(body.get("id"), "id")
-    if INCOMING_PAYMENT_PATH.match(payment_id) is None:
-        raise ValueError("id is not an incoming payment URL")
-    wallet = _http_url(body.get("walletAddress"), "walletAddress")
-    view = IncomingPaymentView.from_json(body)
-    if view.created_at is None:
-        raise ValueError("createdAt is required")
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ValueError("metadata must be an object")
-    return RemoteIncomingPayment(
-        id=payment_id,
-        wallet_address=wallet.rstrip("/"),
-        asset_code=view.asset_code,
-        asset_scale=view.asset_scale,
-        incoming_amount=view.incoming_amount,
-        received_amount=view.received_amount,
-        completed=view.completed,
-        expires_at=view.expires_at,
-        created_at=view.created_at,
-        metadata=metadata,
-        methods=_methods(body.get("methods")),
-    )
-
-
-class _NeedsInteraction(ValueError):
-    """The authorization server answered with an interaction instead of a token."""
-
-
-def _parse_grant(body: Any, now: float) -> _Grant:
-    """The access token of a grant or rotation answer (ValueError for anything else,
-    :class:`_NeedsInteraction` for a grant that needs the account holder)."""
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    token = body.get("access_token")
-    if isinstance(token, list) and len(token) == 1:
-        token = token[0]
-    if not isinstance(token, dict):
-        if "interact" in body:
-            raise _NeedsInteraction("the grant needs interaction, which this node cannot give")
-        raise ValueError("no access_token")
-    value = token.get("value")
-    if not isinstance(value, str) or not value or len(value) > 1024 or not value.isascii():
-        raise ValueError("access_token.value must be a string")
-    if not value.isprintable():
-        raise ValueError("access_token.value must be printable")
-    manage = _http_url(token.get("manage"), "access_token.manage")
-    expires_in = token.get("expires_in")
-    expires_at = None
-    if expires_in is not None:
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
-            raise ValueError("access_token.expires_in must be a positive integer")
-        expires_at = now + min(expires_in, 10**9)
-    return _Grant(value, manage, expires_at)
-
-
 def _json(body: Mapping[str, Any]) -> bytes:
     # Compact, as JSON.stringify writes it: what a verifier re-serializing the body digests.
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _error_description(reply_body: bytes) -> str:
-    try:
-        document = json.loads(reply_body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return ""
-    error = document.get("error") if isinstance(document, dict) else None
-    if isinstance(error, dict):
-        error = error.get("description") or error.get("code")
-    if isinstance(error, str) and error.isprintable():
-        return f": {error[:200]}"
-    return ""
 
 
 class OpenPaymentsClient:
@@ -365,7 +179,7 @@ class OpenPaymentsClient:
                 "UnknownWalletAddress", f"the wallet address {url} answered HTTP {status}"
             )
         try:
-            return _parse_wallet_address(document, url)
+            return parse_wallet_address(document, url)
         except ValueError as exc:
             raise OpenPaymentsError(
                 "UnknownWalletAddress", f"{url} is not a wallet address document: {exc}"
@@ -379,17 +193,17 @@ class OpenPaymentsClient:
         ).hexdigest()
         return f"{self.prefix}{_REDIS_KEY}{digest}"
 
-    async def _kept(self, auth_server: str) -> _Grant | None:
+    async def _kept(self, auth_server: str) -> Grant | None:
         raw = await self.redis.get(self._key(auth_server))
         if raw is None:
             return None
         try:
             kept = json.loads(raw)
-            return _Grant(kept["value"], kept["manage"], kept["expires_at"])
+            return Grant(kept["value"], kept["manage"], kept["expires_at"])
         except (ValueError, KeyError, TypeError):
             return None
 
-    async def _keep(self, auth_server: str, grant: _Grant) -> None:
+    async def _keep(self, auth_server: str, grant: Grant) -> None:
         lifetime = _ROTATION_WINDOW_SECONDS
         if grant.expires_at is not None:
             lifetime += max(int(grant.expires_at - self.clock()), 0)
@@ -415,18 +229,18 @@ class OpenPaymentsClient:
         await self._keep(auth_server, fresh)
         return fresh.value
 
-    async def _rotate(self, kept: _Grant) -> _Grant | None:
+    async def _rotate(self, kept: Grant) -> Grant | None:
         try:
             status, document, _ = await self.send(
                 "POST", kept.manage, token=kept.value, what="rotating a token"
             )
             if status != 200:
                 return None
-            return _parse_grant(document, self.clock())
+            return parse_grant(document, self.clock())
         except (OpenPaymentsError, ValueError):
             return None
 
-    async def _request_grant(self, auth_server: str) -> _Grant:
+    async def _request_grant(self, auth_server: str) -> Grant:
         request = {
             "access_token": {
                 "access": [{"type": "incoming-payment", "actions": list(GRANT_ACTIONS)}]
@@ -444,11 +258,11 @@ class OpenPaymentsClient:
             raise OpenPaymentsError(
                 "InvalidGrant",
                 f"the authorization server {auth_server} refused a grant: HTTP {status}"
-                f"{_error_description(raw)}",
+                f"{error_description(raw)}",
             )
         try:
-            return _parse_grant(document, self.clock())
-        except _NeedsInteraction as exc:
+            return parse_grant(document, self.clock())
+        except NeedsInteraction as exc:
             raise OpenPaymentsError("InvalidGrant", f"{auth_server}: {exc}") from None
         except ValueError as exc:
             raise OpenPaymentsError(
@@ -483,10 +297,10 @@ class OpenPaymentsClient:
             raise OpenPaymentsError("NotFound", f"{what}: no such incoming payment")
         if status != expected:
             raise OpenPaymentsError(
-                "InvalidRequest", f"{what} answered HTTP {status}{_error_description(raw)}"
+                "InvalidRequest", f"{what} answered HTTP {status}{error_description(raw)}"
             )
         try:
-            return _parse_incoming_payment(document)
+            return parse_incoming_payment(document)
         except ValueError as exc:
             raise OpenPaymentsError(
                 "InvalidRequest", f"{what} did not answer an incoming payment: {exc}"
@@ -542,7 +356,7 @@ class OpenPaymentsClient:
                 "InvalidRequest", f"{what} answered no public incoming payment (HTTP {status})"
             )
         try:
-            auth_server = _http_url(document.get("authServer"), "authServer")
+            auth_server = http_url(document.get("authServer"), "authServer")
             received = document.get("receivedAmount")
             amount = None if received is None else _amount(received, "receivedAmount")
         except ValueError as exc:

@@ -18,7 +18,8 @@ from kiungo.backend.api.common import Amount, JSONObject, iso, metadata_value
 from kiungo.backend.context import Context
 from kiungo.backend.errors import ApiError, ErrorCode, bad_input
 from kiungo.ledger import AccountKind, UnknownAccount, account_id_for
-from kiungo.openpayments.client import OpenPaymentsError, RemoteIncomingPayment
+from kiungo.openpayments.client import OpenPaymentsError
+from kiungo.openpayments.client_answers import RemoteIncomingPayment
 from kiungo.openpayments.remote import (
     IncomingPaymentView,
     ReceiverUnreadable,

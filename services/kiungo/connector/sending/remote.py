@@ -33,7 +33,8 @@ from kiungo.ilp.oer import MAX_UINT64, DecodeError
 from kiungo.ilp.packet import Fulfill, Prepare, Reject
 from kiungo.stream.crypto import DecryptionError, StreamKeys
 from kiungo.stream.packet import decode_stream_packet
-from kiungo.stream.sender import PaymentError, RateProbe, StreamSender
+from kiungo.stream.sender import StreamSender
+from kiungo.stream.sender_connection import PaymentError, RateProbe
 from kiungo.stream.server import Asset
 
 __all__ = ["MAX_IN_FLIGHT", "PaymentLink", "Progress", "pay"]
