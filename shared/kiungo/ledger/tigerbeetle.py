@@ -7,10 +7,17 @@ live only in TigerBeetle; reads go through the ledger (:meth:`balance`, :meth:`b
 :meth:`history`), and the balance columns of ``ledger_accounts`` are a copy that
 :meth:`sync_balances` refreshes for the backend's SQL that joins them with its own rows.
 
-**Mapping.** How accounts and transfers are TigerBeetle records (codes, flags, ``user_data``)
-is kiungo.ledger.tigerbeetle_model; the ids of tries, posts, voids and limit accounts are
+**Where each part lives.** Here: the ledger's lifecycle, its accounts, creates (with their
+tries and credit limits), posts and voids. The reads (balances, transfers, history,
+``kiungo ledger check``) and the requests that reads and writes both make (bounded in time,
+lookups in chunks, queries in pages) are kiungo.ledger.tigerbeetle_reads
+(:class:`TigerBeetleReads`, the base class); the group commit that sends creates, posts and
+voids is kiungo.ledger.tigerbeetle_writer (:class:`TigerBeetleWriter`, between the two). How
+accounts and transfers are TigerBeetle records (codes, flags, ``user_data``) is
+kiungo.ledger.tigerbeetle_model; the ids of tries, posts, voids and limit accounts are
 kiungo.ledger.tigerbeetle_ids; TigerBeetle's result statuses as ledger errors are
-kiungo.ledger.tigerbeetle_errors.
+kiungo.ledger.tigerbeetle_errors; requests packed as the wire's rows are
+kiungo.ledger.tigerbeetle_wire.
 
 **Transfers.** Several legs are one linked chain. A create refused with ``id_already_failed``
 (TigerBeetle keeps such an id as failed for good, Kiungo's callers retry under it) is sent
@@ -34,21 +41,18 @@ not enforced inside TigerBeetle (README, "TigerBeetle").
 
 **Group commit.** Concurrent operations queue; a writer sends everything queued (up to the
 request's size) as one ``create_transfers`` request, each operation's chain contiguous, and
-gives each caller its own result. A request the server finds too large is split in halves.
+gives each caller its own result (kiungo.ledger.tigerbeetle_writer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import asyncpg
 import tigerbeetle as tb
@@ -56,9 +60,8 @@ from sqlalchemy import bindparam, select
 
 from kiungo.ilp.oer import MAX_UINT64
 from kiungo.ledger import errors
-from kiungo.ledger.accounts import AccountKind, Balance
-from kiungo.ledger.check import CheckResult
-from kiungo.ledger.group_commit import GroupCommit, settle
+from kiungo.ledger.accounts import AccountKind
+from kiungo.ledger.group_commit import GroupCommit
 from kiungo.ledger.rules import (
     CreateTransfers,
     ExpireTransfers,
@@ -69,12 +72,11 @@ from kiungo.ledger.rules import (
     TransferState,
     VoidTransfers,
 )
-from kiungo.ledger.service import Ledger, TransferRecord, account_id_for
+from kiungo.ledger.service import account_id_for
 from kiungo.ledger.tigerbeetle_errors import create_error, resolve_error
 from kiungo.ledger.tigerbeetle_ids import (
     ATTEMPTS,
     attempt_id,
-    attempt_ids,
     control_id,
     funding_id,
     limit_leg_id,
@@ -86,7 +88,6 @@ from kiungo.ledger.tigerbeetle_model import (
     ATTEMPT_SHIFT,
     CONTROL_CODE,
     HAS_LIMIT_LEG,
-    KINDS,
     LIMIT_CODE,
     SINK_CODE,
     TRANSFER_CODES,
@@ -94,70 +95,29 @@ from kiungo.ledger.tigerbeetle_model import (
     expiry,
     from_tb,
     tb_account,
-    within_flags,
 )
-from kiungo.ledger.tigerbeetle_wire import Event, PackedClient, pack_chains
-from kiungo.models import Asset, LedgerAccount
+from kiungo.ledger.tigerbeetle_reads import REQUEST_TIMEOUT, TransferMeta
+from kiungo.ledger.tigerbeetle_wire import Event, PackedClient
+from kiungo.ledger.tigerbeetle_writer import Replay, ReplayError, TigerBeetleWriter
+from kiungo.models import Asset
 from kiungo.models.sql import Statement, table
 
 __all__ = ["TigerBeetleLedger"]
 
-log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
 _S = tb.CreateTransferStatus
-_STATUSES = {int(s): s for s in _S}
 _F = tb.TransferFlags
-# How long one request to the cluster may take before the callers hear LedgerUnavailable.
-# The client keeps retrying it meanwhile, so a caller's retry with the same ids is safe.
-_REQUEST_TIMEOUT = 5.0
 _METADATA_CACHE = 65536
 
 _assets = table(Asset)
-_accounts = table(LedgerAccount)
 
 _LEDGER_NUMBER = Statement(select(_assets.c.ledger).where(_assets.c.id == bindparam("asset_id")))
 
-# Every account Kiungo knows, as check() compares it with TigerBeetle's.
-_ACCOUNT_MAP = Statement(
-    select(_accounts.c.id, _accounts.c.asset_id, _accounts.c.kind, _assets.c.ledger)
-    .select_from(_accounts.join(_assets, _assets.c.id == _accounts.c.asset_id))
-    .order_by(_accounts.c.id)
-)
 
-
-@dataclass(slots=True)
-class _Meta:
-    """What a post or void needs to know of a pending transfer (cached, else looked up)."""
-
-    transfer: Transfer
-    tb_id: int
-    group_size: int
-    has_limit_leg: bool
-
-
-@dataclass(slots=True)
-class _Request:
-    events: list[Event]
-    interpret: Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception]
-    future: asyncio.Future[list[Transfer]]
-
-
-@dataclass(slots=True)
-class _Replay:
-    """A create whose first leg exists: the originals are looked up after the batch."""
-
-    legs: tuple[Leg, ...]
-    pending: bool
-    code: str
-    attempt: int
-
-
-class TigerBeetleLedger(Ledger):
+class TigerBeetleLedger(TigerBeetleWriter):
     """:class:`Ledger`'s interface on a TigerBeetle cluster (module docstring).
 
-    It subclasses :class:`Ledger` so that everything typed ``Ledger`` takes it, and shares
+    It subclasses :class:`Ledger` (through :class:`TigerBeetleWriter` and
+    :class:`TigerBeetleReads`) so that everything typed ``Ledger`` takes it, and shares
     with it only the Postgres account map (``ledger_accounts`` rows, looked up and made in the
     same way), :meth:`sync_balances` (which copies :meth:`balances` into that map) and
     ``async with``; every other public method is its own. ``pool`` reaches the Postgres
@@ -182,27 +142,21 @@ class TigerBeetleLedger(Ledger):
         # Ids per lookup and results per query: TigerBeetle's reply must fit one message
         # (lookups of 3,000 ids refused by a default server here, 2,000 taken); learnt when refused.
         self._max_lookup = 8000
-        self._client: PackedClient | None = None
-        self._sends: GroupCommit[_Request] = GroupCommit("tigerbeetle-writer", writers)
+        self._client = None
+        self._sends = GroupCommit("tigerbeetle-writer", writers)
         self._asset_of: dict[uuid.UUID, uuid.UUID] = {}
         self._kind_of: dict[uuid.UUID, AccountKind] = {}
         self._ledger_of: dict[uuid.UUID, int] = {}
         self._known_accounts: set[uuid.UUID] = set()
         self._funded: dict[uuid.UUID, int] = {}
         self._fundings: dict[tuple[uuid.UUID, int], asyncio.Future[None]] = {}
-        self._meta: OrderedDict[uuid.UUID, _Meta] = OrderedDict()
+        self._meta = OrderedDict()
         self.batches = 0
         self.operations = 0
 
     @property
     def addresses(self) -> str:
         return self._addresses
-
-    @property
-    def client(self) -> PackedClient:
-        if self._client is None:
-            raise RuntimeError("the ledger is not started")
-        return self._client
 
     def start(self) -> None:
         if not self._sends.running:
@@ -214,7 +168,7 @@ class TigerBeetleLedger(Ledger):
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), _REQUEST_TIMEOUT)
+                await asyncio.wait_for(client.close(), REQUEST_TIMEOUT)
 
     def readiness_probe(self) -> Callable[[], Awaitable[None]] | None:
         return self._ping
@@ -222,48 +176,6 @@ class TigerBeetleLedger(Ledger):
     async def _ping(self) -> None:
         # A lookup of an id no account has: one round trip to the cluster, nothing read.
         await self._call(self.client.lookup_accounts([0]))
-
-    async def _call(self, call: Awaitable[_T]) -> _T:
-        """One request to the cluster, bounded in time (the client itself retries forever)."""
-        task = asyncio.ensure_future(call)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), _REQUEST_TIMEOUT)
-        except TimeoutError:
-            raise errors.LedgerUnavailable("TigerBeetle did not answer in time; retry") from None
-        except (tb.ClientClosedError, tb.ClientEvictedError) as exc:
-            raise errors.LedgerUnavailable(f"the TigerBeetle client cannot send: {exc!r}") from None
-
-    async def _in_chunks(
-        self, lookup: Callable[[list[int]], Awaitable[list[_T]]], ids: list[int]
-    ) -> list[_T]:
-        """``lookup`` of every id, in requests as large as the cluster takes: its limit (set by
-        ``--limit-request``) is learnt from its TooMuchData answer, halving until one fits."""
-        found: list[_T] = []
-        start = 0
-        while start < len(ids):
-            size = self._max_lookup
-            try:
-                found += await self._call(lookup(ids[start : start + size]))
-            except tb.TooMuchDataError:
-                if size == 1:
-                    raise
-                self._max_lookup = max(1, size // 2)
-                continue
-            start += size
-        return found
-
-    async def _paged(
-        self, query: Callable[[int], Awaitable[list[_T]]], page_size: int
-    ) -> tuple[list[_T], int]:
-        """One page of ``query(limit)`` and the limit it was read with: halved (and learnt)
-        while the cluster answers TooMuchData."""
-        while True:
-            try:
-                return await self._call(query(page_size)), page_size
-            except tb.TooMuchDataError:
-                if page_size == 1:
-                    raise
-                page_size = self._max_lookup = max(1, page_size // 2)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -299,250 +211,6 @@ class TigerBeetleLedger(Ledger):
                 raise errors.UnknownAccount(f"asset {asset_id} does not exist")
             self._ledger_of[asset_id] = number
         return number
-
-    async def balance(self, account_id: uuid.UUID) -> Balance:
-        [balance] = await self.balances([account_id])
-        if balance is None:
-            raise errors.UnknownAccount(f"account {account_id} does not exist")
-        return balance
-
-    async def balances(self, account_ids: Sequence[uuid.UUID]) -> list[Balance | None]:
-        ids = [a.int for a in account_ids]
-        found = {a.id: a for a in await self._in_chunks(self.client.lookup_accounts, ids)}
-        balances: list[Balance | None] = []
-        for account_id in account_ids:
-            account = found.get(account_id.int)
-            kind = None if account is None else KINDS.get(account.code)
-            if account is None or kind is None:
-                balances.append(None)
-                continue
-            balances.append(
-                Balance(
-                    account_id,
-                    kind,
-                    account.debits_posted,
-                    account.credits_posted,
-                    account.debits_pending,
-                    account.credits_pending,
-                )
-            )
-        return balances
-
-    async def transfers_of(self, account_id: uuid.UUID, limit: int = 100) -> list[Transfer]:
-        filter_flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
-        found = await self._account_transfers(account_id, filter_flags, limit)
-        return [r.transfer for r in await self._records(found)]
-
-    async def history(
-        self, account_ids: Sequence[uuid.UUID], *, debits: bool, limit: int
-    ) -> list[TransferRecord]:
-        side = tb.AccountFilterFlags.DEBITS if debits else tb.AccountFilterFlags.CREDITS
-        found: list[tb.Transfer] = []
-        for account_id in account_ids:
-            found += await self._account_transfers(
-                account_id, side | tb.AccountFilterFlags.REVERSED, limit
-            )
-        found.sort(key=lambda t: t.timestamp, reverse=True)
-        return await self._records(found[:limit])
-
-    async def _account_transfers(
-        self, account_id: uuid.UUID, flags: tb.AccountFilterFlags, limit: int
-    ) -> list[tb.Transfer]:
-        """Up to ``limit`` of the account's own transfers (not posts and voids, which are
-        transfers of their own in TigerBeetle), in timestamp order (or reversed)."""
-        found: list[tb.Transfer] = []
-        bound = 0
-        reverse = bool(flags & tb.AccountFilterFlags.REVERSED)
-        while len(found) < limit:
-            page_size = min(self._max_lookup, max(limit * 2, 16))
-
-            def transfers_page(size: int, bound: int = bound) -> Awaitable[list[tb.Transfer]]:
-                return self.client.get_account_transfers(
-                    tb.AccountFilter(
-                        account_id=account_id.int,
-                        user_data_128=0,
-                        user_data_64=0,
-                        user_data_32=0,
-                        code=0,
-                        timestamp_min=0 if reverse else bound,
-                        timestamp_max=bound if reverse else 0,
-                        limit=size,
-                        flags=flags,
-                    )
-                )
-
-            page, page_size = await self._paged(transfers_page, page_size)
-            found += [
-                t
-                for t in page
-                if not t.flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER)
-            ]
-            if len(page) < page_size:
-                break
-            bound = page[-1].timestamp - 1 if reverse else page[-1].timestamp + 1
-        return found[:limit]
-
-    async def _records(self, found: list[tb.Transfer]) -> list[TransferRecord]:
-        transfers = [
-            from_tb(t, await self._asset_for(uuid.UUID(int=t.debit_account_id))) for t in found
-        ]
-        await self._states(transfers, [t.id for t in found])
-        return [
-            TransferRecord(transfer, datetime.fromtimestamp(t.timestamp / 1e9, UTC))
-            for transfer, t in zip(transfers, found, strict=True)
-        ]
-
-    async def transfer(self, transfer_id: uuid.UUID) -> Transfer | None:
-        found = (await self._lookup([transfer_id])).get(transfer_id)
-        if found is None:
-            return None
-        asset_id = await self._asset_for(uuid.UUID(int=found.debit_account_id))
-        [transfer] = await self._states([from_tb(found, asset_id, transfer_id)], [found.id])
-        return transfer
-
-    async def _lookup(self, transfer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tb.Transfer]:
-        """The transfers of these Kiungo ids, whichever try of each id was created."""
-        by_tb_id: dict[int, uuid.UUID] = {}
-        for transfer_id in transfer_ids:
-            meta = self._meta.get(transfer_id)
-            for tb_id in [meta.tb_id] if meta else attempt_ids(transfer_id.int):
-                by_tb_id[tb_id] = transfer_id
-        found: dict[uuid.UUID, tb.Transfer] = {}
-        for t in await self._in_chunks(self.client.lookup_transfers, list(by_tb_id)):
-            if t.code != LIMIT_CODE:
-                found[by_tb_id[t.id]] = t
-        return found
-
-    async def _states(self, transfers: list[Transfer], tb_ids: list[int]) -> list[Transfer]:
-        """Settle each pending transfer's state: posted, voided, expired or still pending."""
-        pending = [
-            (t, tb_id)
-            for t, tb_id in zip(transfers, tb_ids, strict=True)
-            if t.state is TransferState.PENDING
-        ]
-        if not pending:
-            return transfers
-        ids: list[int] = []
-        for _, tb_id in pending:
-            ids += [post_id(tb_id), void_id(tb_id)]
-        resolved = {
-            t.pending_id: t.flags
-            for t in await self._call(self.client.lookup_transfers(ids))
-            if t.pending_id
-        }
-        now = datetime.now(UTC)
-        for t, tb_id in pending:
-            flags = resolved.get(tb_id)
-            if flags is not None:
-                posted = flags & _F.POST_PENDING_TRANSFER
-                t.state = TransferState.POSTED if posted else TransferState.VOIDED
-            elif t.expires_at is not None and t.expires_at <= now:
-                t.state = TransferState.EXPIRED
-        return transfers
-
-    async def check(self) -> list[CheckResult]:
-        """``kiungo ledger check`` on TigerBeetle. The engine keeps each ledger balanced and
-        each account within its flags; what can still go wrong is the map: an account Kiungo
-        knows that TigerBeetle lacks or holds with another kind, ledger or asset (its rules
-        would then not be the kind's). The balances are checked against the kinds' rules too."""
-        async with self._pool.acquire() as conn:
-            rows = await _ACCOUNT_MAP.fetch(conn)
-        expected = {
-            r["id"]: tb_account(r["id"], r["asset_id"], AccountKind(r["kind"]), r["ledger"])
-            for r in rows
-        }
-        ids = [a.int for a in expected]
-        found = {a.id: a for a in await self._in_chunks(self.client.lookup_accounts, ids)}
-        mismatched: list[dict[str, object]] = []
-        flags_broken: list[dict[str, object]] = []
-        for account_id, want in expected.items():
-            have = found.get(account_id.int)
-            if have is None:
-                mismatched.append({"account_id": str(account_id), "problem": "missing"})
-                continue
-            differs = [
-                name
-                for name in ("ledger", "code", "flags", "user_data_128")
-                if getattr(have, name) != getattr(want, name)
-            ]
-            if differs:
-                mismatched.append({"account_id": str(account_id), "differs": differs})
-            kind = KINDS.get(want.code)
-            if kind is not None and not within_flags(kind, have):
-                flags_broken.append(
-                    {
-                        "account_id": str(account_id),
-                        "kind": kind.value,
-                        "debits_posted": have.debits_posted,
-                        "credits_posted": have.credits_posted,
-                        "debits_pending": have.debits_pending,
-                        "credits_pending": have.credits_pending,
-                    }
-                )
-        unbalanced: list[dict[str, object]] = []
-        for asset_id, ledger in sorted({(r["asset_id"], r["ledger"]) for r in rows}):
-            sums = await self._ledger_sums(ledger)
-            if sums[0] != sums[1] or sums[2] != sums[3]:
-                unbalanced.append(
-                    {
-                        "asset_id": str(asset_id),
-                        "debits_posted": sums[0],
-                        "credits_posted": sums[1],
-                        "debits_pending": sums[2],
-                        "credits_pending": sums[3],
-                    }
-                )
-        return [
-            CheckResult(
-                "tigerbeetle_accounts",
-                "every account in ledger_accounts is in TigerBeetle with its kind's flags and "
-                "code and its asset's ledger",
-                mismatched,
-            ),
-            CheckResult(
-                "ledger_balances",
-                "per asset, posted debits equal posted credits and pending debits equal "
-                "pending credits",
-                unbalanced,
-            ),
-            CheckResult(
-                "account_flags",
-                "no liquidity account debited beyond its credits, no settlement account "
-                "credited beyond its debits",
-                flags_broken,
-            ),
-        ]
-
-    async def _ledger_sums(self, ledger: int) -> tuple[int, int, int, int]:
-        sums = [0, 0, 0, 0]
-        timestamp_min = 0
-        while True:
-            page_size = self._max_lookup
-
-            def accounts_page(size: int, since: int = timestamp_min) -> Awaitable[list[tb.Account]]:
-                return self.client.query_accounts(
-                    tb.QueryFilter(
-                        user_data_128=0,
-                        user_data_64=0,
-                        user_data_32=0,
-                        ledger=ledger,
-                        code=0,
-                        timestamp_min=since,
-                        timestamp_max=0,
-                        limit=size,
-                        flags=tb.QueryFilterFlags.NONE,
-                    )
-                )
-
-            page, page_size = await self._paged(accounts_page, page_size)
-            for a in page:
-                sums[0] += a.debits_posted
-                sums[1] += a.credits_posted
-                sums[2] += a.debits_pending
-                sums[3] += a.credits_pending
-            if len(page) < page_size:
-                return sums[0], sums[1], sums[2], sums[3]
-            timestamp_min = page[-1].timestamp + 1
 
     # -- transfers -----------------------------------------------------------------------------
 
@@ -686,7 +354,7 @@ class TigerBeetleLedger(Ledger):
                     # Sent again (a retry's hold has less time left, or one leg of a group
                     # alone, whose flags and leg count differ): the same transfer if its
                     # accounts, amount and phase are, as on Postgres (rules._create).
-                    return _ReplayError(_Replay(legs, pending, op.code, attempt))
+                    return ReplayError(Replay(legs, pending, op.code, attempt))
                 return create_error(status, leg, role, self._kind_of)
 
             return interpret
@@ -703,24 +371,6 @@ class TigerBeetleLedger(Ledger):
         raise errors.TransferExists(
             f"transfer {legs[0].id} was refused {ATTEMPTS} times: use a new id"
         )
-
-    async def _replay(self, replay: _Replay) -> list[Transfer]:
-        """The original transfers of a create sent again, or TransferExists if they differ."""
-        ids = [attempt_id(leg.id.int, replay.attempt) for leg in replay.legs]
-        found = {t.id: t for t in await self._call(self.client.lookup_transfers(ids))}
-        originals = []
-        for leg, tb_id in zip(replay.legs, ids, strict=True):
-            t = found.get(tb_id)
-            if (
-                t is None
-                or t.debit_account_id != leg.debit_account_id.int
-                or t.credit_account_id != leg.credit_account_id.int
-                or t.amount != leg.amount
-                or bool(t.flags & _F.PENDING) != replay.pending
-            ):
-                raise errors.TransferExists(f"transfer {leg.id} exists")
-            originals.append(from_tb(t, await self._asset_for(leg.debit_account_id), leg.id))
-        return await self._states(originals, ids)
 
     async def _fund_control(self, account_id: uuid.UUID, asset_id: uuid.UUID, limit: int) -> None:
         """Open ``account_id``'s limit control account with ``limit`` (once; module docstring)."""
@@ -773,7 +423,7 @@ class TigerBeetleLedger(Ledger):
     def _remember(
         self, transfer: Transfer, tb_id: int, group_size: int, has_limit_leg: bool
     ) -> None:
-        self._meta[transfer.id] = _Meta(transfer, tb_id, group_size, has_limit_leg)
+        self._meta[transfer.id] = TransferMeta(transfer, tb_id, group_size, has_limit_leg)
         if len(self._meta) > _METADATA_CACHE:
             self._meta.popitem(last=False)
 
@@ -797,7 +447,7 @@ class TigerBeetleLedger(Ledger):
         derive = post_id if posting else void_id
         flag = int(_F.POST_PENDING_TRANSFER if posting else _F.VOID_PENDING_TRANSFER)
         events: list[Event] = []
-        owners: list[_Meta] = []
+        owners: list[TransferMeta] = []
         for meta in metas:
             pending_ids = [meta.tb_id]
             if meta.has_limit_leg:
@@ -841,7 +491,7 @@ class TigerBeetleLedger(Ledger):
 
         return await self._enqueue(events, interpret)
 
-    async def _metadata(self, ids: Sequence[uuid.UUID]) -> list[_Meta]:
+    async def _metadata(self, ids: Sequence[uuid.UUID]) -> list[TransferMeta]:
         missing = [i for i in ids if i not in self._meta]
         if missing:
             found = await self._lookup(missing)
@@ -858,101 +508,6 @@ class TigerBeetleLedger(Ledger):
                 )
         return [self._meta[i] for i in ids]
 
-    # -- the writer ----------------------------------------------------------------------------
-
-    async def _enqueue(
-        self,
-        events: list[Event],
-        interpret: Callable[[list[tb.CreateTransferStatus], list[int]], list[Transfer] | Exception],
-    ) -> list[Transfer]:
-        sends = self._sends
-        future = sends.future()
-        sends.put(_Request(events, interpret, future))
-        try:
-            return await future
-        except _ReplayError as replay:
-            return await self._replay(replay.replay)
-
-    async def _send_loop(self) -> None:
-        queue = self._sends.queue
-        while True:
-            await self._sends.wait()
-            # As many queued operations as fit in one request (taken by one slice: popping
-            # them one at a time from the front was a tenth of the writer's time), but only a
-            # fair share when other writers are idle: they send the rest at once, so the
-            # cluster works on one request while this process packs or reads another.
-            limit = self._max_batch
-            if self._sends.idle:
-                total = sum(len(request.events) for request in queue)
-                limit = min(limit, -(-total // (self._sends.idle + 1)))
-            size = 0
-            taken = 0
-            for request in queue:
-                size += len(request.events)
-                if taken and size > limit:
-                    break
-                taken += 1
-            batch = queue[:taken]
-            del queue[:taken]
-            await self._send_batch(batch)
-
-    async def _send_batch(self, batch: list[_Request]) -> None:
-        try:
-            # Chains: every event but an operation's last is linked to the next.
-            packed = pack_chains([r.events for r in batch])
-            results = await self._call(self.client.create_transfers_packed(packed))
-        except tb.TooMuchDataError:
-            if len(batch) == 1:
-                error: Exception = errors.InvalidAmount(
-                    "the transfer has too many legs for one request"
-                )
-            else:
-                # The cluster's request limit is below max_batch: learn it, send in halves.
-                self._max_batch = max(1, packed.count // 2)
-                half = len(batch) // 2
-                await self._send_batch(batch[:half])
-                await self._send_batch(batch[half:])
-                return
-        except errors.LedgerUnavailable as exc:
-            error = exc
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("TigerBeetle batch of %d failed unexpectedly", len(batch))
-            error = errors.LedgerUnavailable(f"the ledger could not commit: {exc!r}")
-        else:
-            self.batches += 1
-            self.operations += len(batch)
-            position = 0
-            for request in batch:
-                count = len(request.events)
-                mine = results[position : position + count]
-                position += count
-                if request.future.done():
-                    continue
-                try:
-                    outcome = request.interpret(
-                        [_STATUSES[status] for status, _ in mine],
-                        [timestamp for _, timestamp in mine],
-                    )
-                except Exception as exc:  # a bug in interpreting must not stop the writer
-                    log.exception("interpreting a TigerBeetle result failed")
-                    outcome = errors.LedgerUnavailable(
-                        f"the ledger could not read its result: {exc!r}"
-                    )
-                settle(request, outcome)
-            return
-        for request in batch:
-            settle(request, error)
-
 
 class _NextAttempt(Exception):
     """An id of the create failed before in TigerBeetle: try again under the next ids."""
-
-
-class _ReplayError(Exception):
-    """Carries a replay from the writer back to its caller, who looks up the originals."""
-
-    def __init__(self, replay: _Replay) -> None:
-        super().__init__("replay")
-        self.replay = replay

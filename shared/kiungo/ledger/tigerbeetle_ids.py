@@ -1,4 +1,5 @@
-"""The ids Kiungo gives TigerBeetle's accounts and transfers (used by kiungo.ledger.tigerbeetle).
+"""The ids Kiungo gives TigerBeetle's accounts and transfers (used by kiungo.ledger.tigerbeetle
+and its reads and writer, kiungo.ledger.tigerbeetle_reads and kiungo.ledger.tigerbeetle_writer).
 
 A Kiungo uuid is its TigerBeetle u128 id (``uuid.int``: random or uuid5 ids are never 0 nor
 2^128-1). Every other id is derived from one by a keyed hash (:func:`_derived`), so it is the
