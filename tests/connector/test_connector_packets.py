@@ -7,7 +7,6 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,19 +38,6 @@ from kiungo.spsp import SpspResponse
 from kiungo.store.channels import PEERS_CHANGED_CHANNEL
 from kiungo.stream.crypto import StreamKeys, random_condition
 from kiungo.stream.packet import StreamMoneyFrame, StreamPacket, encode_stream_packet
-
-
-@pytest.fixture
-async def connector(
-    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
-) -> AsyncIterator[Connector]:
-    async with (
-        next_hop(fulfilling_hop()) as hop,
-        running_connector(
-            database_url, redis_server_url, redis_prefix, hop_endpoint=hop
-        ) as connector,
-    ):
-        yield connector
 
 
 def assert_reject(reply: Fulfill | Reject, code: str) -> Reject:

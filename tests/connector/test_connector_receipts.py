@@ -11,18 +11,12 @@ import asyncio
 import base64
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import pytest
-from redis.asyncio import Redis
 from tests.connector.harness import (
     Connector,
     create_incoming_payment,
-    fulfilling_hop,
-    next_hop,
-    running_connector,
 )
 
 from kiungo.ilp.packet import Fulfill, Prepare, Reject, encode_packet
@@ -37,19 +31,6 @@ from kiungo.stream.packet import (
     encode_stream_packet,
 )
 from kiungo.stream.receipt import verify_receipt
-
-
-@pytest.fixture
-async def connector(
-    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
-) -> AsyncIterator[Connector]:
-    async with (
-        next_hop(fulfilling_hop()) as hop,
-        running_connector(
-            database_url, redis_server_url, redis_prefix, hop_endpoint=hop
-        ) as connector,
-    ):
-        yield connector
 
 
 class ReceiptConnection:

@@ -25,7 +25,6 @@ from tests.connector.harness import (
     fulfilling_hop,
     next_hop,
     prepare_to,
-    running_connector,
 )
 
 from kiungo.ilp.ildcp import build_request, parse_response
@@ -40,19 +39,6 @@ UPDATE_PEER = """
 mutation($input: UpdatePeerInput!) { updatePeer(input: $input) { peer { id } } }
 """
 NON_ASCII = "jeton-de-pair-été-ключ"
-
-
-@pytest.fixture
-async def connector(
-    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
-) -> AsyncIterator[Connector]:
-    async with (
-        next_hop(fulfilling_hop()) as hop,
-        running_connector(
-            database_url, redis_server_url, redis_prefix, hop_endpoint=hop
-        ) as connector,
-    ):
-        yield connector
 
 
 @pytest.fixture

@@ -7,22 +7,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httptools
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 from tests.connector.harness import (
     Connector,
-    fulfilling_hop,
-    next_hop,
     prepare_to,
-    running_connector,
 )
 
 from kiungo.ilp.ildcp import build_request
@@ -33,17 +28,6 @@ from kiungo.ledger import AccountKind
 def ildcp() -> bytes:
     """An IL-DCP request: fulfilled by the connector itself, moving no money."""
     return encode_packet(build_request(datetime.now(UTC)))
-
-
-@pytest.fixture
-async def connector(
-    database_url: str, redis_server_url: str, redis_prefix: str, redis: Redis
-) -> AsyncIterator[Connector]:
-    async with (
-        next_hop(fulfilling_hop()) as hop,
-        running_connector(database_url, redis_server_url, redis_prefix, hop_endpoint=hop) as node,
-    ):
-        yield node
 
 
 @dataclass
