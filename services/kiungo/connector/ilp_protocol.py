@@ -210,7 +210,6 @@ class _IlpExchange:
         head += [b"\r\n", body]
         protocol.transport.write(b"".join(head))
         self.response_complete = True
-        self.message_event.set()
         if not self.keep_alive:
             protocol.transport.close()
         protocol.on_response_complete()
